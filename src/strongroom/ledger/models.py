@@ -1,0 +1,111 @@
+"""Ledger tables: accounts with the four balance fields, immutable transfers, journal entries.
+
+A transfer moves one amount of one asset from one debit account to one credit account and is
+written as two journal entries (one per side). The balance fields on an account are a cache of its
+entries, kept in the same transaction and checked by ``strongroom ledger check`` (R-LEDGER-5).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from strongroom.db import Amount, Base, UTCDateTime, utcnow
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Account(Base):
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (
+        UniqueConstraint("owner_type", "owner_id", "kind", "asset", name="uq_ledger_accounts_owner"),
+        UniqueConstraint("id", "asset", name="uq_ledger_accounts_id_asset"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    owner_type: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(24))
+    asset: Mapped[str] = mapped_column(String(10))
+    allow_negative: Mapped[bool] = mapped_column(Boolean, default=False)
+    negative_limit_minor: Mapped[int] = mapped_column(Amount, default=0)
+    debits_posted: Mapped[int] = mapped_column(Amount, default=0)
+    credits_posted: Mapped[int] = mapped_column(Amount, default=0)
+    debits_pending: Mapped[int] = mapped_column(Amount, default=0)
+    credits_pending: Mapped[int] = mapped_column(Amount, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Transfer(Base):
+    __tablename__ = "ledger_transfers"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["debit_account_id", "asset"],
+            ["ledger_accounts.id", "ledger_accounts.asset"],
+            name="fk_ledger_transfers_debit_account",
+        ),
+        ForeignKeyConstraint(
+            ["credit_account_id", "asset"],
+            ["ledger_accounts.id", "ledger_accounts.asset"],
+            name="fk_ledger_transfers_credit_account",
+        ),
+        # A pending transfer is posted or voided at most once.
+        UniqueConstraint("pending_id", name="uq_ledger_transfers_pending_id"),
+        Index("ix_ledger_transfers_open_timeouts", "timeout_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    debit_account_id: Mapped[int] = mapped_column(BigId)
+    credit_account_id: Mapped[int] = mapped_column(BigId)
+    asset: Mapped[str] = mapped_column(String(10))
+    amount_minor: Mapped[int] = mapped_column(Amount)
+    pending_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("ledger_transfers.id"), nullable=True
+    )
+    timeout_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    batch_id: Mapped[str] = mapped_column(String(36), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(String(280), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Entry(Base):
+    """One side of a transfer. ``posted_minor`` >= 0 moves posted balance; ``pending_minor``
+    reserves (> 0) or releases (< 0) pending balance. ``balance_after`` is the account's posted
+    total (credits - debits) after this entry: the running balance of the statement."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["account_id", "asset"],
+            ["ledger_accounts.id", "ledger_accounts.asset"],
+            name="fk_ledger_entries_account",
+        ),
+        CheckConstraint("side IN ('D', 'C')", name="side"),
+        Index("ix_ledger_entries_account_id_id", "account_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    transfer_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("ledger_transfers.id"), index=True
+    )
+    account_id: Mapped[int] = mapped_column(BigId)
+    asset: Mapped[str] = mapped_column(String(10))
+    side: Mapped[str] = mapped_column(String(1))
+    posted_minor: Mapped[int] = mapped_column(Amount)
+    pending_minor: Mapped[int] = mapped_column(Amount)
+    balance_after: Mapped[int] = mapped_column(Amount)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

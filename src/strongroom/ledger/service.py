@@ -1,0 +1,489 @@
+"""The ledger service: the only code that writes balances (SPEC P2, R-LEDGER-1..7).
+
+``create_transfers`` takes a batch: it reads what it needs, locks every account it touches in one
+statement in ascending id order (so two batches never deadlock), applies linked groups in memory
+(all or nothing per group), then writes transfers, entries and balances in a few bulk statements.
+Services never commit; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from strongroom.db import utcnow
+from strongroom.errors import DomainError, NotFound
+from strongroom.ledger.domain import (
+    AccountState,
+    LedgerError,
+    Movement,
+    PendingInfo,
+    TransferKind,
+    TransferSpec,
+    apply_movement,
+    validate_spec,
+)
+from strongroom.ledger.models import Account, Entry, Transfer
+from strongroom.settings import LedgerLimits, get_settings
+
+OPERATOR = "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    index: int
+    id: str
+    status: str  # "created" | "exists" | "failed"
+    error: DomainError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+def ensure_account(
+    *,
+    session: Session,
+    owner_type: str,
+    owner_id: str,
+    kind: str,
+    asset: str,
+    allow_negative: bool = False,
+    negative_limit_minor: int = 0,
+) -> Account:
+    """Return the account for (owner, kind, asset), creating it if it does not exist yet.
+
+    Safe under concurrency: the insert is ``ON CONFLICT DO NOTHING`` on the owner key.
+    """
+    key = {"owner_type": owner_type, "owner_id": owner_id, "kind": kind, "asset": asset}
+    found = session.scalars(select(Account).filter_by(**key)).one_or_none()
+    if found is not None:
+        return found
+    dialect = session.get_bind().dialect.name
+    values = {**key, "allow_negative": allow_negative,
+              "negative_limit_minor": negative_limit_minor, "debits_posted": 0,
+              "credits_posted": 0, "debits_pending": 0, "credits_pending": 0,
+              "created_at": utcnow()}
+    statement = (postgresql.insert(Account) if dialect == "postgresql" else sqlite.insert(Account))
+    session.execute(statement.values(**values).on_conflict_do_nothing())
+    return session.scalars(select(Account).filter_by(**key)).one()
+
+
+def operator_account(*, session: Session, kind: str, asset: str) -> Account:
+    """An operator-owned account (bank omnibus, fees, suspense...): may go negative."""
+    return ensure_account(session=session, owner_type=OPERATOR, owner_id=OPERATOR, kind=kind,
+                          asset=asset, allow_negative=True)
+
+
+def get_account(*, session: Session, account_id: int) -> Account:
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} does not exist", code="account_not_found")
+    return account
+
+
+def accounts_of(*, session: Session, owner_type: str, owner_id: str,
+                kind: str | None = None) -> list[Account]:
+    query = select(Account).filter_by(owner_type=owner_type, owner_id=owner_id)
+    if kind is not None:
+        query = query.filter_by(kind=kind)
+    return list(session.scalars(query.order_by(Account.asset, Account.id)))
+
+
+# --------------------------------------------------------------------------- transfers
+
+
+def transfer(*, session: Session, spec: TransferSpec, now: datetime | None = None) -> str:
+    """One transfer; raises its error. Returns the transfer id."""
+    (result,) = create_transfers(session=session, specs=[spec], now=now)
+    if result.error is not None:
+        raise result.error
+    return result.id
+
+
+def create_transfers(
+    *,
+    session: Session,
+    specs: Sequence[TransferSpec],
+    now: datetime | None = None,
+    limits: LedgerLimits | None = None,
+) -> list[TransferResult]:
+    """Apply a batch of transfers. A transfer with ``linked=True`` succeeds or fails together
+    with the next one (R-LEDGER-2). Returns one result per spec, in order."""
+    limits = limits or get_settings().ledger
+    if len(specs) > limits.batch_max_transfers:
+        raise LedgerError(f"a batch holds at most {limits.batch_max_transfers} transfers",
+                          code="batch_too_large", max=limits.batch_max_transfers)
+    if not specs:
+        return []
+    batch = _Batch(session, list(specs), now or utcnow(), limits)
+    return batch.run()
+
+
+class _Batch:
+    def __init__(self, session: Session, specs: list[TransferSpec], now: datetime,
+                 limits: LedgerLimits) -> None:
+        self.session = session
+        self.specs = specs
+        self.now = now
+        self.limits = limits
+        self.batch_id = str(uuid.uuid4())
+        self.ids = [spec.id or str(uuid.uuid4()) for spec in specs]
+        self.errors: dict[int, DomainError] = {}
+        self.exists: set[int] = set()
+        self.pendings: dict[str, PendingInfo] = {}
+        self.states: dict[int, AccountState] = {}
+        self.applied: list[tuple[Movement, int, int]] = []
+
+    def run(self) -> list[TransferResult]:
+        self._validate_shapes()
+        self._load_existing()
+        self._load_pendings()
+        self._lock_accounts()
+        self._load_resolutions()
+        for group in _groups(self.specs):
+            self._apply_group(group)
+        self._write()
+        return self._results()
+
+    # -- stage 1: what needs no account
+
+    def _validate_shapes(self) -> None:
+        seen: set[str] = set()
+        for index, spec in enumerate(self.specs):
+            try:
+                validate_spec(spec, timeout_max_s=self.limits.pending_timeout_max_s,
+                              note_max_chars=self.limits.note_max_chars)
+            except DomainError as error:
+                self.errors[index] = error
+            if self.ids[index] in seen:
+                self.errors[index] = LedgerError("transfer id appears twice in the batch",
+                                                 code="duplicate_id")
+            seen.add(self.ids[index])
+
+    def _load_existing(self) -> None:
+        client_ids = {self.ids[i]: i for i, spec in enumerate(self.specs) if spec.id is not None}
+        if not client_ids:
+            return
+        rows = self.session.execute(
+            select(Transfer).where(Transfer.id.in_(list(client_ids)))
+        ).scalars()
+        for row in rows:
+            index = client_ids[row.id]
+            if _same_transfer(row, self.specs[index]):
+                self.exists.add(index)
+            else:
+                self.errors[index] = LedgerError(
+                    f"transfer {row.id} exists with different fields",
+                    code="transfer_exists_with_different_fields", id=row.id)
+
+    def _load_pendings(self) -> None:
+        wanted = {s.pending_id for s in self.specs if s.pending_id is not None}
+        if not wanted:
+            return
+        rows = self.session.execute(
+            select(Transfer).where(Transfer.id.in_(wanted), Transfer.kind == TransferKind.PENDING)
+        ).scalars()
+        for row in rows:
+            self.pendings[row.id] = PendingInfo(
+                id=row.id, debit_account_id=row.debit_account_id,
+                credit_account_id=row.credit_account_id, asset=row.asset,
+                amount_minor=row.amount_minor, timeout_at=_aware(row.timeout_at), resolved=False)
+
+    def _lock_accounts(self) -> None:
+        wanted: set[int] = set()
+        for spec in self.specs:
+            for account_id in (spec.debit_account_id, spec.credit_account_id):
+                if account_id is not None:
+                    wanted.add(account_id)
+        for pending in self.pendings.values():
+            wanted.update((pending.debit_account_id, pending.credit_account_id))
+        if not wanted:
+            return
+        self.states = _lock(self.session, sorted(wanted))
+
+    def _load_resolutions(self) -> None:
+        # Read after the accounts are locked: every post/void of a pending locks its accounts,
+        # so no other transaction can resolve it between this read and our commit.
+        if not self.pendings:
+            return
+        rows = self.session.execute(
+            select(Transfer.pending_id).where(Transfer.pending_id.in_(list(self.pendings)))
+        ).scalars()
+        for pending_id in rows:
+            if pending_id is not None:
+                info = self.pendings[pending_id]
+                self.pendings[pending_id] = _resolved(info)
+
+    # -- stage 2: apply each linked group in memory
+
+    def _apply_group(self, group: list[int]) -> None:
+        failed = next((i for i in group if i in self.errors), None)
+        if failed is None and self.specs[group[-1]].linked:
+            failed = group[-1]
+            self.errors[failed] = LedgerError("the last transfer of the batch is linked to "
+                                              "nothing", code="linked_chain_open")
+        if failed is None:
+            failed = self._try_group(group)
+        if failed is not None:
+            for index in group:
+                if index != failed:
+                    self.errors[index] = LedgerError(
+                        f"linked transfer {failed} failed", code="linked_transfer_failed",
+                        failed_index=failed)
+                self.exists.discard(index)
+
+    def _try_group(self, group: list[int]) -> int | None:
+        involved = self._group_accounts(group)
+        staged = {aid: self.states[aid].copy() for aid in involved if aid in self.states}
+        pendings = dict(self.pendings)
+        movements: list[Movement] = []
+        for index in group:
+            if index in self.exists:
+                continue
+            try:
+                move = self._movement(index, pendings)
+                debit = _state(staged, move.debit_account_id)
+                credit = _state(staged, move.credit_account_id)
+                if debit.asset != move.asset or credit.asset != move.asset:
+                    raise LedgerError("accounts and transfer must be in one asset",
+                                      code="asset_mismatch")
+                apply_movement(debit, credit, move)
+            except DomainError as error:
+                self.errors[index] = error
+                return index
+            self._track_pending(move, pendings)
+            movements.append(move)
+        self.states.update(staged)
+        self.pendings = pendings
+        for move in movements:
+            debit, credit = staged[move.debit_account_id], staged[move.credit_account_id]
+            self.applied.append((move, debit.total, credit.total))
+        return None
+
+    def _group_accounts(self, group: list[int]) -> set[int]:
+        ids: set[int] = set()
+        for index in group:
+            spec = self.specs[index]
+            ids.update(i for i in (spec.debit_account_id, spec.credit_account_id) if i is not None)
+            pending = self.pendings.get(spec.pending_id or "")
+            if pending is not None:
+                ids.update((pending.debit_account_id, pending.credit_account_id))
+        return ids
+
+    def _movement(self, index: int, pendings: dict[str, PendingInfo]) -> Movement:
+        spec, transfer_id = self.specs[index], self.ids[index]
+        if spec.kind in (TransferKind.POSTED, TransferKind.PENDING):
+            assert spec.debit_account_id is not None and spec.credit_account_id is not None
+            assert spec.asset is not None and spec.amount_minor is not None
+            timeout_at = (self.now + timedelta(seconds=spec.timeout_s)
+                          if spec.timeout_s is not None else None)
+            pending = spec.kind is TransferKind.PENDING
+            return Movement(
+                spec=spec, id=transfer_id, kind=spec.kind,
+                debit_account_id=spec.debit_account_id, credit_account_id=spec.credit_account_id,
+                asset=spec.asset, amount_minor=spec.amount_minor,
+                posted_minor=0 if pending else spec.amount_minor,
+                pending_delta=spec.amount_minor if pending else 0,
+                pending_id=None, timeout_at=timeout_at)
+        return self._resolution(spec, transfer_id, pendings)
+
+    def _resolution(self, spec: TransferSpec, transfer_id: str,
+                    pendings: dict[str, PendingInfo]) -> Movement:
+        pending = pendings.get(spec.pending_id or "")
+        if pending is None:
+            raise NotFound(f"pending transfer {spec.pending_id} does not exist",
+                           code="pending_transfer_not_found")
+        if pending.resolved:
+            raise LedgerError(f"pending transfer {pending.id} was already posted or voided",
+                              code="pending_transfer_already_resolved")
+        if spec.kind is TransferKind.POST_PENDING and _expired(pending, self.now):
+            raise LedgerError(f"pending transfer {pending.id} has expired",
+                              code="pending_transfer_expired")
+        for given, actual in ((spec.asset, pending.asset),
+                              (spec.debit_account_id, pending.debit_account_id),
+                              (spec.credit_account_id, pending.credit_account_id)):
+            if given is not None and given != actual:
+                raise LedgerError("fields differ from the pending transfer",
+                                  code="pending_transfer_mismatch")
+        amount = pending.amount_minor
+        if spec.kind is TransferKind.POST_PENDING and spec.amount_minor is not None:
+            if spec.amount_minor > pending.amount_minor:
+                raise LedgerError("cannot post more than the pending amount",
+                                  code="exceeds_pending_amount",
+                                  pending_minor=str(pending.amount_minor))
+            amount = spec.amount_minor
+        posted = amount if spec.kind is TransferKind.POST_PENDING else 0
+        return Movement(
+            spec=spec, id=transfer_id, kind=spec.kind, debit_account_id=pending.debit_account_id,
+            credit_account_id=pending.credit_account_id, asset=pending.asset,
+            amount_minor=amount, posted_minor=posted, pending_delta=-pending.amount_minor,
+            pending_id=pending.id, timeout_at=None)
+
+    @staticmethod
+    def _track_pending(move: Movement, pendings: dict[str, PendingInfo]) -> None:
+        if move.kind is TransferKind.PENDING:
+            pendings[move.id] = PendingInfo(
+                id=move.id, debit_account_id=move.debit_account_id,
+                credit_account_id=move.credit_account_id, asset=move.asset,
+                amount_minor=move.amount_minor, timeout_at=move.timeout_at, resolved=False)
+        elif move.pending_id is not None:
+            pendings[move.pending_id] = _resolved(pendings[move.pending_id])
+
+    # -- stage 3: write
+
+    def _write(self) -> None:
+        if not self.applied:
+            return
+        transfers, entries = [], []
+        for move, debit_total, credit_total in self.applied:
+            transfers.append({
+                "id": move.id, "kind": move.kind.value, "debit_account_id": move.debit_account_id,
+                "credit_account_id": move.credit_account_id, "asset": move.asset,
+                "amount_minor": move.amount_minor, "pending_id": move.pending_id,
+                "timeout_at": move.timeout_at, "batch_id": self.batch_id, "code": move.spec.code,
+                "note": move.spec.note, "created_at": self.now})
+            for side, account_id, total in (("D", move.debit_account_id, debit_total),
+                                            ("C", move.credit_account_id, credit_total)):
+                entries.append({
+                    "transfer_id": move.id, "account_id": account_id, "asset": move.asset,
+                    "side": side, "posted_minor": move.posted_minor,
+                    "pending_minor": move.pending_delta, "balance_after": total,
+                    "created_at": self.now})
+        self.session.execute(insert(Transfer), transfers)
+        self.session.execute(insert(Entry), entries)
+        touched = {aid for move, _, _ in self.applied
+                   for aid in (move.debit_account_id, move.credit_account_id)}
+        self.session.execute(update(Account), [_balance_row(self.states[aid]) for aid in
+                                               sorted(touched)])
+
+    def _results(self) -> list[TransferResult]:
+        results = []
+        for index, transfer_id in enumerate(self.ids):
+            error = self.errors.get(index)
+            if error is not None:
+                results.append(TransferResult(index, transfer_id, "failed", error))
+            else:
+                status = "exists" if index in self.exists else "created"
+                results.append(TransferResult(index, transfer_id, status))
+        return results
+
+
+def _groups(specs: Sequence[TransferSpec]) -> Iterator[list[int]]:
+    group: list[int] = []
+    for index, spec in enumerate(specs):
+        group.append(index)
+        if not spec.linked:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _lock(session: Session, account_ids: list[int]) -> dict[int, AccountState]:
+    rows = session.execute(
+        select(Account.id, Account.asset, Account.allow_negative, Account.negative_limit_minor,
+               Account.debits_posted, Account.credits_posted, Account.debits_pending,
+               Account.credits_pending)
+        .where(Account.id.in_(account_ids))
+        .order_by(Account.id)
+        .with_for_update()
+    ).all()
+    return {row.id: AccountState(*row) for row in rows}
+
+
+def _state(states: dict[int, AccountState], account_id: int) -> AccountState:
+    state = states.get(account_id)
+    if state is None:
+        raise NotFound(f"account {account_id} does not exist", code="account_not_found",
+                       account_id=account_id)
+    return state
+
+
+def _balance_row(state: AccountState) -> dict[str, int]:
+    return {"id": state.id, "debits_posted": state.debits_posted,
+            "credits_posted": state.credits_posted, "debits_pending": state.debits_pending,
+            "credits_pending": state.credits_pending}
+
+
+def _same_transfer(row: Transfer, spec: TransferSpec) -> bool:
+    pairs = ((spec.kind.value, row.kind), (spec.pending_id, row.pending_id),
+             (spec.code, row.code), (spec.note, row.note))
+    optional = ((spec.debit_account_id, row.debit_account_id),
+                (spec.credit_account_id, row.credit_account_id), (spec.asset, row.asset),
+                (spec.amount_minor, row.amount_minor))
+    return all(a == b for a, b in pairs) and all(a is None or a == b for a, b in optional)
+
+
+def _resolved(info: PendingInfo) -> PendingInfo:
+    return PendingInfo(info.id, info.debit_account_id, info.credit_account_id, info.asset,
+                       info.amount_minor, info.timeout_at, resolved=True)
+
+
+def _aware(moment: datetime | None) -> datetime | None:  # SQLite gives naive UTC
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=utcnow().tzinfo)
+
+
+def _expired(pending: PendingInfo, now: datetime) -> bool:
+    return pending.timeout_at is not None and pending.timeout_at <= now
+
+
+def expire_pending(*, session: Session, now: datetime | None = None,
+                   limit: int | None = None) -> int:
+    """Void pending transfers whose timeout has passed (R-LEDGER-3). Returns how many."""
+    now = now or utcnow()
+    limit = limit or get_settings().ledger.expire_batch_max
+    resolution = Transfer.__table__.alias("resolution")
+    due = session.execute(
+        select(Transfer.id)
+        .outerjoin(resolution, resolution.c.pending_id == Transfer.id)
+        .where(and_(Transfer.kind == TransferKind.PENDING, Transfer.timeout_at <= now,
+                    resolution.c.id.is_(None)))
+        .order_by(Transfer.timeout_at)
+        .limit(limit)
+    ).scalars().all()
+    if not due:
+        return 0
+    specs = [TransferSpec(kind=TransferKind.VOID_PENDING, pending_id=pending_id, code="expired")
+             for pending_id in due]
+    results = create_transfers(session=session, specs=specs, now=now)
+    return sum(1 for result in results if result.ok)
+
+
+def transfer_by_id(*, session: Session, transfer_id: str) -> Transfer:
+    row = session.get(Transfer, transfer_id)
+    if row is None:
+        raise NotFound(f"transfer {transfer_id} does not exist", code="transfer_not_found")
+    return row
+
+
+def pending_state(*, session: Session, transfer_id: str) -> str:
+    """"pending", "posted", "voided" or "expired" for a pending transfer."""
+    row = session.execute(
+        select(Transfer.kind, Transfer.code).where(Transfer.pending_id == transfer_id)
+    ).first()
+    if row is None:
+        return "pending"
+    if row.kind == TransferKind.POST_PENDING:
+        return "posted"
+    return "expired" if row.code == "expired" else "voided"
+
+
+def counterparties(*, session: Session, transfer_ids: Iterable[str]) -> dict[str, Transfer]:
+    ids = list(set(transfer_ids))
+    if not ids:
+        return {}
+    rows = session.execute(select(Transfer).where(Transfer.id.in_(ids))).scalars()
+    return {row.id: row for row in rows}
+
