@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     ledger: LedgerLimits = Field(default_factory=LedgerLimits)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
+    run_worker: bool = True
     request_body_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
     @field_validator("secret_key")

@@ -487,3 +487,9 @@ def counterparties(*, session: Session, transfer_ids: Iterable[str]) -> dict[str
     rows = session.execute(select(Transfer).where(Transfer.id.in_(ids))).scalars()
     return {row.id: row for row in rows}
 
+
+
+def user_wallet(*, session: Session, user_id: str, asset: str) -> Account:
+    """A user's wallet in one asset (never negative), created on first use."""
+    return ensure_account(session=session, owner_type="user", owner_id=user_id, kind="wallet",
+                          asset=asset)

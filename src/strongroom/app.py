@@ -1,0 +1,113 @@
+"""create_app(): routers, middleware, and the one place errors become HTTP (SPEC P4)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from strongroom import worker
+from strongroom.db import make_engine, make_session_factory
+from strongroom.errors import DomainError
+from strongroom.funding.router import router as funding_router
+from strongroom.identity.router import router as identity_router
+from strongroom.ledger.router import router as ledger_router
+from strongroom.payments.router import router as payments_router
+from strongroom.settings import Settings, get_settings
+
+log = logging.getLogger("strongroom")
+
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+              415: "unsupported_media_type", 422: "validation_error", 429: "too_many_requests"}
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.check_production()
+    engine = engine or make_engine(settings.database_url, pool_size=settings.database_pool_size)
+    factory = make_session_factory(engine)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = worker.start_thread(factory) if settings.run_worker else None
+        yield
+        if stop is not None:
+            stop.set()
+
+    app = FastAPI(title="Strongroom", version="0.1.0", lifespan=lifespan,
+                  description="Stored-value wallet back office: ledger, payments, reserves.")
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = factory
+    app.state.assets = settings.asset_registry()
+    app.add_middleware(BodyLimit, max_bytes=settings.request_body_max_bytes)
+    _install_error_handlers(app)
+    for router in (identity_router, ledger_router, funding_router, payments_router):
+        app.include_router(router)
+
+    @app.get("/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(_request: Request, error: DomainError) -> JSONResponse:
+        return JSONResponse(error_body(error.code, error.message, error.details),
+                            status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [{"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg")}
+                    for e in error.errors()]
+        if any(e.get("type") == "json_invalid" for e in error.errors()):
+            return JSONResponse(error_body("malformed_json", "request body is not valid JSON"),
+                                status_code=400)
+        return JSONResponse(error_body("validation_error", "request is not valid",
+                                       {"problems": problems[:20]}), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(error.status_code, "http_error")
+        return JSONResponse(error_body(code, str(error.detail)), status_code=error.status_code,
+                            headers=getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=error)
+        return JSONResponse(error_body("internal_error", "something went wrong on our side"),
+                            status_code=500)
+
+
+class BodyLimit:
+    """Refuse request bodies over the configured size before reading them (P5)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope.get("headers", [])).get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+                response = JSONResponse(error_body("payload_too_large", "request body too large",
+                                                   {"max_bytes": self.max_bytes}),
+                                        status_code=413)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

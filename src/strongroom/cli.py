@@ -1,0 +1,191 @@
+"""The ``strongroom`` command (Typer). It calls services, never HTTP."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import platformdirs
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from strongroom import db, worker
+from strongroom.identity import service as identity
+from strongroom.ledger import reports
+from strongroom.settings import Settings, get_settings
+
+app = typer.Typer(help="Strongroom: a stored-value wallet back office.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+admin_app = typer.Typer(help="Operator accounts.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Ledger checks and statements.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+app.add_typer(ledger_app, name="ledger")
+console = Console()
+err = Console(stderr=True)
+
+DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="overrides "
+                                                 "STRONGROOM_DATABASE_URL")]
+
+
+def _settings(database_url: str | None) -> Settings:
+    if database_url:
+        os.environ["STRONGROOM_DATABASE_URL"] = database_url
+        get_settings.cache_clear()
+    return get_settings()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="server processes")] = 1,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run the API server (migrations are applied first)."""
+    import uvicorn
+
+    settings = _settings(database_url)
+    db.upgrade(db.make_engine(settings.database_url))
+    console.print(f"Strongroom on http://{host}:{port}  (database: {_safe(settings.database_url)})")
+    uvicorn.run("strongroom.app:create_app", factory=True, host=host, port=port,
+                workers=workers, log_level="info")
+
+
+@app.command("worker")
+def run_worker(
+    interval: Annotated[float, typer.Option(min=0.1, help="seconds between sweeps")] = 1.0,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run background work: expire pending transfers whose timeout passed."""
+    settings = _settings(database_url)
+    engine = db.make_engine(settings.database_url)
+    console.print("worker running; Ctrl-C stops it")
+    try:
+        worker.run(db.make_session_factory(engine), threading.Event(), interval)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    database_url: DatabaseUrl = None,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="populate, then exit")] = False,
+) -> None:
+    """Create a populated demo on SQLite (a fresh file), start the server, print the logins."""
+    from strongroom import demo as demo_data
+
+    url = database_url or _fresh_demo_url()
+    os.environ["STRONGROOM_ENV"] = "demo"
+    settings = _settings(url)
+    engine = db.make_engine(settings.database_url)
+    db.upgrade(engine)
+    logins = demo_data.populate(db.make_session_factory(engine), settings)
+    table = Table(title="Demo logins")
+    for column in ("who", "email", "password"):
+        table.add_column(column)
+    for who, email, password in logins:
+        table.add_row(who, email, password)
+    console.print(table)
+    console.print(f"API: http://{host}:{port}   docs: http://{host}:{port}/docs")
+    console.print(f"Database: {_safe(settings.database_url)}")
+    if no_serve:
+        return
+    import uvicorn
+
+    uvicorn.run("strongroom.app:create_app", factory=True, host=host, port=port,
+                log_level="info")
+
+
+def _fresh_demo_url() -> str:
+    """The demo always starts from a new file: the previous demo's data is removed."""
+    directory = Path(platformdirs.user_data_dir("strongroom"))
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "demo.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return f"sqlite:///{path}"
+
+
+def _safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = None) -> None:
+    """Apply every migration."""
+    settings = _settings(database_url)
+    db.upgrade(db.make_engine(settings.database_url))
+    console.print(f"database at head: {_safe(settings.database_url)}")
+
+
+@admin_app.command("create-operator")
+def create_operator(
+    email: Annotated[str, typer.Option(help="the operator's email")],
+    role: Annotated[str, typer.Option(help="admin, kyc_reviewer, finance or support")],
+    name: Annotated[str, typer.Option(help="display name")] = "Operator",
+    password: Annotated[str | None, typer.Option(help="default: generated and printed")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create an operator account with a role."""
+    from strongroom.errors import DomainError
+
+    settings = _settings(database_url)
+    factory = db.make_session_factory(db.make_engine(settings.database_url))
+    chosen = password or secrets.token_urlsafe(12)
+    try:
+        with db.unit_of_work(factory) as session:
+            user = identity.register(session=session, email=email, password=chosen, name=name,
+                                     region="HK", settings=settings.auth, operator_role=role)
+    except DomainError as error:
+        err.print(f"[red]refused:[/red] {error.code}: {error.message}")
+        raise typer.Exit(2) from error
+    console.print(f"operator {user.id} <{user.email}> role={role}")
+    if password is None:
+        console.print(f"password: {chosen}")
+
+
+@ledger_app.command("check")
+def ledger_check(database_url: DatabaseUrl = None) -> None:
+    """Verify the ledger's invariants (R-LEDGER-5); exit 1 with a report if any fails."""
+    settings = _settings(database_url)
+    factory = db.make_session_factory(db.make_engine(settings.database_url))
+    with console.status("checking the ledger"), factory() as session:
+        report = reports.check(session=session)
+    console.print(f"accounts {report.accounts}, transfers {report.transfers}, "
+                  f"entries {report.entries}")
+    if report.ok:
+        console.print("[green]ledger OK[/green]: debits equal credits per asset, balances equal "
+                      "their entries, no account breaks its flags")
+        return
+    err.print(f"[red]ledger check FAILED[/red]: {len(report.problems)} problem(s)")
+    for problem in report.problems:
+        err.print(f"  - {problem}")
+    raise typer.Exit(1)
+
+
+@ledger_app.command("statement")
+def ledger_statement(
+    account_id: Annotated[int, typer.Argument(help="ledger account id")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Write an account's whole statement as CSV to stdout, oldest first."""
+    settings = _settings(database_url)
+    factory = db.make_session_factory(db.make_engine(settings.database_url))
+    scales = {asset.code: asset.scale for asset in settings.asset_registry().all()}
+    with factory() as session:
+        for chunk in reports.statement_csv(session=session, account_ids=[account_id],
+                                           scales=scales, max_rows=settings.ledger.export_rows_max):
+            typer.echo(chunk, nl=False)
+
+
+if __name__ == "__main__":
+    app()

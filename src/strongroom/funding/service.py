@@ -1,0 +1,34 @@
+"""Top-ups: money arrives in the operator's bank omnibus account and is credited to the user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from strongroom.funding.connectors import connector
+from strongroom.identity.models import User
+from strongroom.ledger import service as ledger
+from strongroom.ledger.domain import TransferSpec
+from strongroom.money import Money
+
+
+@dataclass(frozen=True, slots=True)
+class Topup:
+    id: str
+    status: str
+
+
+def topup(*, session: Session, user: User, amount: Money, channel: str) -> Topup:
+    channel_connector = connector(channel)
+    wallet = ledger.user_wallet(session=session, user_id=user.id, asset=amount.asset.code)
+    omnibus = ledger.operator_account(session=session, kind="bank_omnibus",
+                                      asset=amount.asset.code)
+    confirmation = channel_connector.request(user_id=user.id, amount=amount, reference=user.id)
+    if not confirmation.confirmed:
+        # Real channels confirm by webhook; none exists yet, so this cannot happen today.
+        raise NotImplementedError("asynchronous top-up channels are not built yet")
+    transfer_id = ledger.transfer(session=session, spec=TransferSpec(
+        debit_account_id=omnibus.id, credit_account_id=wallet.id, asset=amount.asset.code,
+        amount_minor=amount.amount_minor, code="topup", note=f"{channel_connector.name} top-up"))
+    return Topup(id=transfer_id, status="completed")

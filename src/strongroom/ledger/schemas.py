@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Unlock(BaseModel):
+    amount: str
+    at: datetime
+
+
+class BalanceOut(BaseModel):
+    asset: str
+    total: str
+    available: str
+    pending: str
+    locked: str
+    unlocks: list[Unlock] = []
+
+
+class BalancesOut(BaseModel):
+    balances: list[BalanceOut]
+
+
+class Counterparty(BaseModel):
+    type: str
+    id: str | None = None
+    name: str | None = None
+
+
+class TransactionOut(BaseModel):
+    id: str
+    transfer_id: str
+    type: str
+    kind: str
+    direction: str
+    status: str
+    asset: str
+    amount: str
+    pending_change: str
+    balance_after: str
+    counterparty: Counterparty
+    note: str | None
+    created_at: datetime
+
+
+class TransactionsOut(BaseModel):
+    items: list[TransactionOut]
+    next_cursor: str | None
+
+
+class TransferIn(BaseModel):
+    """One transfer of an operator batch. ``linked`` ties it to the next one (all or nothing)."""
+
+    id: str | None = Field(default=None, max_length=64)
+    kind: str = "posted"
+    debit_account_id: int | None = None
+    credit_account_id: int | None = None
+    asset: str | None = None
+    amount: Any = None
+    pending_id: str | None = Field(default=None, max_length=64)
+    timeout_s: int | None = None
+    code: str = Field(default="operator", max_length=32, pattern=r"^[a-z0-9_]+$")
+    note: str | None = Field(default=None, max_length=280)
+    linked: bool = False
+
+
+class BatchIn(BaseModel):
+    transfers: list[TransferIn]
+
+
+class TransferResultOut(BaseModel):
+    index: int
+    id: str
+    status: str
+    error: dict[str, Any] | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[TransferResultOut]
+    created: int
+    failed: int
+
+
+class AccountIn(BaseModel):
+    owner_type: str = Field(pattern=r"^(user|merchant|card|operator)$")
+    owner_id: str = Field(min_length=1, max_length=64)
+    kind: str = Field(min_length=1, max_length=24, pattern=r"^[a-z_]+$")
+    asset: str
+    allow_negative: bool = False
+
+
+class AccountOut(BaseModel):
+    id: int
+    owner_type: str
+    owner_id: str
+    kind: str
+    asset: str
+    allow_negative: bool
+    total: str
+    available: str
+    debits_posted: str
+    credits_posted: str
+    debits_pending: str
+    credits_pending: str

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from strongroom.api import (
+    AssetsDep,
+    IdempotencyKeyHeader,
+    SessionDep,
+    SettingsDep,
+    UserDep,
+    run_idempotent,
+)
+from strongroom.payments import service
+
+router = APIRouter(prefix="/v1", tags=["payments"])
+
+
+class TransferIn(BaseModel):
+    to: str = Field(min_length=1, max_length=254)
+    asset: Any = None
+    amount: Any = None
+    note: str | None = Field(default=None, max_length=140)
+
+
+class TransferOut(BaseModel):
+    id: str
+    status: str
+
+
+@router.post("/transfers", status_code=201, response_model=TransferOut,
+             responses={201: {"model": TransferOut}})
+def create_transfer(body: TransferIn, request: Request, user: UserDep, session: SessionDep,
+                    settings: SettingsDep, registry: AssetsDep,
+                    idempotency_key: IdempotencyKeyHeader = None) -> JSONResponse:
+    amount = registry.money(body.amount, body.asset)
+
+    def work() -> tuple[int, dict[str, Any]]:
+        transfer_id = service.send(session=session, sender=user, to=body.to, amount=amount,
+                                   note=body.note)
+        return 201, {"id": transfer_id, "status": "completed"}
+
+    return run_idempotent(request=request, session=session, settings=settings, user=user,
+                          key=idempotency_key, body=body.model_dump(mode="json"), work=work)
