@@ -246,7 +246,7 @@ class _Batch:
         involved = self._group_accounts(group)
         staged = {aid: self.states[aid].copy() for aid in involved if aid in self.states}
         pendings = dict(self.pendings)
-        movements: list[Movement] = []
+        movements: list[tuple[Movement, int, int]] = []
         for index in group:
             if index in self.exists:
                 continue
@@ -262,12 +262,10 @@ class _Batch:
                 self.errors[index] = error
                 return index
             self._track_pending(move, pendings)
-            movements.append(move)
+            movements.append((move, debit.total, credit.total))  # running balances
         self.states.update(staged)
         self.pendings = pendings
-        for move in movements:
-            debit, credit = staged[move.debit_account_id], staged[move.credit_account_id]
-            self.applied.append((move, debit.total, credit.total))
+        self.applied.extend(movements)
         return None
 
     def _group_accounts(self, group: list[int]) -> set[int]:

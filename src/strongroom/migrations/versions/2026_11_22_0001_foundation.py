@@ -82,6 +82,13 @@ CREATE TRIGGER ledger_entries_immutable BEFORE UPDATE OR DELETE ON ledger_entrie
     FOR EACH ROW EXECUTE FUNCTION ledger_journal_immutable();
 """
 
+SQLITE_IMMUTABLE = [
+    f"CREATE TRIGGER {table}_immutable_{verb.lower()} BEFORE {verb} ON {table} BEGIN "
+    f"SELECT RAISE(ABORT, '{table} is append-only: corrections are new reversing transfers'); END"
+    for table in ("ledger_transfers", "ledger_entries")
+    for verb in ("UPDATE", "DELETE")
+]
+
 DROP_TRIGGER = """
 DROP TRIGGER IF EXISTS ledger_entries_immutable ON ledger_entries;
 DROP TRIGGER IF EXISTS ledger_transfers_immutable ON ledger_transfers;
@@ -109,6 +116,9 @@ def upgrade() -> None:
             for name, condition in checks.items():
                 op.create_check_constraint(name, table, condition)
         op.execute(BALANCED_TRIGGER)
+    else:
+        for statement in SQLITE_IMMUTABLE:
+            op.execute(statement)
 
 
 def _identity_tables() -> None:
