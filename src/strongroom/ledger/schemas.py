@@ -87,7 +87,7 @@ class BatchOut(BaseModel):
 class AccountIn(BaseModel):
     owner_type: str = Field(pattern=r"^(user|merchant|card|operator)$")
     owner_id: str = Field(min_length=1, max_length=64)
-    kind: str = Field(min_length=1, max_length=24, pattern=r"^[a-z_]+$")
+    kind: str = Field(min_length=1, max_length=24, pattern=r"^[a-z][a-z0-9_]*$")
     asset: str
     allow_negative: bool = False
 

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+
+from strongroom import db
+from strongroom.app import create_app
+from strongroom.identity import service as identity
+from strongroom.settings import Settings
+
+PASSWORD = "a-long-password-1"
+
+
+def make_settings(engine: Engine) -> Settings:
+    return Settings(database_url=engine.url.render_as_string(hide_password=False),
+                    run_worker=False, secret_key="test-secret-key-0123456789")
+
+
+@pytest.fixture
+def app(pg_db: Engine) -> FastAPI:
+    return create_app(make_settings(pg_db), pg_db)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@dataclass
+class Caller:
+    client: TestClient | httpx.Client
+    token: str
+    user_id: str
+    email: str
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return headers
+
+    def post(self, path: str, body: object, key: str | None = "auto") -> httpx.Response:
+        if key == "auto":
+            key = uuid.uuid4().hex
+        return self.client.post(path, json=body, headers=self.headers(key))
+
+    def get(self, path: str, **params: object) -> httpx.Response:
+        return self.client.get(path, headers=self.headers(), params=params)  # type: ignore[arg-type]
+
+    def topup(self, amount: str, asset: str = "HKD") -> httpx.Response:
+        response = self.post("/v1/topups", {"asset": asset, "amount": amount,
+                                            "channel": "sandbox"})
+        assert response.status_code == 201, response.text
+        return response
+
+    def balance(self, asset: str = "HKD") -> dict[str, object]:
+        for row in self.get("/v1/balances").json()["balances"]:
+            if row["asset"] == asset:
+                return row  # type: ignore[no-any-return]
+        return {"asset": asset, "total": None}
+
+
+def signup(client: TestClient | httpx.Client, name: str = "Alice", region: str = "HK") -> Caller:
+    email = f"{name.lower().replace(' ', '.')}.{uuid.uuid4().hex[:6]}@example.com"
+    response = client.post("/v1/auth/register", json={"email": email, "password": PASSWORD,
+                                                      "name": name, "region": region})
+    assert response.status_code == 201, response.text
+    user_id = response.json()["user_id"]
+    login = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    return Caller(client, login.json()["token"], user_id, email)
+
+
+def operator(client: TestClient | httpx.Client, engine: Engine, role: str = "admin") -> Caller:
+    """An operator, created as `strongroom admin create-operator` does, then signed in."""
+    email = f"op.{uuid.uuid4().hex[:6]}@example.com"
+    with db.unit_of_work(db.make_session_factory(engine)) as session:
+        user = identity.register(session=session, email=email, password=PASSWORD,
+                                 name="Operator", region="HK",
+                                 settings=make_settings(engine).auth, operator_role=role)
+    login = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    return Caller(client, login.json()["token"], user.id, email)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def live_url(app: FastAPI) -> Iterator[str]:
+    """The app served by a real uvicorn on a loopback port, for concurrent clients."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
