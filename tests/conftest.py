@@ -10,8 +10,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from strongroom import db
 import strongroom.models  # noqa: F401  (registers every table)
+from strongroom import db
 from strongroom.db import Base
 from tests import pg
 

@@ -18,8 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-INSTALL_HINT = ("PostgreSQL is needed for the tests: install it (Debian/Ubuntu: "
-                "`apt-get install postgresql`), or set STRONGROOM_TEST_PG to a server URL.")
+INSTALL_HINT = (
+    "PostgreSQL is needed for the tests: install it (Debian/Ubuntu: "
+    "`apt-get install postgresql`), or set STRONGROOM_TEST_PG to a server URL."
+)
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -67,12 +69,22 @@ def _throwaway_cluster(binaries: Path) -> Iterator[str]:
     if os.geteuid() == 0:  # initdb refuses to run as root
         shutil.chown(workdir, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    run = lambda *args: subprocess.run([*as_user, *args], check=True,  # noqa: E731
-                                       capture_output=True, text=True)
-    run(str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E",
-        "UTF8")
-    run(str(binaries / "pg_ctl"), "-D", str(data), "-l", str(workdir / "log"), "-w", "-o",
-        f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def run(*args: str) -> None:
+        subprocess.run([*as_user, *args], check=True, capture_output=True, text=True)
+
+    run(str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    run(
+        str(binaries / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(workdir / "log"),
+        "-w",
+        "-o",
+        f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off",
+        "start",
+    )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:

@@ -43,8 +43,7 @@ def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str |
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def current_user(session: SessionDep,
-                 token: Annotated[str | None, Depends(bearer_token)]) -> User:
+def current_user(session: SessionDep, token: Annotated[str | None, Depends(bearer_token)]) -> User:
     return identity.authenticate(session=session, token=token)
 
 
@@ -85,8 +84,9 @@ def run_idempotent(
     checked = idempotency.check_key(key, max_chars=settings.idempotency.key_max_chars)
     scope = f"{user.id}:{request.method} {request.url.path}"
     fingerprint = idempotency.request_hash(request.method, request.url.path, body)
-    status, payload = idempotency.run_once(session=session, scope=scope, key=checked,
-                                           fingerprint=fingerprint, work=work)
+    status, payload = idempotency.run_once(
+        session=session, scope=scope, key=checked, fingerprint=fingerprint, work=work
+    )
     session.commit()
     return JSONResponse(payload, status_code=status)
 

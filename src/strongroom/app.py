@@ -25,9 +25,18 @@ from strongroom.settings import Settings, get_settings
 
 log = logging.getLogger("strongroom")
 
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-              415: "unsupported_media_type", 422: "validation_error", 429: "too_many_requests"}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+}
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -47,8 +56,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         if stop is not None:
             stop.set()
 
-    app = FastAPI(title="Strongroom", version="0.1.0", lifespan=lifespan,
-                  description="Stored-value wallet back office: ledger, payments, reserves.")
+    app = FastAPI(
+        title="Strongroom",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Stored-value wallet back office: ledger, payments, reserves.",
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = factory
@@ -68,30 +81,40 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(_request: Request, error: DomainError) -> JSONResponse:
-        return JSONResponse(error_body(error.code, error.message, error.details),
-                            status_code=error.status)
+        return JSONResponse(
+            error_body(error.code, error.message, error.details), status_code=error.status
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [{"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg")}
-                    for e in error.errors()]
+        problems = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg")}
+            for e in error.errors()
+        ]
         if any(e.get("type") == "json_invalid" for e in error.errors()):
-            return JSONResponse(error_body("malformed_json", "request body is not valid JSON"),
-                                status_code=400)
-        return JSONResponse(error_body("validation_error", "request is not valid",
-                                       {"problems": problems[:20]}), status_code=422)
+            return JSONResponse(
+                error_body("malformed_json", "request body is not valid JSON"), status_code=400
+            )
+        return JSONResponse(
+            error_body("validation_error", "request is not valid", {"problems": problems[:20]}),
+            status_code=422,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(error.status_code, "http_error")
-        return JSONResponse(error_body(code, str(error.detail)), status_code=error.status_code,
-                            headers=getattr(error, "headers", None))
+        return JSONResponse(
+            error_body(code, str(error.detail)),
+            status_code=error.status_code,
+            headers=getattr(error, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=error)
-        return JSONResponse(error_body("internal_error", "something went wrong on our side"),
-                            status_code=500)
+        return JSONResponse(
+            error_body("internal_error", "something went wrong on our side"), status_code=500
+        )
 
 
 class BodyLimit:
@@ -105,9 +128,12 @@ class BodyLimit:
         if scope["type"] == "http":
             length = dict(scope.get("headers", [])).get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-                response = JSONResponse(error_body("payload_too_large", "request body too large",
-                                                   {"max_bytes": self.max_bytes}),
-                                        status_code=413)
+                response = JSONResponse(
+                    error_body(
+                        "payload_too_large", "request body too large", {"max_bytes": self.max_bytes}
+                    ),
+                    status_code=413,
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -28,8 +28,9 @@ app.add_typer(ledger_app, name="ledger")
 console = Console()
 err = Console(stderr=True)
 
-DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="overrides "
-                                                 "STRONGROOM_DATABASE_URL")]
+DatabaseUrl = Annotated[
+    str | None, typer.Option("--database-url", help="overrides STRONGROOM_DATABASE_URL")
+]
 
 
 def _settings(database_url: str | None) -> Settings:
@@ -52,8 +53,14 @@ def serve(
     settings = _settings(database_url)
     db.upgrade(db.make_engine(settings.database_url))
     console.print(f"Strongroom on http://{host}:{port}  (database: {_safe(settings.database_url)})")
-    uvicorn.run("strongroom.app:create_app", factory=True, host=host, port=port,
-                workers=workers, log_level="info")
+    uvicorn.run(
+        "strongroom.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
 
 
 @app.command("worker")
@@ -99,8 +106,7 @@ def demo(
         return
     import uvicorn
 
-    uvicorn.run("strongroom.app:create_app", factory=True, host=host, port=port,
-                log_level="info")
+    uvicorn.run("strongroom.app:create_app", factory=True, host=host, port=port, log_level="info")
 
 
 def _fresh_demo_url() -> str:
@@ -143,8 +149,15 @@ def create_operator(
     chosen = password or secrets.token_urlsafe(12)
     try:
         with db.unit_of_work(factory) as session:
-            user = identity.register(session=session, email=email, password=chosen, name=name,
-                                     region="HK", settings=settings.auth, operator_role=role)
+            user = identity.register(
+                session=session,
+                email=email,
+                password=chosen,
+                name=name,
+                region="HK",
+                settings=settings.auth,
+                operator_role=role,
+            )
     except DomainError as error:
         err.print(f"[red]refused:[/red] {error.code}: {error.message}")
         raise typer.Exit(2) from error
@@ -160,11 +173,14 @@ def ledger_check(database_url: DatabaseUrl = None) -> None:
     factory = db.make_session_factory(db.make_engine(settings.database_url))
     with console.status("checking the ledger"), factory() as session:
         report = reports.check(session=session)
-    console.print(f"accounts {report.accounts}, transfers {report.transfers}, "
-                  f"entries {report.entries}")
+    console.print(
+        f"accounts {report.accounts}, transfers {report.transfers}, entries {report.entries}"
+    )
     if report.ok:
-        console.print("[green]ledger OK[/green]: debits equal credits per asset, balances equal "
-                      "their entries, no account breaks its flags")
+        console.print(
+            "[green]ledger OK[/green]: debits equal credits per asset, balances equal "
+            "their entries, no account breaks its flags"
+        )
         return
     err.print(f"[red]ledger check FAILED[/red]: {len(report.problems)} problem(s)")
     for problem in report.problems:
@@ -182,8 +198,12 @@ def ledger_statement(
     factory = db.make_session_factory(db.make_engine(settings.database_url))
     scales = {asset.code: asset.scale for asset in settings.asset_registry().all()}
     with factory() as session:
-        for chunk in reports.statement_csv(session=session, account_ids=[account_id],
-                                           scales=scales, max_rows=settings.ledger.export_rows_max):
+        for chunk in reports.statement_csv(
+            session=session,
+            account_ids=[account_id],
+            scales=scales,
+            max_rows=settings.ledger.export_rows_max,
+        ):
             typer.echo(chunk, nl=False)
 
 

@@ -25,21 +25,47 @@ def populate(factory: sessionmaker[Session], settings: Settings) -> list[tuple[s
     with unit_of_work(factory) as session:
         users = {}
         for name, email, region in USERS:
-            users[email] = identity.register(session=session, email=email,
-                                             password=DEMO_PASSWORD, name=name, region=region,
-                                             settings=settings.auth)
+            users[email] = identity.register(
+                session=session,
+                email=email,
+                password=DEMO_PASSWORD,
+                name=name,
+                region=region,
+                settings=settings.auth,
+            )
             logins.append((f"user ({region})", email, DEMO_PASSWORD))
-        identity.register(session=session, email="admin@demo.strongroom.local",
-                          password=DEMO_PASSWORD, name="Demo Operator", region="HK",
-                          settings=settings.auth, operator_role="admin")
+        identity.register(
+            session=session,
+            email="admin@demo.strongroom.local",
+            password=DEMO_PASSWORD,
+            name="Demo Operator",
+            region="HK",
+            settings=settings.auth,
+            operator_role="admin",
+        )
         logins.append(("operator (admin)", "admin@demo.strongroom.local", DEMO_PASSWORD))
         alice, bob, carol = (users[email] for _, email, _ in USERS)
-        for user, amount, asset in ((alice, "1000.00", "HKD"), (bob, "250.00", "HKD"),
-                                    (carol, "800.00", "CNY"), (alice, "0.01500000", "BTC")):
-            funding.topup(session=session, user=user, amount=registry.money(amount, asset),
-                          channel="sandbox")
-        payments.send(session=session, sender=alice, to=bob.email,
-                      amount=registry.money("120.50", "HKD"), note="dinner")
-        payments.send(session=session, sender=bob, to=alice.id,
-                      amount=registry.money("20.00", "HKD"), note="taxi")
+        for user, amount, asset in (
+            (alice, "1000.00", "HKD"),
+            (bob, "250.00", "HKD"),
+            (carol, "800.00", "CNY"),
+            (alice, "0.01500000", "BTC"),
+        ):
+            funding.topup(
+                session=session, user=user, amount=registry.money(amount, asset), channel="sandbox"
+            )
+        payments.send(
+            session=session,
+            sender=alice,
+            to=bob.email,
+            amount=registry.money("120.50", "HKD"),
+            note="dinner",
+        )
+        payments.send(
+            session=session,
+            sender=bob,
+            to=alice.id,
+            amount=registry.money("20.00", "HKD"),
+            note="taxi",
+        )
     return logins

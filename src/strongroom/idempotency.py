@@ -42,11 +42,14 @@ def request_hash(method: str, path: str, body: Any) -> str:
 
 def check_key(key: str | None, *, max_chars: int) -> str:
     if key is None or key == "":
-        raise ValidationFailed("this request needs an Idempotency-Key header",
-                               code="idempotency_key_required")
+        raise ValidationFailed(
+            "this request needs an Idempotency-Key header", code="idempotency_key_required"
+        )
     if len(key) > max_chars or not KEY_PATTERN.fullmatch(key):
-        raise ValidationFailed(f"Idempotency-Key must be 1-{max_chars} of A-Z a-z 0-9 _ . : -",
-                               code="invalid_idempotency_key")
+        raise ValidationFailed(
+            f"Idempotency-Key must be 1-{max_chars} of A-Z a-z 0-9 _ . : -",
+            code="invalid_idempotency_key",
+        )
     return key
 
 
@@ -71,11 +74,15 @@ def run_once(
             select(IdempotencyKey).where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
         ).scalar_one()
         if row.request_hash != fingerprint:
-            raise Conflict("this Idempotency-Key was used with a different request",
-                           code="idempotency_key_reused")
+            raise Conflict(
+                "this Idempotency-Key was used with a different request",
+                code="idempotency_key_reused",
+            )
         if row.status_code is None or row.response_json is None:
-            raise Conflict("a request with this Idempotency-Key is still in progress",
-                           code="idempotency_key_in_progress")
+            raise Conflict(
+                "a request with this Idempotency-Key is still in progress",
+                code="idempotency_key_in_progress",
+            )
         return row.status_code, json.loads(row.response_json)
     status, body = work()
     session.execute(

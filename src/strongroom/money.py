@@ -62,20 +62,19 @@ def parse_amount(text: object, scale: int, *, allow_zero: bool = False) -> int:
     ``scale``, zero unless ``allow_zero``, and values over 2^128 - 1 minor units.
     """
     if not isinstance(text, str):
-        raise InvalidAmount("amount must be a decimal string such as \"12.50\"", value=repr(text))
+        raise InvalidAmount('amount must be a decimal string such as "12.50"', value=repr(text))
     if len(text) > 80:
         raise InvalidAmount("amount is too long")
     match = _DECIMAL.fullmatch(text)
     if match is None:
-        raise InvalidAmount(
-            f"amount {text!r} is not a plain decimal number", value=text
-        )
+        raise InvalidAmount(f"amount {text!r} is not a plain decimal number", value=text)
     frac = match.group("frac") or ""
     if len(frac) > scale:
         raise InvalidAmount(
             f"amount {text!r} has more than {scale} decimals", value=text, scale=scale
         )
-    minor = int(match.group("int")) * 10**scale + int(frac.ljust(scale, "0") or "0")
+    whole: int = int(match.group("int"))
+    minor: int = whole * 10**scale + int(frac.ljust(scale, "0") or "0")
     if minor > MAX_AMOUNT_MINOR:
         raise InvalidAmount(f"amount {text!r} is too large", value=text)
     if minor == 0 and not allow_zero:

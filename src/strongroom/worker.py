@@ -35,7 +35,8 @@ def run(factory: sessionmaker[Session], stop: threading.Event, interval_s: float
 
 def start_thread(factory: sessionmaker[Session], interval_s: float = 1.0) -> threading.Event:
     stop = threading.Event()
-    thread = threading.Thread(target=run, args=(factory, stop, interval_s), name="sr-sweeper",
-                              daemon=True)
+    thread = threading.Thread(
+        target=run, args=(factory, stop, interval_s), name="sr-sweeper", daemon=True
+    )
     thread.start()
     return stop

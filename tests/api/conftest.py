@@ -23,8 +23,11 @@ PASSWORD = "a-long-password-1"
 
 
 def make_settings(engine: Engine) -> Settings:
-    return Settings(database_url=engine.url.render_as_string(hide_password=False),
-                    run_worker=False, secret_key="test-secret-key-0123456789")
+    return Settings(
+        database_url=engine.url.render_as_string(hide_password=False),
+        run_worker=False,
+        secret_key="test-secret-key-0123456789",
+    )
 
 
 @pytest.fixture
@@ -60,8 +63,7 @@ class Caller:
         return self.client.get(path, headers=self.headers(), params=params)  # type: ignore[arg-type]
 
     def topup(self, amount: str, asset: str = "HKD") -> httpx.Response:
-        response = self.post("/v1/topups", {"asset": asset, "amount": amount,
-                                            "channel": "sandbox"})
+        response = self.post("/v1/topups", {"asset": asset, "amount": amount, "channel": "sandbox"})
         assert response.status_code == 201, response.text
         return response
 
@@ -74,8 +76,10 @@ class Caller:
 
 def signup(client: TestClient | httpx.Client, name: str = "Alice", region: str = "HK") -> Caller:
     email = f"{name.lower().replace(' ', '.')}.{uuid.uuid4().hex[:6]}@example.com"
-    response = client.post("/v1/auth/register", json={"email": email, "password": PASSWORD,
-                                                      "name": name, "region": region})
+    response = client.post(
+        "/v1/auth/register",
+        json={"email": email, "password": PASSWORD, "name": name, "region": region},
+    )
     assert response.status_code == 201, response.text
     user_id = response.json()["user_id"]
     login = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
@@ -87,9 +91,15 @@ def operator(client: TestClient | httpx.Client, engine: Engine, role: str = "adm
     """An operator, created as `strongroom admin create-operator` does, then signed in."""
     email = f"op.{uuid.uuid4().hex[:6]}@example.com"
     with db.unit_of_work(db.make_session_factory(engine)) as session:
-        user = identity.register(session=session, email=email, password=PASSWORD,
-                                 name="Operator", region="HK",
-                                 settings=make_settings(engine).auth, operator_role=role)
+        user = identity.register(
+            session=session,
+            email=email,
+            password=PASSWORD,
+            name="Operator",
+            region="HK",
+            settings=make_settings(engine).auth,
+            operator_role=role,
+        )
     login = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert login.status_code == 200, login.text
     return Caller(client, login.json()["token"], user.id, email)

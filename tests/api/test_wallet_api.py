@@ -34,8 +34,13 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict:
 def test_health_openapi_and_docs(client):
     assert client.get("/health").json() == {"status": "ok"}
     spec = client.get("/openapi.json").json()
-    for path in ("/v1/auth/register", "/v1/balances", "/v1/topups", "/v1/transfers",
-                 "/v1/transactions"):
+    for path in (
+        "/v1/auth/register",
+        "/v1/balances",
+        "/v1/topups",
+        "/v1/transfers",
+        "/v1/transactions",
+    ):
         assert path in spec["paths"]
     assert client.get("/docs").status_code == 200
 
@@ -50,20 +55,28 @@ def test_register_login_me(client):
     assert_error(wrong, 401, "invalid_credentials")
     unknown = client.post("/v1/auth/login", json={"email": "x@example.com", "password": "p" * 12})
     assert_error(unknown, 401, "invalid_credentials")
-    again = client.post("/v1/auth/register", json={"email": alice.email.upper(),
-                                                   "password": "another-password-2",
-                                                   "name": "Other"})
+    again = client.post(
+        "/v1/auth/register",
+        json={"email": alice.email.upper(), "password": "another-password-2", "name": "Other"},
+    )
     assert_error(again, 409, "email_taken")
 
 
 def test_topup_transfer_and_both_histories(client, pg_db):
     alice, bob = signup(client, "Alice"), signup(client, "Bob")
     alice.topup("100.00")
-    sent = alice.post("/v1/transfers", {"to": bob.email, "asset": "HKD", "amount": "30.25",
-                                        "note": "lunch"})
+    sent = alice.post(
+        "/v1/transfers", {"to": bob.email, "asset": "HKD", "amount": "30.25", "note": "lunch"}
+    )
     assert sent.status_code == 201 and sent.json()["status"] == "completed"
-    assert alice.balance() == {"asset": "HKD", "total": "69.75", "available": "69.75",
-                               "pending": "0.00", "locked": "0.00", "unlocks": []}
+    assert alice.balance() == {
+        "asset": "HKD",
+        "total": "69.75",
+        "available": "69.75",
+        "pending": "0.00",
+        "locked": "0.00",
+        "unlocks": [],
+    }
     assert bob.balance()["total"] == "30.25"
     (incoming,) = bob.get("/v1/transactions").json()["items"]
     assert incoming["direction"] == "in" and incoming["amount"] == "30.25"
@@ -110,11 +123,14 @@ def test_idempotent_retry_returns_the_same_and_moves_once(client, pg_db):
     assert_error(other, 409, "idempotency_key_reused")
     assert bob.balance()["total"] == "5.00"
     # A key belongs to its user: Bob may use the same key for his own request.
-    assert bob.post("/v1/transfers", {"to": alice.email, "asset": "HKD", "amount": "1.00"},
-                    key="retry-1").status_code == 201
+    assert (
+        bob.post(
+            "/v1/transfers", {"to": alice.email, "asset": "HKD", "amount": "1.00"}, key="retry-1"
+        ).status_code
+        == 201
+    )
     assert_error(alice.post("/v1/transfers", body, key=None), 422, "idempotency_key_required")
-    assert_error(alice.post("/v1/transfers", body, key="bad key!"), 422,
-                 "invalid_idempotency_key")
+    assert_error(alice.post("/v1/transfers", body, key="bad key!"), 422, "invalid_idempotency_key")
 
 
 def test_refused_request_is_not_remembered_by_its_key(client):
@@ -163,8 +179,7 @@ def test_concurrent_duplicates_make_exactly_one_transfer(app, live_url, pg_db):
         ({"asset": "HKD", "amount": "NaN"}, "invalid_amount"),
         ({"asset": "HKD", "amount": 5}, "invalid_amount"),
         ({"asset": "HKD", "amount": 5.5}, "invalid_amount"),
-        ({"asset": "HKD", "amount": "3402823669209384634633746074317682114.56"},
-         "invalid_amount"),
+        ({"asset": "HKD", "amount": "3402823669209384634633746074317682114.56"}, "invalid_amount"),
         ({"asset": "DOGE", "amount": "1.00"}, "unknown_asset"),
         ({"asset": "HKD", "amount": "1.00", "to": "nobody@example.com"}, "recipient_not_found"),
         ({"asset": "HKD", "amount": "50.00"}, "insufficient_funds"),
@@ -184,26 +199,43 @@ def test_cross_region_and_self_transfers_are_refused(client, pg_db):
     alice, carol = signup(client, "Alice", "HK"), signup(client, "Carol", "CN")
     alice.topup("10.00")
     before = transfer_count(pg_db)
-    assert_error(alice.post("/v1/transfers", {"to": carol.email, "asset": "HKD",
-                                              "amount": "1.00"}), 400, "cross_region_transfer")
-    assert_error(alice.post("/v1/transfers", {"to": alice.email, "asset": "HKD",
-                                              "amount": "1.00"}), 400, "same_account")
+    assert_error(
+        alice.post("/v1/transfers", {"to": carol.email, "asset": "HKD", "amount": "1.00"}),
+        400,
+        "cross_region_transfer",
+    )
+    assert_error(
+        alice.post("/v1/transfers", {"to": alice.email, "asset": "HKD", "amount": "1.00"}),
+        400,
+        "same_account",
+    )
     assert transfer_count(pg_db) == before
 
 
 def test_malformed_and_oversized_requests(client, app):
     alice = signup(client, "Alice")
     headers = alice.headers("k1") | {"Content-Type": "application/json"}
-    assert_error(client.post("/v1/topups", content=b'{"asset": "HKD",', headers=headers), 400,
-                 "malformed_json")
-    assert_error(client.post("/v1/topups", json=["not", "an", "object"], headers=headers), 422,
-                 "validation_error")
-    assert_error(client.post("/v1/topups", json={"asset": "HKD", "amount": "1.00",
-                                                 "channel": "carrier-pigeon"}, headers=headers),
-                 422, "unknown_channel")
+    assert_error(
+        client.post("/v1/topups", content=b'{"asset": "HKD",', headers=headers),
+        400,
+        "malformed_json",
+    )
+    assert_error(
+        client.post("/v1/topups", json=["not", "an", "object"], headers=headers),
+        422,
+        "validation_error",
+    )
+    assert_error(
+        client.post(
+            "/v1/topups",
+            json={"asset": "HKD", "amount": "1.00", "channel": "carrier-pigeon"},
+            headers=headers,
+        ),
+        422,
+        "unknown_channel",
+    )
     huge = b'{"pad": "' + b"x" * (app.state.settings.request_body_max_bytes + 1) + b'"}'
-    assert_error(client.post("/v1/topups", content=huge, headers=headers), 413,
-                 "payload_too_large")
+    assert_error(client.post("/v1/topups", content=huge, headers=headers), 413, "payload_too_large")
     assert_error(client.get("/v1/nothing-here"), 404, "not_found")
     assert_error(client.delete("/v1/balances"), 405, "method_not_allowed")
     assert alice.balance()["total"] is None
@@ -211,38 +243,68 @@ def test_malformed_and_oversized_requests(client, app):
 
 def test_missing_bad_and_expired_tokens(client, pg_db):
     assert_error(client.get("/v1/balances"), 401, "unauthorized")
-    assert_error(client.get("/v1/balances", headers={"Authorization": "Bearer sr_forged"}), 401,
-                 "invalid_token")
-    assert_error(client.get("/v1/balances", headers={"Authorization": "Basic abc"}), 401,
-                 "unauthorized")
+    assert_error(
+        client.get("/v1/balances", headers={"Authorization": "Bearer sr_forged"}),
+        401,
+        "invalid_token",
+    )
+    assert_error(
+        client.get("/v1/balances", headers={"Authorization": "Basic abc"}), 401, "unauthorized"
+    )
     alice = signup(client, "Alice")
     with db.unit_of_work(db.make_session_factory(pg_db)) as session:
-        session.execute(update(AuthToken).where(AuthToken.user_id == alice.user_id)
-                        .values(expires_at=db.utcnow() - timedelta(seconds=1)))
+        session.execute(
+            update(AuthToken)
+            .where(AuthToken.user_id == alice.user_id)
+            .values(expires_at=db.utcnow() - timedelta(seconds=1))
+        )
     assert_error(alice.get("/v1/balances"), 401, "token_expired")
-    assert_error(client.post("/v1/topups", json={"asset": "HKD", "amount": "1.00",
-                                                 "channel": "sandbox"},
-                             headers={"Idempotency-Key": "k"}), 401, "unauthorized")
+    assert_error(
+        client.post(
+            "/v1/topups",
+            json={"asset": "HKD", "amount": "1.00", "channel": "sandbox"},
+            headers={"Idempotency-Key": "k"},
+        ),
+        401,
+        "unauthorized",
+    )
 
 
 def test_operator_batch_all_or_nothing_per_linked_group(client, pg_db):
     admin = operator(client, pg_db)
     accounts = []
     for i in range(3):
-        made = admin.post("/v1/admin/ledger/accounts", {"owner_type": "operator",
-                                                        "owner_id": "ops", "kind": f"float_{i}",
-                                                        "asset": "HKD",
-                                                        "allow_negative": i == 0}, key=None)
+        made = admin.post(
+            "/v1/admin/ledger/accounts",
+            {
+                "owner_type": "operator",
+                "owner_id": "ops",
+                "kind": f"float_{i}",
+                "asset": "HKD",
+                "allow_negative": i == 0,
+            },
+            key=None,
+        )
         assert made.status_code == 201, made.text
         accounts.append(made.json()["id"])
     source, a, b = accounts
     transfers = [
         {"debit_account_id": source, "credit_account_id": a, "asset": "HKD", "amount": "10.00"},
-        {"debit_account_id": a, "credit_account_id": b, "asset": "HKD", "amount": "8.00",
-         "linked": True},
+        {
+            "debit_account_id": a,
+            "credit_account_id": b,
+            "asset": "HKD",
+            "amount": "8.00",
+            "linked": True,
+        },
         {"debit_account_id": a, "credit_account_id": b, "asset": "HKD", "amount": "3.00"},
-        {"id": "ops-1", "debit_account_id": a, "credit_account_id": b, "asset": "HKD",
-         "amount": "2.00"},
+        {
+            "id": "ops-1",
+            "debit_account_id": a,
+            "credit_account_id": b,
+            "asset": "HKD",
+            "amount": "2.00",
+        },
     ]
     result = admin.post("/v1/admin/ledger/transfers", {"transfers": transfers}, key=None).json()
     assert [r["status"] for r in result["results"]] == ["created", "failed", "failed", "created"]
@@ -260,16 +322,23 @@ def test_batch_refuses_oversize_and_non_operators(client, pg_db):
     admin, alice = operator(client, pg_db), signup(client, "Alice")
     one = {"debit_account_id": 1, "credit_account_id": 2, "asset": "HKD", "amount": "0.01"}
     before = transfer_count(pg_db)
-    assert_error(admin.post("/v1/admin/ledger/transfers", {"transfers": [one] * 8001}, key=None),
-                 400, "batch_too_large")
-    assert_error(alice.post("/v1/admin/ledger/transfers", {"transfers": [one]}, key=None), 403,
-                 "forbidden")
-    assert_error(client.post("/v1/admin/ledger/transfers", json={"transfers": [one]}), 401,
-                 "unauthorized")
-    bad = admin.post("/v1/admin/ledger/transfers", {"transfers": [
-        one | {"amount": "0.001"}]}, key=None)
+    assert_error(
+        admin.post("/v1/admin/ledger/transfers", {"transfers": [one] * 8001}, key=None),
+        400,
+        "batch_too_large",
+    )
+    assert_error(
+        alice.post("/v1/admin/ledger/transfers", {"transfers": [one]}, key=None), 403, "forbidden"
+    )
+    assert_error(
+        client.post("/v1/admin/ledger/transfers", json={"transfers": [one]}), 401, "unauthorized"
+    )
+    bad = admin.post(
+        "/v1/admin/ledger/transfers", {"transfers": [one | {"amount": "0.001"}]}, key=None
+    )
     assert_error(bad, 422, "invalid_amount")
-    unknown = admin.post("/v1/admin/ledger/transfers", {"transfers": [
-        one | {"debit_account_id": 424242}]}, key=None).json()
+    unknown = admin.post(
+        "/v1/admin/ledger/transfers", {"transfers": [one | {"debit_account_id": 424242}]}, key=None
+    ).json()
     assert unknown["results"][0]["error"]["code"] == "account_not_found"
     assert transfer_count(pg_db) == before

@@ -4,6 +4,7 @@ wallet, totals preserved, no error but ``insufficient_funds``, no deadlock surfa
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
@@ -30,11 +31,22 @@ def _setup(engine: Engine) -> list[int]:
     factory = db.make_session_factory(engine)
     with db.unit_of_work(factory) as session:
         bank = ledger.operator_account(session=session, kind="bank_omnibus", asset="HKD")
-        ids = [ledger.user_wallet(session=session, user_id=f"user{i}", asset="HKD").id
-               for i in range(ACCOUNTS)]
-        ledger.create_transfers(session=session, specs=[
-            TransferSpec(debit_account_id=bank.id, credit_account_id=account_id, asset="HKD",
-                         amount_minor=START_MINOR) for account_id in ids])
+        ids = [
+            ledger.user_wallet(session=session, user_id=f"user{i}", asset="HKD").id
+            for i in range(ACCOUNTS)
+        ]
+        ledger.create_transfers(
+            session=session,
+            specs=[
+                TransferSpec(
+                    debit_account_id=bank.id,
+                    credit_account_id=account_id,
+                    asset="HKD",
+                    amount_minor=START_MINOR,
+                )
+                for account_id in ids
+            ],
+        )
     return ids
 
 
@@ -75,17 +87,23 @@ def _hammer(engine: Engine, ids: list[int], hot: int | None) -> tuple[Counter[st
 def _random_spec(rng: random.Random, debit: int, credit: int) -> TransferSpec:
     amount = rng.randint(1, 400)
     kind = TransferKind.PENDING if rng.random() < 0.1 else TransferKind.POSTED
-    return TransferSpec(kind=kind, debit_account_id=debit, credit_account_id=credit, asset="HKD",
-                        amount_minor=amount, timeout_s=60 if kind is TransferKind.PENDING else None)
+    return TransferSpec(
+        kind=kind,
+        debit_account_id=debit,
+        credit_account_id=credit,
+        asset="HKD",
+        amount_minor=amount,
+        timeout_s=60 if kind is TransferKind.PENDING else None,
+    )
 
 
 def _submit(session, spec: TransferSpec) -> str:  # type: ignore[no-untyped-def]
     transfer_id = ledger.transfer(session=session, spec=spec)
     if spec.kind is TransferKind.PENDING:  # settle half of them at once, void the rest
-        resolution = (TransferKind.POST_PENDING if (spec.amount_minor or 0) % 2
-                      else TransferKind.VOID_PENDING)
-        ledger.transfer(session=session, spec=TransferSpec(kind=resolution,
-                                                           pending_id=transfer_id))
+        resolution = (
+            TransferKind.POST_PENDING if (spec.amount_minor or 0) % 2 else TransferKind.VOID_PENDING
+        )
+        ledger.transfer(session=session, spec=TransferSpec(kind=resolution, pending_id=transfer_id))
     return "ok"
 
 
@@ -122,16 +140,22 @@ def test_concurrent_batches_in_opposite_orders_do_not_deadlock(pg_db: Engine) ->
     def run(order: list[int]) -> None:
         try:
             for _ in range(30):
-                specs = [TransferSpec(debit_account_id=a, credit_account_id=b, asset="HKD",
-                                      amount_minor=1) for a, b in zip(order, order[1:])]
+                specs = [
+                    TransferSpec(
+                        debit_account_id=a, credit_account_id=b, asset="HKD", amount_minor=1
+                    )
+                    for a, b in itertools.pairwise(order)
+                ]
                 with db.unit_of_work(factory) as session:
                     ledger.create_transfers(session=session, specs=specs)
         except BaseException as error:
             errors.append(error)
 
     forward, backward = ids[:20], list(reversed(ids[:20]))
-    threads = [threading.Thread(target=run, args=(order,))
-               for order in (forward, backward, forward, backward)]
+    threads = [
+        threading.Thread(target=run, args=(order,))
+        for order in (forward, backward, forward, backward)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -46,10 +46,13 @@ class LedgerMachine(RuleBasedStateMachine):
         self.factory = db.make_session_factory(self.engine)
         self.clock = datetime(2026, 1, 1, tzinfo=db.utcnow().tzinfo)
         with db.unit_of_work(self.factory) as session:
-            self.bank = ledger.operator_account(session=session, kind="bank_omnibus",
-                                                asset="HKD").id
-            self.wallets = [ledger.user_wallet(session=session, user_id=f"w{i}",
-                                               asset="HKD").id for i in range(WALLETS)]
+            self.bank = ledger.operator_account(
+                session=session, kind="bank_omnibus", asset="HKD"
+            ).id
+            self.wallets = [
+                ledger.user_wallet(session=session, user_id=f"w{i}", asset="HKD").id
+                for i in range(WALLETS)
+            ]
         self.posted = {account: 0 for account in [self.bank, *self.wallets]}
         self.reserved = {account: 0 for account in self.posted}  # debits_pending
         self.incoming = {account: 0 for account in self.posted}  # credits_pending
@@ -69,8 +72,13 @@ class LedgerMachine(RuleBasedStateMachine):
         self.posted[credit] += amount
 
     def spec(self, debit: int, credit: int, amount: int, **extra: object) -> TransferSpec:
-        return TransferSpec(debit_account_id=debit, credit_account_id=credit, asset="HKD",
-                            amount_minor=amount, **extra)  # type: ignore[arg-type]
+        return TransferSpec(
+            debit_account_id=debit,
+            credit_account_id=credit,
+            asset="HKD",
+            amount_minor=amount,
+            **extra,
+        )  # type: ignore[arg-type]
 
     # -- rules
 
@@ -107,12 +115,17 @@ class LedgerMachine(RuleBasedStateMachine):
         assert all(r.ok for r in results) == ok, [r.error for r in results]
         assert all(r.ok for r in results) or all(not r.ok for r in results)
 
-    @rule(a=wallet, b=wallet, amount=amounts,
-          timeout_s=st.none() | st.integers(min_value=1, max_value=120))
+    @rule(
+        a=wallet,
+        b=wallet,
+        amount=amounts,
+        timeout_s=st.none() | st.integers(min_value=1, max_value=120),
+    )
     def pending(self, a: int, b: int, amount: int, timeout_s: int | None) -> None:
         debit, credit = self.wallets[a], self.wallets[b]
-        (result,) = self.submit(self.spec(debit, credit, amount, kind=TransferKind.PENDING,
-                                          timeout_s=timeout_s))
+        (result,) = self.submit(
+            self.spec(debit, credit, amount, kind=TransferKind.PENDING, timeout_s=timeout_s)
+        )
         if a != b and amount <= self.available(debit):
             assert result.ok, result.error
             timeout_at = self.clock + timedelta(seconds=timeout_s) if timeout_s else None
@@ -132,8 +145,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def post(self, data: st.DataObject) -> None:
         pending = data.draw(st.sampled_from(self.pendings))
         amount = data.draw(st.none() | st.integers(1, pending.amount + 10))
-        (result,) = self.submit(TransferSpec(kind=TransferKind.POST_PENDING,
-                                             pending_id=pending.id, amount_minor=amount))
+        (result,) = self.submit(
+            TransferSpec(kind=TransferKind.POST_PENDING, pending_id=pending.id, amount_minor=amount)
+        )
         expired = pending.timeout_at is not None and pending.timeout_at <= self.clock
         if pending.open and not expired and (amount is None or amount <= pending.amount):
             assert result.ok, result.error
@@ -146,8 +160,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def void(self, data: st.DataObject) -> None:
         pending = data.draw(st.sampled_from(self.pendings))
-        (result,) = self.submit(TransferSpec(kind=TransferKind.VOID_PENDING,
-                                             pending_id=pending.id))
+        (result,) = self.submit(TransferSpec(kind=TransferKind.VOID_PENDING, pending_id=pending.id))
         assert result.ok == pending.open
         if pending.open:
             self._close(pending)
@@ -157,8 +170,11 @@ class LedgerMachine(RuleBasedStateMachine):
         self.clock += timedelta(seconds=seconds)
         with db.unit_of_work(self.factory) as session:
             voided = ledger.expire_pending(session=session, now=self.clock)
-        due = [p for p in self.pendings
-               if p.open and p.timeout_at is not None and p.timeout_at <= self.clock]
+        due = [
+            p
+            for p in self.pendings
+            if p.open and p.timeout_at is not None and p.timeout_at <= self.clock
+        ]
         assert voided == len(due)
         for pending in due:
             self._close(pending)
@@ -184,6 +200,10 @@ class LedgerMachine(RuleBasedStateMachine):
 def test_ledger_state_machine(any_db: Engine) -> None:
     LedgerMachine.engine = any_db
     runner = LedgerMachine.TestCase
-    runner.settings = settings(max_examples=25, stateful_step_count=25, deadline=None,
-                               suppress_health_check=[HealthCheck.too_slow])
+    runner.settings = settings(
+        max_examples=25,
+        stateful_step_count=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     runner().runTest()

@@ -20,15 +20,29 @@ REGISTRY = AssetRegistry(BUILTIN_ASSETS)
 
 def test_builtin_assets_and_scales():
     assert {(a.code, a.scale) for a in REGISTRY.all()} == {
-        ("HKD", 2), ("CNY", 2), ("USD", 2), ("BTC", 8), ("ETH", 18), ("USDT", 6), ("USDC", 6),
-        ("PTS", 0)}
+        ("HKD", 2),
+        ("CNY", 2),
+        ("USD", 2),
+        ("BTC", 8),
+        ("ETH", 18),
+        ("USDT", 6),
+        ("USDC", 6),
+        ("PTS", 0),
+    }
 
 
 @pytest.mark.parametrize(
     ("text", "scale", "minor"),
-    [("12.50", 2, 1250), ("12.5", 2, 1250), ("12", 2, 1200), ("0.01", 2, 1),
-     ("0.00000001", 8, 1), ("1", 18, 10**18), ("007", 0, 7),
-     ("340282366920938463463.374607431768211455", 18, MAX_AMOUNT_MINOR)],
+    [
+        ("12.50", 2, 1250),
+        ("12.5", 2, 1250),
+        ("12", 2, 1200),
+        ("0.01", 2, 1),
+        ("0.00000001", 8, 1),
+        ("1", 18, 10**18),
+        ("007", 0, 7),
+        ("340282366920938463463.374607431768211455", 18, MAX_AMOUNT_MINOR),
+    ],
 )
 def test_parse_exact(text, scale, minor):
     assert parse_amount(text, scale) == minor
@@ -36,8 +50,28 @@ def test_parse_exact(text, scale, minor):
 
 @pytest.mark.parametrize(
     "text",
-    ["", " 1", "1 ", "-1", "+1", "1e3", "1E3", "NaN", "nan", "Infinity", "1,000", "1.", ".5",
-     "0x10", "１２", "1.001", "0", "0.00", "340282366920938463463.374607431768211456", "1_000"],
+    [
+        "",
+        " 1",
+        "1 ",
+        "-1",
+        "+1",
+        "1e3",
+        "1E3",
+        "NaN",
+        "nan",
+        "Infinity",
+        "1,000",
+        "1.",
+        ".5",
+        "0x10",
+        "１２",
+        "1.001",
+        "0",
+        "0.00",
+        "340282366920938463463.374607431768211456",
+        "1_000",
+    ],
 )
 def test_parse_refuses(text):
     with pytest.raises(InvalidAmount) as refused:
@@ -67,9 +101,16 @@ def test_unknown_asset():
     assert refused.value.code == "unknown_asset"
 
 
-@pytest.mark.parametrize(("minor", "scale", "text"),
-                         [(0, 2, "0.00"), (1, 2, "0.01"), (-150, 2, "-1.50"), (7, 0, "7"),
-                          (10**18, 18, "1.000000000000000000")])
+@pytest.mark.parametrize(
+    ("minor", "scale", "text"),
+    [
+        (0, 2, "0.00"),
+        (1, 2, "0.01"),
+        (-150, 2, "-1.50"),
+        (7, 0, "7"),
+        (10**18, 18, "1.000000000000000000"),
+    ],
+)
 def test_format(minor, scale, text):
     assert format_amount(minor, scale) == text
 

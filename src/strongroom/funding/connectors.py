@@ -34,6 +34,9 @@ CONNECTORS: dict[str, TopupConnector] = {"sandbox": SandboxConnector()}
 
 def connector(channel: object) -> TopupConnector:
     if not isinstance(channel, str) or channel not in CONNECTORS:
-        raise ValidationFailed(f"unknown top-up channel {str(channel)[:32]!r}",
-                               code="unknown_channel", channels=sorted(CONNECTORS))
+        raise ValidationFailed(
+            f"unknown top-up channel {str(channel)[:32]!r}",
+            code="unknown_channel",
+            channels=sorted(CONNECTORS),
+        )
     return CONNECTORS[channel]

@@ -30,16 +30,30 @@ class TopupOut(BaseModel):
     status: str
 
 
-@router.post("/topups", status_code=201, response_model=TopupOut,
-             responses={201: {"model": TopupOut}})
-def create_topup(body: TopupIn, request: Request, user: UserDep, session: SessionDep,
-                 settings: SettingsDep, registry: AssetsDep,
-                 idempotency_key: IdempotencyKeyHeader = None) -> JSONResponse:
+@router.post(
+    "/topups", status_code=201, response_model=TopupOut, responses={201: {"model": TopupOut}}
+)
+def create_topup(
+    body: TopupIn,
+    request: Request,
+    user: UserDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    registry: AssetsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
     amount = registry.money(body.amount, body.asset)
 
     def work() -> tuple[int, dict[str, Any]]:
         done = service.topup(session=session, user=user, amount=amount, channel=body.channel)
         return 201, {"id": done.id, "status": done.status}
 
-    return run_idempotent(request=request, session=session, settings=settings, user=user,
-                          key=idempotency_key, body=body.model_dump(mode="json"), work=work)
+    return run_idempotent(
+        request=request,
+        session=session,
+        settings=settings,
+        user=user,
+        key=idempotency_key,
+        body=body.model_dump(mode="json"),
+        work=work,
+    )

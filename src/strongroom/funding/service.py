@@ -22,13 +22,20 @@ class Topup:
 def topup(*, session: Session, user: User, amount: Money, channel: str) -> Topup:
     channel_connector = connector(channel)
     wallet = ledger.user_wallet(session=session, user_id=user.id, asset=amount.asset.code)
-    omnibus = ledger.operator_account(session=session, kind="bank_omnibus",
-                                      asset=amount.asset.code)
+    omnibus = ledger.operator_account(session=session, kind="bank_omnibus", asset=amount.asset.code)
     confirmation = channel_connector.request(user_id=user.id, amount=amount, reference=user.id)
     if not confirmation.confirmed:
         # Real channels confirm by webhook; none exists yet, so this cannot happen today.
         raise NotImplementedError("asynchronous top-up channels are not built yet")
-    transfer_id = ledger.transfer(session=session, spec=TransferSpec(
-        debit_account_id=omnibus.id, credit_account_id=wallet.id, asset=amount.asset.code,
-        amount_minor=amount.amount_minor, code="topup", note=f"{channel_connector.name} top-up"))
+    transfer_id = ledger.transfer(
+        session=session,
+        spec=TransferSpec(
+            debit_account_id=omnibus.id,
+            credit_account_id=wallet.id,
+            asset=amount.asset.code,
+            amount_minor=amount.amount_minor,
+            code="topup",
+            note=f"{channel_connector.name} top-up",
+        ),
+    )
     return Topup(id=transfer_id, status="completed")

@@ -115,8 +115,9 @@ def validate_spec(spec: TransferSpec, *, timeout_max_s: int, note_max_chars: int
             _check_amount(spec.amount_minor)
         return
     if spec.debit_account_id is None or spec.credit_account_id is None or spec.asset is None:
-        raise LedgerError("debit account, credit account and asset are required",
-                          code="validation_error")
+        raise LedgerError(
+            "debit account, credit account and asset are required", code="validation_error"
+        )
     if spec.amount_minor is None:
         raise InvalidAmount("amount is required")
     _check_amount(spec.amount_minor)
@@ -126,16 +127,16 @@ def validate_spec(spec: TransferSpec, *, timeout_max_s: int, note_max_chars: int
         if spec.kind is not TransferKind.PENDING:
             raise LedgerError("only pending transfers take a timeout", code="validation_error")
         if not 0 < spec.timeout_s <= timeout_max_s:
-            raise LedgerError(f"timeout must be 1..{timeout_max_s} seconds",
-                              code="invalid_timeout")
+            raise LedgerError(f"timeout must be 1..{timeout_max_s} seconds", code="invalid_timeout")
 
 
 def _check_amount(amount_minor: int) -> None:
     if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
         raise InvalidAmount("amount must be an integer of minor units")
     if not 0 < amount_minor <= MAX_AMOUNT_MINOR:
-        raise InvalidAmount("amount must be between one minor unit and 2^128 - 1",
-                            amount_minor=str(amount_minor))
+        raise InvalidAmount(
+            "amount must be between one minor unit and 2^128 - 1", amount_minor=str(amount_minor)
+        )
 
 
 def apply_movement(debit: AccountState, credit: AccountState, move: Movement) -> None:
@@ -150,12 +151,18 @@ def apply_movement(debit: AccountState, credit: AccountState, move: Movement) ->
         # Posting or voiding only releases a reservation already checked; never refuse it.
         _check_flags(debit, move.amount_minor)
     for state in (debit, credit):
-        for value in (state.debits_posted, state.credits_posted, state.debits_pending,
-                      state.credits_pending):
+        for value in (
+            state.debits_posted,
+            state.credits_posted,
+            state.debits_pending,
+            state.credits_pending,
+        ):
             if value > BALANCE_FIELD_MAX:
                 raise LedgerError("balance would overflow", code="overflow")
-        invariant(state.debits_pending >= 0 and state.credits_pending >= 0,
-                  "pending balance went negative")
+        invariant(
+            state.debits_pending >= 0 and state.credits_pending >= 0,
+            "pending balance went negative",
+        )
 
 
 def _check_flags(debit: AccountState, amount_minor: int) -> None:

@@ -30,7 +30,9 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 class Account(Base):
     __tablename__ = "ledger_accounts"
     __table_args__ = (
-        UniqueConstraint("owner_type", "owner_id", "kind", "asset", name="uq_ledger_accounts_owner"),
+        UniqueConstraint(
+            "owner_type", "owner_id", "kind", "asset", name="uq_ledger_accounts_owner"
+        ),
         UniqueConstraint("id", "asset", name="uq_ledger_accounts_id_asset"),
     )
 

@@ -53,8 +53,9 @@ def parse_cursor(cursor: str | None) -> int | None:
     return int(cursor)
 
 
-def statement(*, session: Session, account_ids: list[int], cursor: str | None,
-              limit: int) -> StatementPage:
+def statement(
+    *, session: Session, account_ids: list[int], cursor: str | None, limit: int
+) -> StatementPage:
     """Newest first. ``cursor`` is the ``next_cursor`` of the previous page."""
     before = parse_cursor(cursor)
     query = _lines_query(account_ids)
@@ -68,8 +69,14 @@ def statement(*, session: Session, account_ids: list[int], cursor: str | None,
 
 def _lines_query(account_ids: list[int]):  # type: ignore[no-untyped-def]
     return (
-        select(Entry, Transfer.kind, Transfer.code, Transfer.note, Transfer.debit_account_id,
-               Transfer.credit_account_id)
+        select(
+            Entry,
+            Transfer.kind,
+            Transfer.code,
+            Transfer.note,
+            Transfer.debit_account_id,
+            Transfer.credit_account_id,
+        )
         .join(Transfer, Transfer.id == Entry.transfer_id)
         .where(Entry.account_id.in_(account_ids))
     )
@@ -79,19 +86,40 @@ def _line(row) -> StatementLine:  # type: ignore[no-untyped-def]
     entry: Entry = row[0]
     other = row.credit_account_id if entry.side == "D" else row.debit_account_id
     return StatementLine(
-        entry_id=entry.id, transfer_id=entry.transfer_id, kind=row.kind, code=row.code,
-        note=row.note, account_id=entry.account_id, counterparty_account_id=other,
-        asset=entry.asset, side=entry.side, posted_minor=entry.posted_minor,
-        pending_minor=entry.pending_minor, balance_after=entry.balance_after,
-        created_at=entry.created_at)
+        entry_id=entry.id,
+        transfer_id=entry.transfer_id,
+        kind=row.kind,
+        code=row.code,
+        note=row.note,
+        account_id=entry.account_id,
+        counterparty_account_id=other,
+        asset=entry.asset,
+        side=entry.side,
+        posted_minor=entry.posted_minor,
+        pending_minor=entry.pending_minor,
+        balance_after=entry.balance_after,
+        created_at=entry.created_at,
+    )
 
 
-CSV_HEADER = ("entry_id", "created_at", "transfer_id", "kind", "code", "asset", "amount",
-              "pending_change", "balance_after", "counterparty_account_id", "note")
+CSV_HEADER = (
+    "entry_id",
+    "created_at",
+    "transfer_id",
+    "kind",
+    "code",
+    "asset",
+    "amount",
+    "pending_change",
+    "balance_after",
+    "counterparty_account_id",
+    "note",
+)
 
 
-def statement_csv(*, session: Session, account_ids: list[int], scales: dict[str, int],
-                  max_rows: int) -> Iterator[str]:
+def statement_csv(
+    *, session: Session, account_ids: list[int], scales: dict[str, int], max_rows: int
+) -> Iterator[str]:
     """The whole statement, oldest first, as CSV text chunks (bounded by ``max_rows``)."""
     query = _lines_query(account_ids).order_by(Entry.id).limit(max_rows)
     buffer = io.StringIO()
@@ -100,11 +128,21 @@ def statement_csv(*, session: Session, account_ids: list[int], scales: dict[str,
     for count, row in enumerate(session.execute(query.execution_options(yield_per=1000)), 1):
         line = _line(row)
         scale = scales[line.asset]
-        writer.writerow((line.entry_id, line.created_at.isoformat(), line.transfer_id, line.kind,
-                         line.code, line.asset, format_amount(line.signed_minor, scale),
-                         format_amount(line.pending_minor, scale),
-                         format_amount(line.balance_after, scale), line.counterparty_account_id,
-                         _csv_safe(line.note or "")))
+        writer.writerow(
+            (
+                line.entry_id,
+                line.created_at.isoformat(),
+                line.transfer_id,
+                line.kind,
+                line.code,
+                line.asset,
+                format_amount(line.signed_minor, scale),
+                format_amount(line.pending_minor, scale),
+                format_amount(line.balance_after, scale),
+                line.counterparty_account_id,
+                _csv_safe(line.note or ""),
+            )
+        )
         if count % 1000 == 0:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -151,8 +189,14 @@ def _entry_sums(session: Session, report: CheckReport) -> dict[int, list[int]]:
     """Per account: [debits_posted, credits_posted, debits_pending, credits_pending]; also
     checks running balances, streaming entries in account, id order."""
     sums: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    query = select(Entry.account_id, Entry.id, Entry.side, Entry.posted_minor,
-                   Entry.pending_minor, Entry.balance_after).order_by(Entry.account_id, Entry.id)
+    query = select(
+        Entry.account_id,
+        Entry.id,
+        Entry.side,
+        Entry.posted_minor,
+        Entry.pending_minor,
+        Entry.balance_after,
+    ).order_by(Entry.account_id, Entry.id)
     for account_id, entry_id, side, posted, pending, balance_after in session.execute(
         query.execution_options(yield_per=5000)
     ):
@@ -162,8 +206,10 @@ def _entry_sums(session: Session, report: CheckReport) -> dict[int, list[int]]:
         total[offset] += posted
         total[2 + offset] += pending
         if total[1] - total[0] != balance_after:
-            report.add(f"entry {entry_id}: running balance {balance_after} but entries sum to "
-                       f"{total[1] - total[0]}")
+            report.add(
+                f"entry {entry_id}: running balance {balance_after} but entries sum to "
+                f"{total[1] - total[0]}"
+            )
     return sums
 
 
@@ -171,11 +217,17 @@ def _check_accounts(session: Session, report: CheckReport, sums: dict[int, list[
     per_asset: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for account in session.execute(select(Account).execution_options(yield_per=5000)).scalars():
         report.accounts += 1
-        stored = [account.debits_posted, account.credits_posted, account.debits_pending,
-                  account.credits_pending]
+        stored = [
+            account.debits_posted,
+            account.credits_posted,
+            account.debits_pending,
+            account.credits_pending,
+        ]
         if stored != sums.get(account.id, [0, 0, 0, 0]):
-            report.add(f"account {account.id} ({account.asset}): stored balances {stored} but "
-                       f"entries sum to {sums.get(account.id, [0, 0, 0, 0])}")
+            report.add(
+                f"account {account.id} ({account.asset}): stored balances {stored} but "
+                f"entries sum to {sums.get(account.id, [0, 0, 0, 0])}"
+            )
         if any(value < 0 for value in stored):
             report.add(f"account {account.id}: a balance field is negative: {stored}")
         floor = -account.negative_limit_minor
@@ -198,16 +250,23 @@ def _check_accounts(session: Session, report: CheckReport, sums: dict[int, list[
 def _check_transfers(session: Session, report: CheckReport) -> None:
     legs: dict[str, list[tuple[str, int, int, int, str]]] = defaultdict(list)
     for transfer_id, side, account_id, posted, pending, asset in session.execute(
-        select(Entry.transfer_id, Entry.side, Entry.account_id, Entry.posted_minor,
-               Entry.pending_minor, Entry.asset).execution_options(yield_per=5000)
+        select(
+            Entry.transfer_id,
+            Entry.side,
+            Entry.account_id,
+            Entry.posted_minor,
+            Entry.pending_minor,
+            Entry.asset,
+        ).execution_options(yield_per=5000)
     ):
         legs[transfer_id].append((side, account_id, posted, pending, asset))
     for row in session.execute(select(Transfer).execution_options(yield_per=5000)).scalars():
         report.transfers += 1
         found = sorted(legs.pop(row.id, []))
         if len(found) != 2 or [leg[0] for leg in found] != ["C", "D"]:
-            report.add(f"transfer {row.id}: expected one debit and one credit entry, found "
-                       f"{len(found)}")
+            report.add(
+                f"transfer {row.id}: expected one debit and one credit entry, found {len(found)}"
+            )
             continue
         credit, debit = found
         if (debit[1], credit[1]) != (row.debit_account_id, row.credit_account_id):
@@ -218,4 +277,3 @@ def _check_transfers(session: Session, report: CheckReport) -> None:
             report.add(f"transfer {row.id}: amount is not positive")
     for transfer_id in sorted(legs):
         report.add(f"entries belong to transfer {transfer_id}, which does not exist")
-

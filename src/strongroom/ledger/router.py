@@ -34,26 +34,42 @@ LimitQuery = Annotated[int | None, Query(ge=1)]
 
 @router.get("/balances")
 def balances(user: UserDep, session: SessionDep, registry: AssetsDep) -> BalancesOut:
-    wallets = service.accounts_of(session=session, owner_type="user", owner_id=user.id,
-                                  kind="wallet")
+    wallets = service.accounts_of(
+        session=session, owner_type="user", owner_id=user.id, kind="wallet"
+    )
     out = []
     for account in wallets:
         scale = registry.get(account.asset).scale
         total = account.credits_posted - account.debits_posted
-        out.append(BalanceOut(
-            asset=account.asset, total=format_amount(total, scale),
-            available=format_amount(total - account.debits_pending, scale),
-            pending=format_amount(account.debits_pending, scale),
-            locked=format_amount(0, scale), unlocks=[]))
+        out.append(
+            BalanceOut(
+                asset=account.asset,
+                total=format_amount(total, scale),
+                available=format_amount(total - account.debits_pending, scale),
+                pending=format_amount(account.debits_pending, scale),
+                locked=format_amount(0, scale),
+                unlocks=[],
+            )
+        )
     return BalancesOut(balances=out)
 
 
 @router.get("/transactions")
-def transactions(user: UserDep, session: SessionDep, settings: SettingsDep, registry: AssetsDep,
-                 cursor: str | None = None, limit: LimitQuery = None) -> TransactionsOut:
+def transactions(
+    user: UserDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    registry: AssetsDep,
+    cursor: str | None = None,
+    limit: LimitQuery = None,
+) -> TransactionsOut:
     size = min(limit or settings.ledger.page_size_default, settings.ledger.page_size_max)
-    ids = [a.id for a in service.accounts_of(session=session, owner_type="user",
-                                             owner_id=user.id, kind="wallet")]
+    ids = [
+        a.id
+        for a in service.accounts_of(
+            session=session, owner_type="user", owner_id=user.id, kind="wallet"
+        )
+    ]
     page = reports.statement(session=session, account_ids=ids, cursor=cursor, limit=size)
     parties = _counterparties(session, {line.counterparty_account_id for line in page.lines})
     items = [_transaction(line, registry, parties) for line in page.lines]
@@ -61,81 +77,124 @@ def transactions(user: UserDep, session: SessionDep, settings: SettingsDep, regi
 
 
 @router.get("/transactions.csv")
-def transactions_csv(user: UserDep, session: SessionDep, settings: SettingsDep,
-                     registry: AssetsDep) -> StreamingResponse:
-    ids = [a.id for a in service.accounts_of(session=session, owner_type="user",
-                                             owner_id=user.id, kind="wallet")]
+def transactions_csv(
+    user: UserDep, session: SessionDep, settings: SettingsDep, registry: AssetsDep
+) -> StreamingResponse:
+    ids = [
+        a.id
+        for a in service.accounts_of(
+            session=session, owner_type="user", owner_id=user.id, kind="wallet"
+        )
+    ]
     scales = {asset.code: asset.scale for asset in registry.all()}
-    chunks = list(reports.statement_csv(session=session, account_ids=ids, scales=scales,
-                                        max_rows=settings.ledger.export_rows_max))
-    return StreamingResponse(iter(chunks), media_type="text/csv",
-                             headers={"Content-Disposition": 'attachment; filename="history.csv"'})
+    chunks = list(
+        reports.statement_csv(
+            session=session,
+            account_ids=ids,
+            scales=scales,
+            max_rows=settings.ledger.export_rows_max,
+        )
+    )
+    return StreamingResponse(
+        iter(chunks),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="history.csv"'},
+    )
 
 
 def _counterparties(session: Session, account_ids: set[int]) -> dict[int, Counterparty]:
     if not account_ids:
         return {}
     accounts = session.execute(
-        select(Account.id, Account.owner_type, Account.owner_id, Account.kind)
-        .where(Account.id.in_(account_ids))).all()
+        select(Account.id, Account.owner_type, Account.owner_id, Account.kind).where(
+            Account.id.in_(account_ids)
+        )
+    ).all()
     user_ids = [a.owner_id for a in accounts if a.owner_type == "user"]
     names = dict(session.execute(select(User.id, User.name).where(User.id.in_(user_ids))).all())
     parties = {}
     for account in accounts:
         if account.owner_type == "user":
-            parties[account.id] = Counterparty(type="user", id=account.owner_id,
-                                               name=names.get(account.owner_id))
+            parties[account.id] = Counterparty(
+                type="user", id=account.owner_id, name=names.get(account.owner_id)
+            )
         else:
             parties[account.id] = Counterparty(type=account.owner_type, name=account.kind)
     return parties
 
 
-def _transaction(line: reports.StatementLine, registry: AssetRegistry,
-                 parties: dict[int, Counterparty]) -> TransactionOut:
+def _transaction(
+    line: reports.StatementLine, registry: AssetRegistry, parties: dict[int, Counterparty]
+) -> TransactionOut:
     scale = registry.get(line.asset).scale
-    status = "pending" if line.kind == TransferKind.PENDING else (
-        "voided" if line.kind == TransferKind.VOID_PENDING else "posted")
+    status = (
+        "pending"
+        if line.kind == TransferKind.PENDING
+        else ("voided" if line.kind == TransferKind.VOID_PENDING else "posted")
+    )
     return TransactionOut(
-        id=str(line.entry_id), transfer_id=line.transfer_id, type=line.code, kind=line.kind,
-        direction="in" if line.side == "C" else "out", status=status, asset=line.asset,
+        id=str(line.entry_id),
+        transfer_id=line.transfer_id,
+        type=line.code,
+        kind=line.kind,
+        direction="in" if line.side == "C" else "out",
+        status=status,
+        asset=line.asset,
         amount=format_amount(line.posted_minor or abs(line.pending_minor), scale),
         pending_change=format_amount(line.pending_minor, scale),
         balance_after=format_amount(line.balance_after, scale),
         counterparty=parties.get(line.counterparty_account_id, Counterparty(type="unknown")),
-        note=line.note, created_at=line.created_at)
+        note=line.note,
+        created_at=line.created_at,
+    )
 
 
 # --------------------------------------------------------------------------- operators
 
 
 @router.post("/admin/ledger/transfers", tags=["operator"])
-def batch(body: BatchIn, operator: OperatorDep, session: SessionDep, settings: SettingsDep,
-          registry: AssetsDep) -> BatchOut:
+def batch(
+    body: BatchIn,
+    operator: OperatorDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    registry: AssetsDep,
+) -> BatchOut:
     """Post many transfers in one request (bounded); ``linked`` groups are all or nothing.
     Idempotent through transfer ids: a replayed id with the same fields reports ``exists``."""
     if len(body.transfers) > settings.ledger.batch_max_transfers:
-        raise DomainError(f"a batch holds at most {settings.ledger.batch_max_transfers} "
-                          "transfers", code="batch_too_large",
-                          max=settings.ledger.batch_max_transfers)
+        raise DomainError(
+            f"a batch holds at most {settings.ledger.batch_max_transfers} transfers",
+            code="batch_too_large",
+            max=settings.ledger.batch_max_transfers,
+        )
     specs = [_spec(item, registry) for item in body.transfers]
     results = service.create_transfers(session=session, specs=specs, limits=settings.ledger)
     session.commit()
-    out = [TransferResultOut(index=r.index, id=r.id, status=r.status,
-                             error=None if r.error is None else
-                             {"code": r.error.code, "message": r.error.message,
-                              "details": r.error.details})
-           for r in results]
+    out = [
+        TransferResultOut(
+            index=r.index,
+            id=r.id,
+            status=r.status,
+            error=None
+            if r.error is None
+            else {"code": r.error.code, "message": r.error.message, "details": r.error.details},
+        )
+        for r in results
+    ]
     created = sum(1 for r in results if r.status == "created")
-    return BatchOut(results=out, created=created,
-                    failed=sum(1 for r in results if r.status == "failed"))
+    return BatchOut(
+        results=out, created=created, failed=sum(1 for r in results if r.status == "failed")
+    )
 
 
 def _spec(item: TransferIn, registry: AssetRegistry) -> TransferSpec:
     try:
         kind = TransferKind(item.kind)
     except ValueError as error:
-        raise DomainError(f"kind must be one of {[k.value for k in TransferKind]}",
-                          code="validation_error") from error
+        raise DomainError(
+            f"kind must be one of {[k.value for k in TransferKind]}", code="validation_error"
+        ) from error
     amount_minor = None
     if item.amount is not None:
         if item.asset is None:
@@ -145,51 +204,79 @@ def _spec(item: TransferIn, registry: AssetRegistry) -> TransferSpec:
         raise InvalidAmount("amount is required")
     if item.asset is not None:
         registry.get(item.asset)
-    return TransferSpec(kind=kind, debit_account_id=item.debit_account_id,
-                        credit_account_id=item.credit_account_id, asset=item.asset,
-                        amount_minor=amount_minor, id=item.id, pending_id=item.pending_id,
-                        timeout_s=item.timeout_s, code=item.code, note=item.note,
-                        linked=item.linked)
+    return TransferSpec(
+        kind=kind,
+        debit_account_id=item.debit_account_id,
+        credit_account_id=item.credit_account_id,
+        asset=item.asset,
+        amount_minor=amount_minor,
+        id=item.id,
+        pending_id=item.pending_id,
+        timeout_s=item.timeout_s,
+        code=item.code,
+        note=item.note,
+        linked=item.linked,
+    )
 
 
 @router.post("/admin/ledger/accounts", status_code=201, tags=["operator"])
-def create_account(body: AccountIn, operator: OperatorDep, session: SessionDep,
-                   registry: AssetsDep) -> AccountOut:
+def create_account(
+    body: AccountIn, operator: OperatorDep, session: SessionDep, registry: AssetsDep
+) -> AccountOut:
     registry.get(body.asset)
-    account = service.ensure_account(session=session, owner_type=body.owner_type,
-                                     owner_id=body.owner_id, kind=body.kind, asset=body.asset,
-                                     allow_negative=body.allow_negative)
+    account = service.ensure_account(
+        session=session,
+        owner_type=body.owner_type,
+        owner_id=body.owner_id,
+        kind=body.kind,
+        asset=body.asset,
+        allow_negative=body.allow_negative,
+    )
     session.commit()
     return _account_out(account, registry)
 
 
 @router.get("/admin/ledger/accounts/{account_id}", tags=["operator"])
-def get_account(account_id: int, operator: OperatorDep, session: SessionDep,
-                registry: AssetsDep) -> AccountOut:
+def get_account(
+    account_id: int, operator: OperatorDep, session: SessionDep, registry: AssetsDep
+) -> AccountOut:
     return _account_out(service.get_account(session=session, account_id=account_id), registry)
 
 
 @router.get("/admin/ledger/accounts/{account_id}/statement", tags=["operator"])
-def account_statement(account_id: int, operator: OperatorDep, session: SessionDep,
-                      settings: SettingsDep, registry: AssetsDep, cursor: str | None = None,
-                      limit: LimitQuery = None) -> TransactionsOut:
+def account_statement(
+    account_id: int,
+    operator: OperatorDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    registry: AssetsDep,
+    cursor: str | None = None,
+    limit: LimitQuery = None,
+) -> TransactionsOut:
     service.get_account(session=session, account_id=account_id)
     size = min(limit or settings.ledger.page_size_default, settings.ledger.page_size_max)
     page = reports.statement(session=session, account_ids=[account_id], cursor=cursor, limit=size)
     parties = _counterparties(session, {line.counterparty_account_id for line in page.lines})
-    return TransactionsOut(items=[_transaction(line, registry, parties) for line in page.lines],
-                           next_cursor=page.next_cursor)
+    return TransactionsOut(
+        items=[_transaction(line, registry, parties) for line in page.lines],
+        next_cursor=page.next_cursor,
+    )
 
 
 def _account_out(account: Account, registry: AssetRegistry) -> AccountOut:
     scale = registry.get(account.asset).scale
     total = account.credits_posted - account.debits_posted
     return AccountOut(
-        id=account.id, owner_type=account.owner_type, owner_id=account.owner_id,
-        kind=account.kind, asset=account.asset, allow_negative=account.allow_negative,
+        id=account.id,
+        owner_type=account.owner_type,
+        owner_id=account.owner_id,
+        kind=account.kind,
+        asset=account.asset,
+        allow_negative=account.allow_negative,
         total=format_amount(total, scale),
         available=format_amount(total - account.debits_pending, scale),
         debits_posted=format_amount(account.debits_posted, scale),
         credits_posted=format_amount(account.credits_posted, scale),
         debits_pending=format_amount(account.debits_pending, scale),
-        credits_pending=format_amount(account.credits_pending, scale))
+        credits_pending=format_amount(account.credits_pending, scale),
+    )

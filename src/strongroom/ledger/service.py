@@ -69,19 +69,31 @@ def ensure_account(
     if found is not None:
         return found
     dialect = session.get_bind().dialect.name
-    values = {**key, "allow_negative": allow_negative,
-              "negative_limit_minor": negative_limit_minor, "debits_posted": 0,
-              "credits_posted": 0, "debits_pending": 0, "credits_pending": 0,
-              "created_at": utcnow()}
-    statement = (postgresql.insert(Account) if dialect == "postgresql" else sqlite.insert(Account))
+    values = {
+        **key,
+        "allow_negative": allow_negative,
+        "negative_limit_minor": negative_limit_minor,
+        "debits_posted": 0,
+        "credits_posted": 0,
+        "debits_pending": 0,
+        "credits_pending": 0,
+        "created_at": utcnow(),
+    }
+    statement = postgresql.insert(Account) if dialect == "postgresql" else sqlite.insert(Account)
     session.execute(statement.values(**values).on_conflict_do_nothing())
     return session.scalars(select(Account).filter_by(**key)).one()
 
 
 def operator_account(*, session: Session, kind: str, asset: str) -> Account:
     """An operator-owned account (bank omnibus, fees, suspense...): may go negative."""
-    return ensure_account(session=session, owner_type=OPERATOR, owner_id=OPERATOR, kind=kind,
-                          asset=asset, allow_negative=True)
+    return ensure_account(
+        session=session,
+        owner_type=OPERATOR,
+        owner_id=OPERATOR,
+        kind=kind,
+        asset=asset,
+        allow_negative=True,
+    )
 
 
 def get_account(*, session: Session, account_id: int) -> Account:
@@ -91,8 +103,9 @@ def get_account(*, session: Session, account_id: int) -> Account:
     return account
 
 
-def accounts_of(*, session: Session, owner_type: str, owner_id: str,
-                kind: str | None = None) -> list[Account]:
+def accounts_of(
+    *, session: Session, owner_type: str, owner_id: str, kind: str | None = None
+) -> list[Account]:
     query = select(Account).filter_by(owner_type=owner_type, owner_id=owner_id)
     if kind is not None:
         query = query.filter_by(kind=kind)
@@ -121,8 +134,11 @@ def create_transfers(
     with the next one (R-LEDGER-2). Returns one result per spec, in order."""
     limits = limits or get_settings().ledger
     if len(specs) > limits.batch_max_transfers:
-        raise LedgerError(f"a batch holds at most {limits.batch_max_transfers} transfers",
-                          code="batch_too_large", max=limits.batch_max_transfers)
+        raise LedgerError(
+            f"a batch holds at most {limits.batch_max_transfers} transfers",
+            code="batch_too_large",
+            max=limits.batch_max_transfers,
+        )
     if not specs:
         return []
     batch = _Batch(session, list(specs), now or utcnow(), limits)
@@ -130,8 +146,9 @@ def create_transfers(
 
 
 class _Batch:
-    def __init__(self, session: Session, specs: list[TransferSpec], now: datetime,
-                 limits: LedgerLimits) -> None:
+    def __init__(
+        self, session: Session, specs: list[TransferSpec], now: datetime, limits: LedgerLimits
+    ) -> None:
         self.session = session
         self.specs = specs
         self.now = now
@@ -161,13 +178,17 @@ class _Batch:
         seen: set[str] = set()
         for index, spec in enumerate(self.specs):
             try:
-                validate_spec(spec, timeout_max_s=self.limits.pending_timeout_max_s,
-                              note_max_chars=self.limits.note_max_chars)
+                validate_spec(
+                    spec,
+                    timeout_max_s=self.limits.pending_timeout_max_s,
+                    note_max_chars=self.limits.note_max_chars,
+                )
             except DomainError as error:
                 self.errors[index] = error
             if self.ids[index] in seen:
-                self.errors[index] = LedgerError("transfer id appears twice in the batch",
-                                                 code="duplicate_id")
+                self.errors[index] = LedgerError(
+                    "transfer id appears twice in the batch", code="duplicate_id"
+                )
             seen.add(self.ids[index])
 
     def _load_existing(self) -> None:
@@ -184,7 +205,9 @@ class _Batch:
             else:
                 self.errors[index] = LedgerError(
                     f"transfer {row.id} exists with different fields",
-                    code="transfer_exists_with_different_fields", id=row.id)
+                    code="transfer_exists_with_different_fields",
+                    id=row.id,
+                )
 
     def _load_pendings(self) -> None:
         wanted = {s.pending_id for s in self.specs if s.pending_id is not None}
@@ -195,9 +218,14 @@ class _Batch:
         ).scalars()
         for row in rows:
             self.pendings[row.id] = PendingInfo(
-                id=row.id, debit_account_id=row.debit_account_id,
-                credit_account_id=row.credit_account_id, asset=row.asset,
-                amount_minor=row.amount_minor, timeout_at=_aware(row.timeout_at), resolved=False)
+                id=row.id,
+                debit_account_id=row.debit_account_id,
+                credit_account_id=row.credit_account_id,
+                asset=row.asset,
+                amount_minor=row.amount_minor,
+                timeout_at=_aware(row.timeout_at),
+                resolved=False,
+            )
 
     def _lock_accounts(self) -> None:
         wanted: set[int] = set()
@@ -230,16 +258,19 @@ class _Batch:
         failed = next((i for i in group if i in self.errors), None)
         if failed is None and self.specs[group[-1]].linked:
             failed = group[-1]
-            self.errors[failed] = LedgerError("the last transfer of the batch is linked to "
-                                              "nothing", code="linked_chain_open")
+            self.errors[failed] = LedgerError(
+                "the last transfer of the batch is linked to nothing", code="linked_chain_open"
+            )
         if failed is None:
             failed = self._try_group(group)
         if failed is not None:
             for index in group:
                 if index != failed:
                     self.errors[index] = LedgerError(
-                        f"linked transfer {failed} failed", code="linked_transfer_failed",
-                        failed_index=failed)
+                        f"linked transfer {failed} failed",
+                        code="linked_transfer_failed",
+                        failed_index=failed,
+                    )
                 self.exists.discard(index)
 
     def _try_group(self, group: list[int]) -> int | None:
@@ -255,8 +286,9 @@ class _Batch:
                 debit = _state(staged, move.debit_account_id)
                 credit = _state(staged, move.credit_account_id)
                 if debit.asset != move.asset or credit.asset != move.asset:
-                    raise LedgerError("accounts and transfer must be in one asset",
-                                      code="asset_mismatch")
+                    raise LedgerError(
+                        "accounts and transfer must be in one asset", code="asset_mismatch"
+                    )
                 apply_movement(debit, credit, move)
             except DomainError as error:
                 self.errors[index] = error
@@ -283,57 +315,88 @@ class _Batch:
         if spec.kind in (TransferKind.POSTED, TransferKind.PENDING):
             assert spec.debit_account_id is not None and spec.credit_account_id is not None
             assert spec.asset is not None and spec.amount_minor is not None
-            timeout_at = (self.now + timedelta(seconds=spec.timeout_s)
-                          if spec.timeout_s is not None else None)
+            timeout_at = (
+                self.now + timedelta(seconds=spec.timeout_s) if spec.timeout_s is not None else None
+            )
             pending = spec.kind is TransferKind.PENDING
             return Movement(
-                spec=spec, id=transfer_id, kind=spec.kind,
-                debit_account_id=spec.debit_account_id, credit_account_id=spec.credit_account_id,
-                asset=spec.asset, amount_minor=spec.amount_minor,
+                spec=spec,
+                id=transfer_id,
+                kind=spec.kind,
+                debit_account_id=spec.debit_account_id,
+                credit_account_id=spec.credit_account_id,
+                asset=spec.asset,
+                amount_minor=spec.amount_minor,
                 posted_minor=0 if pending else spec.amount_minor,
                 pending_delta=spec.amount_minor if pending else 0,
-                pending_id=None, timeout_at=timeout_at)
+                pending_id=None,
+                timeout_at=timeout_at,
+            )
         return self._resolution(spec, transfer_id, pendings)
 
-    def _resolution(self, spec: TransferSpec, transfer_id: str,
-                    pendings: dict[str, PendingInfo]) -> Movement:
+    def _resolution(
+        self, spec: TransferSpec, transfer_id: str, pendings: dict[str, PendingInfo]
+    ) -> Movement:
         pending = pendings.get(spec.pending_id or "")
         if pending is None:
-            raise NotFound(f"pending transfer {spec.pending_id} does not exist",
-                           code="pending_transfer_not_found")
+            raise NotFound(
+                f"pending transfer {spec.pending_id} does not exist",
+                code="pending_transfer_not_found",
+            )
         if pending.resolved:
-            raise LedgerError(f"pending transfer {pending.id} was already posted or voided",
-                              code="pending_transfer_already_resolved")
+            raise LedgerError(
+                f"pending transfer {pending.id} was already posted or voided",
+                code="pending_transfer_already_resolved",
+            )
         if spec.kind is TransferKind.POST_PENDING and _expired(pending, self.now):
-            raise LedgerError(f"pending transfer {pending.id} has expired",
-                              code="pending_transfer_expired")
-        for given, actual in ((spec.asset, pending.asset),
-                              (spec.debit_account_id, pending.debit_account_id),
-                              (spec.credit_account_id, pending.credit_account_id)):
+            raise LedgerError(
+                f"pending transfer {pending.id} has expired", code="pending_transfer_expired"
+            )
+        for given, actual in (
+            (spec.asset, pending.asset),
+            (spec.debit_account_id, pending.debit_account_id),
+            (spec.credit_account_id, pending.credit_account_id),
+        ):
             if given is not None and given != actual:
-                raise LedgerError("fields differ from the pending transfer",
-                                  code="pending_transfer_mismatch")
+                raise LedgerError(
+                    "fields differ from the pending transfer", code="pending_transfer_mismatch"
+                )
         amount = pending.amount_minor
         if spec.kind is TransferKind.POST_PENDING and spec.amount_minor is not None:
             if spec.amount_minor > pending.amount_minor:
-                raise LedgerError("cannot post more than the pending amount",
-                                  code="exceeds_pending_amount",
-                                  pending_minor=str(pending.amount_minor))
+                raise LedgerError(
+                    "cannot post more than the pending amount",
+                    code="exceeds_pending_amount",
+                    pending_minor=str(pending.amount_minor),
+                )
             amount = spec.amount_minor
         posted = amount if spec.kind is TransferKind.POST_PENDING else 0
         return Movement(
-            spec=spec, id=transfer_id, kind=spec.kind, debit_account_id=pending.debit_account_id,
-            credit_account_id=pending.credit_account_id, asset=pending.asset,
-            amount_minor=amount, posted_minor=posted, pending_delta=-pending.amount_minor,
-            pending_id=pending.id, timeout_at=None)
+            spec=spec,
+            id=transfer_id,
+            kind=spec.kind,
+            debit_account_id=pending.debit_account_id,
+            credit_account_id=pending.credit_account_id,
+            asset=pending.asset,
+            amount_minor=amount,
+            posted_minor=posted,
+            pending_delta=-pending.amount_minor,
+            pending_id=pending.id,
+            timeout_at=None,
+        )
 
     @staticmethod
     def _track_pending(move: Movement, pendings: dict[str, PendingInfo]) -> None:
         if move.kind is TransferKind.PENDING:
             pendings[move.id] = PendingInfo(
-                id=move.id, debit_account_id=move.debit_account_id,
-                credit_account_id=move.credit_account_id, asset=move.asset,
-                amount_minor=move.amount_minor, timeout_at=move.timeout_at, resolved=False)
+                id=move.id,
+                debit_account_id=move.debit_account_id,
+                credit_account_id=move.credit_account_id,
+                asset=move.asset,
+                amount_minor=move.amount_minor,
+                timeout_at=move.timeout_at,
+                resolved=False,
+            )
         elif move.pending_id is not None:
             pendings[move.pending_id] = _resolved(pendings[move.pending_id])
 
@@ -344,25 +407,48 @@ class _Batch:
             return
         transfers, entries = [], []
         for move, debit_total, credit_total in self.applied:
-            transfers.append({
-                "id": move.id, "kind": move.kind.value, "debit_account_id": move.debit_account_id,
-                "credit_account_id": move.credit_account_id, "asset": move.asset,
-                "amount_minor": move.amount_minor, "pending_id": move.pending_id,
-                "timeout_at": move.timeout_at, "batch_id": self.batch_id, "code": move.spec.code,
-                "note": move.spec.note, "created_at": self.now})
-            for side, account_id, total in (("D", move.debit_account_id, debit_total),
-                                            ("C", move.credit_account_id, credit_total)):
-                entries.append({
-                    "transfer_id": move.id, "account_id": account_id, "asset": move.asset,
-                    "side": side, "posted_minor": move.posted_minor,
-                    "pending_minor": move.pending_delta, "balance_after": total,
-                    "created_at": self.now})
+            transfers.append(
+                {
+                    "id": move.id,
+                    "kind": move.kind.value,
+                    "debit_account_id": move.debit_account_id,
+                    "credit_account_id": move.credit_account_id,
+                    "asset": move.asset,
+                    "amount_minor": move.amount_minor,
+                    "pending_id": move.pending_id,
+                    "timeout_at": move.timeout_at,
+                    "batch_id": self.batch_id,
+                    "code": move.spec.code,
+                    "note": move.spec.note,
+                    "created_at": self.now,
+                }
+            )
+            for side, account_id, total in (
+                ("D", move.debit_account_id, debit_total),
+                ("C", move.credit_account_id, credit_total),
+            ):
+                entries.append(
+                    {
+                        "transfer_id": move.id,
+                        "account_id": account_id,
+                        "asset": move.asset,
+                        "side": side,
+                        "posted_minor": move.posted_minor,
+                        "pending_minor": move.pending_delta,
+                        "balance_after": total,
+                        "created_at": self.now,
+                    }
+                )
         self.session.execute(insert(Transfer), transfers)
         self.session.execute(insert(Entry), entries)
-        touched = {aid for move, _, _ in self.applied
-                   for aid in (move.debit_account_id, move.credit_account_id)}
-        self.session.execute(update(Account), [_balance_row(self.states[aid]) for aid in
-                                               sorted(touched)])
+        touched = {
+            aid
+            for move, _, _ in self.applied
+            for aid in (move.debit_account_id, move.credit_account_id)
+        }
+        self.session.execute(
+            update(Account), [_balance_row(self.states[aid]) for aid in sorted(touched)]
+        )
 
     def _results(self) -> list[TransferResult]:
         results = []
@@ -389,9 +475,16 @@ def _groups(specs: Sequence[TransferSpec]) -> Iterator[list[int]]:
 
 def _lock(session: Session, account_ids: list[int]) -> dict[int, AccountState]:
     rows = session.execute(
-        select(Account.id, Account.asset, Account.allow_negative, Account.negative_limit_minor,
-               Account.debits_posted, Account.credits_posted, Account.debits_pending,
-               Account.credits_pending)
+        select(
+            Account.id,
+            Account.asset,
+            Account.allow_negative,
+            Account.negative_limit_minor,
+            Account.debits_posted,
+            Account.credits_posted,
+            Account.debits_pending,
+            Account.credits_pending,
+        )
         .where(Account.id.in_(account_ids))
         .order_by(Account.id)
         .with_for_update()
@@ -402,29 +495,48 @@ def _lock(session: Session, account_ids: list[int]) -> dict[int, AccountState]:
 def _state(states: dict[int, AccountState], account_id: int) -> AccountState:
     state = states.get(account_id)
     if state is None:
-        raise NotFound(f"account {account_id} does not exist", code="account_not_found",
-                       account_id=account_id)
+        raise NotFound(
+            f"account {account_id} does not exist", code="account_not_found", account_id=account_id
+        )
     return state
 
 
 def _balance_row(state: AccountState) -> dict[str, int]:
-    return {"id": state.id, "debits_posted": state.debits_posted,
-            "credits_posted": state.credits_posted, "debits_pending": state.debits_pending,
-            "credits_pending": state.credits_pending}
+    return {
+        "id": state.id,
+        "debits_posted": state.debits_posted,
+        "credits_posted": state.credits_posted,
+        "debits_pending": state.debits_pending,
+        "credits_pending": state.credits_pending,
+    }
 
 
 def _same_transfer(row: Transfer, spec: TransferSpec) -> bool:
-    pairs = ((spec.kind.value, row.kind), (spec.pending_id, row.pending_id),
-             (spec.code, row.code), (spec.note, row.note))
-    optional = ((spec.debit_account_id, row.debit_account_id),
-                (spec.credit_account_id, row.credit_account_id), (spec.asset, row.asset),
-                (spec.amount_minor, row.amount_minor))
+    pairs = (
+        (spec.kind.value, row.kind),
+        (spec.pending_id, row.pending_id),
+        (spec.code, row.code),
+        (spec.note, row.note),
+    )
+    optional = (
+        (spec.debit_account_id, row.debit_account_id),
+        (spec.credit_account_id, row.credit_account_id),
+        (spec.asset, row.asset),
+        (spec.amount_minor, row.amount_minor),
+    )
     return all(a == b for a, b in pairs) and all(a is None or a == b for a, b in optional)
 
 
 def _resolved(info: PendingInfo) -> PendingInfo:
-    return PendingInfo(info.id, info.debit_account_id, info.credit_account_id, info.asset,
-                       info.amount_minor, info.timeout_at, resolved=True)
+    return PendingInfo(
+        info.id,
+        info.debit_account_id,
+        info.credit_account_id,
+        info.asset,
+        info.amount_minor,
+        info.timeout_at,
+        resolved=True,
+    )
 
 
 def _aware(moment: datetime | None) -> datetime | None:  # SQLite gives naive UTC
@@ -437,24 +549,36 @@ def _expired(pending: PendingInfo, now: datetime) -> bool:
     return pending.timeout_at is not None and pending.timeout_at <= now
 
 
-def expire_pending(*, session: Session, now: datetime | None = None,
-                   limit: int | None = None) -> int:
+def expire_pending(
+    *, session: Session, now: datetime | None = None, limit: int | None = None
+) -> int:
     """Void pending transfers whose timeout has passed (R-LEDGER-3). Returns how many."""
     now = now or utcnow()
     limit = limit or get_settings().ledger.expire_batch_max
     resolution = Transfer.__table__.alias("resolution")
-    due = session.execute(
-        select(Transfer.id)
-        .outerjoin(resolution, resolution.c.pending_id == Transfer.id)
-        .where(and_(Transfer.kind == TransferKind.PENDING, Transfer.timeout_at <= now,
-                    resolution.c.id.is_(None)))
-        .order_by(Transfer.timeout_at)
-        .limit(limit)
-    ).scalars().all()
+    due = (
+        session.execute(
+            select(Transfer.id)
+            .outerjoin(resolution, resolution.c.pending_id == Transfer.id)
+            .where(
+                and_(
+                    Transfer.kind == TransferKind.PENDING,
+                    Transfer.timeout_at <= now,
+                    resolution.c.id.is_(None),
+                )
+            )
+            .order_by(Transfer.timeout_at)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
     if not due:
         return 0
-    specs = [TransferSpec(kind=TransferKind.VOID_PENDING, pending_id=pending_id, code="expired")
-             for pending_id in due]
+    specs = [
+        TransferSpec(kind=TransferKind.VOID_PENDING, pending_id=pending_id, code="expired")
+        for pending_id in due
+    ]
     results = create_transfers(session=session, specs=specs, now=now)
     return sum(1 for result in results if result.ok)
 
@@ -467,7 +591,7 @@ def transfer_by_id(*, session: Session, transfer_id: str) -> Transfer:
 
 
 def pending_state(*, session: Session, transfer_id: str) -> str:
-    """"pending", "posted", "voided" or "expired" for a pending transfer."""
+    """ "pending", "posted", "voided" or "expired" for a pending transfer."""
     row = session.execute(
         select(Transfer.kind, Transfer.code).where(Transfer.pending_id == transfer_id)
     ).first()
@@ -486,8 +610,8 @@ def counterparties(*, session: Session, transfer_ids: Iterable[str]) -> dict[str
     return {row.id: row for row in rows}
 
 
-
 def user_wallet(*, session: Session, user_id: str, asset: str) -> Account:
     """A user's wallet in one asset (never negative), created on first use."""
-    return ensure_account(session=session, owner_type="user", owner_id=user_id, kind="wallet",
-                          asset=asset)
+    return ensure_account(
+        session=session, owner_type="user", owner_id=user_id, kind="wallet", asset=asset
+    )

@@ -31,17 +31,35 @@ class TransferOut(BaseModel):
     status: str
 
 
-@router.post("/transfers", status_code=201, response_model=TransferOut,
-             responses={201: {"model": TransferOut}})
-def create_transfer(body: TransferIn, request: Request, user: UserDep, session: SessionDep,
-                    settings: SettingsDep, registry: AssetsDep,
-                    idempotency_key: IdempotencyKeyHeader = None) -> JSONResponse:
+@router.post(
+    "/transfers",
+    status_code=201,
+    response_model=TransferOut,
+    responses={201: {"model": TransferOut}},
+)
+def create_transfer(
+    body: TransferIn,
+    request: Request,
+    user: UserDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    registry: AssetsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
     amount = registry.money(body.amount, body.asset)
 
     def work() -> tuple[int, dict[str, Any]]:
-        transfer_id = service.send(session=session, sender=user, to=body.to, amount=amount,
-                                   note=body.note)
+        transfer_id = service.send(
+            session=session, sender=user, to=body.to, amount=amount, note=body.note
+        )
         return 201, {"id": transfer_id, "status": "completed"}
 
-    return run_idempotent(request=request, session=session, settings=settings, user=user,
-                          key=idempotency_key, body=body.model_dump(mode="json"), work=work)
+    return run_idempotent(
+        request=request,
+        session=session,
+        settings=settings,
+        user=user,
+        key=idempotency_key,
+        body=body.model_dump(mode="json"),
+        work=work,
+    )

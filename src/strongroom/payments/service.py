@@ -19,11 +19,22 @@ def send(*, session: Session, sender: User, to: str, amount: Money, note: str | 
     if recipient.id == sender.id:
         raise DomainError("you cannot send money to yourself", code="same_account")
     if recipient.region != sender.region:
-        raise DomainError("transfers between regions are not possible",
-                          code="cross_region_transfer", from_region=sender.region,
-                          to_region=recipient.region)
+        raise DomainError(
+            "transfers between regions are not possible",
+            code="cross_region_transfer",
+            from_region=sender.region,
+            to_region=recipient.region,
+        )
     source = ledger.user_wallet(session=session, user_id=sender.id, asset=amount.asset.code)
     target = ledger.user_wallet(session=session, user_id=recipient.id, asset=amount.asset.code)
-    return ledger.transfer(session=session, spec=TransferSpec(
-        debit_account_id=source.id, credit_account_id=target.id, asset=amount.asset.code,
-        amount_minor=amount.amount_minor, code="p2p", note=note))
+    return ledger.transfer(
+        session=session,
+        spec=TransferSpec(
+            debit_account_id=source.id,
+            credit_account_id=target.id,
+            asset=amount.asset.code,
+            amount_minor=amount.amount_minor,
+            code="p2p",
+            note=note,
+        ),
+    )

@@ -30,7 +30,7 @@ PG_CHECKS = {
         ">= -negative_limit_minor",
     },
     "ledger_transfers": {
-        "amount_positive": "amount_minor > 0 AND amount_minor <= 340282366920938463463374607431768211455",
+        "amount_positive": f"amount_minor > 0 AND amount_minor <= {2**128 - 1}",
         "distinct_accounts": "debit_account_id <> credit_account_id",
         "kind": "kind IN ('posted', 'pending', 'post_pending', 'void_pending')",
         "pending_link": "(pending_id IS NULL) = (kind IN ('posted', 'pending'))",
@@ -168,8 +168,9 @@ def _ledger_tables() -> None:
         sa.Column("credits_pending", Amount(), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_ledger_accounts"),
-        sa.UniqueConstraint("owner_type", "owner_id", "kind", "asset",
-                            name="uq_ledger_accounts_owner"),
+        sa.UniqueConstraint(
+            "owner_type", "owner_id", "kind", "asset", name="uq_ledger_accounts_owner"
+        ),
         sa.UniqueConstraint("id", "asset", name="uq_ledger_accounts_id_asset"),
     )
     op.create_table(
@@ -187,14 +188,21 @@ def _ledger_tables() -> None:
         sa.Column("note", sa.String(280), nullable=True),
         sa.Column("created_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_ledger_transfers"),
-        sa.ForeignKeyConstraint(["debit_account_id", "asset"],
-                                ["ledger_accounts.id", "ledger_accounts.asset"],
-                                name="fk_ledger_transfers_debit_account"),
-        sa.ForeignKeyConstraint(["credit_account_id", "asset"],
-                                ["ledger_accounts.id", "ledger_accounts.asset"],
-                                name="fk_ledger_transfers_credit_account"),
-        sa.ForeignKeyConstraint(["pending_id"], ["ledger_transfers.id"],
-                                name="fk_ledger_transfers_pending_id_ledger_transfers"),
+        sa.ForeignKeyConstraint(
+            ["debit_account_id", "asset"],
+            ["ledger_accounts.id", "ledger_accounts.asset"],
+            name="fk_ledger_transfers_debit_account",
+        ),
+        sa.ForeignKeyConstraint(
+            ["credit_account_id", "asset"],
+            ["ledger_accounts.id", "ledger_accounts.asset"],
+            name="fk_ledger_transfers_credit_account",
+        ),
+        sa.ForeignKeyConstraint(
+            ["pending_id"],
+            ["ledger_transfers.id"],
+            name="fk_ledger_transfers_pending_id_ledger_transfers",
+        ),
         sa.UniqueConstraint("pending_id", name="uq_ledger_transfers_pending_id"),
     )
     op.create_index("ix_ledger_transfers_batch_id", "ledger_transfers", ["batch_id"])
@@ -211,11 +219,16 @@ def _ledger_tables() -> None:
         sa.Column("balance_after", Amount(), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_ledger_entries"),
-        sa.ForeignKeyConstraint(["account_id", "asset"],
-                                ["ledger_accounts.id", "ledger_accounts.asset"],
-                                name="fk_ledger_entries_account"),
-        sa.ForeignKeyConstraint(["transfer_id"], ["ledger_transfers.id"],
-                                name="fk_ledger_entries_transfer_id_ledger_transfers"),
+        sa.ForeignKeyConstraint(
+            ["account_id", "asset"],
+            ["ledger_accounts.id", "ledger_accounts.asset"],
+            name="fk_ledger_entries_account",
+        ),
+        sa.ForeignKeyConstraint(
+            ["transfer_id"],
+            ["ledger_transfers.id"],
+            name="fk_ledger_entries_transfer_id_ledger_transfers",
+        ),
         sa.CheckConstraint("side IN ('D', 'C')", name="ck_ledger_entries_side"),
     )
     op.create_index("ix_ledger_entries_account_id_id", "ledger_entries", ["account_id", "id"])
