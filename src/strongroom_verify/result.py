@@ -48,19 +48,22 @@ class Report:
     checks: list[Check] = field(default_factory=list)
     _failures_by_name: dict[str, int] = field(default_factory=dict)
 
-    def check(self, name: str, ok: bool, message: str) -> bool:
-        """Record a check; return whether it held."""
+    def check(self, name: str, ok: bool, failure: str, success: str | None = None) -> bool:
+        """Record a check (`failure` says what failed and where); return whether it held."""
         if ok:
-            self.checks.append(Check(name, True, message))
+            self.checks.append(Check(name, True, success or f"{name}: ok"))
             return True
         count = self._failures_by_name.get(name, 0) + 1
         self._failures_by_name[name] = count
         if count <= MAX_FAILURES_PER_CHECK:
-            self.checks.append(Check(name, False, message))
+            self.checks.append(Check(name, False, failure))
         return False
 
     def fail(self, name: str, message: str) -> None:
         self.check(name, False, message)
+
+    def failure_count(self, name: str) -> int:
+        return self._failures_by_name.get(name, 0)
 
     def result(self) -> Result:
         checks = list(self.checks)
