@@ -482,3 +482,27 @@ def test_statement_refuses_a_forged_cursor(factory, book):
     with pytest.raises(DomainError) as refused, factory() as session:
         reports.statement(session=session, account_ids=[book["alice"]], cursor="abc", limit=5)
     assert refused.value.code == "invalid_cursor"
+
+
+def test_large_batch_is_written_in_bulk_and_balances(factory, book):
+    """40 transfers in one batch (the COPY path on PostgreSQL) with exact running balances."""
+    specs = [
+        TransferSpec(
+            debit_account_id=book["bank"],
+            credit_account_id=book["alice"],
+            asset=HKD,
+            amount_minor=1_00,
+            note=f"n{i}" if i % 2 else None,
+        )
+        for i in range(40)
+    ]
+    results = batch(factory, *specs)
+    assert all(r.status == "created" for r in results)
+    with factory() as session:
+        page = reports.statement(
+            session=session, account_ids=[book["alice"]], cursor=None, limit=50
+        )
+    assert [line.balance_after for line in page.lines] == [i * 1_00 for i in range(40, 0, -1)]
+    assert page.lines[0].note == "n39" and page.lines[1].note is None
+    assert balances(factory, book["bank"])["total"] == -40_00
+    assert_ledger_ok(factory)

@@ -21,7 +21,7 @@ class Topup:
 
 def topup(*, session: Session, user: User, amount: Money, channel: str) -> Topup:
     channel_connector = connector(channel)
-    wallet = ledger.user_wallet(session=session, user_id=user.id, asset=amount.asset.code)
+    wallet = ledger.user_wallet_id(session=session, user_id=user.id, asset=amount.asset.code)
     omnibus = ledger.operator_account(session=session, kind="bank_omnibus", asset=amount.asset.code)
     confirmation = channel_connector.request(user_id=user.id, amount=amount, reference=user.id)
     if not confirmation.confirmed:
@@ -31,7 +31,7 @@ def topup(*, session: Session, user: User, amount: Money, channel: str) -> Topup
         session=session,
         spec=TransferSpec(
             debit_account_id=omnibus.id,
-            credit_account_id=wallet.id,
+            credit_account_id=wallet,
             asset=amount.asset.code,
             amount_minor=amount.amount_minor,
             code="topup",

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -65,7 +66,12 @@ class Transfer(Base):
         ),
         # A pending transfer is posted or voided at most once.
         UniqueConstraint("pending_id", name="uq_ledger_transfers_pending_id"),
-        Index("ix_ledger_transfers_open_timeouts", "timeout_at"),
+        Index(
+            "ix_ledger_transfers_open_timeouts",
+            "timeout_at",
+            postgresql_where=text("timeout_at IS NOT NULL"),
+            sqlite_where=text("timeout_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -78,7 +84,7 @@ class Transfer(Base):
         String(64), ForeignKey("ledger_transfers.id"), nullable=True
     )
     timeout_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    batch_id: Mapped[str] = mapped_column(String(36), index=True)
+    batch_id: Mapped[str] = mapped_column(String(36))  # the request that wrote it
     code: Mapped[str] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(String(280), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -13,12 +13,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from strongroom.db import utcnow
 from strongroom.errors import DomainError, NotFound
+from strongroom.ledger import writer
 from strongroom.ledger.domain import (
     AccountState,
     LedgerError,
@@ -29,7 +30,7 @@ from strongroom.ledger.domain import (
     apply_movement,
     validate_spec,
 )
-from strongroom.ledger.models import Account, Entry, Transfer
+from strongroom.ledger.models import Account, Transfer
 from strongroom.settings import LedgerLimits, get_settings
 
 OPERATOR = "operator"
@@ -60,17 +61,46 @@ def ensure_account(
     allow_negative: bool = False,
     negative_limit_minor: int = 0,
 ) -> Account:
-    """Return the account for (owner, kind, asset), creating it if it does not exist yet.
+    """Return the account for (owner, kind, asset), creating it if it does not exist yet."""
+    account_id = ensure_account_id(
+        session=session,
+        owner_type=owner_type,
+        owner_id=owner_id,
+        kind=kind,
+        asset=asset,
+        allow_negative=allow_negative,
+        negative_limit_minor=negative_limit_minor,
+    )
+    return get_account(session=session, account_id=account_id)
 
-    Safe under concurrency: the insert is ``ON CONFLICT DO NOTHING`` on the owner key.
-    """
-    key = {"owner_type": owner_type, "owner_id": owner_id, "kind": kind, "asset": asset}
-    found = session.scalars(select(Account).filter_by(**key)).one_or_none()
+
+def ensure_account_id(
+    *,
+    session: Session,
+    owner_type: str,
+    owner_id: str,
+    kind: str,
+    asset: str,
+    allow_negative: bool = False,
+    negative_limit_minor: int = 0,
+) -> int:
+    """The id of the account for (owner, kind, asset), created if missing: one indexed read on
+    the hot path. Safe under concurrency: the insert is ``ON CONFLICT DO NOTHING``."""
+    table = writer.ACCOUNTS
+    lookup = select(table.c.id).where(
+        table.c.owner_type == owner_type,
+        table.c.owner_id == owner_id,
+        table.c.kind == kind,
+        table.c.asset == asset,
+    )
+    found = session.execute(lookup).scalar()
     if found is not None:
-        return found
-    dialect = session.get_bind().dialect.name
+        return int(found)
     values = {
-        **key,
+        "owner_type": owner_type,
+        "owner_id": owner_id,
+        "kind": kind,
+        "asset": asset,
         "allow_negative": allow_negative,
         "negative_limit_minor": negative_limit_minor,
         "debits_posted": 0,
@@ -79,9 +109,10 @@ def ensure_account(
         "credits_pending": 0,
         "created_at": utcnow(),
     }
-    statement = postgresql.insert(Account) if dialect == "postgresql" else sqlite.insert(Account)
+    dialect = session.get_bind().dialect.name
+    statement = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     session.execute(statement.values(**values).on_conflict_do_nothing())
-    return session.scalars(select(Account).filter_by(**key)).one()
+    return int(session.execute(lookup).scalar_one())
 
 
 def operator_account(*, session: Session, kind: str, asset: str) -> Account:
@@ -408,46 +439,54 @@ class _Batch:
         transfers, entries = [], []
         for move, debit_total, credit_total in self.applied:
             transfers.append(
-                {
-                    "id": move.id,
-                    "kind": move.kind.value,
-                    "debit_account_id": move.debit_account_id,
-                    "credit_account_id": move.credit_account_id,
-                    "asset": move.asset,
-                    "amount_minor": move.amount_minor,
-                    "pending_id": move.pending_id,
-                    "timeout_at": move.timeout_at,
-                    "batch_id": self.batch_id,
-                    "code": move.spec.code,
-                    "note": move.spec.note,
-                    "created_at": self.now,
-                }
-            )
-            for side, account_id, total in (
-                ("D", move.debit_account_id, debit_total),
-                ("C", move.credit_account_id, credit_total),
-            ):
-                entries.append(
-                    {
-                        "transfer_id": move.id,
-                        "account_id": account_id,
-                        "asset": move.asset,
-                        "side": side,
-                        "posted_minor": move.posted_minor,
-                        "pending_minor": move.pending_delta,
-                        "balance_after": total,
-                        "created_at": self.now,
-                    }
+                (
+                    move.id,
+                    move.kind.value,
+                    move.debit_account_id,
+                    move.credit_account_id,
+                    move.asset,
+                    move.amount_minor,
+                    move.pending_id,
+                    move.timeout_at,
+                    self.batch_id,
+                    move.spec.code,
+                    move.spec.note,
+                    self.now,
                 )
-        self.session.execute(insert(Transfer), transfers)
-        self.session.execute(insert(Entry), entries)
-        touched = {
-            aid
-            for move, _, _ in self.applied
-            for aid in (move.debit_account_id, move.credit_account_id)
-        }
-        self.session.execute(
-            update(Account), [_balance_row(self.states[aid]) for aid in sorted(touched)]
+            )
+            entries.append(
+                (
+                    move.id,
+                    move.debit_account_id,
+                    move.asset,
+                    "D",
+                    move.posted_minor,
+                    move.pending_delta,
+                    debit_total,
+                    self.now,
+                )
+            )
+            entries.append(
+                (
+                    move.id,
+                    move.credit_account_id,
+                    move.asset,
+                    "C",
+                    move.posted_minor,
+                    move.pending_delta,
+                    credit_total,
+                    self.now,
+                )
+            )
+        touched = sorted(
+            {
+                aid
+                for move, _, _ in self.applied
+                for aid in (move.debit_account_id, move.credit_account_id)
+            }
+        )
+        writer.write(
+            self.session, transfers, entries, [_balance_row(self.states[aid]) for aid in touched]
         )
 
     def _results(self) -> list[TransferResult]:
@@ -501,14 +540,14 @@ def _state(states: dict[int, AccountState], account_id: int) -> AccountState:
     return state
 
 
-def _balance_row(state: AccountState) -> dict[str, int]:
-    return {
-        "id": state.id,
-        "debits_posted": state.debits_posted,
-        "credits_posted": state.credits_posted,
-        "debits_pending": state.debits_pending,
-        "credits_pending": state.credits_pending,
-    }
+def _balance_row(state: AccountState) -> tuple[int, int, int, int, int]:
+    return (
+        state.id,
+        state.debits_posted,
+        state.credits_posted,
+        state.debits_pending,
+        state.credits_pending,
+    )
 
 
 def _same_transfer(row: Transfer, spec: TransferSpec) -> bool:
@@ -608,6 +647,13 @@ def counterparties(*, session: Session, transfer_ids: Iterable[str]) -> dict[str
         return {}
     rows = session.execute(select(Transfer).where(Transfer.id.in_(ids))).scalars()
     return {row.id: row for row in rows}
+
+
+def user_wallet_id(*, session: Session, user_id: str, asset: str) -> int:
+    """A user's wallet in one asset (never negative), created on first use."""
+    return ensure_account_id(
+        session=session, owner_type="user", owner_id=user_id, kind="wallet", asset=asset
+    )
 
 
 def user_wallet(*, session: Session, user_id: str, asset: str) -> Account:

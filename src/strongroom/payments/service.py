@@ -25,13 +25,13 @@ def send(*, session: Session, sender: User, to: str, amount: Money, note: str | 
             from_region=sender.region,
             to_region=recipient.region,
         )
-    source = ledger.user_wallet(session=session, user_id=sender.id, asset=amount.asset.code)
-    target = ledger.user_wallet(session=session, user_id=recipient.id, asset=amount.asset.code)
+    source = ledger.user_wallet_id(session=session, user_id=sender.id, asset=amount.asset.code)
+    target = ledger.user_wallet_id(session=session, user_id=recipient.id, asset=amount.asset.code)
     return ledger.transfer(
         session=session,
         spec=TransferSpec(
-            debit_account_id=source.id,
-            credit_account_id=target.id,
+            debit_account_id=source,
+            credit_account_id=target,
             asset=amount.asset.code,
             amount_minor=amount.amount_minor,
             code="p2p",

@@ -205,8 +205,14 @@ def _ledger_tables() -> None:
         ),
         sa.UniqueConstraint("pending_id", name="uq_ledger_transfers_pending_id"),
     )
-    op.create_index("ix_ledger_transfers_batch_id", "ledger_transfers", ["batch_id"])
-    op.create_index("ix_ledger_transfers_open_timeouts", "ledger_transfers", ["timeout_at"])
+    # Only pending transfers with a timeout are ever looked up by it: a partial index.
+    op.create_index(
+        "ix_ledger_transfers_open_timeouts",
+        "ledger_transfers",
+        ["timeout_at"],
+        postgresql_where=sa.text("timeout_at IS NOT NULL"),
+        sqlite_where=sa.text("timeout_at IS NOT NULL"),
+    )
     op.create_table(
         "ledger_entries",
         sa.Column("id", BigId, autoincrement=True, nullable=False),

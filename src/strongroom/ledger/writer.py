@@ -1,0 +1,98 @@
+"""Writing a batch's rows in as few round trips as each database allows.
+
+PostgreSQL: ``COPY`` for transfers and entries of larger batches (a multi-row INSERT for small
+ones), and one ``UPDATE ... FROM unnest(...)`` for every touched account. SQLite: Core
+executemany. Always Core on the tables, never the ORM's per-object bookkeeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, text, update
+from sqlalchemy.orm import Session
+
+from strongroom.ledger.models import Account, Entry, Transfer
+
+COPY_MIN_ROWS = 32
+TRANSFERS = cast(Table, Transfer.__table__)
+ENTRIES = cast(Table, Entry.__table__)
+ACCOUNTS = cast(Table, Account.__table__)
+
+TRANSFER_COLUMNS = (
+    "id",
+    "kind",
+    "debit_account_id",
+    "credit_account_id",
+    "asset",
+    "amount_minor",
+    "pending_id",
+    "timeout_at",
+    "batch_id",
+    "code",
+    "note",
+    "created_at",
+)
+ENTRY_COLUMNS = (
+    "transfer_id",
+    "account_id",
+    "asset",
+    "side",
+    "posted_minor",
+    "pending_minor",
+    "balance_after",
+    "created_at",
+)
+BALANCE_COLUMNS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
+
+_PG_UPDATE = text(
+    "UPDATE ledger_accounts AS a SET debits_posted = v.dp, credits_posted = v.cp,"
+    " debits_pending = v.dpn, credits_pending = v.cpn"
+    " FROM unnest(CAST(:ids AS bigint[]), CAST(:dp AS numeric[]), CAST(:cp AS numeric[]),"
+    " CAST(:dpn AS numeric[]), CAST(:cpn AS numeric[])) AS v(id, dp, cp, dpn, cpn)"
+    " WHERE a.id = v.id"
+)
+
+Rows = Sequence[tuple[Any, ...]]
+
+
+def write(session: Session, transfers: Rows, entries: Rows, balances: Rows) -> None:
+    """Insert ``transfers`` and ``entries`` (tuples in the column orders above) and set the
+    balance fields of ``balances`` rows ``(id, dp, cp, dpn, cpn)``."""
+    if session.get_bind().dialect.name != "postgresql":
+        _insert(session, transfers, entries)
+        session.execute(
+            update(ACCOUNTS).where(ACCOUNTS.c.id == bindparam("row_id")),
+            [
+                {"row_id": row[0], **dict(zip(BALANCE_COLUMNS, row[1:], strict=True))}
+                for row in balances
+            ],
+        )
+        return
+    if len(entries) >= COPY_MIN_ROWS:
+        cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor:
+            _copy(cursor, "ledger_transfers", TRANSFER_COLUMNS, transfers)
+            _copy(cursor, "ledger_entries", ENTRY_COLUMNS, entries)
+    else:
+        _insert(session, transfers, entries)
+    ids, dp, cp, dpn, cpn = (
+        [str(value) for value in column] for column in zip(*balances, strict=True)
+    )
+    session.execute(_PG_UPDATE, {"ids": ids, "dp": dp, "cp": cp, "dpn": dpn, "cpn": cpn})
+
+
+def _insert(session: Session, transfers: Rows, entries: Rows) -> None:
+    session.execute(
+        TRANSFERS.insert(), [dict(zip(TRANSFER_COLUMNS, row, strict=True)) for row in transfers]
+    )
+    session.execute(
+        ENTRIES.insert(), [dict(zip(ENTRY_COLUMNS, row, strict=True)) for row in entries]
+    )
+
+
+def _copy(cursor: Any, table: str, columns: Sequence[str], rows: Rows) -> None:
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
