@@ -1,0 +1,66 @@
+"""Small audits for the reserves tests."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from pathlib import Path
+
+from strongroom.reserves.builder import BuildOptions, build
+from strongroom.reserves.merkle import HASH_BYTES, Shape
+from strongroom.reserves.snapshot import Snapshot
+from strongroom.reserves.treefile import TreeFile
+
+SCALES = {"BTC": 8, "ETH": 18, "HKD": 2, "USDT": 6}
+SECRET = bytes(range(32))
+OTHER_SECRET = bytes(range(1, 33))
+
+
+def random_balances(count: int, seed: int = 7) -> dict[str, dict[str, int]]:
+    rng = random.Random(seed)
+    balances: dict[str, dict[str, int]] = {}
+    for number in range(count):
+        row = {
+            code: rng.choice([0, rng.randrange(1, 10 ** rng.randrange(1, 30))]) for code in SCALES
+        }
+        if not any(row.values()):
+            row["HKD"] = 1
+        balances[f"user-{number:06d}"] = row
+    return balances
+
+
+def build_audit(
+    directory: Path,
+    balances: Mapping[str, Mapping[str, int]],
+    *,
+    secret: bytes = SECRET,
+    pieces: int = 2,
+    workers: int = 1,
+    block_leaves: int = 1 << 16,
+) -> Path:
+    snapshot = Snapshot.from_mapping(SCALES, balances)
+    build(
+        snapshot,
+        directory,
+        secret=secret,
+        audit_id="test-audit",
+        options=BuildOptions(pieces=pieces, workers=workers, block_leaves=block_leaves),
+    )
+    return directory
+
+
+def all_records(directory: Path) -> list[tuple[int, int, bytes]]:
+    """Every node of a tree file: (level, index, record)."""
+    tree = TreeFile(directory / "tree.bin")
+    shape: Shape = tree.shape
+    nodes = []
+    for level in range(shape.height + 1):
+        data = tree.level(level)
+        for index in range(shape.nodes_at(level)):
+            nodes.append((level, index, data[index * shape.record : (index + 1) * shape.record]))
+    tree.close()
+    return nodes
+
+
+def all_hashes(directory: Path) -> set[bytes]:
+    return {record[:HASH_BYTES] for _, _, record in all_records(directory)}
