@@ -19,23 +19,33 @@ class Topup:
     status: str
 
 
-def topup(*, session: Session, user: User, amount: Money, channel: str) -> Topup:
+def prepare_topup(*, session: Session, user: User, amount: Money, channel: str) -> TransferSpec:
+    """Confirm with the channel and name the accounts; the transfer itself is left to the
+    caller (directly, or through the group-commit batcher)."""
     channel_connector = connector(channel)
     wallet = ledger.user_wallet_id(session=session, user_id=user.id, asset=amount.asset.code)
-    omnibus = ledger.operator_account(session=session, kind="bank_omnibus", asset=amount.asset.code)
+    omnibus = ledger.ensure_account_id(
+        session=session,
+        owner_type=ledger.OPERATOR,
+        owner_id=ledger.OPERATOR,
+        kind="bank_omnibus",
+        asset=amount.asset.code,
+        allow_negative=True,
+    )
     confirmation = channel_connector.request(user_id=user.id, amount=amount, reference=user.id)
     if not confirmation.confirmed:
         # Real channels confirm by webhook; none exists yet, so this cannot happen today.
         raise NotImplementedError("asynchronous top-up channels are not built yet")
-    transfer_id = ledger.transfer(
-        session=session,
-        spec=TransferSpec(
-            debit_account_id=omnibus.id,
-            credit_account_id=wallet,
-            asset=amount.asset.code,
-            amount_minor=amount.amount_minor,
-            code="topup",
-            note=f"{channel_connector.name} top-up",
-        ),
+    return TransferSpec(
+        debit_account_id=omnibus,
+        credit_account_id=wallet,
+        asset=amount.asset.code,
+        amount_minor=amount.amount_minor,
+        code="topup",
+        note=f"{channel_connector.name} top-up",
     )
-    return Topup(id=transfer_id, status="completed")
+
+
+def topup(*, session: Session, user: User, amount: Money, channel: str) -> Topup:
+    spec = prepare_topup(session=session, user=user, amount=amount, channel=channel)
+    return Topup(id=ledger.transfer(session=session, spec=spec), status="completed")

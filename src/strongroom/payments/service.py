@@ -13,6 +13,14 @@ from strongroom.money import Money
 
 
 def send(*, session: Session, sender: User, to: str, amount: Money, note: str | None) -> str:
+    spec = prepare_send(session=session, sender=sender, to=to, amount=amount, note=note)
+    return ledger.transfer(session=session, spec=spec)
+
+
+def prepare_send(
+    *, session: Session, sender: User, to: str, amount: Money, note: str | None
+) -> TransferSpec:
+    """Check the recipient and name both wallets; the transfer is left to the caller."""
     recipient = identity.find_user(session=session, reference=to)
     if recipient is None or recipient.operator_role is not None:
         raise NotFound("no user with that email or id", code="recipient_not_found")
@@ -27,14 +35,11 @@ def send(*, session: Session, sender: User, to: str, amount: Money, note: str | 
         )
     source = ledger.user_wallet_id(session=session, user_id=sender.id, asset=amount.asset.code)
     target = ledger.user_wallet_id(session=session, user_id=recipient.id, asset=amount.asset.code)
-    return ledger.transfer(
-        session=session,
-        spec=TransferSpec(
-            debit_account_id=source,
-            credit_account_id=target,
-            asset=amount.asset.code,
-            amount_minor=amount.amount_minor,
-            code="p2p",
-            note=note,
-        ),
+    return TransferSpec(
+        debit_account_id=source,
+        credit_account_id=target,
+        asset=amount.asset.code,
+        amount_minor=amount.amount_minor,
+        code="p2p",
+        note=note,
     )

@@ -1,0 +1,107 @@
+"""The group-commit batcher: many requests in one transaction, each with its own outcome."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from strongroom import db
+from strongroom.errors import DomainError
+from strongroom.idempotency import IdempotencyKey
+from strongroom.ledger import service as ledger
+from strongroom.ledger.batcher import Batcher, Claim, Job
+from strongroom.ledger.domain import TransferSpec
+from strongroom.ledger.models import Account, Transfer
+
+
+def respond(transfer_id: str) -> tuple[int, dict[str, object]]:
+    return 201, {"id": transfer_id}
+
+
+@pytest.fixture
+def wallets(factory: sessionmaker[Session]) -> list[int]:
+    with db.unit_of_work(factory) as session:
+        bank = ledger.operator_account(session=session, kind="bank_omnibus", asset="HKD").id
+        ids = [bank] + [ledger.user_wallet_id(session=session, user_id=f"u{i}", asset="HKD")
+                        for i in range(3)]
+        ledger.transfer(session=session, spec=TransferSpec(
+            debit_account_id=bank, credit_account_id=ids[1], asset="HKD", amount_minor=10_00))
+    return ids
+
+
+def spec(debit: int, credit: int, amount: int) -> TransferSpec:
+    return TransferSpec(debit_account_id=debit, credit_account_id=credit, asset="HKD",
+                        amount_minor=amount)
+
+
+def test_one_batch_mixed_outcomes_and_duplicate_keys(factory, wallets):
+    _, a, b, c = wallets
+    batcher = Batcher(factory)
+    try:
+        jobs = [
+            Job(spec(a, b, 3_00), Claim("u1", "k1", "f1"), respond),
+            Job(spec(a, c, 50_00), Claim("u1", "k2", "f2"), respond),  # refused: too much
+            Job(spec(a, c, 2_00), Claim("u1", "k3", "f3"), respond),
+            Job(spec(a, c, 2_00), Claim("u1", "k3", "f3"), respond),  # same key in the batch
+            Job(spec(a, b, 1_00), None, respond),
+        ]
+        batcher._process(jobs)
+        outcomes = [job.future.exception() or job.future.result() for job in jobs]
+    finally:
+        batcher.close()
+    assert isinstance(outcomes[1], DomainError) and outcomes[1].code == "insufficient_funds"
+    assert outcomes[2] == outcomes[3]  # the duplicate got the owner's stored result
+    assert all(isinstance(o, tuple) and o[0] == 201 for i, o in enumerate(outcomes) if i != 1)
+    with factory() as session:
+        balances = {aid: session.get(Account, aid) for aid in (a, b, c)}
+        keys = set(session.scalars(select(IdempotencyKey.key)))
+        transfers = session.scalar(select(func.count()).select_from(Transfer))
+    assert {aid: acc.credits_posted - acc.debits_posted for aid, acc in balances.items()} == {
+        a: 4_00, b: 4_00, c: 2_00}
+    assert keys == {"k1", "k3"}  # the refused request's key is free for a retry
+    assert transfers == 4
+
+
+def test_replay_with_another_body_is_refused(factory, wallets):
+    _, a, b, _ = wallets
+    batcher = Batcher(factory)
+    try:
+        assert batcher.submit(spec(a, b, 1_00), Claim("u1", "k", "f1"), respond)[0] == 201
+        with pytest.raises(DomainError) as refused:
+            batcher.submit(spec(a, b, 2_00), Claim("u1", "k", "other"), respond)
+    finally:
+        batcher.close()
+    assert refused.value.code == "idempotency_key_reused"
+
+
+def test_concurrent_submitters_all_get_their_own_results(factory, wallets):
+    bank, a, b, c = wallets
+    batcher = Batcher(factory, max_batch=64)
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def send(i: int) -> None:
+        try:
+            outcome: object = batcher.submit(spec(bank, (a, b, c)[i % 3], 1), None, respond)
+        except DomainError as error:
+            outcome = error
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(60)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        batcher.close()
+    assert len(results) == 60 and all(isinstance(r, tuple) for r in results)
+    assert len({r[1]["id"] for r in results}) == 60  # type: ignore[index]
+    with factory() as session:
+        bank_account = session.get(Account, bank)
+        assert bank_account is not None
+        assert bank_account.debits_posted == 10_00 + 60
