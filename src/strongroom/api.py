@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from strongroom import idempotency
 from strongroom.identity import service as identity
 from strongroom.identity.models import User
+from strongroom.ledger.batcher import Batcher, Claim, stored_response
+from strongroom.ledger.domain import TransferSpec
 from strongroom.money import AssetRegistry, Money
 from strongroom.settings import Settings
 
@@ -50,12 +52,39 @@ def current_user(session: SessionDep, token: Annotated[str | None, Depends(beare
 UserDep = Annotated[User, Depends(current_user)]
 
 
-def operator(user: UserDep) -> User:
-    identity.require_operator(user)
-    return user
+class OperatorGuard:
+    """Operators only (R-SEC-7, issue #3): the role must be one of ``roles`` (any operator role
+    when empty), 2FA must be on (``two_factor_required``), and the call is written to the audit
+    log (who, what, when, from where) and committed before the endpoint runs, so it is kept
+    even when the action itself is refused later."""
+
+    def __init__(self, *roles: str) -> None:
+        self.roles = roles
+
+    def __call__(self, request: Request, user: UserDep, session: SessionDep) -> User:
+        identity.require_operator(user, *self.roles)
+        route = request.scope.get("route")
+        identity.record_operator_action(
+            session=session,
+            operator=user,
+            method=request.method,
+            route=getattr(route, "path", request.url.path),
+            path=request.url.path,
+            query=str(request.url.query),
+            ip=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"),
+        )
+        session.commit()
+        return user
 
 
+operator = OperatorGuard()
 OperatorDep = Annotated[User, Depends(operator)]
+
+
+def operator_with(*roles: str) -> Any:
+    """``Depends`` for an endpoint open to some operator roles only."""
+    return Depends(OperatorGuard(*roles))
 
 
 def assets(request: Request) -> AssetRegistry:
@@ -92,3 +121,36 @@ def run_idempotent(
 
 
 IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+def submit_transfer(
+    *,
+    request: Request,
+    session: Session,
+    settings: Settings,
+    user: User,
+    key: str | None,
+    body: dict[str, Any],
+    prepare: Callable[[], TransferSpec],
+    respond: Callable[[str], tuple[int, dict[str, Any]]],
+) -> JSONResponse:
+    """A money-moving request through the group-commit batcher, once per Idempotency-Key.
+
+    A replay is answered from the stored result at once. Otherwise ``prepare`` runs in the
+    request's own transaction (lookups, accounts created on first use), which commits before
+    the transfer is queued; the batcher claims the key and moves the money in one transaction.
+    """
+    checked = idempotency.check_key(key, max_chars=settings.idempotency.key_max_chars)
+    claim = Claim(
+        scope=f"{user.id}:{request.method} {request.url.path}",
+        key=checked,
+        fingerprint=idempotency.request_hash(request.method, request.url.path, body),
+    )
+    replay = stored_response(session=session, claim=claim)
+    if replay is not None:
+        return JSONResponse(replay[1], status_code=replay[0])
+    spec = prepare()
+    session.commit()
+    batcher: Batcher = request.app.state.batcher
+    status, payload = batcher.submit(spec, claim, respond)
+    return JSONResponse(payload, status_code=status)

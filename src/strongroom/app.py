@@ -19,8 +19,12 @@ from strongroom.db import make_engine, make_session_factory
 from strongroom.errors import DomainError
 from strongroom.funding.router import router as funding_router
 from strongroom.identity.router import router as identity_router
+from strongroom.ledger.batcher import Batcher
 from strongroom.ledger.router import router as ledger_router
+from strongroom.notify import delivery as mail_delivery
+from strongroom.notify.router import router as notify_router
 from strongroom.payments.router import router as payments_router
+from strongroom.reserves.router import router as reserves_router
 from strongroom.settings import Settings, get_settings
 
 log = logging.getLogger("strongroom")
@@ -51,10 +55,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        stop = worker.start_thread(factory) if settings.run_worker else None
+        stops = [worker.start_thread(factory)] if settings.run_worker else []
+        if settings.run_worker and settings.mail.deliver:
+            stops.append(mail_delivery.start_thread(factory, settings))
         yield
-        if stop is not None:
+        for stop in stops:
             stop.set()
+        batcher.close()
 
     app = FastAPI(
         title="Strongroom",
@@ -65,10 +72,19 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = factory
+    batcher = Batcher(factory, max_batch=settings.ledger.group_commit_max)
+    app.state.batcher = batcher
     app.state.assets = settings.asset_registry()
     app.add_middleware(BodyLimit, max_bytes=settings.request_body_max_bytes)
     _install_error_handlers(app)
-    for router in (identity_router, ledger_router, funding_router, payments_router):
+    for router in (
+        identity_router,
+        ledger_router,
+        funding_router,
+        payments_router,
+        notify_router,
+        reserves_router,
+    ):
         app.include_router(router)
 
     @app.get("/health", tags=["meta"])

@@ -16,6 +16,7 @@ from rich.table import Table
 from strongroom import db, worker
 from strongroom.identity import service as identity
 from strongroom.ledger import reports
+from strongroom.reserves.cli import por_app
 from strongroom.settings import Settings, get_settings
 
 app = typer.Typer(help="Strongroom: a stored-value wallet back office.", no_args_is_help=True)
@@ -25,6 +26,7 @@ ledger_app = typer.Typer(help="Ledger checks and statements.", no_args_is_help=T
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(por_app, name="por")
 console = Console()
 err = Console(stderr=True)
 
@@ -68,14 +70,21 @@ def run_worker(
     interval: Annotated[float, typer.Option(min=0.1, help="seconds between sweeps")] = 1.0,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Run background work: expire pending transfers whose timeout passed."""
+    """Run background work: expire pending transfers whose timeout passed, and deliver the email
+    outbox over SMTP (unless STRONGROOM_MAIL__DELIVER=false)."""
+    from strongroom.notify import delivery
+
     settings = _settings(database_url)
-    engine = db.make_engine(settings.database_url)
+    factory = db.make_session_factory(db.make_engine(settings.database_url))
+    mail_stop = delivery.start_thread(factory, settings) if settings.mail.deliver else None
     console.print("worker running; Ctrl-C stops it")
     try:
-        worker.run(db.make_session_factory(engine), threading.Event(), interval)
+        worker.run(factory, threading.Event(), interval)
     except KeyboardInterrupt:
         console.print("stopped")
+    finally:
+        if mail_stop is not None:
+            mail_stop.set()
 
 
 @app.command()
@@ -96,7 +105,7 @@ def demo(
     logins = demo_data.populate(db.make_session_factory(engine), settings)
     table = Table(title="Demo logins")
     for column in ("who", "email", "password"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for who, email, password in logins:
         table.add_row(who, email, password)
     console.print(table)
@@ -139,6 +148,13 @@ def create_operator(
     role: Annotated[str, typer.Option(help="admin, kyc_reviewer, finance or support")],
     name: Annotated[str, typer.Option(help="display name")] = "Operator",
     password: Annotated[str | None, typer.Option(help="default: generated and printed")] = None,
+    with_totp_secret: Annotated[
+        bool,
+        typer.Option(
+            "--with-totp-secret",
+            help="turn 2FA on at once and print its secret (operator endpoints need 2FA)",
+        ),
+    ] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create an operator account with a role."""
@@ -147,6 +163,7 @@ def create_operator(
     settings = _settings(database_url)
     factory = db.make_session_factory(db.make_engine(settings.database_url))
     chosen = password or secrets.token_urlsafe(12)
+    enrolled: identity.EnrolledTotp | None = None
     try:
         with db.unit_of_work(factory) as session:
             user = identity.register(
@@ -158,12 +175,20 @@ def create_operator(
                 settings=settings.auth,
                 operator_role=role,
             )
+            if with_totp_secret:
+                enrolled = identity.enrol_totp_now(
+                    session=session, user=user, settings=settings.auth
+                )
     except DomainError as error:
         err.print(f"[red]refused:[/red] {error.code}: {error.message}")
         raise typer.Exit(2) from error
     console.print(f"operator {user.id} <{user.email}> role={role}")
     if password is None:
         console.print(f"password: {chosen}")
+    if enrolled is not None:  # plain lines, for scripts: "totp_secret: BASE32"
+        typer.echo(f"totp_secret: {enrolled.secret}")
+        typer.echo(f"otpauth_uri: {enrolled.otpauth_uri}")
+        typer.echo(f"recovery_codes: {' '.join(enrolled.recovery_codes)}")
 
 
 @ledger_app.command("check")

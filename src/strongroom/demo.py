@@ -34,7 +34,7 @@ def populate(factory: sessionmaker[Session], settings: Settings) -> list[tuple[s
                 settings=settings.auth,
             )
             logins.append((f"user ({region})", email, DEMO_PASSWORD))
-        identity.register(
+        admin = identity.register(
             session=session,
             email="admin@demo.strongroom.local",
             password=DEMO_PASSWORD,
@@ -43,7 +43,15 @@ def populate(factory: sessionmaker[Session], settings: Settings) -> list[tuple[s
             settings=settings.auth,
             operator_role="admin",
         )
-        logins.append(("operator (admin)", "admin@demo.strongroom.local", DEMO_PASSWORD))
+        # Operators must use 2FA: the demo operator gets it at once, secret printed.
+        totp = identity.enrol_totp_now(session=session, user=admin, settings=settings.auth)
+        logins.append(
+            (
+                "operator (admin)",
+                "admin@demo.strongroom.local",
+                f"{DEMO_PASSWORD}  + TOTP secret {totp.secret}",
+            )
+        )
         alice, bob, carol = (users[email] for _, email, _ in USERS)
         for user, amount, asset in (
             (alice, "1000.00", "HKD"),

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,6 +29,8 @@ class LedgerLimits(BaseModel):
     """Bounds on ledger work (P5)."""
 
     batch_max_transfers: int = Field(default=8000, ge=1, le=100_000)
+    # single transfers from concurrent requests are committed together, up to this many
+    group_commit_max: int = Field(default=256, ge=1, le=8000)
     page_size_default: int = Field(default=50, ge=1)
     page_size_max: int = Field(default=500, ge=1, le=10_000)
     pending_timeout_max_s: int = Field(default=7 * 24 * 3600, ge=1)
@@ -41,6 +43,50 @@ class AuthSettings(BaseModel):
     token_ttl_s: int = Field(default=12 * 3600, ge=60)
     password_min_chars: int = Field(default=10, ge=8)
     password_max_chars: int = Field(default=256, ge=16)
+    # R-SEC-2 lockouts: counted per email string, so unknown emails behave the same
+    lockout_threshold: int = Field(default=5, ge=1, le=100)
+    lockout_first_s: int = Field(default=2 * 3600, ge=1)
+    lockout_repeat_s: int = Field(default=24 * 3600, ge=1)
+    # R-SEC-3 TOTP: 6 digits, 30 s, one step of drift; blocks and alerts on wrong codes
+    totp_issuer: str = Field(default="Strongroom", min_length=1, max_length=40)
+    totp_block_after: int = Field(default=3, ge=1, le=100)
+    totp_block_s: int = Field(default=15 * 60, ge=1)
+    totp_alert_after: int = Field(default=5, ge=1, le=100)
+    recovery_codes: int = Field(default=10, ge=1, le=50)
+    # R-SEC-4 password reset, R-SEC-5 withdrawal freeze after a security change
+    reset_token_ttl_s: int = Field(default=30 * 60, ge=60, le=24 * 3600)
+    reset_emails_per_hour_max: int = Field(default=3, ge=1, le=100)
+    security_freeze_s: int = Field(default=24 * 3600, ge=0)
+    # R-SEC-6/7 pages of sessions and audit events
+    sessions_max: int = Field(default=100, ge=1, le=1000)
+    audit_page_size_default: int = Field(default=50, ge=1)
+    audit_page_size_max: int = Field(default=200, ge=1, le=1000)
+
+
+class MailSettings(BaseModel):
+    """The email outbox and its SMTP delivery worker (R-MAIL-1). SMTP host, port, STARTTLS and
+    credentials are the top-level ``smtp_*`` settings (SPEC §13)."""
+
+    deliver: bool = True
+    public_url: str = Field(default="http://127.0.0.1:8000", max_length=200)
+    smtp_timeout_s: float = Field(default=20.0, gt=0, le=300)
+    smtp_ca_file: str = ""
+    batch_max: int = Field(default=50, ge=1, le=1000)
+    max_attempts: int = Field(default=12, ge=1, le=100)
+    backoff_base_s: float = Field(default=10.0, gt=0)
+    backoff_max_s: float = Field(default=3600.0, gt=0)
+    lease_s: int = Field(default=300, ge=10)
+    poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    page_size_default: int = Field(default=50, ge=1)
+    page_size_max: int = Field(default=200, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> MailSettings:
+        # A worker stops sending when less than two timeouts of its lease are left; a lease
+        # shorter than that could let a second worker claim a row that is still being sent.
+        if self.lease_s < 3 * self.smtp_timeout_s:
+            raise ValueError("mail.lease_s must be at least 3 x mail.smtp_timeout_s")
+        return self
 
 
 class IdempotencySettings(BaseModel):
@@ -59,7 +105,7 @@ class Settings(BaseSettings):
     env: Literal["demo", "development", "production"] = "development"
     database_url: str = Field(default_factory=_default_database_url)
     database_pool_size: int = Field(default=20, ge=1, le=200)
-    secret_key: str = "dev-secret-change-me"
+    secret_key: str = "dev-secret-change-me"  # noqa: S105  (refused in production)
     vault_key: str = ""
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
@@ -73,6 +119,7 @@ class Settings(BaseSettings):
     ledger: LedgerLimits = Field(default_factory=LedgerLimits)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
     run_worker: bool = True
     request_body_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
@@ -102,7 +149,7 @@ class Settings(BaseSettings):
         return AssetRegistry([Asset(a.code, a.scale) for a in self.assets])
 
     def check_production(self) -> None:
-        if self.env == "production" and self.secret_key == "dev-secret-change-me":
+        if self.env == "production" and self.secret_key == "dev-secret-change-me":  # noqa: S105
             raise ValueError("STRONGROOM_SECRET_KEY must be set in production")
 
 

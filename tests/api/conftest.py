@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+import pyotp
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -47,6 +48,7 @@ class Caller:
     token: str
     user_id: str
     email: str
+    totp_secret: str | None = None
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -87,8 +89,11 @@ def signup(client: TestClient | httpx.Client, name: str = "Alice", region: str =
     return Caller(client, login.json()["token"], user_id, email)
 
 
-def operator(client: TestClient | httpx.Client, engine: Engine, role: str = "admin") -> Caller:
-    """An operator, created as `strongroom admin create-operator` does, then signed in."""
+def operator(
+    client: TestClient | httpx.Client, engine: Engine, role: str = "admin", two_factor: bool = True
+) -> Caller:
+    """An operator, created as `strongroom admin create-operator --with-totp-secret` does, then
+    signed in with a current TOTP code (operator endpoints need 2FA on)."""
     email = f"op.{uuid.uuid4().hex[:6]}@example.com"
     with db.unit_of_work(db.make_session_factory(engine)) as session:
         user = identity.register(
@@ -100,9 +105,19 @@ def operator(client: TestClient | httpx.Client, engine: Engine, role: str = "adm
             settings=make_settings(engine).auth,
             operator_role=role,
         )
-    login = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+        enrolled = (
+            identity.enrol_totp_now(session=session, user=user, settings=make_settings(engine).auth)
+            if two_factor
+            else None
+        )
+    body = {"email": email, "password": PASSWORD}
+    if enrolled is not None:
+        body["otp"] = pyotp.TOTP(enrolled.secret).now()
+    login = client.post("/v1/auth/login", json=body)
     assert login.status_code == 200, login.text
-    return Caller(client, login.json()["token"], user.id, email)
+    caller = Caller(client, login.json()["token"], user.id, email)
+    caller.totp_secret = enrolled.secret if enrolled is not None else None
+    return caller
 
 
 def _free_port() -> int:

@@ -25,16 +25,22 @@ def respond(transfer_id: str) -> tuple[int, dict[str, object]]:
 def wallets(factory: sessionmaker[Session]) -> list[int]:
     with db.unit_of_work(factory) as session:
         bank = ledger.operator_account(session=session, kind="bank_omnibus", asset="HKD").id
-        ids = [bank] + [ledger.user_wallet_id(session=session, user_id=f"u{i}", asset="HKD")
-                        for i in range(3)]
-        ledger.transfer(session=session, spec=TransferSpec(
-            debit_account_id=bank, credit_account_id=ids[1], asset="HKD", amount_minor=10_00))
+        ids = [bank] + [
+            ledger.user_wallet_id(session=session, user_id=f"u{i}", asset="HKD") for i in range(3)
+        ]
+        ledger.transfer(
+            session=session,
+            spec=TransferSpec(
+                debit_account_id=bank, credit_account_id=ids[1], asset="HKD", amount_minor=10_00
+            ),
+        )
     return ids
 
 
 def spec(debit: int, credit: int, amount: int) -> TransferSpec:
-    return TransferSpec(debit_account_id=debit, credit_account_id=credit, asset="HKD",
-                        amount_minor=amount)
+    return TransferSpec(
+        debit_account_id=debit, credit_account_id=credit, asset="HKD", amount_minor=amount
+    )
 
 
 def test_one_batch_mixed_outcomes_and_duplicate_keys(factory, wallets):
@@ -60,7 +66,10 @@ def test_one_batch_mixed_outcomes_and_duplicate_keys(factory, wallets):
         keys = set(session.scalars(select(IdempotencyKey.key)))
         transfers = session.scalar(select(func.count()).select_from(Transfer))
     assert {aid: acc.credits_posted - acc.debits_posted for aid, acc in balances.items()} == {
-        a: 4_00, b: 4_00, c: 2_00}
+        a: 4_00,
+        b: 4_00,
+        c: 2_00,
+    }
     assert keys == {"k1", "k3"}  # the refused request's key is free for a retry
     assert transfers == 4
 

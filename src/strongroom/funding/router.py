@@ -12,7 +12,7 @@ from strongroom.api import (
     SessionDep,
     SettingsDep,
     UserDep,
-    run_idempotent,
+    submit_transfer,
 )
 from strongroom.funding import service
 
@@ -43,17 +43,15 @@ def create_topup(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     amount = registry.money(body.amount, body.asset)
-
-    def work() -> tuple[int, dict[str, Any]]:
-        done = service.topup(session=session, user=user, amount=amount, channel=body.channel)
-        return 201, {"id": done.id, "status": done.status}
-
-    return run_idempotent(
+    return submit_transfer(
         request=request,
         session=session,
         settings=settings,
         user=user,
         key=idempotency_key,
         body=body.model_dump(mode="json"),
-        work=work,
+        prepare=lambda: service.prepare_topup(
+            session=session, user=user, amount=amount, channel=body.channel
+        ),
+        respond=lambda transfer_id: (201, {"id": transfer_id, "status": "completed"}),
     )

@@ -1,13 +1,15 @@
-"""Users, operators and their bearer tokens."""
+"""Users, operators, their bearer tokens, and the account-security tables of SPEC §4."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from strongroom.db import Base, UTCDateTime, utcnow
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class User(Base):
@@ -21,10 +23,16 @@ class User(Base):
     kyc_tier: Mapped[str] = mapped_column(String(16), default="unverified")
     operator_role: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # R-APC-1: shown in every email, so it is stored as entered (letters and digits only)
+    anti_phishing_code: Mapped[str | None] = mapped_column(String(6), nullable=True)
+    # R-SEC-3: set while TOTP is on (the factor itself is in ``identity_totp``)
+    two_factor_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # R-SEC-5: withdrawals are refused until then
+    withdrawals_frozen_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class AuthToken(Base):
-    """A bearer token. Only its SHA-256 is stored (R-SEC-6)."""
+    """A bearer token, i.e. a session. Only its SHA-256 is stored (R-SEC-6)."""
 
     __tablename__ = "auth_tokens"
 
@@ -36,3 +44,77 @@ class AuthToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+
+class LoginThrottle(Base):
+    """Wrong passwords per email string (R-SEC-2), whether or not an account has that email."""
+
+    __tablename__ = "identity_login_throttle"
+
+    email: Mapped[str] = mapped_column(String(254), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locks: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TotpFactor(Base):
+    """A user's TOTP secret (R-SEC-3): pending until confirmed with a code."""
+
+    __tablename__ = "identity_totp"
+
+    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id"), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_step: Mapped[int] = mapped_column(BigId, default=-1)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class RecoveryCode(Base):
+    """A single-use recovery code; only its SHA-256 is stored."""
+
+    __tablename__ = "identity_recovery_codes"
+    __table_args__ = (UniqueConstraint("user_id", "code_hash", name="uq_recovery_codes_code"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class PasswordReset(Base):
+    """A single-use emailed reset token (R-SEC-4); only its SHA-256 is stored."""
+
+    __tablename__ = "identity_password_resets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditEvent(Base):
+    """Append-only (R-SEC-7): the database refuses UPDATE and DELETE on this table."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_subject", "subject_user_id", "id"),
+        Index("ix_audit_events_actor", "actor_id", "id"),
+        Index("ix_audit_events_action", "action", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    category: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(80))
+    actor_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    actor_role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    subject_user_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    details_json: Mapped[str] = mapped_column(Text, default="{}")

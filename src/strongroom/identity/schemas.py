@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -19,7 +20,7 @@ class RegisterOut(BaseModel):
 class LoginIn(BaseModel):
     email: str = Field(max_length=254)
     password: str = Field(max_length=1024)
-    otp: str | None = Field(default=None, max_length=16)
+    otp: str | None = Field(default=None, max_length=32)
 
 
 class LoginOut(BaseModel):
@@ -36,3 +37,98 @@ class MeOut(BaseModel):
     two_factor: bool
     anti_phishing_code_set: bool
     operator_role: str | None = None
+    withdrawals_frozen_until: datetime | None = None
+
+
+class AntiPhishingCodeIn(BaseModel):
+    code: str = Field(max_length=64)
+
+
+class AntiPhishingPreviewOut(BaseModel):
+    code_set: bool
+    text: str | None
+    html: str | None
+
+
+class PasswordResetIn(BaseModel):
+    email: str = Field(max_length=254)
+
+
+class PasswordResetConfirmIn(BaseModel):
+    token: str = Field(max_length=200)
+    new_password: str = Field(max_length=1024)
+    otp: str | None = Field(default=None, max_length=32)
+
+
+class PasswordChangeIn(BaseModel):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024)
+    otp: str | None = Field(default=None, max_length=32)
+
+
+class EmailChangeIn(BaseModel):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=1024)
+    otp: str | None = Field(default=None, max_length=32)
+
+
+class TwoFactorEnrolOut(BaseModel):
+    secret: str
+    otpauth_uri: str
+
+
+class OtpIn(BaseModel):
+    otp: str = Field(max_length=32)
+
+
+class RecoveryCodesOut(BaseModel):
+    recovery_codes: list[str]
+
+
+class SessionOut(BaseModel):
+    id: str
+    created_at: datetime
+    expires_at: datetime
+    ip: str | None
+    user_agent: str | None
+    current: bool
+
+
+class SessionsOut(BaseModel):
+    items: list[SessionOut]
+
+
+class RevokedOut(BaseModel):
+    revoked: int
+
+
+class SecurityEventOut(BaseModel):
+    id: int
+    action: str
+    occurred_at: datetime
+    ip: str | None
+    user_agent: str | None
+    details: dict[str, Any]
+
+
+class SecurityEventsOut(BaseModel):
+    items: list[SecurityEventOut]
+    next_cursor: str | None
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    occurred_at: datetime
+    category: str
+    action: str
+    actor_id: str | None
+    actor_role: str | None
+    subject_user_id: str | None
+    ip: str | None
+    user_agent: str | None
+    details: dict[str, Any]
+
+
+class AuditEventsOut(BaseModel):
+    items: list[AuditEventOut]
+    next_cursor: str | None

@@ -1,4 +1,9 @@
-"""Registration, sign-in and bearer tokens (R-SEC-1, R-SEC-6; more of §4 comes later)."""
+"""Accounts, sign-in, sessions, operators and security settings (SPEC §4, R-SEC-1..7, R-APC-1).
+
+Services take the session and never commit. Where a refusal must still leave a trace (a wrong
+password, a wrong 2FA code, the emails and audit events they cause), the service writes it before
+raising and the router commits on refusal too; nothing else is written before those checks.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,29 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from strongroom.db import utcnow
-from strongroom.errors import Conflict, DomainError, Forbidden, Unauthorized, ValidationFailed
-from strongroom.identity.models import AuthToken, User
+from strongroom.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+)
+from strongroom.identity import antiphishing, audit, lockout, passwords, two_factor
+from strongroom.identity.audit import NOWHERE, Origin
+from strongroom.identity.errors import TwoFactorRequired
+from strongroom.identity.models import AuthToken, LoginThrottle, User
+from strongroom.notify import outbox
 from strongroom.settings import AuthSettings
 
 REGIONS = ("HK", "CN")
 OPERATOR_ROLES = ("admin", "kyc_reviewer", "finance", "support")
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}")
-_hasher = PasswordHasher()  # Argon2id with the library's current recommended parameters
-_DUMMY_HASH = _hasher.hash("strongroom-timing-equaliser")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,101 +53,65 @@ def normalise_email(email: str) -> str:
 
 
 def check_password(password: str, settings: AuthSettings) -> None:
-    if len(password) < settings.password_min_chars:
-        raise ValidationFailed(
-            f"password must be at least {settings.password_min_chars} characters",
-            code="weak_password")
-    if len(password) > settings.password_max_chars:
-        raise ValidationFailed("password is too long", code="weak_password")
+    """R-SEC-1: ``weak_password`` if too short, too long or on the common-password list."""
+    passwords.check_policy(password, settings)
 
 
-def register(*, session: Session, email: str, password: str, name: str, region: str,
-             settings: AuthSettings, operator_role: str | None = None) -> User:
+# --------------------------------------------------------------------------- accounts
+
+
+def register(
+    *,
+    session: Session,
+    email: str,
+    password: str,
+    name: str,
+    region: str,
+    settings: AuthSettings,
+    operator_role: str | None = None,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> User:
+    now = now or utcnow()
     email = normalise_email(email)
     check_password(password, settings)
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise ValidationFailed("name must be 1 to 200 characters", code="invalid_name")
     if region not in REGIONS:
-        raise ValidationFailed(f"region must be one of {', '.join(REGIONS)}",
-                               code="invalid_region")
+        raise ValidationFailed(f"region must be one of {', '.join(REGIONS)}", code="invalid_region")
     if operator_role is not None and operator_role not in OPERATOR_ROLES:
-        raise ValidationFailed(f"role must be one of {', '.join(OPERATOR_ROLES)}",
-                               code="invalid_role")
+        raise ValidationFailed(
+            f"role must be one of {', '.join(OPERATOR_ROLES)}", code="invalid_role"
+        )
     if session.scalars(select(User.id).where(User.email == email)).first() is not None:
         raise Conflict("an account with this email exists", code="email_taken")
-    user = User(id="u_" + secrets.token_hex(8), email=email, password_hash=_hasher.hash(password),
-                name=name, region=region, kyc_tier="unverified", operator_role=operator_role,
-                created_at=utcnow())
+    user = User(
+        id="u_" + secrets.token_hex(8),
+        email=email,
+        password_hash=passwords.hash_password(password),
+        name=name,
+        region=region,
+        kyc_tier="unverified",
+        operator_role=operator_role,
+        created_at=now,
+    )
     session.add(user)
     try:
         with session.begin_nested():
             session.flush()
     except IntegrityError as error:
         raise Conflict("an account with this email exists", code="email_taken") from error
+    audit.record(
+        session=session,
+        action="account.registered",
+        subject_user_id=user.id,
+        origin=origin,
+        now=now,
+        details={"operator_role": operator_role},
+    )
+    outbox.send_to_user(session=session, user=user, template_id="account.welcome", now=now)
     return user
-
-
-def login(*, session: Session, email: str, password: str, settings: AuthSettings,
-          ip: str | None = None, user_agent: str | None = None) -> IssuedToken:
-    user = session.scalars(select(User).where(User.email == email.strip().lower())).first()
-    if user is None:
-        _verify(_DUMMY_HASH, password)  # same work whether or not the email exists
-        raise Unauthorized("email or password is wrong", code="invalid_credentials")
-    if not _verify(user.password_hash, password):
-        raise Unauthorized("email or password is wrong", code="invalid_credentials")
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
-    return issue_token(session=session, user=user, ttl_s=settings.token_ttl_s, ip=ip,
-                       user_agent=user_agent)
-
-
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
-
-
-def issue_token(*, session: Session, user: User, ttl_s: int, ip: str | None = None,
-                user_agent: str | None = None) -> IssuedToken:
-    token = "sr_" + secrets.token_urlsafe(32)
-    now = utcnow()
-    row = AuthToken(id="s_" + secrets.token_hex(8), user_id=user.id, token_hash=_digest(token),
-                    created_at=now, expires_at=now + timedelta(seconds=ttl_s),
-                    ip=(ip or "")[:64] or None, user_agent=(user_agent or "")[:300] or None)
-    session.add(row)
-    session.flush()
-    return IssuedToken(token=token, expires_at=row.expires_at, session_id=row.id)
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def authenticate(*, session: Session, token: str | None, now: datetime | None = None) -> User:
-    """The user behind a bearer token; ``unauthorized`` if missing, unknown, revoked, expired."""
-    if not token:
-        raise Unauthorized("sign in first: send Authorization: Bearer <token>")
-    now = now or utcnow()
-    row = session.execute(
-        select(AuthToken, User).join(User, User.id == AuthToken.user_id)
-        .where(AuthToken.token_hash == _digest(token))
-    ).first()
-    if row is None:
-        raise Unauthorized("token is not valid", code="invalid_token")
-    auth, user = row
-    if auth.revoked_at is not None:
-        raise Unauthorized("token was revoked", code="invalid_token")
-    if auth.expires_at <= now:
-        raise Unauthorized("token has expired", code="token_expired")
-    return user
-
-
-def require_operator(user: User, *roles: str) -> None:
-    if user.operator_role is None or (roles and user.operator_role not in roles):
-        raise Forbidden("this needs an operator role", code="forbidden",
-                        roles=list(roles) or list(OPERATOR_ROLES))
 
 
 def find_user(*, session: Session, reference: str) -> User | None:
@@ -148,3 +124,560 @@ def find_user(*, session: Session, reference: str) -> User | None:
     except DomainError:
         return None
     return session.scalars(select(User).where(User.email == email)).first()
+
+
+# --------------------------------------------------------------------------- sign-in
+
+
+def login(
+    *,
+    session: Session,
+    email: str,
+    password: str,
+    settings: AuthSettings,
+    otp: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    now: datetime | None = None,
+) -> IssuedToken:
+    """Password, then the 2FA code when it is on (R-SEC-2/3); emails a sign-in notice."""
+    now = now or utcnow()
+    origin = Origin(ip=ip, user_agent=user_agent)
+    throttle = lockout.acquire(session=session, email=email, now=now, settings=settings)
+    lockout.refuse_if_locked(throttle, now)
+    user = session.scalars(select(User).where(User.email == throttle.email)).first()
+    matches = passwords.verify(user.password_hash if user else passwords.DUMMY_HASH, password)
+    if user is None or not matches:
+        _wrong_password(session, throttle, user, settings, origin, now)
+    assert user is not None
+    if two_factor.is_enabled(user):
+        two_factor.verify(
+            session=session, user=user, code=otp, settings=settings, now=now, origin=origin
+        )
+    lockout.clear(session=session, throttle=throttle)
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    issued = issue_token(
+        session=session,
+        user=user,
+        ttl_s=settings.token_ttl_s,
+        ip=ip,
+        user_agent=user_agent,
+        now=now,
+    )
+    audit.record(
+        session=session,
+        action="login.succeeded",
+        subject_user_id=user.id,
+        origin=origin,
+        now=now,
+        details={"session_id": issued.session_id},
+    )
+    outbox.send_to_user(
+        session=session,
+        user=user,
+        template_id="security.login_alert",
+        context={"at": now, "ip": ip, "user_agent": user_agent},
+        now=now,
+    )
+    return issued
+
+
+def _wrong_password(
+    session: Session,
+    throttle: LoginThrottle,
+    user: User | None,
+    settings: AuthSettings,
+    origin: Origin,
+    now: datetime,
+) -> None:
+    """Count it, lock and email on the 5th; the same answer whether or not ``user`` exists."""
+    locked_until = lockout.record_failure(throttle, now=now, settings=settings)
+    subject = user.id if user else None
+    audit.record(
+        session=session,
+        action="login.failed",
+        subject_user_id=subject,
+        origin=origin,
+        now=now,
+        details={"email": throttle.email},
+    )
+    if locked_until is not None:
+        audit.record(
+            session=session,
+            action="login.locked",
+            subject_user_id=subject,
+            origin=origin,
+            now=now,
+            details={"email": throttle.email, "locked_until": locked_until},
+        )
+        if user is not None:
+            outbox.send_to_user(
+                session=session,
+                user=user,
+                template_id="security.account_locked",
+                now=now,
+                context={
+                    "failures": settings.lockout_threshold,
+                    "locked_until": locked_until,
+                    "ip": origin.ip,
+                },
+            )
+        session.flush()
+        lockout.refuse_if_locked(throttle, now)
+    session.flush()
+    raise Unauthorized("email or password is wrong", code="invalid_credentials")
+
+
+def issue_token(
+    *,
+    session: Session,
+    user: User,
+    ttl_s: int,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    now: datetime | None = None,
+) -> IssuedToken:
+    token = "sr_" + secrets.token_urlsafe(32)
+    now = now or utcnow()
+    row = AuthToken(
+        id="s_" + secrets.token_hex(8),
+        user_id=user.id,
+        token_hash=_digest(token),
+        created_at=now,
+        expires_at=now + timedelta(seconds=ttl_s),
+        ip=(ip or "")[:64] or None,
+        user_agent=(user_agent or "")[:300] or None,
+    )
+    session.add(row)
+    session.flush()
+    return IssuedToken(token=token, expires_at=row.expires_at, session_id=row.id)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def authenticate_session(
+    *, session: Session, token: str | None, now: datetime | None = None
+) -> tuple[User, AuthToken]:
+    """The user and session behind a bearer token; ``unauthorized`` if missing, unknown,
+    revoked or expired."""
+    if not token:
+        raise Unauthorized("sign in first: send Authorization: Bearer <token>")
+    now = now or utcnow()
+    row = session.execute(
+        select(AuthToken, User)
+        .join(User, User.id == AuthToken.user_id)
+        .where(AuthToken.token_hash == _digest(token))
+    ).first()
+    if row is None:
+        raise Unauthorized("token is not valid", code="invalid_token")
+    auth, user = row
+    if auth.revoked_at is not None:
+        raise Unauthorized("token was revoked", code="invalid_token")
+    if auth.expires_at <= now:
+        raise Unauthorized("token has expired", code="token_expired")
+    return user, auth
+
+
+def authenticate(*, session: Session, token: str | None, now: datetime | None = None) -> User:
+    return authenticate_session(session=session, token=token, now=now)[0]
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def active_sessions(
+    *, session: Session, user: User, settings: AuthSettings, now: datetime | None = None
+) -> list[AuthToken]:
+    """The user's signed-in sessions, newest first (R-SEC-6)."""
+    now = now or utcnow()
+    return list(
+        session.scalars(
+            select(AuthToken)
+            .where(
+                AuthToken.user_id == user.id,
+                AuthToken.revoked_at.is_(None),
+                AuthToken.expires_at > now,
+            )
+            .order_by(AuthToken.created_at.desc(), AuthToken.id)
+            .limit(settings.sessions_max)
+        )
+    )
+
+
+def revoke_session(
+    *,
+    session: Session,
+    user: User,
+    session_id: str,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> None:
+    """Sign one of the user's own sessions out; another user's id is ``not_found``."""
+    now = now or utcnow()
+    row = session.get(AuthToken, session_id)
+    if row is None or row.user_id != user.id or row.revoked_at is not None or row.expires_at <= now:
+        raise NotFound("no such session", code="session_not_found")
+    row.revoked_at = now
+    audit.record(
+        session=session,
+        action="session.revoked",
+        subject_user_id=user.id,
+        origin=origin,
+        now=now,
+        details={"session_id": session_id},
+    )
+    session.flush()
+
+
+def revoke_other_sessions(
+    *,
+    session: Session,
+    user: User,
+    keep_session_id: str | None,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> int:
+    """Sign out every session of the user but ``keep_session_id`` (None: all of them)."""
+    now = now or utcnow()
+    query = update(AuthToken).where(AuthToken.user_id == user.id, AuthToken.revoked_at.is_(None))
+    if keep_session_id is not None:
+        query = query.where(AuthToken.id != keep_session_id)
+    revoked = int(getattr(session.execute(query.values(revoked_at=now)), "rowcount", 0) or 0)
+    audit.record(
+        session=session,
+        action="session.revoked_others",
+        subject_user_id=user.id,
+        origin=origin,
+        now=now,
+        details={"revoked": revoked, "kept": keep_session_id},
+    )
+    session.flush()
+    return revoked
+
+
+# --------------------------------------------------------------------------- operators
+
+
+def require_operator(user: User, *roles: str) -> None:
+    """An operator with 2FA on and one of ``roles`` (any operator role when none is given)."""
+    if user.operator_role is None:
+        raise Forbidden(
+            "this needs an operator role",
+            code="forbidden",
+            roles=list(roles) or list(OPERATOR_ROLES),
+        )
+    if not two_factor.is_enabled(user):
+        raise TwoFactorRequired(
+            "operators must turn on two-factor authentication first: "
+            "POST /v1/me/2fa, then POST /v1/me/2fa/confirm"
+        )
+    if roles and user.operator_role not in roles:
+        raise Forbidden("your operator role may not do this", code="forbidden", roles=list(roles))
+
+
+def record_operator_action(
+    *,
+    session: Session,
+    operator: User,
+    method: str,
+    route: str,
+    path: str,
+    query: str = "",
+    ip: str | None = None,
+    user_agent: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Who, what, when, from where: one audit event per operator API call (R-SEC-7)."""
+    audit.record(
+        session=session,
+        category=audit.OPERATOR,
+        action="operator.api",
+        actor=operator,
+        origin=Origin(ip=ip, user_agent=user_agent),
+        now=now,
+        details={"method": method, "route": route[:200], "path": path[:300], "query": query[:500]},
+    )
+    session.flush()
+
+
+# --------------------------------------------------------------------------- R-SEC-5
+
+
+def withdrawals_frozen_until(
+    *, session: Session, user_id: str, now: datetime | None = None
+) -> datetime | None:
+    """When the withdrawal freeze after a security change ends; None when there is none now."""
+    until = session.scalars(select(User.withdrawals_frozen_until).where(User.id == user_id)).first()
+    return until if until is not None and until > (now or utcnow()) else None
+
+
+def record_security_change(
+    *,
+    session: Session,
+    user: User,
+    action: str,
+    change: str,
+    settings: AuthSettings,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+    also_notify: str | None = None,
+) -> datetime:
+    """A security setting changed: audit it, freeze withdrawals for 24 h, email the user (and
+    ``also_notify``, e.g. the old address after an email change). Returns the freeze's end."""
+    now = now or utcnow()
+    until = now + timedelta(seconds=settings.security_freeze_s)
+    if user.withdrawals_frozen_until is None or user.withdrawals_frozen_until < until:
+        user.withdrawals_frozen_until = until
+    audit.record(
+        session=session,
+        action=action,
+        subject_user_id=user.id,
+        origin=origin,
+        now=now,
+        details={"withdrawals_frozen_until": user.withdrawals_frozen_until},
+    )
+    context = {
+        "change": change,
+        "at": now,
+        "ip": origin.ip,
+        "frozen_until": user.withdrawals_frozen_until,
+    }
+    for address in dict.fromkeys([user.email, *([also_notify] if also_notify else [])]):
+        outbox.send_to_user(
+            session=session,
+            user=user,
+            template_id="security.settings_changed",
+            context=context,
+            to_address=address,
+            now=now,
+        )
+    session.flush()
+    return user.withdrawals_frozen_until
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def set_anti_phishing_code(
+    *,
+    session: Session,
+    user: User,
+    code: str,
+    settings: AuthSettings,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> None:
+    antiphishing.validate(code, password_hash=user.password_hash)
+    if user.anti_phishing_code == code:
+        return
+    user.anti_phishing_code = code
+    record_security_change(
+        session=session,
+        user=user,
+        action="anti_phishing_code.set",
+        change="anti-phishing code",
+        settings=settings,
+        origin=origin,
+        now=now,
+    )
+
+
+def remove_anti_phishing_code(
+    *,
+    session: Session,
+    user: User,
+    settings: AuthSettings,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> None:
+    if user.anti_phishing_code is None:
+        return
+    user.anti_phishing_code = None
+    record_security_change(
+        session=session,
+        user=user,
+        action="anti_phishing_code.removed",
+        change="anti-phishing code removed",
+        settings=settings,
+        origin=origin,
+        now=now,
+    )
+
+
+def _reauthenticate(
+    session: Session,
+    user: User,
+    password: str,
+    otp: str | None,
+    settings: AuthSettings,
+    origin: Origin,
+    now: datetime,
+) -> None:
+    """A sensitive change asks for the password again (counted like a sign-in) and the 2FA
+    code when 2FA is on."""
+    throttle = lockout.acquire(session=session, email=user.email, now=now, settings=settings)
+    lockout.refuse_if_locked(throttle, now)
+    if not passwords.verify(user.password_hash, password):
+        _wrong_password(session, throttle, user, settings, origin, now)
+    if two_factor.is_enabled(user):
+        two_factor.verify(
+            session=session, user=user, code=otp, settings=settings, now=now, origin=origin
+        )
+    lockout.clear(session=session, throttle=throttle)
+
+
+def change_password(
+    *,
+    session: Session,
+    user: User,
+    current_password: str,
+    new_password: str,
+    otp: str | None,
+    settings: AuthSettings,
+    keep_session_id: str | None,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> None:
+    """Change the password; every other session is signed out."""
+    now = now or utcnow()
+    _reauthenticate(session, user, current_password, otp, settings, origin, now)
+    check_password(new_password, settings)
+    user.password_hash = passwords.hash_password(new_password)
+    revoke_other_sessions(
+        session=session, user=user, keep_session_id=keep_session_id, origin=origin, now=now
+    )
+    record_security_change(
+        session=session,
+        user=user,
+        action="password.changed",
+        change="password",
+        settings=settings,
+        origin=origin,
+        now=now,
+    )
+
+
+def change_email(
+    *,
+    session: Session,
+    user: User,
+    new_email: str,
+    password: str,
+    otp: str | None,
+    settings: AuthSettings,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> None:
+    """Change the sign-in email; the old address is told too."""
+    now = now or utcnow()
+    new_email = normalise_email(new_email)
+    _reauthenticate(session, user, password, otp, settings, origin, now)
+    if new_email == user.email:
+        return
+    if session.scalars(select(User.id).where(User.email == new_email)).first() is not None:
+        raise Conflict("an account with this email exists", code="email_taken")
+    old_email, user.email = user.email, new_email
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as error:
+        raise Conflict("an account with this email exists", code="email_taken") from error
+    record_security_change(
+        session=session,
+        user=user,
+        action="email.changed",
+        change="email",
+        settings=settings,
+        origin=origin,
+        now=now,
+        also_notify=old_email,
+    )
+
+
+def begin_two_factor(
+    *, session: Session, user: User, settings: AuthSettings, now: datetime | None = None
+) -> two_factor.Enrolment:
+    return two_factor.enrol(session=session, user=user, settings=settings, now=now or utcnow())
+
+
+def confirm_two_factor(
+    *,
+    session: Session,
+    user: User,
+    otp: str,
+    settings: AuthSettings,
+    keep_session_id: str | None,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> list[str]:
+    """Turn 2FA on; every other session (signed in without 2FA) is signed out."""
+    now = now or utcnow()
+    codes = two_factor.confirm(
+        session=session, user=user, otp=otp, settings=settings, now=now, origin=origin
+    )
+    revoke_other_sessions(
+        session=session, user=user, keep_session_id=keep_session_id, origin=origin, now=now
+    )
+    record_security_change(
+        session=session,
+        user=user,
+        action="two_factor.enabled",
+        change="two-factor authentication turned on",
+        settings=settings,
+        origin=origin,
+        now=now,
+    )
+    return codes
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolledTotp:
+    secret: str
+    otpauth_uri: str
+    recovery_codes: list[str]
+
+
+def enrol_totp_now(
+    *, session: Session, user: User, settings: AuthSettings, now: datetime | None = None
+) -> EnrolledTotp:
+    """2FA on at once, without a first code, for an operator created at the server (CLI)."""
+    now = now or utcnow()
+    enrolment = two_factor.enrol(session=session, user=user, settings=settings, now=now)
+    codes = two_factor.activate_without_code(session=session, user=user, settings=settings, now=now)
+    audit.record(
+        session=session,
+        action="two_factor.enabled",
+        subject_user_id=user.id,
+        now=now,
+        details={"via": "cli"},
+    )
+    return EnrolledTotp(
+        secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri, recovery_codes=codes
+    )
+
+
+def disable_two_factor(
+    *,
+    session: Session,
+    user: User,
+    otp: str | None,
+    settings: AuthSettings,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> None:
+    now = now or utcnow()
+    two_factor.disable(
+        session=session, user=user, code=otp, settings=settings, now=now, origin=origin
+    )
+    record_security_change(
+        session=session,
+        user=user,
+        action="two_factor.disabled",
+        change="two-factor authentication turned off",
+        settings=settings,
+        origin=origin,
+        now=now,
+    )

@@ -12,7 +12,7 @@ from strongroom.api import (
     SessionDep,
     SettingsDep,
     UserDep,
-    run_idempotent,
+    submit_transfer,
 )
 from strongroom.payments import service
 
@@ -47,19 +47,15 @@ def create_transfer(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     amount = registry.money(body.amount, body.asset)
-
-    def work() -> tuple[int, dict[str, Any]]:
-        transfer_id = service.send(
-            session=session, sender=user, to=body.to, amount=amount, note=body.note
-        )
-        return 201, {"id": transfer_id, "status": "completed"}
-
-    return run_idempotent(
+    return submit_transfer(
         request=request,
         session=session,
         settings=settings,
         user=user,
         key=idempotency_key,
         body=body.model_dump(mode="json"),
-        work=work,
+        prepare=lambda: service.prepare_send(
+            session=session, sender=user, to=body.to, amount=amount, note=body.note
+        ),
+        respond=lambda transfer_id: (201, {"id": transfer_id, "status": "completed"}),
     )

@@ -1,0 +1,85 @@
+"""Login lockout (R-SEC-2): 5 wrong passwords lock sign-in for 2 hours, 5 more for 24 hours.
+
+Attempts are counted per email string, not per user row, so an email without an account is
+locked the same way and the answer never tells whether the account exists. The row is locked
+(``FOR UPDATE`` on PostgreSQL; SQLite has one writer) while the password is checked, so parallel
+guesses cannot get past the limit. Failures older than the long lock are forgotten.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from strongroom.db import is_postgres
+from strongroom.errors import invariant
+from strongroom.identity.errors import AccountLocked
+from strongroom.identity.models import LoginThrottle
+from strongroom.settings import AuthSettings
+
+EMAIL_KEY_MAX_CHARS = 254
+
+
+def email_key(email: str) -> str:
+    return email.strip().lower()[:EMAIL_KEY_MAX_CHARS]
+
+
+def acquire(
+    *, session: Session, email: str, now: datetime, settings: AuthSettings
+) -> LoginThrottle:
+    """The throttle row of this email, created if missing and locked for this transaction."""
+    key = email_key(email)
+    insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    session.execute(
+        insert(LoginThrottle)
+        .values(email=key, failures=0, locks=0, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["email"])
+    )
+    throttle = session.get(LoginThrottle, key, with_for_update=True, populate_existing=True)
+    invariant(throttle is not None, "the throttle row was just written")
+    assert throttle is not None
+    _forget_stale(throttle, now, settings)
+    return throttle
+
+
+def _forget_stale(throttle: LoginThrottle, now: datetime, settings: AuthSettings) -> None:
+    still_locked = throttle.locked_until is not None and throttle.locked_until > now
+    if not still_locked and now - throttle.updated_at > timedelta(
+        seconds=settings.lockout_repeat_s
+    ):
+        throttle.failures, throttle.locks, throttle.locked_until = 0, 0, None
+
+
+def refuse_if_locked(throttle: LoginThrottle, now: datetime) -> None:
+    if throttle.locked_until is not None and throttle.locked_until > now:
+        raise AccountLocked(throttle.locked_until)
+
+
+def record_failure(
+    throttle: LoginThrottle, *, now: datetime, settings: AuthSettings
+) -> datetime | None:
+    """Count one wrong password; the end of the lock if this one locked the email."""
+    throttle.failures += 1
+    throttle.updated_at = now
+    if throttle.failures < settings.lockout_threshold:
+        return None
+    hold_s = settings.lockout_first_s if throttle.locks == 0 else settings.lockout_repeat_s
+    throttle.locks += 1
+    throttle.failures = 0
+    throttle.locked_until = now + timedelta(seconds=hold_s)
+    return throttle.locked_until
+
+
+def clear(*, session: Session, throttle: LoginThrottle) -> None:
+    """A successful sign-in (or a completed reset) forgets the email's failures."""
+    session.delete(throttle)
+    session.flush()
+
+
+def unlock(*, session: Session, email: str) -> None:
+    """Forget an email's failures and lock, if it has any (after a password reset)."""
+    throttle = session.get(LoginThrottle, email_key(email), with_for_update=True)
+    if throttle is not None:
+        clear(session=session, throttle=throttle)

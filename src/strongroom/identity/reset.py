@@ -1,0 +1,154 @@
+"""Password reset (R-SEC-4): only through a single-use emailed token, valid 30 minutes, and the
+2FA code when 2FA is on. Nothing else (name, ID number, phone) can reset a password."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from strongroom.db import utcnow
+from strongroom.errors import DomainError
+from strongroom.identity import audit, lockout, passwords, service, two_factor
+from strongroom.identity.audit import NOWHERE, Origin
+from strongroom.identity.models import PasswordReset, User
+from strongroom.notify import outbox
+from strongroom.settings import AuthSettings
+
+TOKEN_MAX_CHARS = 200
+
+
+class InvalidResetToken(DomainError):
+    code = "invalid_reset_token"
+    status = 400
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def request_reset(
+    *,
+    session: Session,
+    email: str,
+    settings: AuthSettings,
+    reset_url: str,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> None:
+    """Email a reset token if an account has this email. The caller answers the same either way
+    (202). At most ``reset_emails_per_hour_max`` per account an hour, so no one can flood it."""
+    now = now or utcnow()
+    user = service.find_user(session=session, reference=email) if "@" in email else None
+    if user is None:
+        return
+    recent = session.scalar(
+        select(func.count())
+        .select_from(PasswordReset)
+        .where(
+            PasswordReset.user_id == user.id, PasswordReset.created_at > now - timedelta(hours=1)
+        )
+    )
+    if (recent or 0) >= settings.reset_emails_per_hour_max:
+        audit.record(
+            session=session,
+            action="password.reset_throttled",
+            subject_user_id=user.id,
+            origin=origin,
+            now=now,
+        )
+        return
+    token = secrets.token_urlsafe(32)
+    expires_at = now + timedelta(seconds=settings.reset_token_ttl_s)
+    session.add(
+        PasswordReset(
+            id="r_" + secrets.token_hex(8),
+            user_id=user.id,
+            token_hash=_digest(token),
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    link = f"{reset_url}?{urlencode({'token': token})}"
+    outbox.send_to_user(
+        session=session,
+        user=user,
+        template_id="security.password_reset",
+        now=now,
+        context={
+            "token": token,
+            "expires_at": expires_at,
+            "reset_url": link,
+            "ip": origin.ip,
+            "two_factor": two_factor.is_enabled(user),
+        },
+    )
+    audit.record(
+        session=session,
+        action="password.reset_requested",
+        subject_user_id=user.id,
+        origin=origin,
+        now=now,
+    )
+    session.flush()
+
+
+def confirm_reset(
+    *,
+    session: Session,
+    token: str,
+    new_password: str,
+    otp: str | None,
+    settings: AuthSettings,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> User:
+    """Set a new password with a valid token (and the 2FA code when on). Every session is
+    signed out, the email's sign-in lock lifted, withdrawals frozen for 24 h."""
+    now = now or utcnow()
+    row = _usable(session, token, now)
+    user = session.get(User, row.user_id)
+    assert user is not None
+    passwords.check_policy(new_password, settings)
+    if two_factor.is_enabled(user):
+        two_factor.verify(
+            session=session, user=user, code=otp, settings=settings, now=now, origin=origin
+        )
+    user.password_hash = passwords.hash_password(new_password)
+    session.execute(
+        update(PasswordReset)
+        .where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
+        .values(used_at=now)
+    )
+    service.revoke_other_sessions(
+        session=session, user=user, keep_session_id=None, origin=origin, now=now
+    )
+    lockout.unlock(session=session, email=user.email)
+    service.record_security_change(
+        session=session,
+        user=user,
+        action="password.reset",
+        change="password (reset by email)",
+        settings=settings,
+        origin=origin,
+        now=now,
+    )
+    return user
+
+
+def _usable(session: Session, token: str, now: datetime) -> PasswordReset:
+    refused = InvalidResetToken(
+        "this reset token is not valid: it may be used or expired; ask for a new one"
+    )
+    if not token or len(token) > TOKEN_MAX_CHARS:
+        raise refused
+    row = session.scalars(
+        select(PasswordReset).where(PasswordReset.token_hash == _digest(token)).with_for_update()
+    ).first()
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        raise refused
+    return row

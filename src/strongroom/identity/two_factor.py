@@ -1,0 +1,284 @@
+"""Two-factor authentication with TOTP (R-SEC-3): enrol, confirm, check, disable.
+
+Every code check goes through ``check_code``: the factor row is locked for the transaction
+(so one code cannot be used twice by parallel requests), a wrong or replayed code counts, 3 in a
+row block 2FA for 15 minutes and every 5th sends a security alert. Callers commit even when the
+check refuses, so the count is kept (the routers do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from strongroom.errors import Conflict, NotFound, invariant
+from strongroom.identity import audit, totp
+from strongroom.identity.audit import Origin
+from strongroom.identity.errors import InvalidOtp, OtpRequired, TwoFactorBlocked
+from strongroom.identity.models import RecoveryCode, TotpFactor, User
+from strongroom.notify import outbox
+from strongroom.settings import AuthSettings
+
+CODE_MAX_CHARS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    secret: str
+    otpauth_uri: str
+
+
+def is_enabled(user: User) -> bool:
+    return user.two_factor_enabled_at is not None
+
+
+def _factor(session: Session, user_id: str) -> TotpFactor | None:
+    return session.get(TotpFactor, user_id, with_for_update=True, populate_existing=True)
+
+
+def enrol(*, session: Session, user: User, settings: AuthSettings, now: datetime) -> Enrolment:
+    """Start (or restart) enrolment with a new secret; on only after ``confirm``."""
+    if is_enabled(user):
+        raise Conflict("two-factor authentication is already on", code="two_factor_already_enabled")
+    factor = _factor(session, user.id)
+    if factor is None:
+        factor = TotpFactor(
+            user_id=user.id, secret=totp.new_secret(), created_at=now, last_used_step=-1, failures=0
+        )
+        session.add(factor)
+    else:  # a new secret, but the failure count and any block stay
+        factor.secret, factor.created_at, factor.last_used_step = totp.new_secret(), now, -1
+    session.flush()
+    return Enrolment(secret=factor.secret, otpauth_uri=_uri(factor, user, settings))
+
+
+def _uri(factor: TotpFactor, user: User, settings: AuthSettings) -> str:
+    return totp.provisioning_uri(factor.secret, account=user.email, issuer=settings.totp_issuer)
+
+
+def pending_uri(*, session: Session, user: User, settings: AuthSettings) -> str:
+    """The otpauth URI of an enrolment in progress (for its QR code); never of an active one."""
+    factor = session.get(TotpFactor, user.id)
+    if factor is None or factor.confirmed_at is not None or is_enabled(user):
+        raise NotFound("no two-factor enrolment in progress", code="no_enrolment_in_progress")
+    return _uri(factor, user, settings)
+
+
+def confirm(
+    *, session: Session, user: User, otp: str, settings: AuthSettings, now: datetime, origin: Origin
+) -> list[str]:
+    """Turn 2FA on with a first code; returns the recovery codes (shown once)."""
+    factor = _factor(session, user.id)
+    if factor is None or is_enabled(user):
+        raise Conflict("start enrolment first: POST /v1/me/2fa", code="no_enrolment_in_progress")
+    check_code(
+        session=session,
+        user=user,
+        code=otp,
+        settings=settings,
+        now=now,
+        origin=origin,
+        factor=factor,
+        allow_recovery=False,
+    )
+    return _activate(session, user, factor, settings, now)
+
+
+def activate_without_code(
+    *, session: Session, user: User, settings: AuthSettings, now: datetime
+) -> list[str]:
+    """Turn a pending enrolment on without a first code: only for ``strongroom admin
+    create-operator --with-totp-secret``, run by someone at the server."""
+    factor = _factor(session, user.id)
+    invariant(factor is not None and not is_enabled(user), "activate needs a pending enrolment")
+    assert factor is not None
+    return _activate(session, user, factor, settings, now)
+
+
+def _activate(
+    session: Session, user: User, factor: TotpFactor, settings: AuthSettings, now: datetime
+) -> list[str]:
+    factor.confirmed_at = now
+    user.two_factor_enabled_at = now
+    return _new_recovery_codes(session, user, settings, now)
+
+
+def _new_recovery_codes(
+    session: Session, user: User, settings: AuthSettings, now: datetime
+) -> list[str]:
+    session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    codes = totp.new_recovery_codes(settings.recovery_codes)
+    session.add_all(
+        RecoveryCode(user_id=user.id, code_hash=totp.recovery_hash(code), created_at=now)
+        for code in codes
+    )
+    session.flush()
+    return codes
+
+
+def disable(
+    *,
+    session: Session,
+    user: User,
+    code: str | None,
+    settings: AuthSettings,
+    now: datetime,
+    origin: Origin,
+) -> None:
+    """Turn 2FA off; needs a current code or a recovery code."""
+    if not is_enabled(user):
+        raise Conflict("two-factor authentication is not on", code="two_factor_not_enabled")
+    verify(session=session, user=user, code=code, settings=settings, now=now, origin=origin)
+    session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    session.execute(delete(TotpFactor).where(TotpFactor.user_id == user.id))
+    user.two_factor_enabled_at = None
+    session.flush()
+
+
+def verify(
+    *,
+    session: Session,
+    user: User,
+    code: str | None,
+    settings: AuthSettings,
+    now: datetime,
+    origin: Origin,
+) -> None:
+    """The second factor of a user with 2FA on: a TOTP code or an unused recovery code."""
+    invariant(is_enabled(user), "verify needs 2FA on")
+    factor = _factor(session, user.id)
+    invariant(factor is not None and factor.confirmed_at is not None, "2FA on without a factor")
+    assert factor is not None
+    check_code(
+        session=session,
+        user=user,
+        code=code,
+        settings=settings,
+        now=now,
+        origin=origin,
+        factor=factor,
+        allow_recovery=True,
+    )
+
+
+def check_code(
+    *,
+    session: Session,
+    user: User,
+    code: str | None,
+    settings: AuthSettings,
+    now: datetime,
+    origin: Origin,
+    factor: TotpFactor,
+    allow_recovery: bool,
+) -> None:
+    if factor.blocked_until is not None and factor.blocked_until > now:
+        raise TwoFactorBlocked(factor.blocked_until)
+    if code is None or not code.strip():
+        raise OtpRequired()
+    code = code[:CODE_MAX_CHARS]
+    if totp.looks_like_totp(code) or not allow_recovery:
+        match, step = totp.check(
+            factor.secret, code.replace(" ", ""), now=now, last_used_step=factor.last_used_step
+        )
+        if match is totp.Match.ACCEPTED and step is not None:
+            factor.last_used_step, factor.failures = step, 0
+            return
+        _failure(session, user, factor, settings, now, origin, reused=match is totp.Match.REUSED)
+    if _use_recovery_code(session, user, code, now, origin):
+        factor.failures = 0
+        return
+    _failure(session, user, factor, settings, now, origin, reused=False)
+
+
+def _use_recovery_code(
+    session: Session, user: User, code: str, now: datetime, origin: Origin
+) -> bool:
+    row = session.scalars(
+        select(RecoveryCode)
+        .where(
+            RecoveryCode.user_id == user.id,
+            RecoveryCode.code_hash == totp.recovery_hash(code),
+            RecoveryCode.used_at.is_(None),
+        )
+        .with_for_update()
+    ).first()
+    if row is None:
+        return False
+    row.used_at = now
+    left = session.scalars(
+        select(RecoveryCode.id).where(
+            RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None)
+        )
+    ).all()
+    audit.record(
+        session=session,
+        action="two_factor.recovery_code_used",
+        subject_user_id=user.id,
+        origin=origin,
+        now=now,
+        details={"recovery_codes_left": len(left) - 1},
+    )
+    return True
+
+
+def _failure(
+    session: Session,
+    user: User,
+    factor: TotpFactor,
+    settings: AuthSettings,
+    now: datetime,
+    origin: Origin,
+    *,
+    reused: bool,
+) -> None:
+    """Count a wrong code; block after ``totp_block_after`` in a row, alert every
+    ``totp_alert_after``. Always raises."""
+    factor.failures += 1
+    blocked = factor.failures >= settings.totp_block_after
+    if blocked:
+        factor.blocked_until = now + timedelta(seconds=settings.totp_block_s)
+    audit.record(
+        session=session,
+        action="two_factor.failed",
+        subject_user_id=user.id,
+        origin=origin,
+        now=now,
+        details={
+            "failures_in_a_row": factor.failures,
+            "reused_code": reused,
+            "blocked_until": factor.blocked_until if blocked else None,
+        },
+    )
+    if factor.failures % settings.totp_alert_after == 0:
+        outbox.send_to_user(
+            session=session,
+            user=user,
+            template_id="security.two_factor_alert",
+            context={
+                "failures": factor.failures,
+                "at": now,
+                "ip": origin.ip,
+                "blocked_until": factor.blocked_until or now,
+            },
+            now=now,
+        )
+    session.flush()
+    if blocked and factor.blocked_until is not None:
+        raise TwoFactorBlocked(factor.blocked_until)
+    if reused:
+        raise InvalidOtp("this code was used already: wait for the next one", code="otp_reused")
+    raise InvalidOtp("the two-factor code is wrong")
+
+
+def recovery_codes_left(*, session: Session, user_id: str) -> int:
+    return len(
+        session.scalars(
+            select(RecoveryCode.id).where(
+                RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None)
+            )
+        ).all()
+    )

@@ -1,0 +1,1 @@
+"""Notifications: the email outbox (R-MAIL-1), its template registry and SMTP delivery."""

@@ -1,0 +1,148 @@
+"""Write emails to the outbox in the caller's transaction (R-MAIL-1), and read it back.
+
+Nothing here talks to SMTP: an email exists only once the transaction that wrote it commits, and
+the delivery worker (``delivery.py``) sends what is committed. A rolled-back event sends nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from strongroom.db import utcnow
+from strongroom.errors import Conflict, NotFound, ValidationFailed, invariant
+from strongroom.identity import cursors
+from strongroom.identity.models import User
+from strongroom.notify import render, templates
+from strongroom.notify.models import FAILED, PENDING, SENT, STATUSES, OutboxEmail
+
+CURSOR = "outbox"
+SCRUBBED = "[removed after delivery: this email held a one-time secret]"
+
+
+def enqueue(
+    *,
+    session: Session,
+    template_id: str,
+    to_address: str,
+    context: Mapping[str, object],
+    anti_phishing_code: str | None,
+    user_id: str | None = None,
+    now: datetime | None = None,
+) -> OutboxEmail:
+    """Render one email now and add it to the outbox; sent after the transaction commits."""
+    invariant("@" in to_address and len(to_address) <= 254, "an email needs an address")
+    now = now or utcnow()
+    email = render.render(template_id, context, anti_phishing_code=anti_phishing_code)
+    row = OutboxEmail(
+        template_id=template_id,
+        user_id=user_id,
+        to_address=to_address,
+        subject=email.subject,
+        body_text=email.text,
+        body_html=email.html,
+        sensitive=templates.get(template_id).sensitive,
+        status=PENDING,
+        attempts=0,
+        available_at=now,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def send_to_user(
+    *,
+    session: Session,
+    user: User,
+    template_id: str,
+    context: Mapping[str, object] | None = None,
+    to_address: str | None = None,
+    now: datetime | None = None,
+) -> OutboxEmail:
+    """An email to a user, with their anti-phishing code (R-APC-2) and ``name`` in the context."""
+    full_context: dict[str, object] = {"name": user.name, **(context or {})}
+    return enqueue(
+        session=session,
+        template_id=template_id,
+        to_address=to_address or user.email,
+        context=full_context,
+        anti_phishing_code=user.anti_phishing_code,
+        user_id=user.id,
+        now=now,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxPage:
+    items: list[OutboxEmail]
+    next_cursor: str | None
+
+
+def search(
+    *,
+    session: Session,
+    limit: int,
+    cursor: str | None = None,
+    status: str | None = None,
+    template_id: str | None = None,
+    to_address: str | None = None,
+    user_id: str | None = None,
+) -> OutboxPage:
+    """Newest first, cursor-paginated; the operator's outbox view."""
+    invariant(1 <= limit <= 1000, "page size out of bounds")
+    if status is not None and status not in STATUSES:
+        raise ValidationFailed(
+            f"status must be one of {', '.join(STATUSES)}", code="invalid_status"
+        )
+    query = select(OutboxEmail).order_by(OutboxEmail.id.desc()).limit(limit + 1)
+    if cursor is not None:
+        query = query.where(OutboxEmail.id < cursors.decode(CURSOR, cursor))
+    for column, value in (
+        (OutboxEmail.status, status),
+        (OutboxEmail.template_id, template_id),
+        (OutboxEmail.to_address, to_address),
+        (OutboxEmail.user_id, user_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    items = rows[:limit]
+    return OutboxPage(
+        items=items, next_cursor=cursors.encode(CURSOR, items[-1].id) if more else None
+    )
+
+
+def requeue(*, session: Session, email_id: int, now: datetime | None = None) -> OutboxEmail:
+    """Give a failed email a fresh set of attempts, due now (an operator's retry)."""
+    row = session.get(OutboxEmail, email_id, with_for_update=True)
+    if row is None:
+        raise NotFound("no such email", code="email_not_found")
+    if row.status != FAILED:
+        raise Conflict(
+            f"only failed emails can be retried; this one is {row.status}",
+            code="email_not_failed",
+            status=row.status,
+        )
+    row.status, row.attempts, row.claim_token = PENDING, 0, None
+    row.available_at = now or utcnow()
+    session.flush()
+    return row
+
+
+__all__ = [
+    "FAILED",
+    "PENDING",
+    "SENT",
+    "OutboxPage",
+    "enqueue",
+    "requeue",
+    "search",
+    "send_to_user",
+]

@@ -1,0 +1,128 @@
+"""Render an email from the registry, with the anti-phishing banner on top (R-APC-2, R-MAIL-2).
+
+The banner is added here, once, for every template: the plain-text part starts with the line
+``Anti-phishing code: XXXX`` and the HTML part shows it as the first thing in its body. Templates
+only write their bodies, so none can leave the banner out, and the result is checked before it
+is returned.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from strongroom.errors import invariant
+from strongroom.notify import templates
+
+BANNER_LABEL = "Anti-phishing code"
+CODE_PATTERN = re.compile(r"[A-Za-z0-9]{1,6}")
+SUBJECT_MAX_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    template_id: str
+    subject: str
+    text: str
+    html: str
+
+
+def banner_text(code: str) -> str:
+    return f"{BANNER_LABEL}: {code}"
+
+
+def banner_html(code: str) -> Markup:
+    return Markup(
+        '<div id="anti-phishing-code" style="margin:0;padding:12px 20px;background:#fff4c2;'
+        'border-bottom:2px solid #c9a200;font-size:16px;font-weight:bold;">'
+        '{label}: <span style="font-family:monospace;font-size:20px;">{code}</span></div>'
+    ).format(label=BANNER_LABEL, code=code)
+
+
+def _when(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@lru_cache(maxsize=2)
+def _environment(html: bool) -> Environment:
+    environment = Environment(
+        loader=PackageLoader("strongroom.notify", "templates"),
+        undefined=StrictUndefined,
+        autoescape=html,  # noqa: S701  (the text parts are not HTML)
+        keep_trailing_newline=False,
+    )
+    environment.filters["when"] = _when
+    return environment
+
+
+def render(
+    template_id: str, context: Mapping[str, object], *, anti_phishing_code: str | None
+) -> RenderedEmail:
+    """The subject, text and HTML of one email; ``anti_phishing_code`` None: no banner."""
+    if anti_phishing_code is not None:
+        invariant(
+            CODE_PATTERN.fullmatch(anti_phishing_code) is not None,
+            "anti-phishing code must be 1-6 letters or digits",
+        )
+    template = templates.get(template_id)
+    subject = _subject(template.subject, context)
+    text_body = _environment(False).get_template(template.text_file).render(context).strip()
+    html_body = _environment(True).get_template(template.html_file).render(context).strip()
+    email = RenderedEmail(
+        template_id=template_id,
+        subject=subject,
+        text=_wrap_text(text_body, anti_phishing_code),
+        html=_wrap_html(subject, html_body, anti_phishing_code),
+    )
+    _check_banner(email, anti_phishing_code)
+    return email
+
+
+def _subject(source: str, context: Mapping[str, object]) -> str:
+    subject = _environment(False).from_string(source).render(context)
+    subject = " ".join(subject.split())  # one line: no header injection through a name
+    invariant(0 < len(subject) <= SUBJECT_MAX_CHARS, "a subject is 1-200 characters")
+    return subject
+
+
+def _wrap_text(body: str, code: str | None) -> str:
+    top = f"{banner_text(code)}\n{'=' * len(banner_text(code))}\n\n" if code is not None else ""
+    footer = (
+        "Strongroom never asks for your password, your two-factor codes or your recovery "
+        "codes by email or by phone."
+    )
+    return f"{top}{body}\n\n--\n{footer}\n"
+
+
+def _wrap_html(subject: str, body: str, code: str | None) -> str:
+    layout = _environment(True).get_template("_layout.html.j2")
+    banner = banner_html(code) if code is not None else Markup("")
+    # the body was rendered with autoescape on: it is markup already
+    return layout.render(subject=subject, banner=banner, body=Markup(body))  # noqa: S704
+
+
+def _check_banner(email: RenderedEmail, code: str | None) -> None:
+    if code is None:
+        invariant(BANNER_LABEL not in email.text, "no code set, yet a banner in the text part")
+        return
+    invariant(
+        email.text.startswith(banner_text(code) + "\n"),
+        "the text part must start with the anti-phishing code",
+    )
+    body_open = email.html.index(">", email.html.index("<body")) + 1
+    invariant(
+        email.html[body_open:].lstrip().startswith(str(banner_html(code))),
+        "the HTML part must show the anti-phishing code first",
+    )
+
+
+def preview(code: str) -> tuple[str, str]:
+    """How the banner looks in the text and the HTML part (the settings page's preview)."""
+    invariant(CODE_PATTERN.fullmatch(code) is not None, "anti-phishing code must be 1-6 alnum")
+    return banner_text(code), str(banner_html(code))

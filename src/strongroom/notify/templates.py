@@ -1,0 +1,135 @@
+"""The email template registry (R-MAIL-2): every email has a stable template id.
+
+A template is two files in ``notify/templates/``: ``<id>.txt.j2`` (the plain-text body) and
+``<id>.html.j2`` (an HTML fragment), plus a one-line subject and a sample context here. The
+renderer (``render.py``) wraps both bodies and puts the anti-phishing banner on top, so no template
+can leave it out. Tests render every registered template with its sample, so a new template is
+covered as soon as it is registered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from strongroom.errors import invariant
+
+TEMPLATE_ID = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+_SAMPLE_TIME = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class EmailTemplate:
+    id: str
+    subject: str
+    sample: Mapping[str, object] = field(default_factory=dict)
+    sensitive: bool = False  # the body holds a secret: scrubbed from the outbox once sent
+
+    @property
+    def text_file(self) -> str:
+        return f"{self.id}.txt.j2"
+
+    @property
+    def html_file(self) -> str:
+        return f"{self.id}.html.j2"
+
+
+_REGISTRY: dict[str, EmailTemplate] = {}
+
+
+def register(template: EmailTemplate) -> EmailTemplate:
+    invariant(
+        TEMPLATE_ID.fullmatch(template.id) is not None,
+        f"template id {template.id!r} must look like 'domain.event'",
+    )
+    invariant(template.id not in _REGISTRY, f"template {template.id} is registered twice")
+    invariant("\n" not in template.subject, "a subject is one line")
+    _REGISTRY[template.id] = template
+    return template
+
+
+def get(template_id: str) -> EmailTemplate:
+    template = _REGISTRY.get(template_id)
+    invariant(template is not None, f"no email template {template_id!r}")
+    assert template is not None
+    return template
+
+
+def all_templates() -> list[EmailTemplate]:
+    return sorted(_REGISTRY.values(), key=lambda template: template.id)
+
+
+WELCOME = register(
+    EmailTemplate(
+        id="account.welcome",
+        subject="Welcome to Strongroom, {{ name }}",
+        sample={"name": "Alice Chan"},
+    )
+)
+LOGIN_ALERT = register(
+    EmailTemplate(
+        id="security.login_alert",
+        subject="New sign-in to your Strongroom account",
+        sample={
+            "name": "Alice Chan",
+            "at": _SAMPLE_TIME,
+            "ip": "203.0.113.7",
+            "user_agent": "Mozilla/5.0 (iPhone)",
+        },
+    )
+)
+ACCOUNT_LOCKED = register(
+    EmailTemplate(
+        id="security.account_locked",
+        subject="Sign-in to your Strongroom account is locked",
+        sample={
+            "name": "Alice Chan",
+            "failures": 5,
+            "locked_until": _SAMPLE_TIME,
+            "ip": "203.0.113.7",
+        },
+    )
+)
+PASSWORD_RESET = register(
+    EmailTemplate(
+        id="security.password_reset",
+        subject="Reset your Strongroom password",
+        sample={
+            "name": "Alice Chan",
+            "token": "sample-token",
+            "expires_at": _SAMPLE_TIME,
+            "reset_url": "https://wallet.example/reset?token=sample-token",
+            "ip": "203.0.113.7",
+            "two_factor": True,
+        },
+        sensitive=True,
+    )
+)
+SETTINGS_CHANGED = register(
+    EmailTemplate(
+        id="security.settings_changed",
+        subject="Security change on your Strongroom account: {{ change }}",
+        sample={
+            "name": "Alice Chan",
+            "change": "password",
+            "at": _SAMPLE_TIME,
+            "ip": "203.0.113.7",
+            "frozen_until": _SAMPLE_TIME,
+        },
+    )
+)
+TWO_FACTOR_ALERT = register(
+    EmailTemplate(
+        id="security.two_factor_alert",
+        subject="Security alert: wrong two-factor codes on your Strongroom account",
+        sample={
+            "name": "Alice Chan",
+            "failures": 5,
+            "at": _SAMPLE_TIME,
+            "ip": "203.0.113.7",
+            "blocked_until": _SAMPLE_TIME,
+        },
+    )
+)

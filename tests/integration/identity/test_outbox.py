@@ -1,0 +1,353 @@
+"""R-MAIL-1/2 and R-APC-2 against a real SMTP server: every template carries the anti-phishing
+code at the top of both parts; the outbox sends only committed emails, survives an SMTP outage,
+backs off, gives up after its bound, and never sends one row twice with two workers."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import ssl
+import subprocess
+import threading
+from collections import Counter
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+import strongroom.app  # noqa: F401  (every domain registers its templates on import)
+from strongroom import db
+from strongroom.db import unit_of_work, utcnow
+from strongroom.identity.models import User
+from strongroom.notify import delivery, outbox, templates
+from strongroom.notify.models import OutboxEmail
+from strongroom.settings import Settings
+from tests.integration.identity.conftest import (
+    Inbox,
+    SmtpServer,
+    free_port,
+    make_settings,
+    make_user,
+)
+
+CODE = "Ab12Z9"
+BANNER = f"Anti-phishing code: {CODE}"
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    plain = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert plain is not None and html is not None, "both parts are required"
+    return plain.get_content(), html.get_content()
+
+
+def visible_html_text(html: str) -> str:
+    """The text a reader sees in the HTML body, in order."""
+    body = html.split("<body", 1)[1].split(">", 1)[1]
+    return " ".join(re.sub(r"<[^>]+>", " ", body).split())
+
+
+def send(factory: sessionmaker[Session], user_id: str, template_id: str) -> int:
+    with unit_of_work(factory) as session:
+        user = session.get(User, user_id)
+        assert user is not None
+        row = outbox.send_to_user(
+            session=session,
+            user=user,
+            template_id=template_id,
+            context=dict(templates.get(template_id).sample),
+        )
+        return row.id
+
+
+def status_of(factory: sessionmaker[Session], email_id: int) -> OutboxEmail:
+    with factory() as session:
+        row = session.get(OutboxEmail, email_id)
+        assert row is not None
+        return row
+
+
+# --------------------------------------------------------------------------- R-APC-2, R-MAIL-2
+
+ALL_TEMPLATES = [template.id for template in templates.all_templates()]
+
+
+def test_registry_and_template_files_match():
+    folder = Path(templates.__file__).parent / "templates"
+    on_disk = {p.name.removesuffix(".txt.j2") for p in folder.glob("*.txt.j2")}
+    html_on_disk = {p.name.removesuffix(".html.j2") for p in folder.glob("*.html.j2")}
+    html_on_disk.discard("_layout")
+    assert len(ALL_TEMPLATES) >= 6
+    builtin = {t for t in ALL_TEMPLATES if (folder / f"{t}.txt.j2").exists()}
+    assert on_disk == html_on_disk == builtin, "every template has a text and an HTML part"
+
+
+@pytest.mark.parametrize("template_id", ALL_TEMPLATES)
+def test_every_template_arrives_with_the_code_on_top_of_both_parts(
+    factory, settings, smtp, template_id
+):
+    user = make_user(factory, settings)
+    with unit_of_work(factory) as session:
+        found = session.get(User, user.id)
+        assert found is not None
+        found.anti_phishing_code = CODE
+    email_id = send(factory, user.id, template_id)
+    delivery.deliver_once(factory, settings)
+    (message,) = [
+        m for m in smtp.inbox.to(user.email) if m["X-Strongroom-Outbox-Id"] == str(email_id)
+    ]
+    assert message["X-Strongroom-Template"] == template_id
+    plain, html = parts(message)
+    assert plain.splitlines()[0] == BANNER
+    assert visible_html_text(html).startswith(BANNER)
+    assert message["Message-ID"].startswith("<outbox-")
+
+
+@pytest.mark.parametrize("template_id", ALL_TEMPLATES)
+def test_without_a_code_no_banner(factory, settings, smtp, template_id):
+    user = make_user(factory, settings)
+    email_id = send(factory, user.id, template_id)
+    delivery.deliver_once(factory, settings)
+    (message,) = [
+        m for m in smtp.inbox.to(user.email) if m["X-Strongroom-Outbox-Id"] == str(email_id)
+    ]
+    assert message["X-Strongroom-Template"] == template_id
+    plain, html = parts(message)
+    assert "Anti-phishing code" not in plain and "Anti-phishing code" not in html
+    assert plain.strip() and visible_html_text(html)
+
+
+# --------------------------------------------------------------------------- R-MAIL-1
+
+
+def test_a_rolled_back_transaction_sends_nothing(factory, settings, smtp):
+    user = make_user(factory, settings)
+    delivery.deliver_once(factory, settings)  # the welcome email
+    before = len(smtp.inbox.messages)
+    with pytest.raises(RuntimeError), unit_of_work(factory) as session:
+        found = session.get(User, user.id)
+        assert found is not None
+        outbox.send_to_user(
+            session=session,
+            user=found,
+            template_id="security.login_alert",
+            context={"at": utcnow(), "ip": "1.2.3.4", "user_agent": "x"},
+        )
+        raise RuntimeError("the event failed")
+    report = delivery.deliver_once(factory, settings)
+    assert report.claimed == 0
+    assert len(smtp.inbox.messages) == before
+    with factory() as session:
+        count = session.scalar(
+            select(func.count())
+            .select_from(OutboxEmail)
+            .where(OutboxEmail.template_id == "security.login_alert")
+        )
+    assert count == 0
+
+
+def test_emails_wait_while_smtp_is_down_and_go_out_once_it_is_back(factory, any_db):
+    server = SmtpServer(free_port())  # not started: connections are refused
+    settings = make_settings(any_db, server.port, backoff_base_s=10)
+    user = make_user(factory, settings)
+    t = utcnow()
+    report = delivery.deliver_once(factory, settings, now=t)
+    assert (report.claimed, report.sent, report.retrying) == (1, 0, 1)
+    (row,) = _rows(factory)
+    assert row.status == "pending" and row.attempts == 1 and row.last_error
+    assert row.available_at == t + timedelta(seconds=10)
+    assert delivery.deliver_once(factory, settings, now=t + timedelta(seconds=5)).claimed == 0
+    report = delivery.deliver_once(factory, settings, now=t + timedelta(seconds=10))
+    assert report.retrying == 1
+    assert _rows(factory)[0].available_at == t + timedelta(seconds=30)  # 10 s, then 20 s
+    server.start()
+    try:
+        report = delivery.deliver_once(factory, settings, now=t + timedelta(seconds=30))
+        assert report.sent == 1
+        assert [m["X-Strongroom-Template"] for m in server.inbox.to(user.email)] == [
+            "account.welcome"
+        ]
+        assert delivery.deliver_once(factory, settings, now=t + timedelta(hours=1)).claimed == 0
+    finally:
+        server.stop()
+    (row,) = _rows(factory)
+    assert row.status == "sent" and row.sent_at is not None and row.attempts == 3
+
+
+def _rows(factory: sessionmaker[Session]) -> list[OutboxEmail]:
+    with factory() as session:
+        return list(session.scalars(select(OutboxEmail).order_by(OutboxEmail.id)))
+
+
+def test_bounded_retries_then_failed_then_an_operator_retry(factory, any_db):
+    server = SmtpServer(free_port())
+    settings = make_settings(any_db, server.port, max_attempts=3, backoff_base_s=10)
+    make_user(factory, settings)
+    t = utcnow()
+    for offset_s in (0, 10, 30):
+        delivery.deliver_once(factory, settings, now=t + timedelta(seconds=offset_s))
+    (row,) = _rows(factory)
+    assert row.status == "failed" and row.attempts == 3
+    server.start()
+    try:
+        assert delivery.deliver_once(factory, settings, now=t + timedelta(days=1)).claimed == 0
+        with unit_of_work(factory) as session:
+            outbox.requeue(session=session, email_id=row.id, now=t + timedelta(days=1))
+        report = delivery.deliver_once(factory, settings, now=t + timedelta(days=1))
+        assert report.sent == 1 and len(server.inbox.messages) == 1
+    finally:
+        server.stop()
+
+
+def test_backoff_is_exponential_and_capped():
+    from strongroom.settings import MailSettings
+
+    mail = MailSettings(backoff_base_s=10, backoff_max_s=300)
+    assert [delivery.backoff_s(n, mail) for n in range(1, 8)] == [10, 20, 40, 80, 160, 300, 300]
+
+
+def test_a_claimed_row_is_not_claimed_again_until_its_lease_ends(factory, settings):
+    make_user(factory, settings)
+    t = utcnow()
+    with unit_of_work(factory) as session:
+        first = delivery.claim_due(session=session, now=t, mail=settings.mail)
+    with unit_of_work(factory) as session:
+        assert delivery.claim_due(session=session, now=t, mail=settings.mail) == []
+    later = t + timedelta(seconds=settings.mail.lease_s)
+    with unit_of_work(factory) as session:  # the first worker died: the row comes back
+        (again,) = delivery.claim_due(session=session, now=later, mail=settings.mail)
+    assert again.id == first[0].id and again.token != first[0].token
+    with unit_of_work(factory) as session:  # the stale claim can no longer settle the row
+        assert not delivery.mark_sent(session=session, claim=first[0], now=later)
+
+
+def test_secret_bodies_are_scrubbed_once_sent(factory, settings, smtp):
+    user = make_user(factory, settings)
+    email_id = send(factory, user.id, "security.password_reset")
+    assert "sample-token" in status_of(factory, email_id).body_text
+    delivery.deliver_once(factory, settings)
+    row = status_of(factory, email_id)
+    assert row.status == "sent" and "sample-token" not in row.body_text + row.body_html
+    assert any("sample-token" in parts(m)[0] for m in smtp.inbox.to(user.email))
+
+
+@pytest.mark.parametrize("any_db", ["postgresql"], indirect=True)
+def test_two_workers_never_send_one_row_twice(factory, any_db, smtp):
+    settings = make_settings(any_db, smtp.port, batch_max=7)
+    user = make_user(factory, settings)
+    with unit_of_work(factory) as session:
+        found = session.get(User, user.id)
+        assert found is not None
+        for _ in range(150):
+            outbox.send_to_user(session=session, user=found, template_id="account.welcome")
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        worker_factory = db.make_session_factory(any_db)  # each worker: its own sessions
+        try:
+            for _ in range(200):
+                if delivery.deliver_once(worker_factory, settings).claimed == 0:
+                    return
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+    ids = Counter(m["X-Strongroom-Outbox-Id"] for m in smtp.inbox.messages)
+    assert len(ids) == 151 and set(ids.values()) == {1}
+    with factory() as session:
+        statuses = session.execute(
+            text("SELECT status, count(*) FROM mail_outbox GROUP BY status")
+        ).all()
+    assert dict(statuses) == {"sent": 151}
+
+
+# --------------------------------------------------------------------------- SMTP settings
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_starttls_and_login_are_used(factory, any_db, tls_files):
+    cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        assert isinstance(auth_data, LoginPassword)
+        logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=auth_data.password == b"s3cret-pass")
+
+    inbox, port = Inbox(), free_port()
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_required=True,
+    )
+    controller.start()
+    try:
+        settings = make_settings(any_db, port, smtp_ca_file=str(cert))
+        settings = settings.model_copy(
+            update={
+                "smtp_starttls": True,
+                "smtp_username": "mailer",
+                "smtp_password": "s3cret-pass",
+            }
+        )
+        user = make_user(factory, settings)
+        assert delivery.deliver_once(factory, settings).sent == 1
+        assert logins == [(b"mailer", b"s3cret-pass")]
+        assert len(inbox.to(user.email)) == 1
+    finally:
+        controller.stop()
+
+
+def test_settings_refuse_a_lease_shorter_than_three_timeouts():
+    from pydantic import ValidationError
+
+    from strongroom.settings import MailSettings
+
+    with pytest.raises(ValidationError):
+        MailSettings(smtp_timeout_s=20, lease_s=30)
+    assert Settings(mail=MailSettings(smtp_timeout_s=10, lease_s=30)).mail.lease_s == 30
