@@ -455,6 +455,7 @@ class Server:
             str(self.port),
             "--workers",
             str(self.workers),
+            "--no-access-log",
         ]
         say(f"server: {' '.join(command[1:])}  (log: {self.log.name})")
         self.process = subprocess.Popen(

@@ -1,4 +1,5 @@
-"""Request dependencies shared by the routers: the database session, the signed-in user, the
+"""Request dependencies shared by the routers (the ones that do no I/O are ``async`` so that
+FastAPI does not hop to its thread pool for them): the database session, the signed-in user, the
 operator check, amounts and idempotent execution. The request owns the transaction: a router
 commits once its work is done; anything raised rolls it back."""
 
@@ -20,7 +21,7 @@ from strongroom.money import AssetRegistry, Money
 from strongroom.settings import Settings
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -38,7 +39,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
+async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
     if authorization is None:
         return None
     scheme, _, token = authorization.partition(" ")
@@ -87,7 +88,7 @@ def operator_with(*roles: str) -> Any:
     return Depends(OperatorGuard(*roles))
 
 
-def assets(request: Request) -> AssetRegistry:
+async def assets(request: Request) -> AssetRegistry:
     registry: AssetRegistry = request.app.state.assets
     return registry
 

@@ -47,6 +47,7 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="server processes")] = 1,
+    access_log: Annotated[bool, typer.Option(help="log every request")] = True,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run the API server (migrations are applied first)."""
@@ -62,6 +63,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        access_log=access_log,
     )
 
 
