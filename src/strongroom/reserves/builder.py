@@ -14,6 +14,12 @@ Every file is written under a ``.partial`` name and renamed only once all are co
 last: an interrupted build leaves nothing that looks like an audit. Memory is a few numpy arrays
 (tags, order keys, piece vectors, positions): about 300 bytes per account with 2 pieces and 4
 assets, never a Python object per node.
+
+With the C kernel (``merkle.kernel``) the local engine runs its tasks on threads: the kernel
+releases the GIL, so the threads hash in parallel and read and write the shared arrays in place
+(pass A writes its rows, pass B gathers its leaves itself), and the sorts are the kernel's radix
+sorts. Without it (no compiler at install time, or ``STRONGROOM_POR_NATIVE=0``) the tasks run in
+worker processes in Python and are sent their inputs. The bytes are the same either way.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -33,6 +39,7 @@ import numpy.typing as npt
 
 from strongroom.errors import ValidationFailed, invariant
 from strongroom.reserves import audit as files
+from strongroom.reserves import merkle
 from strongroom.reserves.audit import Audit
 from strongroom.reserves.merkle import (
     AMOUNT_BYTES,
@@ -42,17 +49,23 @@ from strongroom.reserves.merkle import (
     U8,
     AccountLeaves,
     AuditKey,
+    IdColumn,
     Shape,
     account_leaves,
+    account_leaves_into,
     build_levels,
     dec,
+    gather_leaves,
+    index_entries,
+    key_order,
     leaf_count_for,
     leaf_records,
+    leaf_records_by_id,
     padding_leaves,
+    padding_leaves_into,
 )
 from strongroom.reserves.snapshot import Snapshot
 from strongroom.reserves.treefile import (
-    INDEX_KEY_BYTES,
     TreeHeader,
     TreeWriter,
     encode_index_header,
@@ -170,9 +183,8 @@ def build(
     try:
         built = _run_engine(plan, writer, options, progress or Silent())
         audit = _check_root(plan, built, audit_id, created_at)
-        partials.append(
-            (_write_index(plan, built, out_dir / files.INDEX_FILE), out_dir / files.INDEX_FILE)
-        )
+        index = _write_index(plan, built, out_dir / files.INDEX_FILE, options.processes)
+        partials.append((index, out_dir / files.INDEX_FILE))
         partials.append(
             (
                 _write_partial(out_dir / files.SECRET_FILE, (secret.hex() + "\n").encode(), 0o600),
@@ -240,51 +252,28 @@ def _write_partial(final: Path, data: bytes, mode: int) -> Path:
 # Shared steps
 
 
-def sort_order(keys: U8) -> I64:
+def sort_order(keys: U8, threads: int = 1) -> I64:
     """Positions → leaf ids, by the 16-byte order keys (bytewise); no two keys may be equal."""
-    count = len(keys)
-    high = np.ascontiguousarray(keys[:, :8]).view(">u8").reshape(count).astype(np.uint64)
-    low = np.ascontiguousarray(keys[:, 8:KEY_BYTES]).view(">u8").reshape(count).astype(np.uint64)
-    order = np.argsort(high, kind="stable")
-    sorted_high = high[order]
-    ties = np.flatnonzero(sorted_high[1:] == sorted_high[:-1])
-    for start in np.unique(ties):
-        end = start + 1
-        while end + 1 < count and sorted_high[end + 1] == sorted_high[start]:
-            end += 1
-        group = order[start : end + 1]
-        order[start : end + 1] = group[np.argsort(low[group], kind="stable")]
-    sorted_low = low[order]
-    same = (sorted_high[1:] == sorted_high[:-1]) & (sorted_low[1:] == sorted_low[:-1])
-    invariant(not bool(same.any()), "two leaves share an order key")
-    return order.astype(np.int64)
+    order, duplicate = key_order(keys, threads)
+    invariant(not duplicate, "two leaves share an order key")
+    return order
 
 
-def _write_index(plan: Plan, built: Built, final: Path) -> Path:
+def _write_index(plan: Plan, built: Built, final: Path, threads: int = 1) -> Path:
     """index.bin: per account, sorted by tag prefix, the leaf position of each piece."""
     accounts, pieces, real = plan.accounts, plan.pieces, plan.real_leaves
     positions = np.empty(real, dtype=np.int64)
     is_real = built.positions < real
     positions[built.positions[is_real]] = np.flatnonzero(is_real)
     by_account = positions.reshape(accounts, pieces)
-    keys = np.ascontiguousarray(built.tags[:, :INDEX_KEY_BYTES])
-    high = keys[:, :8].copy().view(">u8").reshape(accounts).astype(np.uint64)
-    low = keys[:, 8:].copy().view(">u8").reshape(accounts).astype(np.uint64)
-    order = np.lexsort((low, high))
-    same = (high[order][1:] == high[order][:-1]) & (low[order][1:] == low[order][:-1])
-    invariant(not bool(same.any()), "two accounts share a user-tag prefix")
+    order, duplicate = key_order(built.tags, threads)
+    invariant(not duplicate, "two accounts share a user-tag prefix")
     path = partial_path(final)
     with path.open("xb") as handle:
         handle.write(encode_index_header(pieces, accounts))
         step = 1 << 18
         for start in range(0, accounts, step):
-            chosen = order[start : start + step]
-            entries = np.empty((len(chosen), INDEX_KEY_BYTES + 8 * pieces), dtype=np.uint8)
-            entries[:, :INDEX_KEY_BYTES] = keys[chosen]
-            entries[:, INDEX_KEY_BYTES:] = (
-                by_account[chosen].astype(">u8").view(np.uint8).reshape(len(chosen), 8 * pieces)
-            )
-            handle.write(entries.tobytes())
+            handle.write(index_entries(order[start : start + step], built.tags, by_account))
         handle.flush()
         os.fsync(handle.fileno())
     return path
@@ -294,19 +283,7 @@ def block_inputs(
     plan: Plan, leaf_ids: I64, tags: U8, pad_tags: U8, vectors: U8
 ) -> tuple[U8, npt.NDArray[np.uint32], U8]:
     """The (tag, piece, vector) of each leaf id, in the given order."""
-    real, pieces = plan.real_leaves, plan.pieces
-    count = len(leaf_ids)
-    width = AMOUNT_BYTES * len(plan.snapshot.assets)
-    is_real = leaf_ids < real
-    real_ids = leaf_ids[is_real]
-    block_tags = np.empty((count, HASH_BYTES), dtype=np.uint8)
-    block_tags[is_real] = tags[real_ids // pieces]
-    block_tags[~is_real] = pad_tags[leaf_ids[~is_real] - real]
-    block_pieces = np.zeros(count, dtype=np.uint32)
-    block_pieces[is_real] = real_ids % pieces
-    block_vectors = np.zeros((count, width), dtype=np.uint8)
-    block_vectors[is_real] = vectors[real_ids]
-    return block_tags, block_pieces, block_vectors
+    return gather_leaves(leaf_ids, tags, pad_tags, vectors, plan.pieces)
 
 
 def write_top(plan: Plan, writer: TreeWriter, block_level: int, roots: bytes) -> bytes:
@@ -331,12 +308,31 @@ def _key(secret: bytes) -> AuditKey:
     return _KEYS[secret]
 
 
-def accounts_task(secret: bytes, pieces: int, ids: list[str], balances: U8) -> AccountLeaves:
+def accounts_task(secret: bytes, pieces: int, ids: IdColumn, balances: U8) -> AccountLeaves:
     return account_leaves(_key(secret), ids, balances, pieces)
 
 
 def padding_task(secret: bytes, first: int, count: int) -> tuple[bytes, bytes]:
     return padding_leaves(_key(secret), first, count)
+
+
+def accounts_into_task(
+    secret: bytes,
+    pieces: int,
+    ids: IdColumn,
+    balances: U8,
+    tags: U8,
+    keys: U8,
+    vectors: U8 | None,
+) -> int:
+    """``accounts_task`` for a thread: writes into its rows of the shared arrays."""
+    account_leaves_into(_key(secret), ids, balances, pieces, tags, keys, vectors)
+    return len(ids)
+
+
+def padding_into_task(secret: bytes, first: int, tags: U8, keys: U8) -> int:
+    padding_leaves_into(_key(secret), first, tags, keys)
+    return len(tags)
 
 
 def block_task(
@@ -355,13 +351,38 @@ def block_task(
     return levels[-1]
 
 
-class Runner:
-    """Ordered map over a process pool with a bound on tasks in flight (or inline)."""
+def shared_block_task(
+    path: Path,
+    header: TreeHeader,
+    block: int,
+    leaf_ids: I64,
+    tags: U8,
+    pad_tags: U8,
+    vectors: U8,
+    pieces: int,
+) -> bytes:
+    """``block_task`` for a thread, which shares the whole arrays: the C kernel gathers the
+    block's leaves as it hashes them."""
+    records = leaf_records_by_id(leaf_ids, tags, pad_tags, vectors, pieces)
+    levels = build_levels(records, len(header.assets))
+    size = len(leaf_ids)
+    for level, data in enumerate(levels):
+        write_at(path, header.offset(level, block * (size >> level)), data)
+    return levels[-1]
 
-    def __init__(self, processes: int) -> None:
+
+class Runner:
+    """Ordered map over a pool with a bound on tasks in flight (or inline). With the C kernel the
+    pool is threads: the kernel releases the GIL, and threads share the arrays that processes
+    would have to be sent. In pure Python it is processes."""
+
+    def __init__(self, processes: int, *, threads: bool = False) -> None:
         self.processes = processes
-        self._pool: ProcessPoolExecutor | None = None
-        if processes > 1:
+        self.threads = threads and processes > 1
+        self._pool: Executor | None = None
+        if processes > 1 and threads:
+            self._pool = ThreadPoolExecutor(processes, thread_name_prefix="por")
+        elif processes > 1:
             self._pool = ProcessPoolExecutor(processes, mp_context=get_context("spawn"))
 
     def map(self, function: Callable[..., T], arguments: Iterable[tuple[Any, ...]]) -> Iterator[T]:
@@ -383,11 +404,11 @@ class Runner:
 
 
 def local_build(plan: Plan, writer: TreeWriter, options: BuildOptions, progress: Progress) -> Built:
-    runner = Runner(options.processes)
+    runner = Runner(options.processes, threads=merkle.kernel is not None)
     try:
         tags, pad_tags, keys, vectors = _pass_a(plan, runner, options, progress)
         progress.phase("ordering leaves", 1)
-        positions = sort_order(keys)
+        positions = sort_order(keys, options.processes)
         del keys
         progress.advance(1)
         root = _pass_b(plan, runner, writer, options, progress, positions, tags, pad_tags, vectors)
@@ -408,11 +429,38 @@ def _pass_a(
     )
     progress.phase("salts, pieces, order", plan.accounts + plan.padding)
     starts = range(0, plan.accounts, chunk)
+    pad_starts = range(0, plan.padding, chunk)
+    pad_tags = np.empty((plan.padding, HASH_BYTES), dtype=np.uint8)
+    if runner.threads or runner.processes == 1:
+        # Tasks write their rows of the arrays in place.
+        def account_arguments(start: int) -> tuple[Any, ...]:
+            stop = min(start + chunk, plan.accounts)
+            return (
+                plan.secret,
+                pieces,
+                snapshot.account_ids.column(start, stop),
+                snapshot.balances[start:stop],
+                tags[start:stop],
+                keys[start * pieces : stop * pieces],
+                vectors[start * pieces : stop * pieces] if pieces > 1 else None,
+            )
+
+        def pad_arguments(start: int) -> tuple[Any, ...]:
+            stop = min(start + chunk, plan.padding)
+            first = plan.real_leaves
+            return (plan.secret, start, pad_tags[start:stop], keys[first + start : first + stop])
+
+        for count in runner.map(accounts_into_task, map(account_arguments, starts)):
+            progress.advance(count)
+        for count in runner.map(padding_into_task, map(pad_arguments, pad_starts)):
+            progress.advance(count)
+        return tags, pad_tags, keys, vectors
+    # Processes are sent their inputs and send their results back.
     arguments = (
         (
             plan.secret,
             pieces,
-            snapshot.account_ids.chunk(s, min(s + chunk, plan.accounts)),
+            snapshot.account_ids.column(s, min(s + chunk, plan.accounts)),
             snapshot.balances[s : s + chunk],
         )
         for s in starts
@@ -427,11 +475,9 @@ def _pass_a(
                 last - first, width
             )
         progress.advance(count)
-    pad_tags = np.empty((plan.padding, HASH_BYTES), dtype=np.uint8)
-    pad_starts = range(0, plan.padding, chunk)
-    pad_arguments = ((plan.secret, s, min(chunk, plan.padding - s)) for s in pad_starts)
+    pad_arguments_sent = ((plan.secret, s, min(chunk, plan.padding - s)) for s in pad_starts)
     for start, (tag_bytes, key_bytes) in zip(
-        pad_starts, runner.map(padding_task, pad_arguments), strict=True
+        pad_starts, runner.map(padding_task, pad_arguments_sent), strict=True
     ):
         count = len(tag_bytes) // HASH_BYTES
         pad_tags[start : start + count] = np.frombuffer(tag_bytes, np.uint8).reshape(count, -1)
@@ -457,18 +503,24 @@ def _pass_b(
     blocks = plan.shape.leaf_count // size
     progress.phase("hashing the tree", plan.shape.leaf_count)
 
+    shared = runner.threads or runner.processes == 1
+    pieces = plan.pieces
+
     def arguments() -> Iterator[tuple[Any, ...]]:
         for block in range(blocks):
             leaf_ids = positions[block * size : (block + 1) * size]
-            yield (
-                writer.path,
-                writer.header,
-                block,
-                *block_inputs(plan, leaf_ids, tags, pad_tags, vectors),
-            )
+            if shared:  # the task reads the arrays where they are
+                yield (writer.path, writer.header, block, leaf_ids, tags, pad_tags, vectors, pieces)
+            else:  # a process is sent only its block's leaves
+                yield (
+                    writer.path,
+                    writer.header,
+                    block,
+                    *block_inputs(plan, leaf_ids, tags, pad_tags, vectors),
+                )
 
     roots: list[bytes] = []
-    for root in runner.map(block_task, arguments()):
+    for root in runner.map(shared_block_task if shared else block_task, arguments()):
         roots.append(root)
         progress.advance(size)
     return write_top(plan, writer, block_level, b"".join(roots))

@@ -19,22 +19,27 @@ many users there are. Level 0 holds the leaves, level ``height`` the root; a nod
 tree file is ``hash(32) ‖ enc(B)``, so a parent's message is ``0x01 ‖ left record ‖ right record``
 and two adjacent children are one contiguous slice.
 
-The hot loops hash with ``hashlib`` directly and add vectors with numpy: the primitives of
-``strongroom_verify.por_v1`` check every argument and would triple the build time; the unit tests
-hold these fast paths equal to them.
+The hot loops (``account_leaves``, ``padding_leaves``, ``leaf_records``, ``parents``) run in the
+C kernel ``strongroom.reserves._native`` (OpenSSL SHA-256, the GIL released) when it was built and
+``STRONGROOM_POR_NATIVE`` is not ``0``; otherwise in Python (the ``*_py`` functions), which hash
+with ``hashlib`` directly and add vectors with numpy. The Python functions are the reference: the
+unit tests hold the kernel byte-identical to them, and them equal to the primitives of
+``strongroom_verify.por_v1`` (which check every argument and would triple the build time).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from strongroom.errors import invariant
+from strongroom.errors import InvariantViolation, invariant
 from strongroom_verify import por_v1
 
 if TYPE_CHECKING:
@@ -61,8 +66,66 @@ NODE_PREFIX = por_v1.NODE_PREFIX
 
 U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
 
 _sha256 = hashlib.sha256
+
+NATIVE_ENV = "STRONGROOM_POR_NATIVE"
+"""Set to ``0`` to force the pure-Python path (in this process and the workers it starts)."""
+
+
+class NativeKernel(Protocol):
+    """What ``strongroom.reserves._native`` provides (see _native.c and _native.pyi)."""
+
+    def account_leaves_into(
+        self,
+        secret: bytes,
+        ids: bytes,
+        offsets: Any,
+        balances: Any,
+        n_assets: int,
+        pieces: int,
+        tags: Any,
+        keys: Any,
+        vectors: Any,
+    ) -> None: ...
+
+    def padding_leaves_into(
+        self, secret: bytes, first: int, count: int, tags: Any, keys: Any
+    ) -> None: ...
+
+    def leaf_records(self, tags: Any, pieces: Any, vectors: Any, width: int) -> bytes: ...
+
+    def leaf_records_by_id(
+        self, leaf_ids: Any, tags: Any, pad_tags: Any, vectors: Any, pieces: int, width: int
+    ) -> bytes: ...
+
+    def parents(self, children: Any, n_assets: int) -> bytes | None: ...
+
+    def sort_keys(self, keys: Any, stride: int, order: Any, part: int, parts: int) -> bool: ...
+
+    def index_entries(self, accounts: Any, tags: Any, leaves: Any, pieces: int) -> bytes: ...
+
+    def backends(self) -> list[str]: ...
+
+    def backend(self, name: str | None = None, /) -> str: ...
+
+
+def load_native() -> NativeKernel | None:
+    """The C kernel, unless it was not built (no compiler or OpenSSL headers at install time) or
+    ``STRONGROOM_POR_NATIVE=0``."""
+    if os.environ.get(NATIVE_ENV, "").strip() == "0":
+        return None
+    try:
+        from strongroom.reserves import _native
+    except ImportError:
+        return None
+    return _native
+
+
+kernel: NativeKernel | None = load_native()
+"""The module-level switch: the dispatching functions below use the C kernel when this is set.
+Tests set it to None to take the Python path in this process."""
 
 
 def record_bytes(n_assets: int) -> int:
@@ -121,6 +184,31 @@ def dec(row: bytes | memoryview, n_assets: int) -> list[int]:
         int.from_bytes(row[AMOUNT_BYTES * a : AMOUNT_BYTES * (a + 1)], "big")
         for a in range(n_assets)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class IdColumn:
+    """Account ids as one column, as an Arrow string array holds them: the UTF-8 bytes back to
+    back, id ``n`` at ``data[offsets[n]:offsets[n + 1]]`` (no Python object per account)."""
+
+    data: bytes
+    offsets: npt.NDArray[np.int64]
+
+    @classmethod
+    def of(cls, account_ids: Sequence[str]) -> IdColumn:
+        encoded = [account_id.encode("utf-8") for account_id in account_ids]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(item) for item in encoded], out=offsets[1:])
+        return cls(b"".join(encoded), offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def strings(self) -> list[str]:
+        bounds = self.offsets.tolist()
+        return [
+            self.data[bounds[n] : bounds[n + 1]].decode("utf-8") for n in range(len(bounds) - 1)
+        ]
 
 
 class AuditKey:
@@ -246,10 +334,76 @@ class AccountLeaves:
 
 
 def account_leaves(
-    key: AuditKey, account_ids: Sequence[str], balances: U8, pieces: int
+    key: AuditKey, account_ids: Sequence[str] | IdColumn, balances: U8, pieces: int
 ) -> AccountLeaves:
     """Tags, order keys and piece vectors for a chunk of accounts; ``balances`` holds one enc(B)
     row per account."""
+    count, width = balances.shape
+    invariant(count == len(account_ids), "one balance row per account")
+    invariant(1 <= pieces <= MAX_PIECES, "pieces out of range")
+    if kernel is None:
+        if isinstance(account_ids, IdColumn):
+            account_ids = account_ids.strings()
+        return account_leaves_py(key, account_ids, balances, pieces)
+    tags = np.empty((count, HASH_BYTES), dtype=np.uint8)
+    keys = np.empty((count * pieces, KEY_BYTES), dtype=np.uint8)
+    vectors = np.empty((count * pieces, width), dtype=np.uint8)
+    account_leaves_into(key, account_ids, balances, pieces, tags, keys, vectors)
+    return AccountLeaves(tags.tobytes(), keys.tobytes(), vectors.tobytes())
+
+
+def account_leaves_into(
+    key: AuditKey,
+    account_ids: Sequence[str] | IdColumn,
+    balances: U8,
+    pieces: int,
+    tags: U8,
+    keys: U8,
+    vectors: U8 | None,
+) -> None:
+    """``account_leaves`` written into C-contiguous arrays of the right shapes: ``tags`` (count,
+    32), ``keys`` (count · pieces, 16), ``vectors`` (count · pieces, 16 · assets), or None with
+    one piece (the vectors are then the balances themselves)."""
+    count, width = balances.shape
+    invariant(count == len(account_ids), "one balance row per account")
+    invariant(1 <= pieces <= MAX_PIECES, "pieces out of range")
+    invariant(
+        tags.shape == (count, HASH_BYTES)
+        and keys.shape == (count * pieces, KEY_BYTES)
+        and (vectors.shape == (count * pieces, width) if vectors is not None else pieces == 1),
+        "output arrays of the wrong shape",
+    )
+    invariant(
+        all(array.flags.c_contiguous for array in (tags, keys, vectors) if array is not None),
+        "output arrays must be C-contiguous",
+    )
+    if kernel is None:
+        if isinstance(account_ids, IdColumn):
+            account_ids = account_ids.strings()
+        result = account_leaves_py(key, account_ids, balances, pieces)
+        tags[:] = np.frombuffer(result.tags, np.uint8).reshape(tags.shape)
+        keys[:] = np.frombuffer(result.keys, np.uint8).reshape(keys.shape)
+        if vectors is not None:
+            vectors[:] = np.frombuffer(result.vectors, np.uint8).reshape(vectors.shape)
+        return
+    column = account_ids if isinstance(account_ids, IdColumn) else IdColumn.of(account_ids)
+    kernel.account_leaves_into(
+        key.secret,
+        column.data,
+        np.ascontiguousarray(column.offsets, dtype=np.int64),
+        np.ascontiguousarray(balances, dtype=np.uint8),
+        width // AMOUNT_BYTES,
+        pieces,
+        tags,
+        keys,
+        vectors,
+    )
+
+
+def account_leaves_py(
+    key: AuditKey, account_ids: Sequence[str], balances: U8, pieces: int
+) -> AccountLeaves:
+    """``account_leaves`` in Python: the reference for the C kernel."""
     count, width = balances.shape
     n_assets = width // AMOUNT_BYTES
     invariant(count == len(account_ids), "one balance row per account")
@@ -273,6 +427,37 @@ def account_leaves(
 
 def padding_leaves(key: AuditKey, first: int, count: int) -> tuple[bytes, bytes]:
     """Tags and order-key prefixes of padding leaves ``first .. first + count - 1``."""
+    invariant(first >= 0 and count >= 0, "padding range out of range")
+    if kernel is None:
+        return padding_leaves_py(key, first, count)
+    tags = np.empty((count, HASH_BYTES), dtype=np.uint8)
+    keys = np.empty((count, KEY_BYTES), dtype=np.uint8)
+    padding_leaves_into(key, first, tags, keys)
+    return tags.tobytes(), keys.tobytes()
+
+
+def padding_leaves_into(key: AuditKey, first: int, tags: U8, keys: U8) -> None:
+    """``padding_leaves`` of ``len(tags)`` leaves written into C-contiguous arrays: ``tags``
+    (count, 32), ``keys`` (count, 16)."""
+    count = len(tags)
+    invariant(first >= 0, "padding range out of range")
+    invariant(
+        tags.shape == (count, HASH_BYTES) and keys.shape == (count, KEY_BYTES),
+        "output arrays of the wrong shape",
+    )
+    invariant(
+        tags.flags.c_contiguous and keys.flags.c_contiguous, "output arrays must be C-contiguous"
+    )
+    if kernel is None:
+        tag_bytes, key_bytes = padding_leaves_py(key, first, count)
+        tags[:] = np.frombuffer(tag_bytes, np.uint8).reshape(tags.shape)
+        keys[:] = np.frombuffer(key_bytes, np.uint8).reshape(keys.shape)
+        return
+    kernel.padding_leaves_into(key.secret, first, count, tags, keys)
+
+
+def padding_leaves_py(key: AuditKey, first: int, count: int) -> tuple[bytes, bytes]:
+    """``padding_leaves`` in Python: the reference for the C kernel."""
     tags = [key.pad_tag(number) for number in range(first, first + count)]
     keys = [key.order_key(tag, 0)[:KEY_BYTES] for tag in tags]
     return b"".join(tags), b"".join(keys)
@@ -281,6 +466,20 @@ def padding_leaves(key: AuditKey, first: int, count: int) -> tuple[bytes, bytes]
 def leaf_records(tags: U8, pieces: npt.NDArray[np.uint32], vectors: U8) -> bytes:
     """Level-0 records ``H(0x00 ‖ tag ‖ u32be(piece) ‖ enc(B)) ‖ enc(B)`` for aligned arrays:
     tags (m, 32), pieces (m,), vectors (m, 16·assets)."""
+    count, width = vectors.shape
+    invariant(tags.shape == (count, HASH_BYTES) and pieces.shape == (count,), "misaligned")
+    if kernel is None:
+        return leaf_records_py(tags, pieces, vectors)
+    return kernel.leaf_records(
+        np.ascontiguousarray(tags, dtype=np.uint8),
+        np.ascontiguousarray(pieces, dtype=np.uint32),
+        np.ascontiguousarray(vectors, dtype=np.uint8),
+        width,
+    )
+
+
+def leaf_records_py(tags: U8, pieces: npt.NDArray[np.uint32], vectors: U8) -> bytes:
+    """``leaf_records`` in Python: the reference for the C kernel."""
     count, width = vectors.shape
     invariant(tags.shape == (count, HASH_BYTES) and pieces.shape == (count,), "misaligned")
     length = 1 + HASH_BYTES + 4 + width
@@ -304,12 +503,137 @@ def leaf_records(tags: U8, pieces: npt.NDArray[np.uint32], vectors: U8) -> bytes
     return out.tobytes()
 
 
+def gather_leaves(
+    leaf_ids: I64, tags: U8, pad_tags: U8, vectors: U8, pieces: int
+) -> tuple[U8, npt.NDArray[np.uint32], U8]:
+    """The (tag, piece, vector) of each leaf id, in the given order: a leaf id below ``real`` =
+    len(vectors) is piece ``id % pieces`` of account ``id // pieces``; above, padding leaf
+    ``id - real`` (its tag from ``pad_tags``, piece 0, a zero vector)."""
+    real = len(vectors)
+    count = len(leaf_ids)
+    is_real = leaf_ids < real
+    real_ids = leaf_ids[is_real]
+    block_tags = np.empty((count, HASH_BYTES), dtype=np.uint8)
+    block_tags[is_real] = tags[real_ids // pieces]
+    block_tags[~is_real] = pad_tags[leaf_ids[~is_real] - real]
+    block_pieces = np.zeros(count, dtype=np.uint32)
+    block_pieces[is_real] = real_ids % pieces
+    block_vectors = np.zeros((count, vectors.shape[1]), dtype=np.uint8)
+    block_vectors[is_real] = vectors[real_ids]
+    return block_tags, block_pieces, block_vectors
+
+
+def leaf_records_by_id(leaf_ids: I64, tags: U8, pad_tags: U8, vectors: U8, pieces: int) -> bytes:
+    """``leaf_records`` of the leaves ``gather_leaves`` picks, in one pass (the C kernel gathers
+    as it hashes, with no intermediate arrays)."""
+    if kernel is None:
+        return leaf_records_by_id_py(leaf_ids, tags, pad_tags, vectors, pieces)
+    return kernel.leaf_records_by_id(
+        np.ascontiguousarray(leaf_ids, dtype=np.int64),
+        np.ascontiguousarray(tags, dtype=np.uint8),
+        np.ascontiguousarray(pad_tags, dtype=np.uint8),
+        np.ascontiguousarray(vectors, dtype=np.uint8),
+        pieces,
+        vectors.shape[1],
+    )
+
+
+def leaf_records_by_id_py(leaf_ids: I64, tags: U8, pad_tags: U8, vectors: U8, pieces: int) -> bytes:
+    """``leaf_records_by_id`` in Python: the reference for the C kernel."""
+    return leaf_records_py(*gather_leaves(leaf_ids, tags, pad_tags, vectors, pieces))
+
+
+# ------------------------------------------------------------------------------------------------
+# Ordering
+
+
+def key_order(rows: U8, threads: int = 1) -> tuple[I64, bool]:
+    """Positions → row numbers of ``rows`` sorted bytewise on their first 16 bytes, and whether
+    two rows share those bytes (then the order is meaningless). The C kernel sorts with
+    ``threads`` threads."""
+    count, width = rows.shape
+    invariant(width >= KEY_BYTES, "keys are 16 bytes")
+    if kernel is None:
+        return key_order_py(rows)
+    rows = np.ascontiguousarray(rows, dtype=np.uint8)
+    order = np.empty(count, dtype=np.int64)
+    parts = max(1, min(threads, 64))
+    if parts == 1 or count < 1 << 16:
+        return order, kernel.sort_keys(rows, width, order, 0, 1)
+    native = kernel
+    with ThreadPoolExecutor(parts, thread_name_prefix="por-sort") as pool:
+        duplicates = list(
+            pool.map(lambda part: native.sort_keys(rows, width, order, part, parts), range(parts))
+        )
+    return order, any(duplicates)
+
+
+def key_order_py(rows: U8) -> tuple[I64, bool]:
+    """``key_order`` with numpy: the reference for the C kernel."""
+    count = len(rows)
+    high = np.ascontiguousarray(rows[:, :8]).view(">u8").reshape(count).astype(np.uint64)
+    low = np.ascontiguousarray(rows[:, 8:KEY_BYTES]).view(">u8").reshape(count).astype(np.uint64)
+    order = np.argsort(high, kind="stable")
+    sorted_high = high[order]
+    equal = sorted_high[1:] == sorted_high[:-1]
+    if equal.any():  # runs of equal first words are ordered by the second word
+        same_as_next = np.r_[equal, False]
+        same_as_previous = np.r_[False, equal]
+        starts = np.flatnonzero(same_as_next & ~same_as_previous)
+        ends = np.flatnonzero(same_as_previous & ~same_as_next) + 1
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            group = order[start:end]
+            order[start:end] = group[np.argsort(low[group], kind="stable")]
+    sorted_low = low[order]
+    same = (sorted_high[1:] == sorted_high[:-1]) & (sorted_low[1:] == sorted_low[:-1])
+    return order.astype(np.int64), bool(same.any())
+
+
+def index_entries(accounts: I64, tags: U8, leaves: I64) -> bytes:
+    """index.bin entries (treefile) of the given accounts, in that order: the first 16 bytes of
+    the account's tag, then u64be of the leaf index of each piece (``leaves``: one row of
+    ``pieces`` leaf indices per account)."""
+    total, pieces = leaves.shape
+    invariant(tags.shape == (total, HASH_BYTES), "one tag per account")
+    if kernel is None:
+        return index_entries_py(accounts, tags, leaves)
+    return kernel.index_entries(
+        np.ascontiguousarray(accounts, dtype=np.int64),
+        np.ascontiguousarray(tags, dtype=np.uint8),
+        np.ascontiguousarray(leaves, dtype=np.int64),
+        pieces,
+    )
+
+
+def index_entries_py(accounts: I64, tags: U8, leaves: I64) -> bytes:
+    """``index_entries`` with numpy: the reference for the C kernel."""
+    pieces = leaves.shape[1]
+    entries = np.empty((len(accounts), KEY_BYTES + 8 * pieces), dtype=np.uint8)
+    entries[:, :KEY_BYTES] = tags[accounts, :KEY_BYTES]
+    entries[:, KEY_BYTES:] = (
+        leaves[accounts].astype(">u8").view(np.uint8).reshape(len(accounts), 8 * pieces)
+    )
+    return entries.tobytes()
+
+
 # ------------------------------------------------------------------------------------------------
 # Nodes
 
 
 def parents(children: bytes, n_assets: int) -> bytes:
     """The records of the next level up from an even number of adjacent child records."""
+    pair = 2 * record_bytes(n_assets)
+    invariant(len(children) % pair == 0 and len(children) > 0, "children must come in pairs")
+    if kernel is None:
+        return parents_py(children, n_assets)
+    out = kernel.parents(children, n_assets)
+    if out is None:
+        raise InvariantViolation("a node's balance exceeds 2^128-1")
+    return out
+
+
+def parents_py(children: bytes, n_assets: int) -> bytes:
+    """``parents`` in Python (numpy): the reference for the C kernel."""
     record = record_bytes(n_assets)
     pair = 2 * record
     invariant(len(children) % pair == 0 and len(children) > 0, "children must come in pairs")
@@ -341,14 +665,19 @@ def parents(children: bytes, n_assets: int) -> bytes:
 
 def build_levels(leaves: bytes, n_assets: int, chunk_nodes: int = 1 << 15) -> list[bytes]:
     """Every level of the subtree over ``leaves`` (a power-of-two count of records), leaves
-    first, up to its single root record. Large levels are hashed in chunks of ``chunk_nodes``
-    parents so no intermediate is much larger than a level."""
+    first, up to its single root record. In Python, large levels are hashed in chunks of
+    ``chunk_nodes`` parents so that numpy's intermediates stay small; the C kernel takes a level
+    at once."""
     record = record_bytes(n_assets)
     count = len(leaves) // record
     invariant(count >= 1 and count & (count - 1) == 0, "subtree needs 2^j leaves")
     levels = [leaves]
     current = leaves
     while len(current) > record:
+        if kernel is not None:
+            current = parents(current, n_assets)
+            levels.append(current)
+            continue
         step = 2 * record * chunk_nodes
         current = b"".join(
             [

@@ -29,7 +29,7 @@ from strongroom.db import is_postgres
 from strongroom.errors import DomainError, invariant
 from strongroom.ledger.models import Account
 from strongroom.money import format_amount
-from strongroom.reserves.merkle import AMOUNT_BYTES, MAX_ASSETS, U8
+from strongroom.reserves.merkle import AMOUNT_BYTES, MAX_ASSETS, U8, IdColumn
 from strongroom_verify import por_v1
 from strongroom_verify.por_v1 import Asset
 
@@ -86,6 +86,22 @@ class AccountIds:
 
     def chunk(self, start: int, stop: int) -> list[str]:
         return cast(list[str], self._array.slice(start, stop - start).to_pylist())
+
+    def column(self, start: int, stop: int) -> IdColumn:
+        """Ids ``start .. stop - 1`` as UTF-8 bytes and offsets, straight from Arrow's buffers."""
+        part = self._array.slice(start, stop - start)
+        if isinstance(part, pa.ChunkedArray):
+            part = part.combine_chunks()
+        width = {pa.string(): np.int32, pa.large_string(): np.int64}.get(part.type)
+        if width is None or part.null_count:
+            return IdColumn.of(cast(list[str], part.to_pylist()))
+        _, offset_buffer, data_buffer = part.buffers()
+        offsets = np.frombuffer(offset_buffer, dtype=width)[
+            part.offset : part.offset + len(part) + 1
+        ].astype(np.int64)
+        first, last = int(offsets[0]), int(offsets[-1])
+        data = b"" if data_buffer is None else data_buffer.slice(first, last - first).to_pybytes()
+        return IdColumn(data, offsets - first)
 
     def __getitem__(self, position: int) -> str:
         return cast(str, self._array[position].as_py())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 from strongroom.reserves.builder import BuildOptions, build
@@ -37,6 +38,7 @@ def build_audit(
     pieces: int = 2,
     workers: int = 1,
     block_leaves: int = 1 << 16,
+    created_at: datetime | None = None,
 ) -> Path:
     snapshot = Snapshot.from_mapping(SCALES, balances)
     build(
@@ -44,6 +46,7 @@ def build_audit(
         directory,
         secret=secret,
         audit_id="test-audit",
+        created_at=created_at,
         options=BuildOptions(pieces=pieces, workers=workers, block_leaves=block_leaves),
     )
     return directory

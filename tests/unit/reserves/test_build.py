@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,9 @@ from tests.unit.reserves.helpers import SCALES, SECRET, build_audit, random_bala
 
 def test_processes_and_block_sizes_do_not_change_a_byte(tmp_path: Path) -> None:
     balances = random_balances(1500)
-    one = build_audit(tmp_path / "one", balances, workers=1)
-    many = build_audit(tmp_path / "many", balances, workers=2, block_leaves=256)
+    at = datetime(2026, 11, 30, tzinfo=UTC)  # root.json holds it
+    one = build_audit(tmp_path / "one", balances, workers=1, created_at=at)
+    many = build_audit(tmp_path / "many", balances, workers=2, block_leaves=256, created_at=at)
     for name in ("tree.bin", "index.bin", "root.json"):
         assert (one / name).read_bytes() == (many / name).read_bytes(), name
 

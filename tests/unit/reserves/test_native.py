@@ -1,0 +1,405 @@
+"""The C kernel (strongroom.reserves._native) gives the same bytes as the Python reference in
+merkle.py, on every SHA-256 back end this CPU runs; fixed known answers pin both to the format;
+with CI=true the kernel must have been built."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from strongroom.errors import InvariantViolation
+from strongroom.reserves import builder, merkle
+from strongroom.reserves.merkle import AuditKey, IdColumn
+from strongroom.reserves.snapshot import Snapshot
+from tests.unit.reserves.helpers import SCALES, SECRET, build_audit, random_balances
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+KERNEL = merkle.load_native()
+needs_kernel = pytest.mark.skipif(
+    KERNEL is None,
+    reason="the C kernel strongroom.reserves._native is not built here (no compiler or OpenSSL "
+    "headers at install time) or STRONGROOM_POR_NATIVE=0",
+)
+BACKENDS = KERNEL.backends() if KERNEL is not None else []
+U128_MAX = (1 << 128) - 1
+AMOUNTS = st.one_of(
+    st.just(0),
+    st.integers(1, 2**64),
+    st.integers(0, U128_MAX),
+    st.integers(2**127, U128_MAX),  # about half of the split words are rejected
+)
+ACCOUNT_IDS = st.text(
+    st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=80
+)  # any UTF-8, the empty id and ids of several blocks included
+
+
+def test_ci_builds_the_native_kernel() -> None:
+    """CI installs with `pip install -e '.[test]'` on a machine with a compiler and OpenSSL: the
+    fast path must be there, not silently replaced by the Python one."""
+    try:
+        from strongroom.reserves import _native
+    except ImportError as error:
+        if IN_CI:
+            pytest.fail(f"CI must build the C kernel strongroom.reserves._native: {error}")
+        pytest.skip(
+            f"the C kernel is not built here ({error}); the pure-Python path is used. "
+            "Only CI=true requires it."
+        )
+    assert "openssl" in _native.backends()
+    if IN_CI and os.environ.get(merkle.NATIVE_ENV, "") != "0":
+        assert merkle.kernel is not None
+
+
+@pytest.fixture(params=BACKENDS or ["none"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each SHA-256 back end of the kernel in turn (the tests skip without the kernel)."""
+    if KERNEL is None:
+        pytest.skip("the C kernel is not built here")
+    before = KERNEL.backend()
+    KERNEL.backend(request.param)
+    try:
+        yield request.param
+    finally:
+        KERNEL.backend(before)
+
+
+@pytest.fixture
+def python_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(merkle, "kernel", None)
+
+
+def _rows(vectors: list[list[int]], n_assets: int) -> merkle.U8:
+    data = b"".join(merkle.enc(vector) for vector in vectors)
+    return np.frombuffer(data, np.uint8).reshape(len(vectors), 16 * n_assets).copy()
+
+
+# ------------------------------------------------------------------------------------------------
+# Known answers (computed with the Python reference, which is the code from before the kernel)
+
+KAT_IDS = ["alice", "bob", "carol-€", ""]
+KAT_VECTORS = [
+    [50_000_000, 0, 1234, 2**100 + 7],
+    [1, 1, 1, 1],
+    [0, 0, 0, U128_MAX],
+    [2**127, 3, 0, 0],
+]
+KAT_ACCOUNTS = "8b7aae07acd6c5b4a20c51e13150e9c8acb07a52db6c2c86083b7421969d4e77"
+KAT_PADDING = "4c77471b69de98ec3266f707e8a277af6714d1763ab9e3a3b5c2a28b092b0221"
+KAT_ROOT = "c30cf01da7d267705377d64fb78271b7fb270d6b2a718ac5e2f38cac9b41e062"
+KAT_TREE = "79087bbb2a1b83ff3b876c8a871cc13db912f57bb3217d5bebc86888d45fd562"
+KAT_INDEX = "bb7029bb05938a260ac49841d83319b3809cbed3a7c580efc6196b8aab16e911"
+
+
+def _known_answers(directory: Path) -> tuple[str, str, str, str, str]:
+    key = AuditKey(SECRET)
+    leaves = merkle.account_leaves(key, KAT_IDS, _rows(KAT_VECTORS, 4), 3)
+    tags, keys = merkle.padding_leaves(key, 10, 5)
+    snapshot = Snapshot.from_mapping(
+        SCALES,
+        {
+            "alice": {"BTC": 50_000_000, "USDT": 10_000_000},
+            "bob": {"HKD": 725},
+            "carol": {"ETH": 10**18},
+        },
+    )
+    audit = builder.build(
+        snapshot,
+        directory,
+        secret=SECRET,
+        audit_id="kat",
+        created_at=datetime(2026, 11, 30, tzinfo=UTC),
+        options=builder.BuildOptions(pieces=2, workers=1),
+    )
+    return (
+        hashlib.sha256(leaves.tags + leaves.keys + leaves.vectors).hexdigest(),
+        hashlib.sha256(tags + keys).hexdigest(),
+        audit.root.hex(),
+        hashlib.sha256((directory / "tree.bin").read_bytes()).hexdigest(),
+        hashlib.sha256((directory / "index.bin").read_bytes()).hexdigest(),
+    )
+
+
+def test_known_answers_in_python(tmp_path: Path, python_path: None) -> None:
+    assert _known_answers(tmp_path / "a") == (
+        KAT_ACCOUNTS,
+        KAT_PADDING,
+        KAT_ROOT,
+        KAT_TREE,
+        KAT_INDEX,
+    )
+
+
+def test_known_answers_in_c(tmp_path: Path, backend: str) -> None:
+    assert merkle.kernel is not None
+    assert _known_answers(tmp_path / "a") == (
+        KAT_ACCOUNTS,
+        KAT_PADDING,
+        KAT_ROOT,
+        KAT_TREE,
+        KAT_INDEX,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Each function: C and Python give the same bytes
+
+# The ``backend`` fixture is chosen once per test, not per example, on purpose.
+CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+SLOW = settings(max_examples=60, deadline=None, suppress_health_check=CHECKS)
+QUICK = settings(max_examples=40, deadline=None, suppress_health_check=CHECKS)
+
+
+@SLOW
+@given(
+    st.integers(1, 6).flatmap(
+        lambda n_assets: st.tuples(
+            st.just(n_assets),
+            st.lists(
+                st.tuples(ACCOUNT_IDS, st.lists(AMOUNTS, min_size=n_assets, max_size=n_assets)),
+                min_size=0,
+                max_size=70,  # more than one group of 64 accounts
+            ),
+        )
+    ),
+    st.integers(1, 16),
+    st.binary(min_size=32, max_size=32),
+)
+def test_account_leaves(
+    backend: str, case: tuple[int, list[tuple[str, list[int]]]], pieces: int, secret: bytes
+) -> None:
+    n_assets, accounts = case
+    key = AuditKey(secret)
+    ids = [account_id for account_id, _ in accounts]
+    rows = _rows([vector for _, vector in accounts], n_assets)
+    expected = merkle.account_leaves_py(key, ids, rows, pieces)
+    assert merkle.account_leaves(key, ids, rows, pieces) == expected
+    assert merkle.account_leaves(key, IdColumn.of(ids), rows, pieces) == expected
+
+
+def test_account_leaves_of_long_ids_and_many_assets(backend: str) -> None:
+    """Messages longer than the kernel's padded buffer take its block-at-a-time path."""
+    key = AuditKey(SECRET)
+    ids = ["x" * 2000, "é" * 700, "short", "y" * 1001]
+    rows = _rows([[n * 10**30 + asset for asset in range(40)] for n in range(4)], 40)
+    for pieces in (1, 2, 16):
+        assert merkle.account_leaves(key, ids, rows, pieces) == merkle.account_leaves_py(
+            key, ids, rows, pieces
+        )
+
+
+def test_account_leaves_into_writes_rows_in_place(backend: str) -> None:
+    key = AuditKey(SECRET)
+    ids = [f"u{n}" for n in range(10)]
+    rows = _rows([[n, 0, n * n] for n in range(1, 11)], 3)
+    tags = np.zeros((12, 32), np.uint8)
+    keys = np.zeros((24, 16), np.uint8)
+    vectors = np.zeros((24, 48), np.uint8)
+    merkle.account_leaves_into(key, ids, rows, 2, tags[1:11], keys[2:22], vectors[2:22])
+    expected = merkle.account_leaves_py(key, ids, rows, 2)
+    assert tags[1:11].tobytes() == expected.tags and not tags[0].any() and not tags[11].any()
+    assert keys[2:22].tobytes() == expected.keys
+    assert vectors[2:22].tobytes() == expected.vectors
+    with pytest.raises(InvariantViolation, match="wrong shape"):
+        merkle.account_leaves_into(key, ids, rows, 2, tags[:10], keys[:10], vectors[:20])
+    wide = np.zeros((10, 64), np.uint8)
+    with pytest.raises(InvariantViolation, match="contiguous"):
+        merkle.account_leaves_into(key, ids, rows, 2, wide[:, :32], keys[:20], vectors[:20])
+
+
+@QUICK
+@given(st.integers(0, 2**63), st.integers(0, 150), st.binary(min_size=32, max_size=32))
+def test_padding_leaves(backend: str, first: int, count: int, secret: bytes) -> None:
+    key = AuditKey(secret)
+    assert merkle.padding_leaves(key, first, count) == merkle.padding_leaves_py(key, first, count)
+
+
+@SLOW
+@given(
+    st.integers(1, 40).flatmap(
+        lambda n_assets: st.tuples(
+            st.just(n_assets),
+            st.lists(
+                st.tuples(
+                    st.binary(min_size=32, max_size=32),
+                    st.integers(0, 2**32 - 1),
+                    st.lists(AMOUNTS, min_size=n_assets, max_size=n_assets),
+                ),
+                min_size=0,
+                max_size=9,
+            ),
+        )
+    )
+)
+def test_leaf_records(backend: str, case: tuple[int, list[tuple[bytes, int, list[int]]]]) -> None:
+    n_assets, leaves = case
+    tags = np.frombuffer(b"".join(t for t, _, _ in leaves), np.uint8).reshape(len(leaves), 32)
+    pieces = np.array([p for _, p, _ in leaves], dtype=np.uint32)
+    vectors = _rows([v for _, _, v in leaves], n_assets)
+    assert merkle.leaf_records(tags, pieces, vectors) == merkle.leaf_records_py(
+        tags, pieces, vectors
+    )
+
+
+@SLOW
+@given(
+    st.integers(1, 5),
+    st.integers(1, 12),
+    st.integers(0, 9),
+    st.randoms(use_true_random=False),
+)
+def test_leaf_records_by_id(
+    backend: str, pieces: int, accounts: int, padding: int, rng: Any
+) -> None:
+    real = accounts * pieces
+    tags = np.frombuffer(rng.randbytes(32 * accounts), np.uint8).reshape(accounts, 32)
+    pad_tags = np.frombuffer(rng.randbytes(32 * padding), np.uint8).reshape(padding, 32)
+    vectors = np.frombuffer(rng.randbytes(48 * real), np.uint8).reshape(real, 48)
+    leaf_ids = np.array(rng.sample(range(real + padding), real + padding), dtype=np.int64)
+    for chosen in (leaf_ids, leaf_ids[: len(leaf_ids) // 2], leaf_ids[:1]):
+        assert merkle.leaf_records_by_id(
+            chosen, tags, pad_tags, vectors, pieces
+        ) == merkle.leaf_records_by_id_py(chosen, tags, pad_tags, vectors, pieces)
+    with pytest.raises(ValueError, match="out of range"):
+        merkle.leaf_records_by_id(
+            np.array([real + padding], np.int64), tags, pad_tags, vectors, pieces
+        )
+
+
+@SLOW
+@given(
+    st.sampled_from([1, 4, 40]).flatmap(  # 40 assets: longer than the padded buffer
+        lambda n_assets: st.tuples(
+            st.just(n_assets),
+            st.lists(
+                st.tuples(
+                    st.binary(min_size=32, max_size=32),
+                    st.lists(st.integers(0, U128_MAX // 2), min_size=n_assets, max_size=n_assets),
+                ),
+                min_size=1,
+                max_size=7,
+            ).map(lambda pairs: pairs * 2),  # an even count
+        )
+    )
+)
+def test_parents(backend: str, case: tuple[int, list[tuple[bytes, list[int]]]]) -> None:
+    n_assets, nodes = case
+    children = b"".join(h + merkle.enc(v) for h, v in nodes)
+    assert merkle.parents(children, n_assets) == merkle.parents_py(children, n_assets)
+    levels = merkle.build_levels(children[: 2 * (32 + 16 * n_assets)], n_assets)
+    assert levels[1] == merkle.parents_py(levels[0], n_assets)
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "total"),
+    [
+        ((1 << 64) - 1, 1, 1 << 64),  # the carry between the 64-bit halves
+        (U128_MAX - 5, 5, U128_MAX),
+        (U128_MAX, 0, U128_MAX),
+        (U128_MAX, 1, None),
+        (2**127, 2**127, None),
+    ],
+)
+def test_parents_carry_and_refuse_overflow(
+    backend: str, left: int, right: int, total: int | None
+) -> None:
+    children = bytes(32) + merkle.enc([7, left]) + bytes(32) + merkle.enc([8, right])
+    if total is None:
+        with pytest.raises(InvariantViolation, match="exceeds"):
+            merkle.parents(children, 2)
+        with pytest.raises(InvariantViolation, match="exceeds"):
+            merkle.parents_py(children, 2)
+    else:
+        assert merkle.dec(merkle.parents(children, 2)[32:], 2) == [15, total]
+        assert merkle.parents(children, 2) == merkle.parents_py(children, 2)
+
+
+@SLOW
+@given(
+    st.integers(0, 3000),
+    st.sampled_from([16, 32]),
+    st.integers(1, 3),
+    st.randoms(use_true_random=False),
+)
+def test_key_order(backend: str, count: int, width: int, threads: int, rng: Any) -> None:
+    rows = np.frombuffer(rng.randbytes(count * width), np.uint8).reshape(count, width).copy()
+    if count > 2 and rng.random() < 0.5:  # ties on the first 8 bytes
+        rows[rng.randrange(count), :8] = rows[0, :8]
+    order, duplicate = merkle.key_order(rows, threads)
+    expected, expected_duplicate = merkle.key_order_py(rows)
+    assert duplicate == expected_duplicate
+    if not duplicate:
+        assert order.tolist() == expected.tolist()
+
+
+def test_key_order_of_skewed_and_equal_keys(backend: str) -> None:
+    """Keys that are not uniform (all in one bucket) and keys that are equal."""
+    count = 1 << 17
+    rows = np.zeros((count, 16), np.uint8)
+    rows[:, 8:] = np.arange(count, dtype=">u8")[::-1].copy().view(np.uint8).reshape(count, 8)
+    order, duplicate = merkle.key_order(rows, 2)
+    assert not duplicate and order.tolist() == list(range(count))[::-1]
+    rows[5] = rows[77]
+    assert merkle.key_order(rows, 2)[1] and merkle.key_order_py(rows)[1]
+    with pytest.raises(InvariantViolation, match="share an order key"):
+        builder.sort_order(rows, 2)
+
+
+@QUICK
+@given(st.integers(1, 4), st.integers(0, 40), st.randoms(use_true_random=False))
+def test_index_entries(backend: str, pieces: int, accounts: int, rng: Any) -> None:
+    tags = np.frombuffer(rng.randbytes(32 * accounts), np.uint8).reshape(accounts, 32)
+    leaves = np.array(
+        [rng.randrange(2**40) for _ in range(accounts * pieces)], dtype=np.int64
+    ).reshape(accounts, pieces)
+    chosen = np.array(rng.sample(range(accounts), accounts), dtype=np.int64)
+    assert merkle.index_entries(chosen, tags, leaves) == merkle.index_entries_py(
+        chosen, tags, leaves
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Whole builds
+
+
+@needs_kernel
+@pytest.mark.parametrize(("pieces", "workers"), [(2, 1), (3, 2), (1, 2)])
+def test_native_and_python_builds_are_byte_identical(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pieces: int, workers: int
+) -> None:
+    balances = random_balances(1200, seed=3)
+    at = datetime(2026, 11, 30, tzinfo=UTC)  # root.json holds it
+    native = build_audit(
+        tmp_path / "c", balances, pieces=pieces, workers=workers, block_leaves=256, created_at=at
+    )
+    monkeypatch.setattr(merkle, "kernel", None)
+    monkeypatch.setenv(merkle.NATIVE_ENV, "0")  # and in the worker processes
+    python = build_audit(tmp_path / "py", balances, pieces=pieces, workers=workers, created_at=at)
+    for name in ("tree.bin", "index.bin", "root.json"):
+        assert (native / name).read_bytes() == (python / name).read_bytes(), name
+
+
+def test_the_environment_variable_forces_the_python_path() -> None:
+    probe = "from strongroom.reserves import merkle; print(merkle.kernel is None)"
+    env = {**os.environ, merkle.NATIVE_ENV: "0"}
+    forced = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert forced.stdout.strip() == "True"
+    env[merkle.NATIVE_ENV] = "1"
+    default = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    built = importlib.util.find_spec("strongroom.reserves._native") is not None
+    assert default.stdout.strip() == str(not built)
