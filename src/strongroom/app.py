@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,10 +25,15 @@ from strongroom.ledger.router import router as ledger_router
 from strongroom.notify import delivery as mail_delivery
 from strongroom.notify.router import router as notify_router
 from strongroom.payments.router import router as payments_router
+from strongroom.reserves import pages as reserves_pages
 from strongroom.reserves.router import router as reserves_router
 from strongroom.settings import Settings, get_settings
 
 log = logging.getLogger("strongroom")
+
+# One /static mount for every server-rendered part; each package keeps its files under a folder
+# named after it (static/reserves/...), so a later web layer adds its package to this list.
+STATIC_PACKAGES: list[str | tuple[str, str]] = [reserves_pages.STATIC_PACKAGE]
 
 HTTP_CODES = {
     400: "bad_request",
@@ -84,8 +90,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         payments_router,
         notify_router,
         reserves_router,
+        reserves_pages.router,
     ):
         app.include_router(router)
+    app.mount(reserves_pages.STATIC_URL, StaticFiles(packages=STATIC_PACKAGES), name="static")
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:

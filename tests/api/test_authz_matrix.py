@@ -33,6 +33,9 @@ PUBLIC = {
     ("POST", "/v1/auth/password-reset"),
     ("POST", "/v1/auth/password-reset/confirm"),
     ("GET", "/v1/reserves/latest"),  # the published proof-of-reserves summary is for everyone
+    ("GET", "/v1/reserves/{audit_id}"),  # ... and so is each published audit's
+    ("GET", "/reserves"),  # the public reserves page
+    ("GET", "/reserves/verify"),  # the verify page (the proof itself needs a token)
 }
 
 

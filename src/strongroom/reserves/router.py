@@ -23,6 +23,15 @@ def latest(session: SessionDep) -> dict[str, Any]:
     return service.summary(session=session, audit=service.latest(session=session))
 
 
+@router.get("/{audit_id}", response_model=LatestAudit)
+def audit(audit_id: str, session: SessionDep) -> dict[str, Any]:
+    """One published audit by id, in the shape of ``/latest`` (the verify page compares a proof's
+    root with it)."""
+    return service.summary(
+        session=session, audit=service.get_audit(session=session, audit_id=audit_id)
+    )
+
+
 @router.get("/{audit_id}/proof")
 def proof(audit_id: str, user: UserDep, session: SessionDep) -> dict[str, Any]:
     """The signed-in user's inclusion proof (POR_FORMATS §1), to verify offline."""

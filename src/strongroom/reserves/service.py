@@ -22,6 +22,7 @@ from strongroom_verify.por_v1 import Asset
 RATIO_DECIMALS = 4
 MAX_RESERVE_ROWS = 10_000
 MAX_REPORTED = 20
+MAX_LISTED_AUDITS = 100
 RESERVE_COLUMNS = ("asset", "amount", "source", "evidence_sha256", "as_of")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -162,6 +163,19 @@ def latest(*, session: Session) -> PorAudit:
     if row is None:
         raise NotFound("no audit has been published yet", code="no_audit")
     return row
+
+
+def recent(*, session: Session, limit: int) -> list[PorAudit]:
+    """The newest published audits first (the public reserves page), at most ``limit``."""
+    if not 1 <= limit <= MAX_LISTED_AUDITS:
+        raise ValidationFailed(f"limit must be 1..{MAX_LISTED_AUDITS}", code="invalid_limit")
+    return list(
+        session.scalars(
+            select(PorAudit)
+            .order_by(PorAudit.created_at.desc(), PorAudit.audit_id.desc())
+            .limit(limit)
+        )
+    )
 
 
 def summary(*, session: Session, audit: PorAudit) -> dict[str, Any]:

@@ -1,0 +1,233 @@
+"""Browser tests: the app on a real uvicorn over PostgreSQL, driven by Debian's Chromium through
+Playwright (never ``playwright install``: nothing is downloaded). Without Chromium the browser
+tests are skipped with the install command, except under ``CI=true``, where that is a failure."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from strongroom import db
+from strongroom.app import create_app
+from strongroom.ledger import service as ledger
+from strongroom.ledger.domain import TransferSpec
+from strongroom.reserves import service as reserves
+from strongroom.reserves.audit import Audit
+from strongroom.reserves.builder import BuildOptions, build
+from strongroom.reserves.proofs import ProofServer
+from strongroom.reserves.service import ReserveLine
+from strongroom.reserves.snapshot import from_ledger
+from strongroom.settings import get_settings
+from tests.api.conftest import Caller, make_settings, signup
+from tests.conftest import IN_CI
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+INSTALL_HINT = "apt-get update && apt-get install -y chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+VIEWPORTS = {"mobile": (390, 844), "desktop": (1280, 800)}
+AUDIT_ID = "2026-12-01"
+CREATED_AT = datetime(2026, 12, 1, tzinfo=UTC)
+SECRET = bytes(range(32))
+WAIT_MS = 15_000
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: the browser tests must run; {INSTALL_HINT})")
+    pytest.skip(f"{reason}: install it with `{INSTALL_HINT}`")
+
+
+@pytest.fixture(scope="session")
+def playwright_driver() -> Iterator[Playwright]:
+    if not os.access(CHROMIUM, os.X_OK):
+        _unavailable(f"no Chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright for Python is not installed (pip install -e '.[test]')")
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_driver: Playwright) -> Iterator[Browser]:
+    launched = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield launched
+    launched.close()
+
+
+@dataclass
+class Console:
+    """Everything the page said was wrong: console errors, uncaught exceptions, CSP refusals."""
+
+    errors: list[str] = field(default_factory=list)
+
+    def attach(self, page: Page) -> None:
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type == "error":
+                self.errors.append(message.text)
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+
+
+@pytest.fixture
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture
+def page(browser: Browser, console: Console) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(WAIT_MS)
+    opened = context.new_page()
+    console.attach(opened)
+    yield opened
+    context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    """``artifacts/screenshots/<name>-mobile.png`` (390x844) and ``-desktop.png`` (1280x800)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for label, (width, height) in VIEWPORTS.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def app(pg_db: Engine) -> FastAPI:
+    return create_app(make_settings(pg_db), pg_db)
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """``app`` on a real uvicorn on a loopback port, in a thread (as tests/api's live_url)."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_url(app: FastAPI) -> Iterator[str]:
+    """The app over the PostgreSQL test database."""
+    with serving(app) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(sqlite_db: Engine) -> Iterator[str]:
+    """The app over SQLite: enough for the pages and static files, no PostgreSQL needed."""
+    with serving(create_app(make_settings(sqlite_db), sqlite_db)) as url:
+        yield url
+
+
+# ------------------------------------------------------------------------------------------------
+# A small published audit, built from the ledger with the Python builder
+
+
+def fund(session: Session, user_id: str, asset: str, amount_minor: int) -> None:
+    bank = ledger.operator_account(session=session, kind="bank_omnibus", asset=asset)
+    wallet = ledger.user_wallet(session=session, user_id=user_id, asset=asset)
+    ledger.transfer(
+        session=session,
+        spec=TransferSpec(
+            debit_account_id=bank.id,
+            credit_account_id=wallet.id,
+            asset=asset,
+            amount_minor=amount_minor,
+        ),
+    )
+
+
+@dataclass
+class Published:
+    audit: Audit
+    directory: Path
+    alice: Caller
+    bob: Caller
+    carol: Caller  # signed up, nothing in the audit
+
+    def proof(self, caller: Caller) -> dict[str, Any]:
+        server = ProofServer(self.directory)
+        try:
+            return server.proof(caller.user_id)
+        finally:
+            server.close()
+
+
+@pytest.fixture
+def published(live_url: str, pg_db: Engine, tmp_path: Path) -> Iterator[Published]:
+    """Alice (HKD 123.45, USDT 7, BTC 0.05) and Bob (HKD 20.00) in audit 2026-12-01, with
+    HKD 200.00 and USDT 5 of reserves recorded against it."""
+    with httpx.Client(base_url=live_url, timeout=30) as client:
+        alice, bob, carol = signup(client, "Alice"), signup(client, "Bob"), signup(client, "Carol")
+    factory = db.make_session_factory(pg_db)
+    with db.unit_of_work(factory) as session:
+        fund(session, alice.user_id, "HKD", 123_45)
+        fund(session, alice.user_id, "USDT", 7_000_000)
+        fund(session, alice.user_id, "BTC", 5_000_000)
+        fund(session, bob.user_id, "HKD", 20_00)
+    scales = {a.code: a.scale for a in get_settings().asset_registry().all()}
+    with factory() as session:
+        snapshot = from_ledger(session=session, scales=scales)
+    directory = tmp_path / "audit"
+    audit = build(
+        snapshot,
+        directory,
+        secret=SECRET,
+        audit_id=AUDIT_ID,
+        created_at=CREATED_AT,
+        options=BuildOptions(workers=1),
+    )
+    lines = [
+        ReserveLine("HKD", 200_00, "HSBC statement", "ab" * 32, date(2026, 12, 1)),
+        ReserveLine("USDT", 5_000_000, "cold wallet", None, date(2026, 12, 1)),
+    ]
+    with db.unit_of_work(factory) as session:
+        reserves.publish(session=session, audit=audit, tree_dir=str(directory), reserves=lines)
+    yield Published(audit, directory, alice, bob, carol)
