@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -28,12 +28,15 @@ from strongroom.payments.router import router as payments_router
 from strongroom.reserves import pages as reserves_pages
 from strongroom.reserves.router import router as reserves_router
 from strongroom.settings import Settings, get_settings
+from strongroom.web import core as web_core
+from strongroom.web import errors as web_errors
+from strongroom.web import lite
 
 log = logging.getLogger("strongroom")
 
 # One /static mount for every server-rendered part; each package keeps its files under a folder
-# named after it (static/reserves/...), so a later web layer adds its package to this list.
-STATIC_PACKAGES: list[str | tuple[str, str]] = [reserves_pages.STATIC_PACKAGE]
+# named after it (static/reserves/..., static/web/...); the list lives in web.core.
+STATIC_PACKAGES = web_core.STATIC_PACKAGES
 
 HTTP_CODES = {
     400: "bad_request",
@@ -91,9 +94,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         notify_router,
         reserves_router,
         reserves_pages.router,
+        lite.router,
     ):
         app.include_router(router)
-    app.mount(reserves_pages.STATIC_URL, StaticFiles(packages=STATIC_PACKAGES), name="static")
+    app.mount(web_core.STATIC_URL, StaticFiles(packages=STATIC_PACKAGES), name="static")
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:
@@ -103,14 +107,21 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    # Web pages (/app, /console) answer errors with an HTML page (web.errors); the rest in JSON.
     @app.exception_handler(DomainError)
-    async def domain_error(_request: Request, error: DomainError) -> JSONResponse:
+    async def domain_error(request: Request, error: DomainError) -> Response:
+        page = web_errors.page_for(request, error.status, error.code)
+        if page is not None:
+            return page
         return JSONResponse(
             error_body(error.code, error.message, error.details), status_code=error.status
         )
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, error: RequestValidationError) -> Response:
+        page = web_errors.page_for(request, 422)
+        if page is not None:
+            return page
         problems = [
             {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg")}
             for e in error.errors()
@@ -125,7 +136,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        page = web_errors.page_for(request, error.status_code)
+        if page is not None:
+            return page
         code = HTTP_CODES.get(error.status_code, "http_error")
         return JSONResponse(
             error_body(code, str(error.detail)),
@@ -134,8 +148,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, error: Exception) -> JSONResponse:
+    async def unexpected(request: Request, error: Exception) -> Response:
         log.exception("unhandled error", exc_info=error)
+        page = web_errors.page_for(request, 500)
+        if page is not None:
+            return page
         return JSONResponse(
             error_body("internal_error", "something went wrong on our side"), status_code=500
         )

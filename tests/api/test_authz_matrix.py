@@ -75,11 +75,18 @@ def _operator_roles(route: object) -> tuple[str, ...] | None:
     return found
 
 
+# The Lite app's pages sign in with a cookie, not a bearer token, and answer in HTML: their
+# matrix (sign-in redirects, CSRF on every form) is tests/web/test_lite_http.py.
+WEB_PAGES = "/app"
+
+
 def endpoints(app: FastAPI) -> list[Endpoint]:
     found = []
     for route in _route_contexts(app):
         path, methods = getattr(route, "path", None), getattr(route, "methods", None)
         if path is None or not methods:
+            continue
+        if path == WEB_PAGES or path.startswith(WEB_PAGES + "/"):
             continue
         for method in sorted(methods - {"HEAD", "OPTIONS"}):
             found.append(Endpoint(method, path, _operator_roles(route)))

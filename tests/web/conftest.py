@@ -5,10 +5,12 @@ tests are skipped with the install command, except under ``CI=true``, where that
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -24,6 +26,8 @@ from sqlalchemy.orm import Session
 
 from strongroom import db
 from strongroom.app import create_app
+from strongroom.funding import service as funding
+from strongroom.identity import service as identity
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
 from strongroom.reserves import service as reserves
@@ -33,11 +37,11 @@ from strongroom.reserves.proofs import ProofServer
 from strongroom.reserves.service import ReserveLine
 from strongroom.reserves.snapshot import from_ledger
 from strongroom.settings import get_settings
-from tests.api.conftest import Caller, make_settings, signup
+from tests.api.conftest import PASSWORD, Caller, make_settings, signup
 from tests.conftest import IN_CI
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright
+    from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -231,3 +235,94 @@ def published(live_url: str, pg_db: Engine, tmp_path: Path) -> Iterator[Publishe
     with db.unit_of_work(factory) as session:
         reserves.publish(session=session, audit=audit, tree_dir=str(directory), reserves=lines)
     yield Published(audit, directory, alice, bob, carol)
+
+
+# ------------------------------------------------------------------------------------------------
+# The Lite app (/app): browser pages per language, a cookie-keeping HTTP client, users
+
+
+LOCALES = {"en": "en-US", "zh_Hant": "zh-HK"}
+"""Browser locales (and so Accept-Language) that pick each catalog."""
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def open_page(browser: Browser, console: Console) -> Iterator[Callable[..., Page]]:
+    """``open_page(language)``: a page in a fresh browser context (its own cookies and service
+    workers) whose Accept-Language picks ``language``; console errors go to ``console``."""
+    contexts: list[BrowserContext] = []
+
+    def open_(language: str = "en") -> Page:
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 800}, locale=LOCALES[language]
+        )
+        context.set_default_timeout(WAIT_MS)
+        contexts.append(context)
+        opened = context.new_page()
+        console.attach(opened)
+        return opened
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token of the first form on a page."""
+    found = CSRF_FIELD.search(html)
+    assert found is not None, "no CSRF field on the page"
+    return found.group(1)
+
+
+@dataclass
+class WebUser:
+    """A user with a password, for the Lite app tests."""
+
+    email: str
+    password: str
+    name: str
+    totp_secret: str | None = None
+
+
+def web_user(engine: Engine, name: str = "Alice", *, two_factor: bool = False) -> WebUser:
+    """A user registered through the identity service (and 2FA turned on when asked:
+    ``totp_secret`` then says how to compute codes)."""
+    email = f"{name.lower()}.{uuid.uuid4().hex[:6]}@example.com"
+    settings = make_settings(engine).auth
+    with db.unit_of_work(db.make_session_factory(engine)) as session:
+        user = identity.register(
+            session=session,
+            email=email,
+            password=PASSWORD,
+            name=name,
+            region="HK",
+            settings=settings,
+        )
+        secret = (
+            identity.enrol_totp_now(session=session, user=user, settings=settings).secret
+            if two_factor
+            else None
+        )
+    return WebUser(email=email, password=PASSWORD, name=name, totp_secret=secret)
+
+
+def sandbox_topup(engine: Engine, email: str, amount: str, asset: str = "HKD") -> None:
+    """Top up through the sandbox channel's service, as POST /v1/topups does."""
+    registry = get_settings().asset_registry()
+    with db.unit_of_work(db.make_session_factory(engine)) as session:
+        user = identity.find_user(session=session, reference=email)
+        assert user is not None
+        funding.topup(
+            session=session, user=user, amount=registry.money(amount, asset), channel="sandbox"
+        )
+
+
+def web_sign_in(client: httpx.Client, user: WebUser) -> httpx.Response:
+    """Sign in through the Lite app's form (no 2FA), as a browser would."""
+    token = csrf_token(client.get("/app/signin").text)
+    response = client.post(
+        "/app/signin",
+        data={"csrf_token": token, "email": user.email, "password": user.password},
+    )
+    assert response.status_code == 303, response.text
+    return response

@@ -8,71 +8,35 @@ compares its root with the published one. The server only renders and serves fil
 here reads a proof.
 
 Every page is sent with a strict Content-Security-Policy: scripts and styles come only from
-``/static`` (no inline script or style, no CDN), and no page can be framed.
+``/static`` (no inline script or style, no CDN), and no page can be framed. The Jinja2
+environment, ``static_url()`` and the headers are the web layer's (``strongroom.web.core``).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from strongroom.api import SessionDep
-from strongroom.errors import NotFound, invariant
+from strongroom.errors import NotFound
 from strongroom.reserves import service
 from strongroom.reserves.models import PorAudit
+from strongroom.web.core import (  # noqa: F401  (re-exported: tests and callers use them here)
+    CONTENT_SECURITY_POLICY,
+    PAGE_HEADERS,
+    STATIC_URL,
+    render,
+    static_url,
+)
 
-STATIC_URL = "/static"
-STATIC_DIRECTORY = Path(__file__).parent / "static"
-STATIC_PACKAGE = ("strongroom.reserves", "static")  # mounted by app.py under STATIC_URL
 LISTED_AUDITS = 50
 MAX_AUDIT_ID_CHARS = 64  # por_audits.audit_id is a String(64)
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
-PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
-
-
-@lru_cache(maxsize=64)
-def static_url(name: str) -> str:
-    """``/static/<name>?v=<content hash>``: a changed file gets a new URL, so no browser keeps
-    running an old verifier from its cache."""
-    path = (STATIC_DIRECTORY / name).resolve()
-    invariant(path.is_relative_to(STATIC_DIRECTORY.resolve()), f"{name!r} is outside static/")
-    invariant(path.is_file(), f"no static file {name!r}")
-    version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    return f"{STATIC_URL}/{name}?v={version}"
-
-
-def _environment() -> Environment:
-    environment = Environment(
-        loader=PackageLoader("strongroom.reserves", "templates"),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.globals["static_url"] = static_url
-    return environment
-
-
-templates = Jinja2Templates(env=_environment())
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +83,7 @@ def _audit_view(summary: dict[str, Any]) -> AuditView:
 
 
 def _page(request: Request, template: str, context: dict[str, Any]) -> HTMLResponse:
-    return templates.TemplateResponse(request, template, context, headers=PAGE_HEADERS)
+    return render(request, template, context, cache_control=None, with_csrf=False)
 
 
 @router.get("/reserves", response_class=HTMLResponse)

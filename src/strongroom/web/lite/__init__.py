@@ -1,0 +1,22 @@
+"""The Lite app at ``/app``: the users' mobile-first, installable web wallet (issue #5).
+
+``router`` mounts every screen module (each a router with ``prefix=PREFIX``, ``/app``) with
+CSRF protection on every unsafe request (``csrf.protect``). A new screen is a module here with
+its own ``router`` (added to ``SCREENS``), its templates under ``templates/lite/`` and its
+strings in the catalogs; see ``web/README.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from fastapi import APIRouter, Depends
+
+from strongroom.web import csrf
+from strongroom.web.lite import account, home, language, pwa
+
+SCREENS: Final = (home.router, account.router, language.router, pwa.router)
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf.protect)])
+for screen in SCREENS:
+    router.include_router(screen)
