@@ -20,6 +20,7 @@ import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from strongroom_verify.jsonio import as_dict, as_int, as_list, as_str, field, lower_hex
 from strongroom_verify.result import ProofError, Report, Result, run_guarded
@@ -62,7 +63,6 @@ NODE_PREFIX = b"\x01"
 
 Vector = tuple[int, ...]
 
-_AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
 _ASSET_CODE = re.compile(r"[A-Za-z0-9._-]{1,32}")
 
 
@@ -153,14 +153,17 @@ def parse_amount(text: str, scale: int) -> int:
         raise ValueError("amount must be a string")
     if isinstance(scale, bool) or not 0 <= scale <= MAX_SCALE:
         raise ValueError(f"scale must be 0..{MAX_SCALE}")
-    match = _AMOUNT.fullmatch(text) if len(text) <= MAX_AMOUNT_CHARS else None
-    if match is None:
+    # [0-9]+(\.[0-9]+)? without a regex: an ASCII string's only digits are 0-9.
+    whole, dot, fraction = text.partition(".")
+    if (
+        len(text) > MAX_AMOUNT_CHARS
+        or not (whole.isascii() and whole.isdigit())
+        or (dot and not (fraction.isascii() and fraction.isdigit()))
+    ):
         raise ValueError(_amount_problem(text))
-    whole, fraction = match.group(1), match.group(2) or ""
     if len(fraction) > scale:
         raise ValueError(f"{text!r} has more decimals than the scale {scale}")
-    factor: int = 10**scale
-    amount = int(whole) * factor + int(fraction.ljust(scale, "0") or "0")
+    amount = int(whole + fraction + "0" * (scale - len(fraction)))
     if amount > U128_MAX:
         raise ValueError(f"{text!r} is over 2^128-1 minor units")
     return amount
@@ -185,19 +188,19 @@ def format_amount(amount: int, scale: int) -> str:
         raise ValueError("amount must be in 0..2^128-1")
     if isinstance(scale, bool) or not 0 <= scale <= MAX_SCALE:
         raise ValueError(f"scale must be 0..{MAX_SCALE}")
+    digits = str(amount)
     if scale == 0:
-        return str(amount)
-    factor: int = 10**scale
-    whole, fraction = divmod(amount, factor)
-    return f"{whole}.{fraction:0{scale}d}"
+        return digits
+    if len(digits) <= scale:
+        digits = digits.rjust(scale + 1, "0")
+    return f"{digits[:-scale]}.{digits[-scale:]}"
 
 
 # ------------------------------------------------------------------------------------------------
 # Reading a proof
 
 
-@dataclass(frozen=True)
-class _Step:
+class _Step(NamedTuple):  # a tuple: one is built per path step, and compared with ==
     hash: bytes
     vector: Vector
 
@@ -245,7 +248,40 @@ def _parse_assets(value: object) -> tuple[Asset, ...]:
 
 
 def _parse_vector(value: object, assets: tuple[Asset, ...], where: str) -> Vector:
+    """The amounts of a balances object, in asset order. The loop is ``parse_amount`` inlined
+    for the usual case (exactly the audit's assets, each a valid amount string); anything else
+    goes to ``_parse_vector_saying_why``, which raises the error that names the problem."""
     amounts = as_dict(value, where)
+    if len(amounts) == len(assets):
+        vector = []
+        for asset in assets:
+            text = amounts.get(asset.code)
+            if type(text) is not str or len(text) > MAX_AMOUNT_CHARS:
+                break
+            whole, dot, fraction = text.partition(".")
+            digits = whole + fraction
+            if (
+                not whole
+                or (dot and not fraction)
+                or len(fraction) > asset.scale
+                or not (digits.isascii() and digits.isdigit())
+            ):
+                break
+            if len(fraction) < asset.scale:
+                digits += "0" * (asset.scale - len(fraction))
+            amount = int(digits)
+            if amount > U128_MAX:
+                break
+            vector.append(amount)
+        else:
+            return tuple(vector)
+    return _parse_vector_saying_why(amounts, assets, where)
+
+
+def _parse_vector_saying_why(
+    amounts: dict[str, object], assets: tuple[Asset, ...], where: str
+) -> Vector:
+    """``_parse_vector`` one check at a time: raises the ProofError that names the problem."""
     unknown = sorted(set(amounts) - {asset.code for asset in assets})
     if unknown:
         raise ProofError(f"{where}: {unknown[0][:40]!r} is not one of the audit's assets")
@@ -260,6 +296,13 @@ def _parse_vector(value: object, assets: tuple[Asset, ...], where: str) -> Vecto
 
 
 def _parse_hash(value: object, where: str) -> bytes:
+    if type(value) is str and len(value) == 2 * HASH_BYTES:  # the usual case, without a regex
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raw = b""
+        if raw.hex() == value:  # so: lowercase, no whitespace
+            return raw
     return bytes.fromhex(lower_hex(as_str(value, where), where, chars=2 * HASH_BYTES))
 
 
@@ -391,7 +434,9 @@ def _check_pieces(proof: _Proof, report: Report) -> None:
         report.check(
             "pieces add up",
             pieces_sum == claimed,
-            f"pieces do not add up to balances for {asset.code}: pieces sum to "
+            ""
+            if pieces_sum == claimed
+            else f"pieces do not add up to balances for {asset.code}: pieces sum to "
             f"{_format_any(pieces_sum, asset.scale)}, balances say "
             f"{format_amount(claimed, asset.scale)}",
             f"pieces add up to the balance for {asset.code}",
@@ -417,23 +462,35 @@ def _fold_leaf(proof: _Proof, tag: bytes, leaf: _Leaf, report: Report) -> _Folde
         f"{leaf.name}: path has {proof.height} steps, the tree's height",
     ):
         return None
-    nodes = [(leaf_hash(tag, leaf.piece, leaf.vector), leaf.vector)]
+    # node_hash and add_vectors, inlined: every amount was parsed into 0..2^128-1 and every hash
+    # into 32 bytes, so only the sums need checking (and each vector is encoded once).
+    own_hash, own_vector = leaf_hash(tag, leaf.piece, leaf.vector), leaf.vector
+    own_encoded = _enc_in_range(own_vector)
+    nodes = [(own_hash, own_vector)]
     for number, step in enumerate(leaf.path):
-        own_hash, own_vector = nodes[-1]
-        overflow = _overflowing_asset(proof.assets, own_vector, step.vector)
-        if overflow is not None:
+        total = tuple([a + b for a, b in zip(own_vector, step.vector, strict=True)])
+        if max(total) > U128_MAX:
+            overflow = _overflowing_asset(proof.assets, own_vector, step.vector)
             report.fail(
                 "balance overflow",
                 f"{leaf.name} path step {number}: the sum for {overflow} exceeds 2^128-1",
             )
             return None
+        step_encoded = _enc_in_range(step.vector)
         if (leaf.index >> number) & 1 == 0:  # we are the left child, the sibling is on the right
-            parent = node_hash(own_hash, own_vector, step.hash, step.vector)
+            message = NODE_PREFIX + own_hash + own_encoded + step.hash + step_encoded
         else:
-            parent = node_hash(step.hash, step.vector, own_hash, own_vector)
-        nodes.append((parent, add_vectors(own_vector, step.vector)))
+            message = NODE_PREFIX + step.hash + step_encoded + own_hash + own_encoded
+        own_hash, own_vector = hashlib.sha256(message).digest(), total
+        own_encoded = _enc_in_range(total)
+        nodes.append((own_hash, own_vector))
     _check_root(proof, leaf, nodes[-1], report)
     return _Folded(leaf, tuple(nodes))
+
+
+def _enc_in_range(vector: Vector) -> bytes:
+    """``enc`` of a vector already known to be in 0..2^128-1."""
+    return b"".join([amount.to_bytes(16, "big") for amount in vector])
 
 
 def _overflowing_asset(assets: tuple[Asset, ...], left: Vector, right: Vector) -> str | None:
@@ -445,17 +502,23 @@ def _overflowing_asset(assets: tuple[Asset, ...], left: Vector, right: Vector) -
 
 def _check_root(proof: _Proof, leaf: _Leaf, root: tuple[bytes, Vector], report: Report) -> None:
     computed_hash, computed_vector = root
+    same_root = computed_hash == proof.root
     report.check(
         "root",
-        computed_hash == proof.root,
-        f"{leaf.name}: root mismatch: computed {computed_hash.hex()}, published {proof.root.hex()}",
+        same_root,
+        ""
+        if same_root
+        else f"{leaf.name}: root mismatch: computed {computed_hash.hex()}, published "
+        f"{proof.root.hex()}",
         f"{leaf.name}: root matches",
     )
     for asset, computed, published in zip(proof.assets, computed_vector, proof.totals, strict=True):
         report.check(
             "totals",
             computed == published,
-            f"{leaf.name}: totals mismatch for {asset.code}: computed "
+            ""
+            if computed == published
+            else f"{leaf.name}: totals mismatch for {asset.code}: computed "
             f"{format_amount(computed, asset.scale)}, published "
             f"{format_amount(published, asset.scale)}",
             f"{leaf.name}: total for {asset.code} matches",
@@ -480,11 +543,16 @@ def _check_shared_nodes(folded: list[_Folded], report: Report) -> None:
                     f"{other.leaf.name}'s node",
                     f"{one.leaf.name} path step {meet}: the sibling is {other.leaf.name}'s node",
                 )
-            for number in range(meet + 1, len(first.leaf.path)):
+            first_path, second_path = first.leaf.path, second.leaf.path
+            first_name, second_name = first.leaf.name, second.leaf.name
+            for number in range(meet + 1, len(first_path)):
+                same = first_path[number] == second_path[number]
                 report.check(
                     "shared nodes",
-                    first.leaf.path[number] == second.leaf.path[number],
-                    f"{second.leaf.name} path step {number}: hash mismatch: the sibling differs "
-                    f"from {first.leaf.name}'s",
-                    f"{second.leaf.name} path step {number}: same sibling as {first.leaf.name}",
+                    same,
+                    ""
+                    if same
+                    else f"{second_name} path step {number}: hash mismatch: the sibling differs "
+                    f"from {first_name}'s",
+                    f"{second_name} path step {number}: same sibling as {first_name}",
                 )

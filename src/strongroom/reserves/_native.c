@@ -25,7 +25,8 @@
  *     picks the best code for the CPU itself. Used everywhere else, and selectable for tests.
  * HMAC keys are prepared once per call (the states after the key blocks and the domains).
  * Every loop runs with the GIL released; the inputs are read through the buffer protocol and the
- * outputs are bytes objects allocated before the loop.
+ * outputs are bytes objects allocated before the loop, or (the *_into functions) writable
+ * buffers the caller reuses, which spares a page fault per 4 KiB of output.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -68,6 +69,9 @@ typedef unsigned __int128 u128;
 #define BLOCK 64
 #define MAX_BLOCKS 16 /* longer messages are hashed one block at a time (hash_stream) */
 #define GROUP 64      /* accounts whose jobs are batched together */
+#ifndef GATHER_AHEAD
+#define GATHER_AHEAD 8 /* leaves a gather prefetches ahead (their data misses the cache) */
+#endif
 
 static const char SALT_DOMAIN[] = "strongroom-por-v1/salt";
 static const char USER_DOMAIN[] = "strongroom-por-v1/user";
@@ -656,10 +660,11 @@ static int account_group(const audit_key *key, workspace *space, Py_ssize_t coun
     for (size_t n = 0; n < total; n++) {
         memcpy(keys + KEY_BYTES * n, space->digests + HASH_BYTES * n, KEY_BYTES);
     }
+    if (vectors == NULL) { /* not wanted: leaf_records_of_into splits again where needed */
+        return 0;
+    }
     if (pieces == 1) {
-        if (vectors != NULL) {
-            memcpy(vectors, rows, (size_t)(width * count));
-        }
+        memcpy(vectors, rows, (size_t)(width * count));
         return 0;
     }
     /* the split blocks every draw needs unless a word is rejected, all in one batch */
@@ -716,7 +721,7 @@ PyDoc_STRVAR(account_leaves_into_doc,
 "to back, ``offsets`` count + 1 native int64 (id n is ids[offsets[n]:offsets[n + 1]]),\n"
 "``balances`` one enc(B) row per account. Writes the tags (32 bytes per account), the order-key\n"
 "prefixes (16 bytes per piece) and the piece vectors (enc, account after account) into the\n"
-"writable buffers ``tags``, ``keys`` and ``vectors`` (None: not wanted, with pieces = 1 only).");
+"writable buffers ``tags``, ``keys`` and ``vectors`` (None: not wanted, and not computed).");
 
 static PyObject *account_leaves_into(PyObject *module, PyObject *args) {
     (void)module;
@@ -737,7 +742,7 @@ static PyObject *account_leaves_into(PyObject *module, PyObject *args) {
     if (check_secret(&secret) < 0 || check_assets(n_assets) < 0) {
         goto done;
     }
-    if (pieces < 1 || pieces > MAX_PIECES || (!want_vectors && pieces != 1)) {
+    if (pieces < 1 || pieces > MAX_PIECES) {
         PyErr_SetString(PyExc_ValueError, "pieces out of range");
         goto done;
     }
@@ -959,65 +964,69 @@ done:
     return records;
 }
 
-PyDoc_STRVAR(leaf_records_by_id_doc,
-"leaf_records_by_id(leaf_ids, tags, pad_tags, vectors, pieces, width) -> bytes\n\n"
-"merkle.leaf_records_by_id_py: the level-0 records of the given leaf ids (native int64), in\n"
-"that order. A leaf id below real = len(vectors) / width is piece id % pieces of account\n"
-"id // pieces (tag from ``tags``, vector from ``vectors``); above, padding leaf id - real (tag\n"
-"from ``pad_tags``, piece 0, zero vector).");
-
-static PyObject *leaf_records_by_id(PyObject *module, PyObject *args) {
-    (void)module;
-    Py_buffer ids_buffer, tags, pad_tags, vectors;
+/* The inputs of leaf_records_by_id(_into), checked. */
+typedef struct {
+    Py_buffer ids, tags, pad_tags, vectors;
     int pieces;
-    Py_ssize_t width;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*in:leaf_records_by_id", &ids_buffer, &tags, &pad_tags,
-                          &vectors, &pieces, &width)) {
-        return NULL;
-    }
-    PyObject *records = NULL;
-    unsigned char *out = NULL;
-    if (width < AMOUNT_BYTES || width > MAX_WIDTH || width % AMOUNT_BYTES != 0) {
+    Py_ssize_t width, count;
+    int64_t real;
+} leaf_gather;
+
+static void leaf_gather_release(leaf_gather *gather) {
+    PyBuffer_Release(&gather->ids);
+    PyBuffer_Release(&gather->tags);
+    PyBuffer_Release(&gather->pad_tags);
+    PyBuffer_Release(&gather->vectors);
+}
+
+/* Checks the buffers (already acquired); on failure sets the error and returns -1. */
+static int leaf_gather_check(leaf_gather *gather) {
+    if (gather->width < AMOUNT_BYTES || gather->width > MAX_WIDTH ||
+        gather->width % AMOUNT_BYTES != 0) {
         PyErr_SetString(PyExc_ValueError, "vector width out of range");
-        goto done;
+        return -1;
     }
-    if (pieces < 1 || pieces > MAX_PIECES) {
+    if (gather->pieces < 1 || gather->pieces > MAX_PIECES) {
         PyErr_SetString(PyExc_ValueError, "pieces out of range");
-        goto done;
+        return -1;
     }
-    Py_ssize_t count = ids_buffer.len / (Py_ssize_t)sizeof(int64_t);
-    int64_t real = vectors.len / width;
-    int64_t padding = pad_tags.len / HASH_BYTES;
-    if (ids_buffer.len % (Py_ssize_t)sizeof(int64_t) != 0 || vectors.len % width != 0 ||
-        tags.len % HASH_BYTES != 0 || pad_tags.len % HASH_BYTES != 0 ||
-        real > (int64_t)(tags.len / HASH_BYTES) * pieces) {
+    gather->count = gather->ids.len / (Py_ssize_t)sizeof(int64_t);
+    gather->real = gather->vectors.len / gather->width;
+    int64_t padding = gather->pad_tags.len / HASH_BYTES;
+    if (gather->ids.len % (Py_ssize_t)sizeof(int64_t) != 0 ||
+        gather->vectors.len % gather->width != 0 || gather->tags.len % HASH_BYTES != 0 ||
+        gather->pad_tags.len % HASH_BYTES != 0 ||
+        gather->real > (int64_t)(gather->tags.len / HASH_BYTES) * gather->pieces) {
         PyErr_SetString(PyExc_ValueError, "misaligned");
-        goto done;
+        return -1;
     }
-    const int64_t *ids = (const int64_t *)ids_buffer.buf;
-    for (Py_ssize_t n = 0; n < count; n++) {
-        if (ids[n] < 0 || ids[n] >= real + padding) {
+    const int64_t *ids = (const int64_t *)gather->ids.buf;
+    for (Py_ssize_t n = 0; n < gather->count; n++) {
+        if (ids[n] < 0 || ids[n] >= gather->real + padding) {
             PyErr_SetString(PyExc_ValueError, "leaf id out of range");
-            goto done;
+            return -1;
         }
     }
-    Py_ssize_t record = HASH_BYTES + width;
-    records = new_bytes(count * record, &out);
-    if (records == NULL) {
-        goto done;
-    }
-    Py_BEGIN_ALLOW_THREADS
+    return 0;
+}
+
+/* The records of the checked leaves into ``out`` (count records); call without the GIL. */
+static void leaf_gather_run(const leaf_gather *gather, unsigned char *out) {
     static const unsigned char leaf_byte[1] = {0x00};
     prefix_t leaf_prefix;
     prefix_init(&leaf_prefix, leaf_byte, 1);
-    const unsigned char *tag_bytes = (const unsigned char *)tags.buf;
-    const unsigned char *pad_bytes = (const unsigned char *)pad_tags.buf;
-    const unsigned char *vector_bytes = (const unsigned char *)vectors.buf;
+    const int64_t *ids = (const int64_t *)gather->ids.buf;
+    const unsigned char *tag_bytes = (const unsigned char *)gather->tags.buf;
+    const unsigned char *pad_bytes = (const unsigned char *)gather->pad_tags.buf;
+    const unsigned char *vector_bytes = (const unsigned char *)gather->vectors.buf;
+    Py_ssize_t count = gather->count, width = gather->width, record = HASH_BYTES + width;
+    int64_t real = gather->real;
+    int pieces = gather->pieces;
     unsigned char heads[2][HASH_BYTES + 4];
     job_t jobs[2];
     for (Py_ssize_t n = 0; n < count; n++) {
-        if (n + 8 < count) { /* the gathers miss the cache: ask for a later leaf's data early */
-            int64_t later = ids[n + 8];
+        if (n + GATHER_AHEAD < count) { /* the gathers miss the cache: ask for it early */
+            int64_t later = ids[n + GATHER_AHEAD];
             if (later < real) {
                 __builtin_prefetch(tag_bytes + HASH_BYTES * (later / pieces));
                 __builtin_prefetch(vector_bytes + width * later);
@@ -1043,52 +1052,304 @@ static PyObject *leaf_records_by_id(PyObject *module, PyObject *args) {
             hash_one(&jobs[0]);
         }
     }
-    Py_END_ALLOW_THREADS
-done:
-    PyBuffer_Release(&ids_buffer);
-    PyBuffer_Release(&tags);
-    PyBuffer_Release(&pad_tags);
-    PyBuffer_Release(&vectors);
+}
+
+PyDoc_STRVAR(leaf_records_by_id_doc,
+"leaf_records_by_id(leaf_ids, tags, pad_tags, vectors, pieces, width) -> bytes\n\n"
+"merkle.leaf_records_by_id_py: the level-0 records of the given leaf ids (native int64), in\n"
+"that order. A leaf id below real = len(vectors) / width is piece id % pieces of account\n"
+"id // pieces (tag from ``tags``, vector from ``vectors``); above, padding leaf id - real (tag\n"
+"from ``pad_tags``, piece 0, zero vector).");
+
+static PyObject *leaf_records_by_id(PyObject *module, PyObject *args) {
+    (void)module;
+    leaf_gather gather;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*in:leaf_records_by_id", &gather.ids, &gather.tags,
+                          &gather.pad_tags, &gather.vectors, &gather.pieces, &gather.width)) {
+        return NULL;
+    }
+    PyObject *records = NULL;
+    unsigned char *out = NULL;
+    if (leaf_gather_check(&gather) == 0) {
+        records = new_bytes(gather.count * (HASH_BYTES + gather.width), &out);
+        if (records != NULL) {
+            Py_BEGIN_ALLOW_THREADS
+            leaf_gather_run(&gather, out);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    leaf_gather_release(&gather);
     return records;
+}
+
+PyDoc_STRVAR(leaf_records_by_id_into_doc,
+"leaf_records_by_id_into(leaf_ids, tags, pad_tags, vectors, pieces, width, out)\n\n"
+"leaf_records_by_id written into the writable buffer ``out`` of exactly the records' size\n"
+"(memory the caller reuses, not a new bytes object per call).");
+
+static PyObject *leaf_records_by_id_into(PyObject *module, PyObject *args) {
+    (void)module;
+    leaf_gather gather;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*inw*:leaf_records_by_id_into", &gather.ids,
+                          &gather.tags, &gather.pad_tags, &gather.vectors, &gather.pieces,
+                          &gather.width, &out)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (leaf_gather_check(&gather) == 0 &&
+        check_output(&out, gather.count * (HASH_BYTES + gather.width), "out") == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        leaf_gather_run(&gather, (unsigned char *)out.buf);
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    leaf_gather_release(&gather);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* leaf_records_of_into(secret, leaf_ids, tags, balances, pieces, padding, width, out) */
+
+/* The inputs of leaf_records_of_into, checked. */
+typedef struct {
+    Py_buffer secret, ids, tags, balances;
+    int pieces;
+    int64_t padding, accounts, real;
+    Py_ssize_t width, count;
+} leaf_derive;
+
+static int leaf_derive_check(leaf_derive *derive) {
+    if (check_secret(&derive->secret) < 0) {
+        return -1;
+    }
+    if (derive->width < AMOUNT_BYTES || derive->width > MAX_WIDTH ||
+        derive->width % AMOUNT_BYTES != 0) {
+        PyErr_SetString(PyExc_ValueError, "vector width out of range");
+        return -1;
+    }
+    if (derive->pieces < 1 || derive->pieces > MAX_PIECES || derive->padding < 0) {
+        PyErr_SetString(PyExc_ValueError, "pieces or padding out of range");
+        return -1;
+    }
+    derive->count = derive->ids.len / (Py_ssize_t)sizeof(int64_t);
+    derive->accounts = derive->tags.len / HASH_BYTES;
+    derive->real = derive->accounts * derive->pieces;
+    if (derive->ids.len % (Py_ssize_t)sizeof(int64_t) != 0 ||
+        derive->tags.len % HASH_BYTES != 0 ||
+        derive->balances.len != derive->accounts * derive->width) {
+        PyErr_SetString(PyExc_ValueError, "misaligned");
+        return -1;
+    }
+    const int64_t *ids = (const int64_t *)derive->ids.buf;
+    for (Py_ssize_t n = 0; n < derive->count; n++) {
+        if (ids[n] < 0 || ids[n] >= derive->real + derive->padding) {
+            PyErr_SetString(PyExc_ValueError, "leaf id out of range");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Scratch for a group of leaves: the HMAC jobs (split blocks or the padding tag) of every leaf
+ * in one batch, then the leaves themselves. */
+typedef struct {
+    workspace space;
+    unsigned char *split;            /* width * pieces: one account's pieces */
+    unsigned char numbers[GROUP][8]; /* u64be padding numbers */
+    unsigned char pad_tags[GROUP][HASH_BYTES];
+    uint32_t first[GROUP + 1]; /* leaf n's jobs are first[n] .. first[n + 1] - 1 */
+} derive_space;
+
+/* Asks for the tag and balance row of one leaf: the leaves are in a random order, so these miss
+ * the cache. Asked for while the group before is hashed, one leaf at a time (a burst of prefetches
+ * would overflow the queue of misses and be dropped), they have arrived when needed. */
+static inline void derive_prefetch(const leaf_derive *derive, int64_t id) {
+    if (id < derive->real) {
+        int64_t account = id / derive->pieces;
+        const unsigned char *tag = (const unsigned char *)derive->tags.buf + HASH_BYTES * account;
+        const unsigned char *row = (const unsigned char *)derive->balances.buf +
+                                   derive->width * account;
+        __builtin_prefetch(tag);
+        __builtin_prefetch(tag + HASH_BYTES - 1);
+        __builtin_prefetch(row);
+        __builtin_prefetch(row + derive->width - 1);
+    }
+}
+
+/* One group of ``count`` leaves into ``out``; -1 when a split rejected 512 words in a row. */
+static int derive_group(const audit_key *key, const prefix_t *leaf_prefix, derive_space *work,
+                        const leaf_derive *derive, const int64_t *ids, Py_ssize_t count,
+                        Py_ssize_t next_count, unsigned char *out) {
+    const unsigned char *tags = (const unsigned char *)derive->tags.buf;
+    const unsigned char *rows = (const unsigned char *)derive->balances.buf;
+    Py_ssize_t width = derive->width, record = HASH_BYTES + width;
+    Py_ssize_t n_assets = width / AMOUNT_BYTES;
+    int pieces = derive->pieces;
+    workspace *space = &work->space;
+    job_t *jobs = space->jobs;
+    uint32_t total = 0;
+    for (Py_ssize_t n = 0; n < count; n++) {
+        work->first[n] = total;
+        int64_t id = ids[n];
+        if (id >= derive->real) { /* padding tag = HMAC(secret, PAD_DOMAIN ‖ u64be(p)) */
+            store_u64(work->numbers[n], (uint64_t)(id - derive->real));
+            jobs[total] = job1(&key->pad, work->numbers[n], 8, space->inner + HASH_BYTES * total);
+            space->outs[total] = work->pad_tags[n];
+            total++;
+            continue;
+        }
+        if (pieces == 1) {
+            continue;
+        }
+        const unsigned char *row = rows + width * (id / pieces);
+        size_t words = 0;
+        for (Py_ssize_t asset = 0; asset < n_assets; asset++) {
+            words += load_u128(row + AMOUNT_BYTES * asset) != 0;
+        }
+        uint32_t blocks = (uint32_t)((words * (size_t)(pieces - 1) + 1) / 2);
+        for (uint32_t counter = 0; counter < blocks; counter++, total++) {
+            unsigned char *number = space->numbers + 4 * total;
+            store_u32(number, counter);
+            jobs[total] = job2(&key->split, tags + HASH_BYTES * (id / pieces), HASH_BYTES, number,
+                               4, space->inner + HASH_BYTES * total);
+            space->outs[total] = space->digests + HASH_BYTES * total;
+        }
+    }
+    work->first[count] = total;
+    hash_jobs(jobs, total);
+    hmac_outer(key, jobs, space->inner, space->outs, total);
+    unsigned char heads[2][HASH_BYTES + 4];
+    job_t leaves[2];
+    for (Py_ssize_t n = 0; n < count; n++) {
+        if (n < next_count) { /* the next group's leaves (ids[count ...]) */
+            derive_prefetch(derive, ids[count + n]);
+        }
+        int64_t id = ids[n];
+        unsigned char *target = out + record * n;
+        const unsigned char *tag, *vector;
+        uint32_t piece;
+        if (id >= derive->real) {
+            tag = work->pad_tags[n], piece = 0, vector = ZEROS;
+        } else {
+            int64_t account = id / pieces;
+            tag = tags + HASH_BYTES * account, piece = (uint32_t)(id % pieces);
+            vector = rows + width * account;
+            if (pieces > 1) {
+                split_stream stream = {
+                    key, tag, space->digests + HASH_BYTES * work->first[n],
+                    work->first[n + 1] - work->first[n], 0, {0}, 2,
+                };
+                if (split_row(&stream, vector, n_assets, pieces, work->split) != 0) {
+                    return -1;
+                }
+                vector = work->split + width * piece;
+            }
+        }
+        /* the vector is copied into the record first: the job hashes it from there */
+        leaves[n & 1] = leaf_job(leaf_prefix, heads[n & 1], tag, piece, vector, width, target);
+        leaves[n & 1].parts[1].data = target + HASH_BYTES;
+        if (n & 1) {
+            hash_pair(&leaves[0], &leaves[1]);
+        } else if (n + 1 == count) {
+            hash_one(&leaves[0]);
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(leaf_records_of_into_doc,
+"leaf_records_of_into(secret, leaf_ids, tags, balances, pieces, padding, width, out)\n\n"
+"merkle.leaf_records_of_py: the level-0 records of the given leaf ids (native int64), in that\n"
+"order, into the writable buffer ``out``, computed from the accounts' tags (32 bytes each) and\n"
+"balance rows (``width`` bytes each) alone: a leaf id below real = accounts * pieces is piece\n"
+"id % pieces of account id // pieces, its vector split again from the row; above, padding leaf\n"
+"p = id - real (< ``padding``), its tag HMAC(secret, PAD_DOMAIN ‖ u64be(p)). So a build needs\n"
+"to keep neither the piece vectors nor the padding tags.");
+
+static PyObject *leaf_records_of_into(PyObject *module, PyObject *args) {
+    (void)module;
+    leaf_derive derive;
+    Py_buffer out;
+    long long padding;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*iLnw*:leaf_records_of_into", &derive.secret,
+                          &derive.ids, &derive.tags, &derive.balances, &derive.pieces, &padding,
+                          &derive.width, &out)) {
+        return NULL;
+    }
+    derive.padding = (int64_t)padding;
+    PyObject *result = NULL;
+    derive_space *work = NULL;
+    if (leaf_derive_check(&derive) < 0 ||
+        check_output(&out, derive.count * (HASH_BYTES + derive.width), "out") < 0) {
+        goto done;
+    }
+    size_t n_assets = (size_t)(derive.width / AMOUNT_BYTES);
+    size_t split_blocks = (n_assets * (size_t)(derive.pieces - 1) + 1) / 2;
+    size_t per_leaf = split_blocks > 1 ? split_blocks : 1; /* or the one padding-tag job */
+    work = calloc(1, sizeof(derive_space));
+    if (work == NULL || workspace_init(&work->space, GROUP * per_leaf) < 0) {
+        free(work);
+        work = NULL;
+        PyErr_NoMemory();
+        goto done;
+    }
+    work->split = malloc((size_t)(derive.width * derive.pieces));
+    if (work->split == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    audit_key key;
+    audit_key_init(&key, (const unsigned char *)derive.secret.buf);
+    static const unsigned char leaf_byte[1] = {0x00};
+    prefix_t leaf_prefix;
+    prefix_init(&leaf_prefix, leaf_byte, 1);
+    const int64_t *ids = (const int64_t *)derive.ids.buf;
+    unsigned char *target = (unsigned char *)out.buf;
+    Py_ssize_t record = HASH_BYTES + derive.width;
+    for (Py_ssize_t first = 0; first < derive.count && !failed; first += GROUP) {
+        Py_ssize_t size = derive.count - first < GROUP ? derive.count - first : GROUP;
+        Py_ssize_t next = derive.count - first - size < GROUP ? derive.count - first - size : GROUP;
+        failed = derive_group(&key, &leaf_prefix, work, &derive, ids + first, size, next,
+                              target + record * first) != 0;
+    }
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_SetString(PyExc_AssertionError, "split stream rejected 512 words in a row");
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    if (work != NULL) {
+        workspace_free(&work->space);
+        free(work->split);
+        free(work);
+    }
+    PyBuffer_Release(&derive.secret);
+    PyBuffer_Release(&derive.ids);
+    PyBuffer_Release(&derive.tags);
+    PyBuffer_Release(&derive.balances);
+    PyBuffer_Release(&out);
+    return result;
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* parents(children, n_assets) -> records, or None when a sum exceeds 2^128 - 1 */
 
-PyDoc_STRVAR(parents_doc,
-"parents(children, n_assets) -> bytes | None\n\n"
-"merkle.parents_py: the next level up from an even number of adjacent child records\n"
-"hash(32) ‖ enc(B); None when a node's balance would exceed 2^128 - 1.");
-
-static PyObject *parents(PyObject *module, PyObject *args) {
-    (void)module;
-    Py_buffer children;
-    Py_ssize_t n_assets;
-    if (!PyArg_ParseTuple(args, "y*n:parents", &children, &n_assets)) {
-        return NULL;
-    }
-    PyObject *records = NULL;
-    unsigned char *out = NULL;
-    if (check_assets(n_assets) < 0) {
-        goto done;
-    }
-    Py_ssize_t width = AMOUNT_BYTES * n_assets;
-    Py_ssize_t record = HASH_BYTES + width;
-    if (children.len == 0 || children.len % (2 * record) != 0) {
-        PyErr_SetString(PyExc_ValueError, "children must come in pairs");
-        goto done;
-    }
-    Py_ssize_t count = children.len / (2 * record);
-    records = new_bytes(count * record, &out);
-    if (records == NULL) {
-        goto done;
-    }
+/* The ``count`` parents of the child records ``in`` into ``out``; returns whether a sum
+ * overflowed. Call without the GIL. */
+static int parents_run(const unsigned char *in, Py_ssize_t count, Py_ssize_t n_assets,
+                       unsigned char *out) {
+    Py_ssize_t record = HASH_BYTES + AMOUNT_BYTES * n_assets;
     int overflow = 0;
-    Py_BEGIN_ALLOW_THREADS
     static const unsigned char node_byte[1] = {0x01};
     prefix_t node_prefix;
     prefix_init(&node_prefix, node_byte, 1);
-    const unsigned char *in = (const unsigned char *)children.buf;
     job_t jobs[2];
     for (Py_ssize_t n = 0; n < count; n++) {
         const unsigned char *left = in + 2 * record * n;
@@ -1108,15 +1369,87 @@ static PyObject *parents(PyObject *module, PyObject *args) {
             store_u128(target + at, sum);
         }
     }
-    Py_END_ALLOW_THREADS
-    if (overflow) {
-        Py_DECREF(records);
-        records = Py_None;
-        Py_INCREF(records);
+    return overflow;
+}
+
+/* The number of parents of ``children``, or -1 (error set). */
+static Py_ssize_t parents_count(const Py_buffer *children, Py_ssize_t n_assets) {
+    if (check_assets(n_assets) < 0) {
+        return -1;
     }
-done:
+    Py_ssize_t record = HASH_BYTES + AMOUNT_BYTES * n_assets;
+    if (children->len == 0 || children->len % (2 * record) != 0) {
+        PyErr_SetString(PyExc_ValueError, "children must come in pairs");
+        return -1;
+    }
+    return children->len / (2 * record);
+}
+
+PyDoc_STRVAR(parents_doc,
+"parents(children, n_assets) -> bytes | None\n\n"
+"merkle.parents_py: the next level up from an even number of adjacent child records\n"
+"hash(32) ‖ enc(B); None when a node's balance would exceed 2^128 - 1.");
+
+static PyObject *parents(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer children;
+    Py_ssize_t n_assets;
+    if (!PyArg_ParseTuple(args, "y*n:parents", &children, &n_assets)) {
+        return NULL;
+    }
+    PyObject *records = NULL;
+    unsigned char *out = NULL;
+    Py_ssize_t count = parents_count(&children, n_assets);
+    if (count >= 0) {
+        records = new_bytes(count * (HASH_BYTES + AMOUNT_BYTES * n_assets), &out);
+    }
+    if (records != NULL) {
+        int overflow;
+        Py_BEGIN_ALLOW_THREADS
+        overflow = parents_run((const unsigned char *)children.buf, count, n_assets, out);
+        Py_END_ALLOW_THREADS
+        if (overflow) {
+            Py_DECREF(records);
+            records = Py_None;
+            Py_INCREF(records);
+        }
+    }
     PyBuffer_Release(&children);
     return records;
+}
+
+PyDoc_STRVAR(parents_into_doc,
+"parents_into(children, n_assets, out) -> bool\n\n"
+"parents written into the writable buffer ``out`` of exactly the parents' size, which must not\n"
+"overlap ``children``; True when every balance fit (False: a sum exceeded 2^128 - 1 and ``out``\n"
+"is not a valid level).");
+
+static PyObject *parents_into(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer children, out;
+    Py_ssize_t n_assets;
+    if (!PyArg_ParseTuple(args, "y*nw*:parents_into", &children, &n_assets, &out)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t count = parents_count(&children, n_assets);
+    if (count >= 0 &&
+        check_output(&out, count * (HASH_BYTES + AMOUNT_BYTES * n_assets), "out") == 0) {
+        const unsigned char *in = (const unsigned char *)children.buf;
+        unsigned char *target = (unsigned char *)out.buf;
+        if (target < in + children.len && in < target + out.len) {
+            PyErr_SetString(PyExc_ValueError, "out overlaps children");
+        } else {
+            int overflow;
+            Py_BEGIN_ALLOW_THREADS
+            overflow = parents_run(in, count, n_assets, target);
+            Py_END_ALLOW_THREADS
+            result = PyBool_FromLong(!overflow);
+        }
+    }
+    PyBuffer_Release(&children);
+    PyBuffer_Release(&out);
+    return result;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1445,7 +1778,11 @@ static PyMethodDef methods[] = {
     {"padding_leaves_into", padding_leaves_into, METH_VARARGS, padding_leaves_into_doc},
     {"leaf_records", leaf_records, METH_VARARGS, leaf_records_doc},
     {"leaf_records_by_id", leaf_records_by_id, METH_VARARGS, leaf_records_by_id_doc},
+    {"leaf_records_by_id_into", leaf_records_by_id_into, METH_VARARGS,
+     leaf_records_by_id_into_doc},
+    {"leaf_records_of_into", leaf_records_of_into, METH_VARARGS, leaf_records_of_into_doc},
     {"parents", parents, METH_VARARGS, parents_doc},
+    {"parents_into", parents_into, METH_VARARGS, parents_into_doc},
     {"sort_keys", sort_keys, METH_VARARGS, sort_keys_doc},
     {"index_entries", index_entries, METH_VARARGS, index_entries_doc},
     {"backends", backends, METH_NOARGS, backends_doc},

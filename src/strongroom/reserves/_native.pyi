@@ -22,7 +22,27 @@ def leaf_records(tags: Buffer, pieces: Buffer, vectors: Buffer, width: int) -> b
 def leaf_records_by_id(
     leaf_ids: Buffer, tags: Buffer, pad_tags: Buffer, vectors: Buffer, pieces: int, width: int
 ) -> bytes: ...
+def leaf_records_by_id_into(
+    leaf_ids: Buffer,
+    tags: Buffer,
+    pad_tags: Buffer,
+    vectors: Buffer,
+    pieces: int,
+    width: int,
+    out: Buffer,
+) -> None: ...
+def leaf_records_of_into(
+    secret: Buffer,
+    leaf_ids: Buffer,
+    tags: Buffer,
+    balances: Buffer,
+    pieces: int,
+    padding: int,
+    width: int,
+    out: Buffer,
+) -> None: ...
 def parents(children: Buffer, n_assets: int) -> bytes | None: ...
+def parents_into(children: Buffer, n_assets: int, out: Buffer) -> bool: ...
 def sort_keys(keys: Buffer, stride: int, order: Buffer, part: int, parts: int) -> bool: ...
 def index_entries(accounts: Buffer, tags: Buffer, leaves: Buffer, pieces: int) -> bytes: ...
 def backends() -> list[str]: ...

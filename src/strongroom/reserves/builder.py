@@ -8,18 +8,25 @@ same bytes:
 3. the tree in contiguous power-of-two blocks of leaves: each block's subtree is built and
    written straight into the tree file at its computed offsets (pass B, parallel); the levels
    above the blocks are built from the block roots;
-4. the account index, the audit secret and ``root.json``.
+4. the account index (the local engine writes it in a thread during pass B: it needs only the
+   order and the tags), the audit secret and ``root.json``.
 
 Every file is written under a ``.partial`` name and renamed only once all are complete, root.json
 last: an interrupted build leaves nothing that looks like an audit. Memory is a few numpy arrays
-(tags, order keys, piece vectors, positions): about 300 bytes per account with 2 pieces and 4
-assets, never a Python object per node.
+(tags, order keys, piece vectors, padding tags, positions): about 400 bytes per account with 2
+pieces and 4 assets, never a Python object per node; about 270 when pass B derives the piece
+vectors and padding tags again (``BuildOptions.derive_leaves``, the default for large builds).
 
 With the C kernel (``merkle.kernel``) the local engine runs its tasks on threads: the kernel
 releases the GIL, so the threads hash in parallel and read and write the shared arrays in place
 (pass A writes its rows, pass B gathers its leaves itself), and the sorts are the kernel's radix
 sorts. Without it (no compiler at install time, or ``STRONGROOM_POR_NATIVE=0``) the tasks run in
 worker processes in Python and are sent their inputs. The bytes are the same either way.
+
+Pass B hashes each block into reused page-aligned buffers and hands them to two writer threads
+(``BlockWrites``), which write them with direct I/O (treefile): the tree file is most of what a
+build writes, and through the page cache its writing cost more CPU than the hashing at 10 M
+accounts (6 GiB, past the kernel's dirty-page limits).
 """
 
 from __future__ import annotations
@@ -32,12 +39,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from strongroom.errors import ValidationFailed, invariant
+from strongroom.errors import InvariantViolation, ValidationFailed, invariant
 from strongroom.reserves import audit as files
 from strongroom.reserves import merkle
 from strongroom.reserves.audit import Audit
@@ -60,12 +68,15 @@ from strongroom.reserves.merkle import (
     key_order,
     leaf_count_for,
     leaf_records,
-    leaf_records_by_id,
+    leaf_records_by_id_into,
+    leaf_records_of_into,
     padding_leaves,
     padding_leaves_into,
+    parents_into,
 )
 from strongroom.reserves.snapshot import Snapshot
 from strongroom.reserves.treefile import (
+    LevelBuffers,
     TreeHeader,
     TreeWriter,
     encode_index_header,
@@ -101,6 +112,11 @@ class BuildOptions:
     block_leaves: int = 1 << 16
     engine: Engine = "local"
     spark_master: str = "local[*]"
+    derive_leaves: bool | None = None
+    """Whether pass B derives each piece's vector and each padding tag again (from the tags and
+    the balances) instead of pass A keeping them: the same bytes, 40 % less memory at 10 M
+    accounts, about 15 % more hashing. None: only when they would take more than
+    ``DERIVE_ABOVE_BYTES``. Threads and the in-process build only; worker processes keep them."""
 
     def check(self) -> None:
         if not 1 <= self.pieces <= MAX_PIECES:
@@ -116,6 +132,10 @@ class BuildOptions:
     @property
     def processes(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+
+DERIVE_ABOVE_BYTES = 1 << 30
+"""Piece vectors and padding tags above this size are derived again rather than kept."""
 
 
 @dataclass(frozen=True)
@@ -142,15 +162,25 @@ class Plan:
     def block_level(self, block_leaves: int) -> int:
         return min(self.shape.leaf_count, block_leaves).bit_length() - 1
 
+    def derives(self, options: BuildOptions) -> bool:
+        """Whether pass B derives the piece vectors and padding tags (BuildOptions)."""
+        if options.derive_leaves is not None:
+            return options.derive_leaves
+        vectors = self.real_leaves * AMOUNT_BYTES * len(self.snapshot.assets)
+        return vectors * (self.pieces > 1) + self.padding * HASH_BYTES > DERIVE_ABOVE_BYTES
+
 
 @dataclass(frozen=True)
 class Built:
     """An engine's result: the tree is in the writer's file; ``positions`` maps each leaf
-    position to its leaf id (account · pieces + piece, then padding); ``tags`` per account."""
+    position to its leaf id (account · pieces + piece, then padding); ``tags`` per account;
+    ``index`` the partial index file when the engine wrote it (the local engine writes it while
+    it hashes the tree)."""
 
     positions: I64
     tags: U8
     root_record: bytes
+    index: Path | None = None
 
 
 def build(
@@ -180,11 +210,20 @@ def build(
     plan = Plan(snapshot, secret, options.pieces, shape)
     writer = TreeWriter(out_dir / files.TREE_FILE, snapshot.assets, shape)
     partials: list[tuple[Path, Path]] = []
+    progress = progress or Silent()
     try:
-        built = _run_engine(plan, writer, options, progress or Silent())
+        built = _run_engine(plan, writer, options, progress, out_dir / files.INDEX_FILE)
+        if built.index is not None:
+            partials.append((built.index, out_dir / files.INDEX_FILE))
         audit = _check_root(plan, built, audit_id, created_at)
-        index = _write_index(plan, built, out_dir / files.INDEX_FILE, options.processes)
-        partials.append((index, out_dir / files.INDEX_FILE))
+        if built.index is None:
+            progress.phase("writing the index", 1)
+            index = _write_index(
+                plan, built.positions, built.tags, out_dir / files.INDEX_FILE, options.processes
+            )
+            partials.append((index, out_dir / files.INDEX_FILE))
+            progress.advance(1)
+        progress.phase("committing the files", 1)
         partials.append(
             (
                 _write_partial(out_dir / files.SECRET_FILE, (secret.hex() + "\n").encode(), 0o600),
@@ -200,6 +239,7 @@ def build(
         writer.commit()
         for partial, final in partials:  # root.json last: only then does it look complete
             os.replace(partial, final)
+        progress.advance(1)
     except BaseException:
         writer.abort()
         for partial, _ in partials:
@@ -208,12 +248,14 @@ def build(
     return audit
 
 
-def _run_engine(plan: Plan, writer: TreeWriter, options: BuildOptions, progress: Progress) -> Built:
+def _run_engine(
+    plan: Plan, writer: TreeWriter, options: BuildOptions, progress: Progress, index_final: Path
+) -> Built:
     if options.engine == "spark":
         from strongroom.reserves.spark import spark_build
 
         return spark_build(plan, writer, options, progress)
-    return local_build(plan, writer, options, progress)
+    return local_build(plan, writer, options, progress, index_final)
 
 
 def _check_root(plan: Plan, built: Built, audit_id: str, created_at: datetime) -> Audit:
@@ -259,23 +301,29 @@ def sort_order(keys: U8, threads: int = 1) -> I64:
     return order
 
 
-def _write_index(plan: Plan, built: Built, final: Path, threads: int = 1) -> Path:
-    """index.bin: per account, sorted by tag prefix, the leaf position of each piece."""
+def _write_index(plan: Plan, leaf_ids: I64, tags: U8, final: Path, threads: int = 1) -> Path:
+    """index.bin under its partial name: per account, sorted by tag prefix, the leaf position
+    of each piece (``leaf_ids``: the leaf id at each position, as ``Built.positions``)."""
     accounts, pieces, real = plan.accounts, plan.pieces, plan.real_leaves
     positions = np.empty(real, dtype=np.int64)
-    is_real = built.positions < real
-    positions[built.positions[is_real]] = np.flatnonzero(is_real)
+    is_real = leaf_ids < real
+    positions[leaf_ids[is_real]] = np.flatnonzero(is_real)
+    del is_real
     by_account = positions.reshape(accounts, pieces)
-    order, duplicate = key_order(built.tags, threads)
+    order, duplicate = key_order(tags, threads)
     invariant(not duplicate, "two accounts share a user-tag prefix")
     path = partial_path(final)
-    with path.open("xb") as handle:
-        handle.write(encode_index_header(pieces, accounts))
-        step = 1 << 18
-        for start in range(0, accounts, step):
-            handle.write(index_entries(order[start : start + step], built.tags, by_account))
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with path.open("xb") as handle:
+            handle.write(encode_index_header(pieces, accounts))
+            step = 1 << 18
+            for start in range(0, accounts, step):
+                handle.write(index_entries(order[start : start + step], tags, by_account))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -330,9 +378,13 @@ def accounts_into_task(
     return len(ids)
 
 
-def padding_into_task(secret: bytes, first: int, tags: U8, keys: U8) -> int:
+def padding_into_task(secret: bytes, first: int, tags: U8 | None, keys: U8) -> int:
+    """``padding_task`` for a thread: writes its rows of the shared keys (and of ``tags``, or
+    of scratch memory when the tags are not kept)."""
+    if tags is None:
+        tags = np.empty((len(keys), HASH_BYTES), dtype=np.uint8)
     padding_leaves_into(_key(secret), first, tags, keys)
-    return len(tags)
+    return len(keys)
 
 
 def block_task(
@@ -351,24 +403,111 @@ def block_task(
     return levels[-1]
 
 
-def shared_block_task(
-    path: Path,
-    header: TreeHeader,
-    block: int,
-    leaf_ids: I64,
-    tags: U8,
-    pad_tags: U8,
-    vectors: U8,
-    pieces: int,
-) -> bytes:
-    """``block_task`` for a thread, which shares the whole arrays: the C kernel gathers the
-    block's leaves as it hashes them."""
-    records = leaf_records_by_id(leaf_ids, tags, pad_tags, vectors, pieces)
-    levels = build_levels(records, len(header.assets))
+class BlockWrites:
+    """Hashed blocks on their way to the tree file. Hashing tasks take a ``LevelBuffers`` from a
+    small pool, fill it and hand it to writer threads, which write it (``write_placed``: direct
+    I/O where possible) and put it back: a hashing thread waits for the disk only when every
+    buffer is waiting for it. With ``writers`` = 0 the task writes itself."""
+
+    def __init__(
+        self, writer: TreeWriter, record: int, leaves: int, hashers: int, writers: int
+    ) -> None:
+        self.writer = writer
+        self._free: SimpleQueue[LevelBuffers] = SimpleQueue()
+        self._count = hashers + writers + (1 if writers else 0)
+        for _ in range(self._count):
+            self._free.put(LevelBuffers(record, leaves))
+        self._pool = ThreadPoolExecutor(writers, "por-write") if writers else None
+        self._pending: list[Future[None]] = []
+        self._closed = False
+
+    def take(self) -> LevelBuffers:
+        return self._free.get()
+
+    def give_back(self, memory: LevelBuffers) -> None:
+        self._free.put(memory)
+
+    def submit(self, memory: LevelBuffers, block: int, levels: list[memoryview]) -> None:
+        """Write a filled buffer (``levels``: its placed views) and give it back. After
+        ``close`` (the build failed) nothing more is written."""
+        if self._closed:
+            self.give_back(memory)
+        elif self._pool is None:
+            self._write(memory, block, levels)
+        else:
+            self._pending.append(self._pool.submit(self._write, memory, block, levels))
+
+    def _write(self, memory: LevelBuffers, block: int, levels: list[memoryview]) -> None:
+        try:
+            size = len(levels[0]) // self.writer.header.shape.record
+            for level, records in enumerate(levels):
+                self.writer.write_placed(level, block * (size >> level), records)
+        finally:
+            self.give_back(memory)
+
+    def finish(self) -> None:
+        """Wait for every write; raises the first write's error."""
+        for future in self._pending:
+            future.result()
+
+    def close(self) -> None:
+        """Stop: the writes in flight end, the buffers given back are freed (one still held by
+        a task that has not ended is freed with it)."""
+        self._closed = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        while not self._free.empty():
+            self._free.get().close()
+
+
+@dataclass(frozen=True)
+class LeafSource:
+    """Where pass B's tasks get their leaves: the arrays of pass A, shared. Without
+    ``pad_tags`` and ``vectors`` (``Plan.derives``) they are derived again from the tags and
+    balances."""
+
+    secret: bytes
+    tags: U8
+    balances: U8
+    pieces: int
+    padding: int
+    pad_tags: U8 | None = None
+    vectors: U8 | None = None
+
+    def records_into(self, leaf_ids: I64, out: memoryview) -> None:
+        """The level-0 records of these leaves, in this order, into ``out``."""
+        if self.pad_tags is None or self.vectors is None:
+            key = _key(self.secret)
+            leaf_records_of_into(
+                key, leaf_ids, self.tags, self.balances, self.pieces, self.padding, out
+            )
+        else:
+            leaf_records_by_id_into(
+                leaf_ids, self.tags, self.pad_tags, self.vectors, self.pieces, out
+            )
+
+
+def shared_block_task(writes: BlockWrites, block: int, leaf_ids: I64, source: LeafSource) -> bytes:
+    """``block_task`` for a thread, which shares the whole arrays: the C kernel gathers (or
+    derives) the block's leaves as it hashes them, into a reused buffer placed for direct
+    writes, which ``writes`` then writes. Returns the block's root record."""
+    header = writes.writer.header
     size = len(leaf_ids)
-    for level, data in enumerate(levels):
-        write_at(path, header.offset(level, block * (size >> level)), data)
-    return levels[-1]
+    memory = writes.take()
+    try:
+        levels = [
+            memory.place(level, header.offset(level, block * (size >> level)))
+            for level in range(memory.levels)
+        ]
+        source.records_into(leaf_ids, levels[0])
+        for level in range(1, len(levels)):
+            parents_into(levels[level - 1], len(header.assets), levels[level])
+        root = bytes(levels[-1])
+    except BaseException:
+        writes.give_back(memory)
+        raise
+    writes.submit(memory, block, levels)
+    return root
 
 
 class Runner:
@@ -403,59 +542,110 @@ class Runner:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def local_build(plan: Plan, writer: TreeWriter, options: BuildOptions, progress: Progress) -> Built:
+def local_build(
+    plan: Plan,
+    writer: TreeWriter,
+    options: BuildOptions,
+    progress: Progress,
+    index_final: Path | None = None,
+) -> Built:
+    """Pass A, the order, pass B. With ``index_final``, the index is written by another thread
+    while pass B hashes: it needs only the order and the tags, and pass B leaves the cores idle
+    whenever its writes wait for the disk."""
     runner = Runner(options.processes, threads=merkle.kernel is not None)
+    background = ThreadPoolExecutor(1, thread_name_prefix="por-index")
+    index: Future[Path] | None = None
     try:
-        tags, pad_tags, keys, vectors = _pass_a(plan, runner, options, progress)
+        tags, keys, pad_tags, vectors = _pass_a(plan, runner, options, progress)
         progress.phase("ordering leaves", 1)
         positions = sort_order(keys, options.processes)
         del keys
         progress.advance(1)
+        if index_final is not None:
+            index = background.submit(
+                _write_index, plan, positions, tags, index_final, options.processes
+            )
         root = _pass_b(plan, runner, writer, options, progress, positions, tags, pad_tags, vectors)
+        return Built(positions, tags, root, None if index is None else index.result())
+    except BaseException:
+        if index is not None and not index.cancel() and index.exception() is None:
+            index.result().unlink(missing_ok=True)  # written, but the build failed
+        raise
     finally:
         runner.close()
-    return Built(positions, tags, root)
+        background.shutdown(wait=True)
 
 
 def _pass_a(
     plan: Plan, runner: Runner, options: BuildOptions, progress: Progress
-) -> tuple[U8, U8, U8, U8]:
-    snapshot, pieces, chunk = plan.snapshot, plan.pieces, options.chunk_accounts
-    width = AMOUNT_BYTES * len(snapshot.assets)
+) -> tuple[U8, U8, U8 | None, U8 | None]:
+    """Tags and order keys; with worker processes also the padding tags and the piece vectors
+    (tasks that share the arrays derive those again in pass B, which saves their memory: 40 %
+    of the build's at 10 M accounts)."""
     tags = np.empty((plan.accounts, HASH_BYTES), dtype=np.uint8)
     keys = np.empty((plan.shape.leaf_count, KEY_BYTES), dtype=np.uint8)
+    progress.phase("salts, pieces, order", plan.accounts + plan.padding)
+    if runner.threads or runner.processes == 1:
+        pad_tags, vectors = _shared_pass_a(plan, runner, options, progress, tags, keys)
+        return tags, keys, pad_tags, vectors
+    pad_tags, vectors = _sent_pass_a(plan, runner, options, progress, tags, keys)
+    return tags, keys, pad_tags, vectors
+
+
+def _shared_pass_a(
+    plan: Plan, runner: Runner, options: BuildOptions, progress: Progress, tags: U8, keys: U8
+) -> tuple[U8 | None, U8 | None]:
+    """Tasks write their rows of the arrays in place (threads, or this process); the padding
+    tags and piece vectors are kept only when pass B does not derive them again."""
+    snapshot, pieces, chunk = plan.snapshot, plan.pieces, options.chunk_accounts
+    width = AMOUNT_BYTES * len(snapshot.assets)
+    pad_tags: U8 | None = None
+    vectors: U8 | None = None
+    if not plan.derives(options):
+        pad_tags = np.empty((plan.padding, HASH_BYTES), dtype=np.uint8)
+        vectors = snapshot.balances
+        if pieces > 1:
+            vectors = np.empty((plan.real_leaves, width), dtype=np.uint8)
+
+    def account_arguments(start: int) -> tuple[Any, ...]:
+        stop = min(start + chunk, plan.accounts)
+        return (
+            plan.secret,
+            pieces,
+            snapshot.account_ids.column(start, stop),
+            snapshot.balances[start:stop],
+            tags[start:stop],
+            keys[start * pieces : stop * pieces],
+            None if vectors is None or pieces == 1 else vectors[start * pieces : stop * pieces],
+        )
+
+    def pad_arguments(start: int) -> tuple[Any, ...]:
+        stop = min(start + chunk, plan.padding)
+        first = plan.real_leaves
+        kept = None if pad_tags is None else pad_tags[start:stop]
+        return (plan.secret, start, kept, keys[first + start : first + stop])
+
+    for count in runner.map(
+        accounts_into_task, map(account_arguments, range(0, plan.accounts, chunk))
+    ):
+        progress.advance(count)
+    for count in runner.map(padding_into_task, map(pad_arguments, range(0, plan.padding, chunk))):
+        progress.advance(count)
+    return pad_tags, vectors
+
+
+def _sent_pass_a(
+    plan: Plan, runner: Runner, options: BuildOptions, progress: Progress, tags: U8, keys: U8
+) -> tuple[U8, U8]:
+    """Processes are sent their inputs and send their results back."""
+    snapshot, pieces, chunk = plan.snapshot, plan.pieces, options.chunk_accounts
+    width = AMOUNT_BYTES * len(snapshot.assets)
     vectors = (
         snapshot.balances if pieces == 1 else np.empty((plan.real_leaves, width), dtype=np.uint8)
     )
-    progress.phase("salts, pieces, order", plan.accounts + plan.padding)
+    pad_tags = np.empty((plan.padding, HASH_BYTES), dtype=np.uint8)
     starts = range(0, plan.accounts, chunk)
     pad_starts = range(0, plan.padding, chunk)
-    pad_tags = np.empty((plan.padding, HASH_BYTES), dtype=np.uint8)
-    if runner.threads or runner.processes == 1:
-        # Tasks write their rows of the arrays in place.
-        def account_arguments(start: int) -> tuple[Any, ...]:
-            stop = min(start + chunk, plan.accounts)
-            return (
-                plan.secret,
-                pieces,
-                snapshot.account_ids.column(start, stop),
-                snapshot.balances[start:stop],
-                tags[start:stop],
-                keys[start * pieces : stop * pieces],
-                vectors[start * pieces : stop * pieces] if pieces > 1 else None,
-            )
-
-        def pad_arguments(start: int) -> tuple[Any, ...]:
-            stop = min(start + chunk, plan.padding)
-            first = plan.real_leaves
-            return (plan.secret, start, pad_tags[start:stop], keys[first + start : first + stop])
-
-        for count in runner.map(accounts_into_task, map(account_arguments, starts)):
-            progress.advance(count)
-        for count in runner.map(padding_into_task, map(pad_arguments, pad_starts)):
-            progress.advance(count)
-        return tags, pad_tags, keys, vectors
-    # Processes are sent their inputs and send their results back.
     arguments = (
         (
             plan.secret,
@@ -484,7 +674,7 @@ def _pass_a(
         first = plan.real_leaves + start
         keys[first : first + count] = np.frombuffer(key_bytes, np.uint8).reshape(count, -1)
         progress.advance(count)
-    return tags, pad_tags, keys, vectors
+    return pad_tags, vectors
 
 
 def _pass_b(
@@ -495,32 +685,58 @@ def _pass_b(
     progress: Progress,
     positions: I64,
     tags: U8,
-    pad_tags: U8,
-    vectors: U8,
+    pad_tags: U8 | None,
+    vectors: U8 | None,
 ) -> bytes:
+    """The tree, block by block; ``pad_tags`` and ``vectors`` as pass A kept them (None: the
+    tasks derive them again from the tags and the balances)."""
     block_level = plan.block_level(options.block_leaves)
     size = 1 << block_level
     blocks = plan.shape.leaf_count // size
     progress.phase("hashing the tree", plan.shape.leaf_count)
-
-    shared = runner.threads or runner.processes == 1
-    pieces = plan.pieces
-
-    def arguments() -> Iterator[tuple[Any, ...]]:
-        for block in range(blocks):
-            leaf_ids = positions[block * size : (block + 1) * size]
-            if shared:  # the task reads the arrays where they are
-                yield (writer.path, writer.header, block, leaf_ids, tags, pad_tags, vectors, pieces)
-            else:  # a process is sent only its block's leaves
-                yield (
-                    writer.path,
-                    writer.header,
-                    block,
-                    *block_inputs(plan, leaf_ids, tags, pad_tags, vectors),
-                )
-
-    roots: list[bytes] = []
-    for root in runner.map(shared_block_task if shared else block_task, arguments()):
-        roots.append(root)
+    leaf_ids = (positions[block * size : (block + 1) * size] for block in range(blocks))
+    if runner.threads or runner.processes == 1:
+        source = LeafSource(
+            plan.secret,
+            tags,
+            plan.snapshot.balances,
+            plan.pieces,
+            plan.padding,
+            pad_tags,
+            vectors,
+        )
+        roots = _shared_blocks(plan, runner, writer, size, leaf_ids, source)
+    else:  # each process is sent only its block's leaves
+        if pad_tags is None or vectors is None:
+            raise InvariantViolation("worker processes need the leaves pass A kept")
+        arguments = (
+            (writer.path, writer.header, block, *block_inputs(plan, ids, tags, pad_tags, vectors))
+            for block, ids in enumerate(leaf_ids)
+        )
+        roots = runner.map(block_task, arguments)
+    records: list[bytes] = []
+    for root in roots:
+        records.append(root)
         progress.advance(size)
-    return write_top(plan, writer, block_level, b"".join(roots))
+    return write_top(plan, writer, block_level, b"".join(records))
+
+
+def _shared_blocks(
+    plan: Plan,
+    runner: Runner,
+    writer: TreeWriter,
+    size: int,
+    leaf_ids: Iterator[I64],
+    source: LeafSource,
+) -> Iterator[bytes]:
+    """The block roots, in order, from tasks that read the arrays where they are (threads, or
+    this process) and hash into reused buffers; with threads, two writer threads write them."""
+    writes = BlockWrites(
+        writer, plan.shape.record, size, runner.processes, 2 if runner.threads else 0
+    )
+    arguments = ((writes, block, ids, source) for block, ids in enumerate(leaf_ids))
+    try:
+        yield from runner.map(shared_block_task, arguments)
+        writes.finish()
+    finally:
+        writes.close()

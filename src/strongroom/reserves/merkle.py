@@ -19,8 +19,9 @@ many users there are. Level 0 holds the leaves, level ``height`` the root; a nod
 tree file is ``hash(32) ‖ enc(B)``, so a parent's message is ``0x01 ‖ left record ‖ right record``
 and two adjacent children are one contiguous slice.
 
-The hot loops (``account_leaves``, ``padding_leaves``, ``leaf_records``, ``parents``) run in the
-C kernel ``strongroom.reserves._native`` (OpenSSL SHA-256, the GIL released) when it was built and
+The hot loops (``account_leaves``, ``padding_leaves``, ``leaf_records``, ``parents``, and the
+``*_into`` forms that write into memory the caller reuses) run in the C kernel
+``strongroom.reserves._native`` (OpenSSL SHA-256, the GIL released) when it was built and
 ``STRONGROOM_POR_NATIVE`` is not ``0``; otherwise in Python (the ``*_py`` functions), which hash
 with ``hashlib`` directly and add vectors with numpy. The Python functions are the reference: the
 unit tests hold the kernel byte-identical to them, and them equal to the primitives of
@@ -100,7 +101,32 @@ class NativeKernel(Protocol):
         self, leaf_ids: Any, tags: Any, pad_tags: Any, vectors: Any, pieces: int, width: int
     ) -> bytes: ...
 
+    def leaf_records_by_id_into(
+        self,
+        leaf_ids: Any,
+        tags: Any,
+        pad_tags: Any,
+        vectors: Any,
+        pieces: int,
+        width: int,
+        out: Any,
+    ) -> None: ...
+
+    def leaf_records_of_into(
+        self,
+        secret: bytes,
+        leaf_ids: Any,
+        tags: Any,
+        balances: Any,
+        pieces: int,
+        padding: int,
+        width: int,
+        out: Any,
+    ) -> None: ...
+
     def parents(self, children: Any, n_assets: int) -> bytes | None: ...
+
+    def parents_into(self, children: Any, n_assets: int, out: Any) -> bool: ...
 
     def sort_keys(self, keys: Any, stride: int, order: Any, part: int, parts: int) -> bool: ...
 
@@ -362,15 +388,16 @@ def account_leaves_into(
     vectors: U8 | None,
 ) -> None:
     """``account_leaves`` written into C-contiguous arrays of the right shapes: ``tags`` (count,
-    32), ``keys`` (count · pieces, 16), ``vectors`` (count · pieces, 16 · assets), or None with
-    one piece (the vectors are then the balances themselves)."""
+    32), ``keys`` (count · pieces, 16), ``vectors`` (count · pieces, 16 · assets), or None when
+    the vectors are not wanted (one piece: they are the balances; more: ``leaf_records_of_into``
+    splits them again)."""
     count, width = balances.shape
     invariant(count == len(account_ids), "one balance row per account")
     invariant(1 <= pieces <= MAX_PIECES, "pieces out of range")
     invariant(
         tags.shape == (count, HASH_BYTES)
         and keys.shape == (count * pieces, KEY_BYTES)
-        and (vectors.shape == (count * pieces, width) if vectors is not None else pieces == 1),
+        and (vectors is None or vectors.shape == (count * pieces, width)),
         "output arrays of the wrong shape",
     )
     invariant(
@@ -538,6 +565,83 @@ def leaf_records_by_id(leaf_ids: I64, tags: U8, pad_tags: U8, vectors: U8, piece
     )
 
 
+def leaf_records_by_id_into(
+    leaf_ids: I64, tags: U8, pad_tags: U8, vectors: U8, pieces: int, out: memoryview
+) -> None:
+    """``leaf_records_by_id`` written into ``out`` (a writable buffer of exactly the records'
+    size, which the caller reuses from block to block)."""
+    width = vectors.shape[1]
+    invariant(len(out) == len(leaf_ids) * (HASH_BYTES + width), "out is not the records' size")
+    if kernel is None:
+        out[:] = leaf_records_by_id_py(leaf_ids, tags, pad_tags, vectors, pieces)
+        return
+    kernel.leaf_records_by_id_into(
+        np.ascontiguousarray(leaf_ids, dtype=np.int64),
+        np.ascontiguousarray(tags, dtype=np.uint8),
+        np.ascontiguousarray(pad_tags, dtype=np.uint8),
+        np.ascontiguousarray(vectors, dtype=np.uint8),
+        pieces,
+        width,
+        out,
+    )
+
+
+def leaf_records_of_into(
+    key: AuditKey,
+    leaf_ids: I64,
+    tags: U8,
+    balances: U8,
+    pieces: int,
+    padding: int,
+    out: memoryview,
+) -> None:
+    """``leaf_records_by_id_into`` from the accounts' tags and balance rows alone: each piece's
+    vector is split again from the balances (the same split as ``account_leaves``) and each
+    padding tag computed again (``pad_tag``), so a build keeps neither in memory. Leaf ids
+    below accounts · pieces are pieces, the ``padding`` ids above are padding leaves."""
+    width = balances.shape[1]
+    invariant(len(tags) == len(balances), "one tag per balance row")
+    invariant(len(out) == len(leaf_ids) * (HASH_BYTES + width), "out is not the records' size")
+    if kernel is None:
+        out[:] = leaf_records_of_py(key, leaf_ids, tags, balances, pieces, padding)
+        return
+    kernel.leaf_records_of_into(
+        key.secret,
+        np.ascontiguousarray(leaf_ids, dtype=np.int64),
+        np.ascontiguousarray(tags, dtype=np.uint8),
+        np.ascontiguousarray(balances, dtype=np.uint8),
+        pieces,
+        padding,
+        width,
+        out,
+    )
+
+
+def leaf_records_of_py(
+    key: AuditKey, leaf_ids: I64, tags: U8, balances: U8, pieces: int, padding: int
+) -> bytes:
+    """``leaf_records_of_into`` in Python: the reference for the C kernel."""
+    count, (accounts, width) = len(leaf_ids), balances.shape
+    real = accounts * pieces
+    invariant(bool(np.all((leaf_ids >= 0) & (leaf_ids < real + padding))), "leaf id out of range")
+    leaf_tags = np.empty((count, HASH_BYTES), dtype=np.uint8)
+    leaf_pieces = np.zeros(count, dtype=np.uint32)
+    vectors = np.zeros((count, width), dtype=np.uint8)
+    for position, leaf in enumerate(leaf_ids.tolist()):
+        if leaf >= real:
+            leaf_tags[position] = np.frombuffer(key.pad_tag(leaf - real), np.uint8)
+            continue
+        account, piece = divmod(leaf, pieces)
+        tag = tags[account].tobytes()
+        row = balances[account].tobytes()
+        if pieces > 1:
+            row = enc(key.split(tag, dec(row, width // AMOUNT_BYTES), pieces)[piece])
+        leaf_tags[position] = tags[account]
+        leaf_pieces[position] = piece
+        vectors[position] = np.frombuffer(row, np.uint8)
+    return leaf_records_py(leaf_tags, leaf_pieces, vectors)
+
+
 def leaf_records_by_id_py(leaf_ids: I64, tags: U8, pad_tags: U8, vectors: U8, pieces: int) -> bytes:
     """``leaf_records_by_id`` in Python: the reference for the C kernel."""
     return leaf_records_py(*gather_leaves(leaf_ids, tags, pad_tags, vectors, pieces))
@@ -630,6 +734,19 @@ def parents(children: bytes, n_assets: int) -> bytes:
     if out is None:
         raise InvariantViolation("a node's balance exceeds 2^128-1")
     return out
+
+
+def parents_into(children: memoryview, n_assets: int, out: memoryview) -> None:
+    """``parents`` written into ``out`` (writable, exactly the parents' size, not overlapping
+    ``children``)."""
+    pair = 2 * record_bytes(n_assets)
+    invariant(len(children) % pair == 0 and len(children) > 0, "children must come in pairs")
+    invariant(len(out) * 2 == len(children), "out is not the parents' size")
+    if kernel is None:
+        out[:] = parents_py(bytes(children), n_assets)
+        return
+    if not kernel.parents_into(children, n_assets, out):
+        raise InvariantViolation("a node's balance exceeds 2^128-1")
 
 
 def parents_py(children: bytes, n_assets: int) -> bytes:

@@ -1,8 +1,17 @@
-"""User proofs from an audit directory in O(log n): derive the user's tag, binary-search the
-index, then read one sibling per level from the memory-mapped tree file."""
+"""User proofs from an audit directory in O(log n): derive the user's tag, look it up in the
+index (an interpolation search), then read one sibling per level from the memory-mapped tree
+file.
+
+A proof is what a server answers per request, so its inner loop does only what it must: one
+slice of the map per level, the amounts decoded in one ``struct`` call per record, no range
+checks on values that a u128 field cannot exceed. The nodes of the top levels are shared by
+every proof: their JSON-ready text is kept (a bounded number of them) and copied into each proof.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import struct
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -11,11 +20,15 @@ from typing import Any
 from strongroom.errors import DomainError, NotFound, invariant
 from strongroom.reserves import audit as files
 from strongroom.reserves.audit import Audit
-from strongroom.reserves.merkle import HASH_BYTES, AuditKey, dec
+from strongroom.reserves.merkle import HASH_BYTES, AuditKey
 from strongroom.reserves.treefile import IndexFile, TreeFile, TreeFileError
 from strongroom_verify import por_v1
 
 MAX_OPEN_AUDITS = 8
+CACHED_LEVELS = 12
+"""The top levels whose nodes' text is kept: at most 2^13 nodes, a few MiB."""
+_LEAF_PREFIX = por_v1.LEAF_PREFIX
+_PIECE = struct.Struct(">I")
 
 
 class NotInAudit(NotFound):
@@ -27,8 +40,20 @@ class ProofUnavailable(DomainError):
     status = 503
 
 
+def amount_text(amount: int, scale: int) -> str:
+    """``por_v1.format_amount`` for an amount known to be in 0..2^128-1 (read from a u128
+    field): the same text, without the checks."""
+    digits = str(amount)
+    if scale == 0:
+        return digits
+    if len(digits) <= scale:
+        digits = digits.rjust(scale + 1, "0")
+    return f"{digits[:-scale]}.{digits[-scale:]}"
+
+
 class ProofServer:
-    """Serves proofs for one built audit directory (thread-safe: reads only)."""
+    """Serves proofs for one built audit directory (thread-safe: reads only; the cache of top
+    nodes is filled with values that are the same whichever thread computes them)."""
 
     def __init__(self, directory: Path, secret_file: Path | None = None) -> None:
         try:
@@ -47,6 +72,13 @@ class ProofServer:
             raise ProofUnavailable(f"{directory}: root.json does not match tree.bin")
         self._n_assets = len(self.audit.assets)
         self._assets_json = [{"code": a.code, "scale": a.scale} for a in self.audit.assets]
+        self._columns = tuple((a.code, a.scale) for a in self.audit.assets)
+        self._amounts = struct.Struct(">" + "QQ" * self._n_assets)
+        self._root_hex = self.audit.root.hex()
+        self._totals_text = self.audit.totals_text()
+        self._height = self.tree.shape.height
+        self._cached_from = max(0, self._height - CACHED_LEVELS)
+        self._top: dict[tuple[int, int], tuple[str, dict[str, str]]] = {}
 
     def close(self) -> None:
         self.tree.close()
@@ -54,43 +86,61 @@ class ProofServer:
 
     def leaves_of(self, account_id: str) -> tuple[bytes, list[int]] | None:
         """The account's user salt and its leaf indices (piece order), or None."""
+        found = self._find(account_id)
+        return None if found is None else (found[0], found[1])
+
+    def _find(self, account_id: str) -> tuple[bytes, list[int], list[bytes]] | None:
+        """Salt, leaf indices and leaf records of the account, or None. The index holds only a
+        16-byte tag prefix, so each leaf is confirmed: its hash must be the account's."""
         try:
-            salt = por_v1.derive_user_salt(self.key.secret, account_id)
-            tag = por_v1.user_tag(salt, account_id)
-        except ValueError:
+            encoded = account_id.encode("utf-8")
+        except UnicodeEncodeError:
             return None
+        if not 1 <= len(encoded) <= por_v1.MAX_ACCOUNT_ID_BYTES:
+            return None
+        salt = self.key.user_salt(account_id)
+        tag = hashlib.sha256(por_v1.USER_DOMAIN + b"\x00" + salt + encoded).digest()
         indices = self.index.lookup(tag)
         if indices is None:
             return None
-        for piece, index in enumerate(indices):  # the index only has a 16-byte key: confirm
+        records = []
+        for piece, index in enumerate(indices):
             record = self.tree.node(0, index)
-            vector = dec(record[HASH_BYTES:], self._n_assets)
-            if por_v1.leaf_hash(tag, piece, vector) != record[:HASH_BYTES]:
+            message = _LEAF_PREFIX + tag + _PIECE.pack(piece) + record[HASH_BYTES:]
+            if hashlib.sha256(message).digest() != record[:HASH_BYTES]:
                 return None
-        return salt, indices
+            records.append(record)
+        return salt, indices, records
 
     def proof(self, account_id: str) -> dict[str, Any]:
         """The proof JSON of POR_FORMATS §1; raises NotInAudit for an account not in it."""
-        found = self.leaves_of(account_id)
+        found = self._find(account_id)
         if found is None:
             raise NotInAudit(
                 f"account {account_id[:64]!r} is not in audit {self.audit.audit_id}",
                 audit_id=self.audit.audit_id,
             )
-        salt, indices = found
-        leaves = [self._leaf(piece, index) for piece, index in enumerate(indices)]
+        salt, indices, records = found
         balances = [0] * self._n_assets
-        for index in indices:
-            for position, amount in enumerate(
-                dec(self.tree.node(0, index)[HASH_BYTES:], self._n_assets)
-            ):
+        leaves = []
+        for piece, (index, record) in enumerate(zip(indices, records, strict=True)):
+            amounts = self._vector(record)
+            for position, amount in enumerate(amounts):
                 balances[position] += amount
+            leaves.append(
+                {
+                    "index": index,
+                    "piece": piece,
+                    "balances": self._text(amounts),
+                    "path": self._path(index),
+                }
+            )
         return {
             "format": por_v1.FORMAT,
             "audit_id": self.audit.audit_id,
-            "assets": self._assets_json,
-            "root": self.audit.root.hex(),
-            "totals": self.audit.totals_text(),
+            "assets": [dict(asset) for asset in self._assets_json],
+            "root": self._root_hex,
+            "totals": dict(self._totals_text),
             "leaf_count": self.audit.leaf_count,
             "account_id": account_id,
             "user_salt": salt.hex(),
@@ -98,29 +148,32 @@ class ProofServer:
             "leaves": leaves,
         }
 
-    def _text(self, vector: list[int]) -> dict[str, str]:
+    def _vector(self, record: bytes) -> list[int]:
+        words = self._amounts.unpack_from(record, HASH_BYTES)
+        return [(words[n] << 64) | words[n + 1] for n in range(0, len(words), 2)]
+
+    def _text(self, amounts: list[int]) -> dict[str, str]:
         return {
-            asset.code: por_v1.format_amount(amount, asset.scale)
-            for asset, amount in zip(self.audit.assets, vector, strict=True)
+            code: amount_text(amount, scale)
+            for (code, scale), amount in zip(self._columns, amounts, strict=True)
         }
 
-    def _leaf(self, piece: int, index: int) -> dict[str, Any]:
-        record = self.tree.node(0, index)
-        path = []
-        for level in range(self.tree.shape.height):
-            sibling = self.tree.node(level, (index >> level) ^ 1)
-            path.append(
-                {
-                    "hash": sibling[:HASH_BYTES].hex(),
-                    "balances": self._text(dec(sibling[HASH_BYTES:], self._n_assets)),
-                }
-            )
-        return {
-            "index": index,
-            "piece": piece,
-            "balances": self._text(dec(record[HASH_BYTES:], self._n_assets)),
-            "path": path,
-        }
+    def _step(self, record: bytes) -> tuple[str, dict[str, str]]:
+        return record[:HASH_BYTES].hex(), self._text(self._vector(record))
+
+    def _path(self, index: int) -> list[dict[str, Any]]:
+        """The path of POR_FORMATS §1 for leaf ``index``: read below the cached levels, copied
+        from the cache above."""
+        cached_from = self._cached_from
+        steps = [self._step(record) for record in self.tree.siblings(index, cached_from)]
+        top = self._top
+        for level in range(cached_from, self._height):
+            key = (level, (index >> level) ^ 1)
+            step = top.get(key)
+            if step is None:
+                step = top[key] = self._step(self.tree.node(*key))
+            steps.append(step)
+        return [{"hash": digest, "balances": dict(text)} for digest, text in steps]
 
 
 class ProofServers:

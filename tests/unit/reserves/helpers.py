@@ -39,15 +39,19 @@ def build_audit(
     workers: int = 1,
     block_leaves: int = 1 << 16,
     created_at: datetime | None = None,
+    derive_leaves: bool | None = None,
 ) -> Path:
     snapshot = Snapshot.from_mapping(SCALES, balances)
+    options = BuildOptions(
+        pieces=pieces, workers=workers, block_leaves=block_leaves, derive_leaves=derive_leaves
+    )
     build(
         snapshot,
         directory,
         secret=secret,
         audit_id="test-audit",
         created_at=created_at,
-        options=BuildOptions(pieces=pieces, workers=workers, block_leaves=block_leaves),
+        options=options,
     )
     return directory
 

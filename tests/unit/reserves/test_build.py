@@ -31,6 +31,45 @@ def test_processes_and_block_sizes_do_not_change_a_byte(tmp_path: Path) -> None:
         assert (one / name).read_bytes() == (many / name).read_bytes(), name
 
 
+@pytest.mark.parametrize(("workers", "native"), [(1, True), (2, True), (1, False)])
+def test_derived_and_kept_leaves_give_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, native: bool
+) -> None:
+    """Pass B may derive the piece vectors and padding tags again instead of keeping them
+    (BuildOptions.derive_leaves, to save memory): the files are the same."""
+    if native and merkle.kernel is None:
+        pytest.skip("the C kernel is not built here")
+    if not native:
+        monkeypatch.setattr(merkle, "kernel", None)
+    balances = random_balances(700, seed=9)
+    at = datetime(2026, 11, 30, tzinfo=UTC)
+    built = {
+        derive: build_audit(
+            tmp_path / str(derive),
+            balances,
+            pieces=3,
+            workers=workers,
+            block_leaves=256,
+            created_at=at,
+            derive_leaves=derive,
+        )
+        for derive in (False, True)
+    }
+    for name in ("tree.bin", "index.bin", "root.json"):
+        assert (built[False] / name).read_bytes() == (built[True] / name).read_bytes(), name
+
+
+def test_large_builds_derive_the_leaves_small_ones_keep_them() -> None:
+    snapshot = Snapshot.from_mapping(SCALES, random_balances(10))
+    small = builder.Plan(snapshot, SECRET, 2, merkle.Shape(len(SCALES), 32))
+    assert not small.derives(builder.BuildOptions())
+    assert small.derives(builder.BuildOptions(derive_leaves=True))
+    # 2^26 leaves, nearly all padding: 2 GiB of padding tags to keep, over DERIVE_ABOVE_BYTES
+    large = builder.Plan(snapshot, SECRET, 2, merkle.Shape(len(SCALES), 1 << 26))
+    assert large.derives(builder.BuildOptions())
+    assert not large.derives(builder.BuildOptions(derive_leaves=False))
+
+
 def test_tree_file_layout(tmp_path: Path) -> None:
     directory = build_audit(tmp_path / "a", random_balances(5), pieces=1)
     data = (directory / "tree.bin").read_bytes()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -218,6 +219,75 @@ def test_account_leaves_into_writes_rows_in_place(backend: str) -> None:
         merkle.account_leaves_into(key, ids, rows, 2, wide[:, :32], keys[:20], vectors[:20])
 
 
+@SLOW
+@given(
+    st.integers(1, 5).flatmap(
+        lambda n_assets: st.lists(
+            st.lists(AMOUNTS, min_size=n_assets, max_size=n_assets), min_size=1, max_size=40
+        )
+    ),
+    st.integers(1, 16),
+    st.integers(0, 90),  # more than one group of 64 leaves
+    st.integers(0, 2**64).map(random.Random),
+)
+def test_leaf_records_of(
+    backend: str, vectors: list[list[int]], pieces: int, padding: int, rng: random.Random
+) -> None:
+    """Leaves derived again from the tags and balances alone are the leaves that pass A's
+    vectors and padding tags give (the split's rejected words included: AMOUNTS near 2^128)."""
+    key = AuditKey(SECRET)
+    n_assets = len(vectors[0])
+    ids = [f"user-{n}" for n in range(len(vectors))]
+    rows = _rows(vectors, n_assets)
+    first = merkle.account_leaves_py(key, ids, rows, pieces)
+    tags = np.frombuffer(first.tags, np.uint8).reshape(len(ids), 32)
+    pieces_vectors = np.frombuffer(first.vectors, np.uint8).reshape(-1, 16 * n_assets)
+    pad_tags = np.frombuffer(merkle.padding_leaves_py(key, 0, padding)[0], np.uint8)
+    real = len(ids) * pieces
+    leaf_ids = np.array(rng.sample(range(real + padding), real + padding), dtype=np.int64)
+    expected = merkle.leaf_records_by_id_py(
+        leaf_ids, tags, pad_tags.reshape(padding, 32), pieces_vectors, pieces
+    )
+    assert merkle.leaf_records_of_py(key, leaf_ids, tags, rows, pieces, padding) == expected
+    out = memoryview(bytearray(len(expected)))
+    merkle.leaf_records_of_into(key, leaf_ids, tags, rows, pieces, padding, out)
+    assert bytes(out) == expected
+
+
+@needs_kernel
+def test_leaf_records_of_refuses_bad_arguments(backend: str) -> None:
+    assert KERNEL is not None
+    tags, rows = np.zeros((2, 32), np.uint8), np.zeros((2, 16), np.uint8)
+    out = bytearray(3 * 48)
+    with pytest.raises(ValueError, match="leaf id out of range"):
+        KERNEL.leaf_records_of_into(
+            SECRET, np.array([0, 1, 6], np.int64), tags, rows, 2, 2, 16, out
+        )
+    with pytest.raises(ValueError, match="out must be a writable buffer"):
+        KERNEL.leaf_records_of_into(
+            SECRET, np.array([0, 1, 5], np.int64), tags, rows, 2, 2, 16, out[:-1]
+        )
+    with pytest.raises(ValueError, match="misaligned"):
+        KERNEL.leaf_records_of_into(
+            SECRET, np.array([0], np.int64), tags, rows[:1], 2, 2, 16, out[:48]
+        )
+    with pytest.raises(ValueError, match="secret"):
+        KERNEL.leaf_records_of_into(
+            bytes(31), np.array([0], np.int64), tags, rows, 2, 2, 16, out[:48]
+        )
+
+
+def test_account_leaves_into_without_vectors(backend: str) -> None:
+    """Pass A of a threaded build keeps no vectors: the tags and order keys are the same."""
+    key = AuditKey(SECRET)
+    ids = [f"u{n}" for n in range(70)]
+    rows = _rows([[n, 2**127 + n, 0] for n in range(70)], 3)
+    expected = merkle.account_leaves_py(key, ids, rows, 3)
+    tags, keys = np.zeros((70, 32), np.uint8), np.zeros((210, 16), np.uint8)
+    merkle.account_leaves_into(key, ids, rows, 3, tags, keys, None)
+    assert tags.tobytes() == expected.tags and keys.tobytes() == expected.keys
+
+
 @QUICK
 @given(st.integers(0, 2**63), st.integers(0, 150), st.binary(min_size=32, max_size=32))
 def test_padding_leaves(backend: str, first: int, count: int, secret: bytes) -> None:
@@ -275,6 +345,9 @@ def test_leaf_records_by_id(
         merkle.leaf_records_by_id(
             np.array([real + padding], np.int64), tags, pad_tags, vectors, pieces
         )
+    out = memoryview(bytearray(len(leaf_ids) * (32 + 48)))
+    merkle.leaf_records_by_id_into(leaf_ids, tags, pad_tags, vectors, pieces, out)
+    assert bytes(out) == merkle.leaf_records_by_id_py(leaf_ids, tags, pad_tags, vectors, pieces)
 
 
 @SLOW
@@ -297,6 +370,9 @@ def test_parents(backend: str, case: tuple[int, list[tuple[bytes, list[int]]]]) 
     n_assets, nodes = case
     children = b"".join(h + merkle.enc(v) for h, v in nodes)
     assert merkle.parents(children, n_assets) == merkle.parents_py(children, n_assets)
+    out = memoryview(bytearray(len(children) // 2))
+    merkle.parents_into(memoryview(children), n_assets, out)
+    assert bytes(out) == merkle.parents_py(children, n_assets)
     levels = merkle.build_levels(children[: 2 * (32 + 16 * n_assets)], n_assets)
     assert levels[1] == merkle.parents_py(levels[0], n_assets)
 
@@ -320,9 +396,30 @@ def test_parents_carry_and_refuse_overflow(
             merkle.parents(children, 2)
         with pytest.raises(InvariantViolation, match="exceeds"):
             merkle.parents_py(children, 2)
+        with pytest.raises(InvariantViolation, match="exceeds"):
+            merkle.parents_into(memoryview(children), 2, memoryview(bytearray(len(children) // 2)))
     else:
         assert merkle.dec(merkle.parents(children, 2)[32:], 2) == [15, total]
         assert merkle.parents(children, 2) == merkle.parents_py(children, 2)
+
+
+@needs_kernel
+def test_the_into_functions_refuse_a_wrong_output(backend: str) -> None:
+    """An output of the wrong size, read-only or overlapping the input is refused, not written
+    past."""
+    assert KERNEL is not None
+    children = bytearray(4 * (32 + 16))
+    with pytest.raises(ValueError, match="out must be a writable buffer of 96 bytes"):
+        KERNEL.parents_into(children, 1, bytearray(95))
+    with pytest.raises((ValueError, TypeError)):
+        KERNEL.parents_into(children, 1, bytes(96))
+    with pytest.raises(ValueError, match="overlaps"):
+        KERNEL.parents_into(memoryview(children), 1, memoryview(children)[96:192])
+    tags = np.zeros((2, 32), np.uint8)
+    vectors = np.zeros((2, 16), np.uint8)
+    ids = np.array([1, 0], np.int64)
+    with pytest.raises(ValueError, match="out must be a writable buffer of 96 bytes"):
+        KERNEL.leaf_records_by_id_into(ids, tags, tags[:0], vectors, 1, 16, bytearray(97))
 
 
 @SLOW
@@ -330,7 +427,7 @@ def test_parents_carry_and_refuse_overflow(
     st.integers(0, 3000),
     st.sampled_from([16, 32]),
     st.integers(1, 3),
-    st.randoms(use_true_random=False),
+    st.integers(0, 2**64).map(random.Random),  # not st.randoms: 96 KB would exceed its entropy
 )
 def test_key_order(backend: str, count: int, width: int, threads: int, rng: Any) -> None:
     rows = np.frombuffer(rng.randbytes(count * width), np.uint8).reshape(count, width).copy()

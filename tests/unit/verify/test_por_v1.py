@@ -7,14 +7,18 @@ import hashlib
 import hmac
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from strongroom_verify import por_v1
 from strongroom_verify.cli import main
 from strongroom_verify.formats import detect
+from strongroom_verify.result import ProofError
 
 from .generators import PorV1Tree, build_por_v1, por_leaf, por_user_tag
 
@@ -389,3 +393,78 @@ def test_wraparound_instead_of_a_negative_is_caught() -> None:
     proof["leaves"][0]["path"][0]["balances"] = {"BTC": str(2**128 - 5)}
     proof["totals"] = {"BTC": "2"}
     assert any("exceeds 2^128-1" in m for m in failures(proof))
+
+
+# ------------------------------------------------------------------------------------------------
+# The fast paths take exactly the inputs the plain rules take
+
+_PLAIN_AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
+AMOUNT_TEXT = st.one_of(
+    st.text(alphabet="0123456789.-+eE _x١１²", max_size=45),
+    st.integers(0, 2**129).map(str),
+    st.builds(lambda w, f: f"{w}.{f}", st.integers(0, 10**30), st.integers(0, 10**30)),
+    st.text(alphabet="0.", min_size=78, max_size=83),  # around the 80-character limit
+)
+AMOUNT_VALUE = st.one_of(AMOUNT_TEXT, st.integers(), st.none(), st.just([]))
+
+
+def _plain_parse(text: str, scale: int) -> int | None:
+    """parse_amount as the format states it: [0-9]+(.[0-9]+)?, at most `scale` decimals,
+    at most 2^128-1; None where it must refuse."""
+    match = _PLAIN_AMOUNT.fullmatch(text) if len(text) <= 80 else None
+    if match is None or len(match.group(2) or "") > scale:
+        return None
+    amount = int(match.group(1)) * 10**scale + int((match.group(2) or "").ljust(scale, "0") or "0")
+    return amount if amount <= 2**128 - 1 else None
+
+
+@settings(max_examples=400, deadline=None)
+@given(AMOUNT_TEXT, st.integers(0, 38))
+def test_parse_amount_takes_exactly_plain_decimals(text: str, scale: int) -> None:
+    expected = _plain_parse(text, scale)
+    if expected is None:
+        with pytest.raises(ValueError):
+            por_v1.parse_amount(text, scale)
+    else:
+        assert por_v1.parse_amount(text, scale) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 2**128 - 1), st.integers(0, 38))
+def test_format_amount_is_the_exact_decimal(amount: int, scale: int) -> None:
+    whole, fraction = divmod(amount, 10**scale)
+    expected = f"{whole}.{fraction:0{scale}d}" if scale else str(amount)
+    assert por_v1.format_amount(amount, scale) == expected
+
+
+VECTOR_ASSETS = (por_v1.Asset("BTC", 8), por_v1.Asset("ETH", 18), por_v1.Asset("HKD", 0))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["BTC", "ETH", "HKD", "XRP"]), AMOUNT_VALUE, max_size=4),
+)
+def test_balances_are_read_like_one_amount_at_a_time(amounts: dict[str, object]) -> None:
+    """The inlined loop of _parse_vector agrees with the one-check-at-a-time reading: the same
+    vector, or the same error naming the problem."""
+    try:
+        expected: object = por_v1._parse_vector_saying_why(amounts, VECTOR_ASSETS, "balances")
+    except ProofError as error:
+        expected = str(error)
+    try:
+        got: object = por_v1._parse_vector(amounts, VECTOR_ASSETS, "balances")
+    except ProofError as error:
+        got = str(error)
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["ab" * 32, "AB" * 32, "ab" * 31 + "a ", " a" + "b" * 62, "ab " * 21 + "a", "zz" * 32, "ab"],
+)
+def test_hashes_must_be_64_lowercase_hex_characters(text: str) -> None:
+    if text == "ab" * 32:
+        assert por_v1._parse_hash(text, "root") == bytes.fromhex(text)
+    else:
+        with pytest.raises(ProofError, match="root: expected 64 lowercase hex characters"):
+            por_v1._parse_hash(text, "root")
