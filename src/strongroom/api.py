@@ -141,6 +141,33 @@ def submit_transfer(
     request's own transaction (lookups, accounts created on first use), which commits before
     the transfer is queued; the batcher claims the key and moves the money in one transaction.
     """
+    status, payload = transfer_once(
+        request=request,
+        session=session,
+        settings=settings,
+        user=user,
+        key=key,
+        body=body,
+        prepare=prepare,
+        respond=respond,
+    )
+    return JSONResponse(payload, status_code=status)
+
+
+def transfer_once(
+    *,
+    request: Request,
+    session: Session,
+    settings: Settings,
+    user: User,
+    key: str | None,
+    body: dict[str, Any],
+    prepare: Callable[[], TransferSpec],
+    respond: Callable[[str], tuple[int, dict[str, Any]]],
+) -> tuple[int, dict[str, Any]]:
+    """``submit_transfer``'s work, answered as ``(status, payload)``: for callers that answer
+    in another form than JSON (the Lite app's forms). The idempotency scope is the user and
+    ``METHOD path``, so a key of one endpoint never answers for another."""
     checked = idempotency.check_key(key, max_chars=settings.idempotency.key_max_chars)
     claim = Claim(
         scope=f"{user.id}:{request.method} {request.url.path}",
@@ -149,9 +176,8 @@ def submit_transfer(
     )
     replay = stored_response(session=session, claim=claim)
     if replay is not None:
-        return JSONResponse(replay[1], status_code=replay[0])
+        return replay
     spec = prepare()
     session.commit()
     batcher: Batcher = request.app.state.batcher
-    status, payload = batcher.submit(spec, claim, respond)
-    return JSONResponse(payload, status_code=status)
+    return batcher.submit(spec, claim, respond)

@@ -28,9 +28,9 @@ from strongroom.payments.router import router as payments_router
 from strongroom.reserves import pages as reserves_pages
 from strongroom.reserves.router import router as reserves_router
 from strongroom.settings import Settings, get_settings
+from strongroom.web import console, lite
 from strongroom.web import core as web_core
 from strongroom.web import errors as web_errors
-from strongroom.web import lite
 
 log = logging.getLogger("strongroom")
 
@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         reserves_router,
         reserves_pages.router,
         lite.router,
+        console.router,
     ):
         app.include_router(router)
     app.mount(web_core.STATIC_URL, StaticFiles(packages=STATIC_PACKAGES), name="static")

@@ -6,18 +6,20 @@ import os
 import secrets
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import platformdirs
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from strongroom import db, worker
 from strongroom.identity import service as identity
 from strongroom.ledger import reports
 from strongroom.reserves.cli import por_app
 from strongroom.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from strongroom.demo import Login
 
 app = typer.Typer(help="Strongroom: a stored-value wallet back office.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -94,40 +96,66 @@ def demo(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
     database_url: DatabaseUrl = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="where the demo keeps its files; default: the user's data directory"),
+    ] = None,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="populate, then exit")] = False,
 ) -> None:
-    """Create a populated demo on SQLite (a fresh file), start the server, print the logins."""
+    """A populated demo: a fresh SQLite database, a published proof-of-reserves audit, a local
+    SMTP server that keeps every email; then serve the Lite app, the console and the API, and
+    print their addresses and the logins."""
     from strongroom import demo as demo_data
 
-    url = database_url or _fresh_demo_url()
+    directory = (data_dir or Path(platformdirs.user_data_dir("strongroom"))).resolve()
+    demo_data.fresh_directory(directory, database=database_url is None)
+    url = database_url or f"sqlite:///{directory / demo_data.DATABASE_FILE}"
     os.environ["STRONGROOM_ENV"] = "demo"
     settings = _settings(url)
     engine = db.make_engine(settings.database_url)
     db.upgrade(engine)
-    logins = demo_data.populate(db.make_session_factory(engine), settings)
-    table = Table(title="Demo logins")
-    for column in ("who", "email", "password"):
-        table.add_column(column, overflow="fold")
-    for who, email, password in logins:
-        table.add_row(who, email, password)
-    console.print(table)
-    console.print(f"API: http://{host}:{port}   docs: http://{host}:{port}/docs")
-    console.print(f"Database: {_safe(settings.database_url)}")
+    with console.status("creating the demo's users, money and proof of reserves"):
+        logins = demo_data.populate(
+            db.make_session_factory(engine), settings, audits_dir=directory / demo_data.AUDITS
+        )
+    _print_logins(logins)
+    base = f"http://{host}:{port}"
+    # plain lines (never wrapped or folded): addresses and secrets are copied from here
+    typer.echo(f"Lite app:          {base}/app")
+    typer.echo(f"Operator console:  {base}/console")
+    typer.echo(f"Proof of reserves: {base}/reserves/verify")
+    typer.echo(f"API docs:          {base}/docs")
+    typer.echo(f"Database:          {_safe(settings.database_url)}")
     if no_serve:
         return
     import uvicorn
 
-    uvicorn.run("strongroom.app:create_app", factory=True, host=host, port=port, log_level="info")
+    from strongroom.app import create_app
+    from strongroom.web.console import inbox
+
+    maildir = directory / demo_data.MAILDIR
+    with demo_data.MailSink(maildir) as sink:
+        typer.echo(
+            f"Emails:            delivered over SMTP to {sink.host}:{sink.port} (this process), "
+            f"kept in {maildir}; read them in the console's Inbox: {base}/console/inbox"
+        )
+        served = create_app(demo_data.smtp_settings(settings, sink, base))
+        setattr(served.state, inbox.STATE_KEY, maildir)
+        uvicorn.run(served, host=host, port=port, log_level="info")
 
 
-def _fresh_demo_url() -> str:
-    """The demo always starts from a new file: the previous demo's data is removed."""
-    directory = Path(platformdirs.user_data_dir("strongroom"))
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "demo.sqlite3"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    return f"sqlite:///{path}"
+def _print_logins(logins: list[Login]) -> None:
+    typer.echo("Demo logins (users sign in at /app, operators at /console):")
+    width = max(len(login.email) for login in logins)
+    for login in logins:
+        line = f"  {login.who:<18} {login.email:<{width}}  password {login.password}"
+        if login.totp_secret is not None:
+            line += f"  TOTP secret {login.totp_secret}"
+        typer.echo(line)
+    typer.echo(
+        "Operators also need a code: add the TOTP secret to an authenticator app, or run "
+        "python -c \"import pyotp; print(pyotp.TOTP('SECRET').now())\""
+    )
 
 
 def _safe(url: str) -> str:

@@ -1,79 +1,307 @@
-"""The demo's data: a few users in both regions, an operator, top-ups and transfers."""
+"""The demo (``strongroom demo``): its data and its mail sink.
+
+``populate`` fills a fresh database through the services, as users and operators would: users
+in both regions with top-ups and transfers, an anti-phishing code, a wrong password and a
+sign-in (security events), an admin and a support operator with 2FA on (their TOTP secrets are
+printed), and a published proof-of-reserves audit built from the ledger, so the Lite app, the
+console and ``/reserves/verify`` open on something to look at.
+
+``MailSink`` is a local SMTP server (aiosmtpd, in this process, on 127.0.0.1 and a free port)
+that keeps every message it receives in a Maildir. The demo points its SMTP settings at it, so
+the outbox worker delivers over real SMTP (no "SMTP unavailable" every second), and the
+console's Inbox (demo only) reads that Maildir back.
+"""
 
 from __future__ import annotations
 
+import shutil
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
 from sqlalchemy.orm import Session, sessionmaker
 
 from strongroom.db import unit_of_work
+from strongroom.errors import DomainError, invariant
 from strongroom.funding import service as funding
 from strongroom.identity import service as identity
+from strongroom.identity.audit import Origin
+from strongroom.identity.models import User
 from strongroom.payments import service as payments
+from strongroom.reserves import audit as audit_files
+from strongroom.reserves import service as reserves
+from strongroom.reserves.builder import BuildOptions, build
+from strongroom.reserves.models import PorAudit
+from strongroom.reserves.snapshot import from_ledger
 from strongroom.settings import Settings
 
 DEMO_PASSWORD = "demo-password-1"  # noqa: S105  (printed for the demo on purpose)
+DATABASE_FILE: Final = "demo.sqlite3"
+MAILDIR: Final = "demo-mail"
+AUDITS: Final = "demo-por"
+ANTI_PHISHING_CODE: Final = "Ab12Z9"
+"""Alice's code: every email to her after it was set shows it at the top."""
+ADMIN_EMAIL: Final = "admin@demo.strongroom.local"
+SUPPORT_EMAIL: Final = "support@demo.strongroom.local"
+DEMO_ORIGIN: Final = Origin(ip="127.0.0.1", user_agent="strongroom demo")
+RESERVES_MARGIN_PERCENT: Final = 5
+SINK_HOST: Final = "127.0.0.1"
+SINK_START_TRIES: Final = 5
 
 USERS = (
     ("Alice Chan", "alice@demo.strongroom.local", "HK"),
     ("Bob Wong", "bob@demo.strongroom.local", "HK"),
     ("Carol Li", "carol@demo.strongroom.local", "CN"),
+    ("Dan Zhang", "dan@demo.strongroom.local", "CN"),
+    ("Erin Lau", "erin@demo.strongroom.local", "HK"),
+)
+TOPUPS = (
+    ("alice", "1000.00", "HKD"),
+    ("bob", "250.00", "HKD"),
+    ("carol", "800.00", "CNY"),
+    ("alice", "0.01500000", "BTC"),
+    ("erin", "300.00", "HKD"),
+    ("dan", "120.00", "CNY"),
+    ("erin", "50.000000", "USDT"),
+)
+TRANSFERS = (  # sender, recipient, amount, asset, note (both in one region)
+    ("alice", "bob", "120.50", "HKD", "dinner"),
+    ("bob", "alice", "20.00", "HKD", "taxi"),
+    ("bob", "erin", "45.00", "HKD", "concert tickets"),
+    ("carol", "dan", "88.00", "CNY", "red packet"),
+    ("erin", "bob", "12.30", "HKD", "coffee"),
+    ("dan", "carol", "15.50", "CNY", "lunch"),
 )
 
 
-def populate(factory: sessionmaker[Session], settings: Settings) -> list[tuple[str, str, str]]:
-    registry = settings.asset_registry()
-    logins: list[tuple[str, str, str]] = []
+@dataclass(frozen=True, slots=True)
+class Login:
+    """One account of the demo, as printed: who, email, password and, for an operator, the
+    TOTP secret their authenticator app needs."""
+
+    who: str
+    email: str
+    password: str
+    totp_secret: str | None = None
+
+
+def populate(
+    factory: sessionmaker[Session], settings: Settings, *, audits_dir: Path | None = None
+) -> list[Login]:
+    """Fill a fresh database; with ``audits_dir``, also build and publish a PoR audit there."""
+    logins: list[Login] = []
     with unit_of_work(factory) as session:
         users = {}
         for name, email, region in USERS:
-            users[email] = identity.register(
+            users[email.partition("@")[0]] = identity.register(
                 session=session,
                 email=email,
                 password=DEMO_PASSWORD,
                 name=name,
                 region=region,
                 settings=settings.auth,
+                origin=DEMO_ORIGIN,
             )
-            logins.append((f"user ({region})", email, DEMO_PASSWORD))
-        admin = identity.register(
-            session=session,
-            email="admin@demo.strongroom.local",
-            password=DEMO_PASSWORD,
-            name="Demo Operator",
-            region="HK",
-            settings=settings.auth,
-            operator_role="admin",
-        )
-        # Operators must use 2FA: the demo operator gets it at once, secret printed.
-        totp = identity.enrol_totp_now(session=session, user=admin, settings=settings.auth)
-        logins.append(
-            (
-                "operator (admin)",
-                "admin@demo.strongroom.local",
-                f"{DEMO_PASSWORD}  + TOTP secret {totp.secret}",
-            )
-        )
-        alice, bob, carol = (users[email] for _, email, _ in USERS)
-        for user, amount, asset in (
-            (alice, "1000.00", "HKD"),
-            (bob, "250.00", "HKD"),
-            (carol, "800.00", "CNY"),
-            (alice, "0.01500000", "BTC"),
+            logins.append(Login(f"user ({region})", email, DEMO_PASSWORD))
+        for role, email, name in (
+            ("admin", ADMIN_EMAIL, "Demo Administrator"),
+            ("support", SUPPORT_EMAIL, "Demo Support"),
         ):
-            funding.topup(
-                session=session, user=user, amount=registry.money(amount, asset), channel="sandbox"
+            # Operators must use 2FA: the demo's get it at once, their secrets printed.
+            operator = identity.register(
+                session=session,
+                email=email,
+                password=DEMO_PASSWORD,
+                name=name,
+                region="HK",
+                settings=settings.auth,
+                operator_role=role,
             )
-        payments.send(
-            session=session,
-            sender=alice,
-            to=bob.email,
-            amount=registry.money("120.50", "HKD"),
-            note="dinner",
-        )
-        payments.send(
-            session=session,
-            sender=bob,
-            to=alice.id,
-            amount=registry.money("20.00", "HKD"),
-            note="taxi",
-        )
+            totp = identity.enrol_totp_now(session=session, user=operator, settings=settings.auth)
+            logins.append(Login(f"operator ({role})", email, DEMO_PASSWORD, totp.secret))
+        _move_money(session, settings, users)
+        _security_events(session, settings, users)
+    if audits_dir is not None:
+        publish_audit(factory, settings, audits_dir)
     return logins
+
+
+def _move_money(session: Session, settings: Settings, users: dict[str, User]) -> None:
+    registry = settings.asset_registry()
+    for who, amount, asset in TOPUPS:
+        funding.topup(
+            session=session,
+            user=users[who],
+            amount=registry.money(amount, asset),
+            channel="sandbox",
+        )
+    for sender, recipient, amount, asset, note in TRANSFERS:
+        payments.send(
+            session=session,
+            sender=users[sender],
+            to=users[recipient].email,
+            amount=registry.money(amount, asset),
+            note=note,
+        )
+
+
+def _security_events(session: Session, settings: Settings, users: dict[str, User]) -> None:
+    """An anti-phishing code for Alice, then her sign-in; a wrong password for Bob."""
+    alice, bob = users["alice"], users["bob"]
+    identity.set_anti_phishing_code(
+        session=session,
+        user=alice,
+        code=ANTI_PHISHING_CODE,
+        settings=settings.auth,
+        origin=DEMO_ORIGIN,
+    )
+    identity.login(
+        session=session,
+        email=alice.email,
+        password=DEMO_PASSWORD,
+        settings=settings.auth,
+        ip=DEMO_ORIGIN.ip,
+        user_agent=DEMO_ORIGIN.user_agent,
+    )
+    try:
+        identity.login(
+            session=session,
+            email=bob.email,
+            password="not-" + DEMO_PASSWORD,
+            settings=settings.auth,
+            ip=DEMO_ORIGIN.ip,
+            user_agent=DEMO_ORIGIN.user_agent,
+        )
+    except DomainError as refused:  # the wrong password is the point: its event stays
+        invariant(refused.code == "invalid_credentials", "a wrong password is refused")
+
+
+def publish_audit(factory: sessionmaker[Session], settings: Settings, audits_dir: Path) -> PorAudit:
+    """Build a proof-of-reserves audit of every wallet now and publish it with reserves a
+    little above the liabilities, as ``strongroom por build --from-db`` and ``por publish``."""
+    scales = {asset.code: asset.scale for asset in settings.asset_registry().all()}
+    with factory() as session:
+        try:
+            snapshot = from_ledger(session=session, scales=scales)
+        finally:
+            session.rollback()
+    created_at = datetime.now(UTC).replace(microsecond=0)
+    audit_id = audit_files.default_audit_id(created_at)
+    directory = (audits_dir / audit_id).resolve()
+    built = build(
+        snapshot,
+        directory,
+        secret=audit_files.new_secret(),
+        audit_id=audit_id,
+        created_at=created_at,
+        options=BuildOptions(workers=1),
+    )
+    lines = [
+        reserves.ReserveLine(
+            asset=asset.code,
+            amount_minor=total + total * RESERVES_MARGIN_PERCENT // 100,
+            source=f"demo bank statement ({asset.code})",
+            evidence_sha256=None,
+            as_of=created_at.date(),
+        )
+        for asset, total in zip(built.assets, built.totals, strict=True)
+        if total > 0
+    ]
+    with unit_of_work(factory) as session:
+        return reserves.publish(
+            session=session, audit=built, tree_dir=str(directory), reserves=lines
+        )
+
+
+def fresh_directory(directory: Path, *, database: bool = True) -> None:
+    """Remove the previous demo's mail and audits from ``directory`` (only those), and its
+    SQLite database unless ``database`` is False (the demo was given another database)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if database:
+        for suffix in ("", "-wal", "-shm"):
+            (directory / f"{DATABASE_FILE}{suffix}").unlink(missing_ok=True)
+    for name in (MAILDIR, AUDITS):
+        shutil.rmtree(directory / name, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the mail sink
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class MailSink:
+    """An SMTP server on ``127.0.0.1`` (a free port), in this process, that stores every
+    message it accepts in the Maildir ``maildir`` (created if missing)."""
+
+    def __init__(self, maildir: Path) -> None:
+        self.maildir = maildir
+        self.host = SINK_HOST
+        self._controller: Controller | None = None
+
+    @property
+    def port(self) -> int:
+        invariant(self._controller is not None, "the mail sink is not running")
+        assert self._controller is not None
+        return int(self._controller.port)
+
+    def start(self) -> MailSink:
+        invariant(self._controller is None, "the mail sink runs already")
+        for folder in ("tmp", "new", "cur"):  # a Maildir; mailbox only makes them for a new path
+            (self.maildir / folder).mkdir(parents=True, exist_ok=True)
+        for attempt in range(SINK_START_TRIES):  # a free port can be taken before we bind it
+            controller = Controller(
+                Mailbox(self.maildir),
+                hostname=self.host,
+                port=_free_port(self.host),
+                server_hostname="demo.strongroom.local",
+            )
+            try:
+                controller.start()
+            except (OSError, RuntimeError):
+                if attempt == SINK_START_TRIES - 1:
+                    raise
+                continue
+            self._controller = controller
+            break
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def __enter__(self) -> MailSink:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def smtp_settings(settings: Settings, sink: MailSink, public_url: str) -> Settings:
+    """``settings`` with SMTP pointed at ``sink`` (plain SMTP, no login) and the links in
+    emails pointed at the demo's address."""
+    mail = settings.mail.model_copy(update={"public_url": public_url})
+    return settings.model_copy(
+        update={
+            "smtp_host": sink.host,
+            "smtp_port": sink.port,
+            "smtp_starttls": False,
+            "smtp_username": "",
+            "smtp_password": "",
+            "mail": mail,
+        }
+    )

@@ -75,9 +75,10 @@ def _operator_roles(route: object) -> tuple[str, ...] | None:
     return found
 
 
-# The Lite app's pages sign in with a cookie, not a bearer token, and answer in HTML: their
-# matrix (sign-in redirects, CSRF on every form) is tests/web/test_lite_http.py.
-WEB_PAGES = "/app"
+# The web pages (the Lite app, the operator console) sign in with a cookie, not a bearer
+# token, and answer in HTML: their matrices (sign-in redirects, CSRF on every form, the console's
+# roles) are tests/web/test_lite_http.py and tests/web/test_console_http.py.
+WEB_PAGES = ("/app", "/console")
 
 
 def endpoints(app: FastAPI) -> list[Endpoint]:
@@ -86,7 +87,7 @@ def endpoints(app: FastAPI) -> list[Endpoint]:
         path, methods = getattr(route, "path", None), getattr(route, "methods", None)
         if path is None or not methods:
             continue
-        if path == WEB_PAGES or path.startswith(WEB_PAGES + "/"):
+        if any(path == prefix or path.startswith(prefix + "/") for prefix in WEB_PAGES):
             continue
         for method in sorted(methods - {"HEAD", "OPTIONS"}):
             found.append(Endpoint(method, path, _operator_roles(route)))

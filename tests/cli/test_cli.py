@@ -26,7 +26,9 @@ runner = CliRunner()
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from strongroom.settings import get_settings
 
-    monkeypatch.delenv("STRONGROOM_DATABASE_URL", raising=False)
+    for name in ("STRONGROOM_DATABASE_URL", "STRONGROOM_ENV"):  # commands set them
+        monkeypatch.setenv(name, "")  # remembers the value (or its absence) to restore it
+        monkeypatch.delenv(name)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -38,7 +40,9 @@ def url_of(engine: Engine) -> str:
 
 def test_demo_populates_and_ledger_check_passes_then_catches_tampering(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
-    result = runner.invoke(app, ["demo", "--no-serve", "--database-url", url])
+    result = runner.invoke(
+        app, ["demo", "--no-serve", "--database-url", url, "--data-dir", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     assert "alice@demo.strongroom.local" in result.output
     assert "admin@demo.strongroom.local" in result.output
@@ -135,6 +139,8 @@ def test_serve_starts_on_sqlite_and_answers_health(tmp_path: Path) -> None:
             str(port),
             "--database-url",
             f"sqlite:///{tmp_path / 's.sqlite3'}",
+            "--data-dir",
+            str(tmp_path),
         ],
         env=env,
         stdout=subprocess.PIPE,

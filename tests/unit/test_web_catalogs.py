@@ -1,7 +1,9 @@
-"""The web layer's message catalogs: every string the templates and the Python code mark for
-translation (extracted now, with Babel's extractors and ``web/babel.cfg``, as ``pybabel
-extract`` does) has a non-empty translation in each language; no catalog has a fuzzy, obsolete
-or unused entry, or a translation whose placeholders differ from its msgid's."""
+"""The web layer's message catalogs, for each domain (``messages``: the Lite app and the shared
+pages; ``console``: the operator console): every string the templates and the Python code mark
+for translation (extracted now, with Babel's extractors and the domain's mapping, ``web/babel.cfg``
+or ``web/babel-console.cfg``, as ``pybabel extract`` does) has a non-empty translation in each
+language; no catalog has a fuzzy, obsolete or unused entry, or a translation whose placeholders
+differ from its msgid's."""
 
 from __future__ import annotations
 
@@ -21,9 +23,9 @@ KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
 PLACEHOLDER = re.compile(r"%\(([A-Za-z_][A-Za-z0-9_]*)\)[sdif]")
 
 
-def extracted() -> set[str]:
-    """Every msgid used in the web layer's templates and Python modules."""
-    with (WEB / "babel.cfg").open() as config:
+def extracted(domain: str = i18n.DOMAIN) -> set[str]:
+    """Every msgid of ``domain`` used in the web layer's templates and Python modules."""
+    with (WEB / i18n.BABEL_CONFIGS[domain]).open() as config:
         method_map, options_map = parse_mapping_cfg(config)
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(
@@ -38,6 +40,10 @@ def _named(text: str) -> set[str]:
     return set(PLACEHOLDER.findall(text))
 
 
+def _singular(msgid: str | tuple[str, ...]) -> str:
+    return msgid if isinstance(msgid, str) else msgid[0]
+
+
 def read_catalog(path: Path) -> Catalog:
     with path.open("rb") as source:
         return read_po(source)
@@ -46,7 +52,8 @@ def read_catalog(path: Path) -> Catalog:
 def problems(used: set[str], catalog: Catalog) -> list[str]:
     """What is wrong with one language's catalog, given the msgids in use."""
     found = []
-    entries = {message.id: message for message in catalog if message.id}
+    # a plural entry's id is (singular, plural); the extraction gives its singular
+    entries = {_singular(message.id): message for message in catalog if message.id}
     for msgid in sorted(used):
         entry = entries.get(msgid)
         if entry is None:
@@ -59,8 +66,11 @@ def problems(used: set[str], catalog: Catalog) -> list[str]:
         if msgid not in used:
             found.append(f"not used anywhere: {msgid!r}")
         strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
-        if any(entry.string) and any(_named(text) != _named(msgid) for text in strings):
-            found.append(f"placeholders: {msgid!r}: the translation must use {_named(msgid)}")
+        forms = entry.id if isinstance(entry.id, tuple) else (entry.id,)
+        wanted = set().union(*(_named(form) for form in forms))
+        named = [_named(text) for text in strings if text]
+        if named and (any(not names <= wanted for names in named) or set().union(*named) != wanted):
+            found.append(f"placeholders: {msgid!r}: the translation must use {wanted}")
         found.extend(f"placeholders: {msgid!r}: {error}" for error in entry.check(catalog))
     found.extend(f"obsolete: {msgid!r}" for msgid in catalog.obsolete)
     return found
@@ -75,22 +85,43 @@ def test_the_extraction_finds_strings_of_templates_and_python() -> None:
     assert len(used) >= 50
 
 
+def test_the_console_has_its_own_domain() -> None:
+    console, messages = extracted("console"), extracted()
+    assert "Audit log" in console  # console/layout.py
+    assert "Operator sign in" in console  # templates/console/signin.html
+    assert "Audit log" not in messages and "Operator sign in" not in messages
+    assert "Sign in" in messages and "Sign in" not in console  # lite/signin.html
+    assert len(console) >= 50
+
+
+def _po(language: str, domain: str) -> Path:
+    return i18n.LOCALE_DIRECTORY / language / "LC_MESSAGES" / f"{domain}.po"
+
+
+@pytest.mark.parametrize("domain", i18n.DOMAINS)
 @pytest.mark.parametrize("language", i18n.LANGUAGES)
-def test_every_string_is_translated(language: str) -> None:
-    path = i18n.LOCALE_DIRECTORY / language / "LC_MESSAGES" / "messages.po"
-    assert problems(extracted(), read_catalog(path)) == []
+def test_every_string_is_translated(language: str, domain: str) -> None:
+    assert problems(extracted(domain), read_catalog(_po(language, domain))) == []
 
 
-def test_the_template_lists_exactly_the_strings_in_use() -> None:
-    template = read_catalog(i18n.LOCALE_DIRECTORY / "messages.pot")
-    assert {message.id for message in template if message.id} == extracted()
+@pytest.mark.parametrize("domain", i18n.DOMAINS)
+def test_the_template_lists_exactly_the_strings_in_use(domain: str) -> None:
+    template = read_catalog(i18n.LOCALE_DIRECTORY / f"{domain}.pot")
+    assert {_singular(message.id) for message in template if message.id} == extracted(domain)
+
+
+def test_the_console_strings_are_in_the_languages_pages_use() -> None:
+    """Both domains are merged into the translations the pages use."""
+    chinese = i18n.lang_for("zh_Hant")
+    assert chinese.gettext("Audit log") == "審計記錄"  # console.po
+    assert chinese.gettext("Sign in") == "登入"  # messages.po
 
 
 def test_a_missing_or_empty_translation_is_caught() -> None:
     """The check above fails when a string is missing in either language."""
     used = extracted()
     for language in i18n.LANGUAGES:
-        path = i18n.LOCALE_DIRECTORY / language / "LC_MESSAGES" / "messages.po"
+        path = _po(language, "messages")
         catalog = read_catalog(path)
         catalog.delete("Sign in")
         assert "missing: 'Sign in'" in problems(used, catalog)
@@ -106,3 +137,14 @@ def test_a_missing_or_empty_translation_is_caught() -> None:
         assert "fuzzy: 'Home'" in found
         assert "not used anywhere: 'Not in any template'" in found
     assert problems(used | {"A new string"}, catalog)[0] == "missing: 'A new string'"
+
+
+@pytest.mark.parametrize("language", i18n.LANGUAGES)
+def test_a_missing_console_translation_is_caught(language: str) -> None:
+    used = extracted("console")
+    catalog = read_catalog(_po(language, "console"))
+    catalog.delete("Audit log")
+    assert "missing: 'Audit log'" in problems(used, catalog)
+    catalog = read_catalog(_po(language, "console"))
+    catalog["Dashboard"].string = ""
+    assert "untranslated: 'Dashboard'" in problems(used, catalog)

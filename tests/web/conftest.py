@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -115,6 +115,18 @@ def page(browser: Browser, console: Console) -> Iterator[Page]:
     console.attach(opened)
     yield opened
     context.close()
+
+
+def settle(page: Page) -> None:
+    """Wait until the page has loaded and, where it gets there in time, gone quiet on the
+    network, before a screenshot. Tests check what a page shows before they shoot it, so a
+    machine too busy to reach network idle (an htmx preview still settling) gets its picture,
+    not a failure."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.wait_for_load_state("load")
+    with suppress(PlaywrightTimeout):
+        page.wait_for_load_state("networkidle", timeout=5_000)
 
 
 def screenshot(page: Page, name: str) -> None:
@@ -284,9 +296,11 @@ class WebUser:
     totp_secret: str | None = None
 
 
-def web_user(engine: Engine, name: str = "Alice", *, two_factor: bool = False) -> WebUser:
+def web_user(
+    engine: Engine, name: str = "Alice", *, two_factor: bool = False, region: str = "HK"
+) -> WebUser:
     """A user registered through the identity service (and 2FA turned on when asked:
-    ``totp_secret`` then says how to compute codes)."""
+    ``totp_secret`` then says how to compute codes), in ``region``."""
     email = f"{name.lower()}.{uuid.uuid4().hex[:6]}@example.com"
     settings = make_settings(engine).auth
     with db.unit_of_work(db.make_session_factory(engine)) as session:
@@ -295,7 +309,7 @@ def web_user(engine: Engine, name: str = "Alice", *, two_factor: bool = False) -
             email=email,
             password=PASSWORD,
             name=name,
-            region="HK",
+            region=region,
             settings=settings,
         )
         secret = (

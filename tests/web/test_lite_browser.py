@@ -14,7 +14,7 @@ import pyotp
 import pytest
 from sqlalchemy.engine import Engine
 
-from .conftest import Console, WebUser, sandbox_topup, screenshot, web_user
+from .conftest import Console, WebUser, sandbox_topup, screenshot, settle, web_user
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -182,7 +182,7 @@ def test_offline_navigation_shows_the_offline_page(
 
 
 def _shoot(page: Page, screen: str, language: str) -> None:
-    page.wait_for_load_state("networkidle")
+    settle(page)
     screenshot(page, f"lite-{screen}-{language}")
 
 

@@ -89,9 +89,11 @@ def search(
     since: datetime | None = None,
     subject_user_id: str | None = None,
     category: str | None = None,
+    until: datetime | None = None,
 ) -> AuditPage:
     """Newest first. ``actor`` is a user id or an email; ``action`` matches exactly or as a
-    dotted prefix (``login`` finds ``login.failed``)."""
+    dotted prefix (``login`` finds ``login.failed``); ``since`` (included) and ``until``
+    (excluded) bound the time."""
     invariant(1 <= limit <= 1000, "page size out of bounds")
     query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit + 1)
     if cursor is not None:
@@ -107,6 +109,8 @@ def search(
         )
     if since is not None:
         query = query.where(AuditEvent.occurred_at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.occurred_at < until)
     if subject_user_id is not None:
         query = query.where(AuditEvent.subject_user_id == subject_user_id)
     if category is not None:

@@ -139,17 +139,27 @@ def login(
     ip: str | None = None,
     user_agent: str | None = None,
     now: datetime | None = None,
+    operators_only: bool = False,
 ) -> IssuedToken:
-    """Password, then the 2FA code when it is on (R-SEC-2/3); emails a sign-in notice."""
+    """Password, then the 2FA code when it is on (R-SEC-2/3); emails a sign-in notice.
+
+    ``operators_only`` (the operator console): a user without an operator role is refused
+    exactly as a wrong password is (counted, locked, audited the same), so the answer never
+    tells who is an operator; an operator without 2FA is refused with ``two_factor_required``
+    once the password is right, before any session is issued."""
     now = now or utcnow()
     origin = Origin(ip=ip, user_agent=user_agent)
     throttle = lockout.acquire(session=session, email=email, now=now, settings=settings)
     lockout.refuse_if_locked(throttle, now)
     user = session.scalars(select(User).where(User.email == throttle.email)).first()
     matches = passwords.verify(user.password_hash if user else passwords.DUMMY_HASH, password)
-    if user is None or not matches:
+    if user is None or not matches or (operators_only and user.operator_role is None):
         _wrong_password(session, throttle, user, settings, origin, now)
     assert user is not None
+    if operators_only and not two_factor.is_enabled(user):
+        raise TwoFactorRequired(
+            "operators must turn on two-factor authentication before signing in here"
+        )
     if two_factor.is_enabled(user):
         two_factor.verify(
             session=session, user=user, code=otp, settings=settings, now=now, origin=origin

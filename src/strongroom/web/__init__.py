@@ -1,5 +1,5 @@
-"""The web layer: the Lite app for users (``lite/``) and, later, the operator console, rendered
-on the server (issue #5). ``core`` (Jinja2, ``render``, ``static_url``, security headers),
+"""The web layer: the Lite app for users (``lite/``) and the operator console (``console/``),
+rendered on the server (issue #5). ``core`` (Jinja2, ``render``, ``static_url``, security headers),
 ``i18n`` (catalogs, languages, amounts and dates), ``csrf``, ``cookies``, ``sessions`` (the
 signed-in browser) and ``errors`` (HTML error pages) are shared by every part. How to add a
 screen: ``README.md`` in this folder.

@@ -1,7 +1,7 @@
 """Errors on web pages: an HTML page in the layout instead of the API's JSON (issue #5).
 
 app.py's error handlers ask ``page_for`` first; it answers for paths under one of
-``PARTS``' prefixes (the Lite app, later the console) and returns None for everything
+``PARTS``' prefixes (the Lite app, the console) and returns None for everything
 else, which keeps its JSON. A 401 (no session, or a revoked or expired one) becomes a redirect
 to that part's sign-in page (HTMX requests get ``HX-Redirect``), every other status a page
 that says what happened without any detail a client should not see.
@@ -9,8 +9,9 @@ that says what happened without any detail a client should not see.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
 from urllib.parse import quote
 
 from fastapi import Request
@@ -22,15 +23,20 @@ from strongroom.web.i18n import N_
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """A part of the web layer: where its visitors sign in, its start page, its layout."""
+    """A part of the web layer: where its visitors sign in, its start page, its layout;
+    optionally what else its layout needs on an error page (``context``, e.g. the console's
+    navigation; it may override ``home``) and its own title and message (msgids) for some
+    error codes (``texts``)."""
 
     sign_in: str
     home: str
     layout: str
+    context: Callable[[Request], Mapping[str, Any]] | None = None
+    texts: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 PARTS: Final = {"/app": Part(sign_in="/app/signin", home="/app/", layout="lite/layout.html")}
-"""The web prefixes (the console adds ``/console`` here)."""
+"""The web prefixes (``web.console`` adds ``/console`` here when it is imported)."""
 TITLES: Final = {
     400: N_("That did not work"),
     403: N_("You cannot open this page"),
@@ -75,18 +81,17 @@ def page_for(request: Request, status: int, code: str | None = None) -> Response
     message = MESSAGES.get(status, DEFAULT_MESSAGE)
     if code == "csrf_failed":
         title, message = CSRF_TITLE, CSRF_MESSAGE
-    return core.render(
-        request,
-        "web/error.html",
-        {
-            "status": status,
-            "title": title,
-            "message": message,
-            "layout": part.layout,
-            "home": part.home,
-        },
-        status_code=status,
-    )
+    elif code is not None and code in part.texts:
+        title, message = part.texts[code]
+    values = {
+        "status": status,
+        "title": title,
+        "message": message,
+        "layout": part.layout,
+        "home": part.home,
+        **(part.context(request) if part.context is not None else {}),
+    }
+    return core.render(request, "web/error.html", values, status_code=status)
 
 
 def _to_sign_in(request: Request, part: Part) -> Response:

@@ -1,11 +1,16 @@
 """Languages of the web pages: English and Traditional Chinese (issue #5, part 3).
 
-Every string a page shows is a msgid in the gettext catalogs under ``locale/`` (``messages.pot``
-and one ``<locale>/LC_MESSAGES/messages.po`` per language). They are read from the ``.po`` files
-once, at first use (``babel.messages.pofile.read_po``, compiled in memory), so nothing has to be
-compiled at install. ``babel.cfg`` says where the strings are; ``README.md`` (in this folder)
-has the two ``pybabel`` commands that refresh the catalogs after a template or a message changed.
-``tests/unit/test_web_catalogs.py`` fails until every string has a translation in both.
+Every string a page shows is a msgid in the gettext catalogs under ``locale/``, one domain per
+part (``DOMAINS``): ``messages`` (the Lite app and the pages every part shares) and ``console``
+(the operator console), each a ``<domain>.pot`` and one ``<locale>/LC_MESSAGES/<domain>.po`` per
+language. They are read from the ``.po`` files once, at first use
+(``babel.messages.pofile.read_po``, compiled in memory), so nothing has to be compiled at
+install, and merged into one catalog per language; where both domains have a msgid, the
+``messages`` translation is the one used (so the console's catalog never changes a Lite page).
+``BABEL_CONFIGS`` says which mapping finds each domain's strings; ``README.md`` (in this folder)
+has the ``pybabel`` commands that refresh the catalogs after a template or a message changed.
+``tests/unit/test_web_catalogs.py`` fails until every string of each domain has a translation in
+both languages.
 
 The language of a request: the ``lang`` cookie (set by the visible switch), else the best match
 of ``Accept-Language``, else English. Amounts are formatted from exact minor units
@@ -36,6 +41,9 @@ from strongroom.money import format_amount
 
 LOCALE_DIRECTORY: Final = Path(__file__).parent / "locale"
 DOMAIN: Final = "messages"
+DOMAINS: Final = (DOMAIN, "console")
+BABEL_CONFIGS: Final = {DOMAIN: "babel.cfg", "console": "babel-console.cfg"}
+"""The extraction mapping (in this folder) of each domain."""
 DEFAULT_LANGUAGE: Final = "en"
 LANGUAGES: Final = ("en", "zh_Hant")
 """Locale ids, as the catalog folders are named."""
@@ -53,17 +61,25 @@ def N_(message: str) -> str:  # noqa: N802  (the gettext convention for "mark, t
     return message
 
 
-@lru_cache(maxsize=len(LANGUAGES))
-def translations(language: str) -> Translations:
-    """The catalog of ``language``, read from its ``.po`` and compiled in memory."""
-    invariant(language in LANGUAGES, f"unknown language {language!r}")
-    path = LOCALE_DIRECTORY / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+def _read(language: str, domain: str) -> Translations:
+    path = LOCALE_DIRECTORY / language / "LC_MESSAGES" / f"{domain}.po"
     with path.open("rb") as source:
-        catalog = read_po(source, locale=language, domain=DOMAIN)
+        catalog = read_po(source, locale=language, domain=domain)
     compiled = io.BytesIO()
     write_mo(compiled, catalog, use_fuzzy=False)
     compiled.seek(0)
-    return Translations(compiled, domain=DOMAIN)
+    return Translations(compiled, domain=domain)
+
+
+@lru_cache(maxsize=len(LANGUAGES))
+def translations(language: str) -> Translations:
+    """The catalog of ``language``: every domain's ``.po``, compiled in memory and merged, the
+    first of ``DOMAINS`` (``messages``) merged last so that its translations win."""
+    invariant(language in LANGUAGES, f"unknown language {language!r}")
+    merged = _read(language, DOMAINS[-1])
+    for domain in reversed(DOMAINS[:-1]):
+        merged.merge(_read(language, domain))
+    return merged
 
 
 @dataclass(frozen=True, slots=True)

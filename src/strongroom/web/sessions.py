@@ -4,14 +4,17 @@ Signing in through the web goes through ``identity.service.login`` like the API,
 browser's session is an ordinary identity session: it is listed with the user's other
 sessions, revoking it there signs the browser out (the next request finds it revoked), and
 signing out revokes it on the server. The cookie holds the session's bearer token and lives as
-long as the session (``auth.token_ttl_s``).
+long as the session (``auth.token_ttl_s``). The operator console's sessions are the same kind
+of session, of an operator (``web/console``).
 
 Between the password and the 2FA code, the first step is kept in the ``sr_pending`` cookie,
 sealed with AES-GCM under a key derived from the secret key: the email, the password and an
 expiry (``PENDING_TTL_S``). The second step unseals it and calls ``identity.service.login``
 again with the code, so every rule of signing in (lockouts, 2FA blocks and alerts, audit
 events, the sign-in email) stays in the identity service and nowhere else. The cookie is
-``SameSite=Strict``, only sent to ``/app/signin``, and dropped once used.
+``SameSite=Strict``, only sent to the sign-in path of the part that set it (``/app/signin``,
+``/console/signin``; the path is also bound into the seal, so one part's cookie is worthless to
+the other), and dropped once used.
 """
 
 from __future__ import annotations
@@ -79,11 +82,17 @@ def optional_user(request: Request, session: SessionDep) -> SignedIn | None:
         return None
 
 
-def start(response: Response, request: Request, issued: identity.IssuedToken) -> None:
+def start(
+    response: Response,
+    request: Request,
+    issued: identity.IssuedToken,
+    *,
+    pending_path: str = PENDING_PATH,
+) -> None:
     """Give the browser the session ``identity.service.login`` just issued."""
     max_age_s = max(1, int((issued.expires_at - utcnow()).total_seconds()))
     cookies.put(response, request, cookies.SESSION_COOKIE, issued.token, max_age_s=max_age_s)
-    cookies.drop(response, request, cookies.PENDING_COOKIE, path=PENDING_PATH)
+    cookies.drop(response, request, cookies.PENDING_COOKIE, path=pending_path)
 
 
 def end(response: Response, request: Request) -> None:
@@ -105,13 +114,19 @@ def _aead(request: Request) -> AESGCM:
 
 
 def seal_pending(
-    response: Response, request: Request, email: str, password: str, *, now: datetime
+    response: Response,
+    request: Request,
+    email: str,
+    password: str,
+    *,
+    now: datetime,
+    path: str = PENDING_PATH,
 ) -> None:
-    """Keep a sign-in whose password was right until its 2FA code comes."""
+    """Keep a sign-in whose password was right until its 2FA code comes (at ``path``)."""
     expires = now + timedelta(seconds=PENDING_TTL_S)
     plain = json.dumps({"email": email, "password": password, "expires": expires.isoformat()})
     nonce = secrets.token_bytes(NONCE_BYTES)
-    sealed = nonce + _aead(request).encrypt(nonce, plain.encode(), PENDING_PATH.encode())
+    sealed = nonce + _aead(request).encrypt(nonce, plain.encode(), path.encode())
     value = base64.urlsafe_b64encode(sealed).decode().rstrip("=")
     cookies.put(
         response,
@@ -119,21 +134,21 @@ def seal_pending(
         cookies.PENDING_COOKIE,
         value,
         max_age_s=PENDING_TTL_S,
-        path=PENDING_PATH,
+        path=path,
         same_site="strict",
     )
 
 
-def unseal_pending(request: Request, *, now: datetime) -> PendingSignIn | None:
+def unseal_pending(
+    request: Request, *, now: datetime, path: str = PENDING_PATH
+) -> PendingSignIn | None:
     """The pending sign-in of this browser; None when missing, tampered with or expired."""
     value = request.cookies.get(cookies.PENDING_COOKIE, "")
     if not value or len(value) > PENDING_MAX_CHARS:
         return None
     try:
         sealed = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        plain = _aead(request).decrypt(
-            sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], PENDING_PATH.encode()
-        )
+        plain = _aead(request).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], path.encode())
         fields = json.loads(plain)
         expires = datetime.fromisoformat(fields["expires"])
         email, password = fields["email"], fields["password"]
@@ -144,5 +159,5 @@ def unseal_pending(request: Request, *, now: datetime) -> PendingSignIn | None:
     return PendingSignIn(email=email, password=password)
 
 
-def drop_pending(response: Response, request: Request) -> None:
-    cookies.drop(response, request, cookies.PENDING_COOKIE, path=PENDING_PATH)
+def drop_pending(response: Response, request: Request, *, path: str = PENDING_PATH) -> None:
+    cookies.drop(response, request, cookies.PENDING_COOKIE, path=path)

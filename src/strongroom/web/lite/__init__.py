@@ -13,9 +13,31 @@ from typing import Final
 from fastapi import APIRouter, Depends
 
 from strongroom.web import csrf
-from strongroom.web.lite import account, home, language, pwa
+from strongroom.web.lite import (
+    account,
+    history,
+    home,
+    language,
+    pwa,
+    security,
+    security_2fa,
+    security_apc,
+    send,
+    topup,
+)
 
-SCREENS: Final = (home.router, account.router, language.router, pwa.router)
+SCREENS: Final = (
+    home.router,
+    topup.router,
+    send.router,
+    history.router,
+    security.router,
+    security_2fa.router,
+    security_apc.router,
+    account.router,
+    language.router,
+    pwa.router,
+)
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf.protect)])
 for screen in SCREENS:

@@ -40,6 +40,7 @@ NAVIGATION: Final = (
     NavItem("/app/send", N_("Send"), "send"),
     NavItem("/app/history", N_("History"), "list"),
     NavItem("/app/security", N_("Security"), "shield"),
+    NavItem(RESERVES_PAGE, N_("My proof of reserves"), "check"),
 )
 
 

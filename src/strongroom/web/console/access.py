@@ -1,0 +1,135 @@
+"""Who may use which console screen, and the guard every console page goes through (R-SEC-7).
+
+``ACCESS`` is the one table of the console's permissions: a screen (or a part of one) and the
+operator roles that may use it. The navigation shows only what the role may use, and the guard
+answers 403 (a page in the console's layout) for everything else.
+
+| screen                   | admin | support | finance | kyc_reviewer |
+|--------------------------|:-----:|:-------:|:-------:|:------------:|
+| dashboard                |   ✓   |    ✓    |    ✓    |      ✓       |
+| users (search, a user)   |   ✓   |    ✓    |    ✓    |      ✓       |
+| a user's balances        |   ✓   |    ✓    |    ✓    |              |
+| a user's security events |   ✓   |    ✓    |         |      ✓       |
+| audit log                |   ✓   |         |         |              |
+| email outbox             |   ✓   |    ✓    |         |              |
+| inbox (demo only)        |   ✓   |    ✓    |         |              |
+
+Why: support answers users (who are they, what do they hold, what happened to their account,
+did the email go out); finance looks at money, not at sign-in histories; a KYC reviewer checks
+identities and so sees sign-in and security events, not balances; the audit log records what
+every operator did, so only admins read it. The operator API's own routes keep their rules
+(``notify.router``: admin and support read the outbox; ``/v1/admin/audit``: admins).
+
+``ConsoleGuard(screen)`` is the dependency of every console page: the browser's session must be
+an operator's with 2FA on (``identity.service.require_operator``); the request is written to the
+audit log with ``identity.service.record_operator_action`` and committed before anything else
+happens, as ``api.OperatorGuard`` does for the operator API (a refusal by role is recorded
+too: it is an operator's attempt); then the role must be allowed ``screen``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from fastapi import Request
+
+from strongroom.api import SessionDep
+from strongroom.errors import Forbidden
+from strongroom.identity import service as identity
+from strongroom.identity.models import AuthToken, User
+from strongroom.web import sessions
+
+ALL_ROLES: Final = frozenset(identity.OPERATOR_ROLES)
+ACCESS: Final[dict[str, frozenset[str]]] = {
+    "dashboard": ALL_ROLES,
+    "users": ALL_ROLES,
+    "user.balances": frozenset({"admin", "support", "finance"}),
+    "user.events": frozenset({"admin", "support", "kyc_reviewer"}),
+    "audit": frozenset({"admin"}),
+    "outbox": frozenset({"admin", "support"}),
+    "inbox": frozenset({"admin", "support"}),
+}
+"""Screen → the operator roles that may use it (the table of the module docstring)."""
+
+
+def allowed(role: str | None, screen: str) -> bool:
+    """Whether an operator of ``role`` may use ``screen`` (a key of ``ACCESS``)."""
+    return role is not None and role in ACCESS[screen]
+
+
+class NotAnOperator(Forbidden):
+    """A signed-in user without an operator role opened a console page."""
+
+    code = "console_operators_only"
+
+    def __init__(self) -> None:
+        super().__init__("the console is for operators")
+
+
+class ScreenForbidden(Forbidden):
+    """The operator's role may not use this screen."""
+
+    code = "console_screen_forbidden"
+
+    def __init__(self, screen: str) -> None:
+        super().__init__("your operator role may not use this screen", screen=screen)
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """The operator behind a console request, and their browser session. ``role`` and
+    ``email`` are copied when the guard lets them in: an error page may be drawn after the
+    request's database session has closed."""
+
+    user: User
+    session: AuthToken
+    role: str
+    email: str
+
+    def may(self, screen: str) -> bool:
+        return allowed(self.role, screen)
+
+
+STATE_KEY: Final = "console_operator"
+"""Where the guard leaves the operator on ``request.state`` (for the error pages' layout)."""
+
+
+def operator_of(request: Request) -> Operator | None:
+    """The operator a guard has let in on this request, if any."""
+    found = getattr(request.state, STATE_KEY, None)
+    return found if isinstance(found, Operator) else None
+
+
+class ConsoleGuard:
+    """The dependency of a console page for ``screen`` (see the module docstring)."""
+
+    def __init__(self, screen: str) -> None:
+        assert screen in ACCESS, f"unknown console screen {screen!r}"
+        self.screen = screen
+
+    def __call__(self, request: Request, session: SessionDep) -> Operator:
+        signed_in = sessions.signed_in(request, session)  # none: to the console's sign-in
+        user = signed_in.user
+        if user.operator_role is None:
+            raise NotAnOperator()
+        identity.require_operator(user)  # 2FA on, or ``two_factor_required``
+        operator = Operator(
+            user=user, session=signed_in.session, role=user.operator_role, email=user.email
+        )
+        setattr(request.state, STATE_KEY, operator)
+        route = request.scope.get("route")
+        identity.record_operator_action(
+            session=session,
+            operator=user,
+            method=request.method,
+            route=getattr(route, "path", request.url.path),
+            path=request.url.path,
+            query=str(request.url.query),
+            ip=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"),
+        )
+        session.commit()
+        if not operator.may(self.screen):
+            raise ScreenForbidden(self.screen)
+        return operator

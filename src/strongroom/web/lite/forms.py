@@ -1,0 +1,179 @@
+"""What the Lite app's money forms share (issue #5): the idempotency key of a form, amounts
+read with clear refusals, submission exactly as the HTTP API submits, and refusal texts.
+
+- **Idempotency**: every render of a form that moves money carries a new random key in a hidden
+  field (``idempotency_key``). The handler submits through ``api.transfer_once``, the same path
+  as ``POST /v1/topups`` and ``POST /v1/transfers`` (the ledger's group-commit batcher, one
+  transfer per key): a second submit of the same form, a refresh of its POST or a double click
+  finds the stored result and answers with the same receipt, so money moves once. The scope is
+  the user and ``POST <path>``, so a key of the web form never answers for the API or another
+  form. The same key with other values is refused (``idempotency_key_reused``).
+- **Amounts** are decimal strings parsed by the asset registry (``strongroom.money``): more
+  decimals than the asset's scale, zero, a sign, a separator or an unknown asset is refused
+  before anything is looked up or written, with a sentence saying which.
+- **Refusals** are shown by ``code`` (``REFUSALS``), translated; a refusal says no more than the
+  API's error does.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from fastapi import Request
+from sqlalchemy.orm import Session
+
+from strongroom import api
+from strongroom.errors import DomainError, InvalidAmount
+from strongroom.identity.audit import Origin
+from strongroom.identity.models import User
+from strongroom.ledger import service as ledger
+from strongroom.ledger.domain import AccountState, TransferSpec
+from strongroom.money import Asset, AssetRegistry, Money
+from strongroom.settings import Settings
+from strongroom.web.i18n import N_, Lang
+
+KEY_FIELD: Final = "idempotency_key"
+KEY_BYTES: Final = 24
+FIELD_MAX_CHARS: Final = 100
+"""Bounds on what a form field may hold before it is even looked at (P5)."""
+SIGNED_DECIMAL: Final = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+
+REFUSALS: Final = {
+    "unknown_asset": N_("Choose an asset from the list."),
+    "insufficient_funds": N_("Not enough money: you have %(available)s %(asset)s available."),
+    "recipient_not_found": N_("There is no Strongroom user with that email."),
+    "same_account": N_("You cannot send money to yourself."),
+    "cross_region_transfer": N_(
+        "This person's wallet is in another region: transfers between regions are not possible."
+    ),
+    "invalid_note": N_("The note is too long: at most %(max)s characters."),
+    "idempotency_key_reused": N_(
+        "This form was already sent with other values. Check your history before trying again."
+    ),
+    "idempotency_key_in_progress": N_(
+        "This is still being processed. Check your history in a moment."
+    ),
+    "idempotency_key_required": N_("This form has expired. Check the details and send it again."),
+    "invalid_idempotency_key": N_("This form has expired. Check the details and send it again."),
+    "busy": N_("We are busy right now. Wait a moment and try again."),
+}
+AMOUNT_REFUSALS: Final = {
+    "decimals": N_("%(asset)s amounts have at most %(scale)s decimal places."),
+    "whole": N_("%(asset)s amounts are whole numbers."),
+    "not_positive": N_("Enter an amount greater than zero."),
+    "format": N_("Enter the amount with digits and a decimal point only, for example 100.50."),
+    "too_large": N_("That amount is too large."),
+}
+UNKNOWN_REFUSAL: Final = N_("That did not work. Check what you entered and try again.")
+
+
+def origin(request: Request) -> Origin:
+    """Where a request came from, for the audit log."""
+    return Origin(
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+def new_key() -> str:
+    """A fresh idempotency key for one render of a money form (URL-safe, 32 characters)."""
+    return secrets.token_urlsafe(KEY_BYTES)
+
+
+def read_money(registry: AssetRegistry, amount: str, asset: str) -> Money:
+    """The form's amount in minor units; ``InvalidAmount`` / ``UnknownAsset`` as the API."""
+    return registry.money(amount.strip(), asset)
+
+
+def amount_refusal(lang: Lang, error: InvalidAmount, amount: str, asset: Asset) -> str:
+    """Which rule an amount broke, in a sentence: too many decimals, not positive, not a plain
+    number, or too large."""
+    text = amount.strip()
+    if "scale" in error.details:
+        reason = "decimals" if asset.scale > 0 else "whole"
+    elif SIGNED_DECIMAL.fullmatch(text) is None:
+        reason = "format"
+    elif text.startswith("-") or text.lstrip("+").replace(".", "").strip("0") == "":
+        reason = "not_positive"
+    elif text.startswith("+"):
+        reason = "format"
+    else:
+        reason = "too_large"
+    return lang.gettext(AMOUNT_REFUSALS[reason]) % {"asset": asset.code, "scale": asset.scale}
+
+
+def refusal(lang: Lang, error: DomainError, registry: AssetRegistry, settings: Settings) -> str:
+    """The translated sentence for a refusal of the funding, payments or ledger services."""
+    text = lang.gettext(REFUSALS.get(error.code, UNKNOWN_REFUSAL))
+    if error.code == "insufficient_funds":
+        asset = registry.get(error.details.get("asset"))
+        available = int(error.details.get("available_minor", "0"))
+        return text % {"available": lang.amount(available, asset.scale), "asset": asset.code}
+    if error.code == "invalid_note":
+        return text % {"max": settings.ledger.note_max_chars}
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A money form's transfer: done now, or found done by an earlier submit of the form."""
+
+    transfer_id: str
+
+
+def submit(
+    *,
+    request: Request,
+    session: Session,
+    settings: Settings,
+    user: User,
+    key: str,
+    body: dict[str, Any],
+    prepare: Callable[[], TransferSpec],
+) -> Submitted:
+    """Move the money once per ``key``, as the API does (``api.transfer_once``)."""
+    _status, payload = api.transfer_once(
+        request=request,
+        session=session,
+        settings=settings,
+        user=user,
+        key=key,
+        body=body,
+        prepare=prepare,
+        respond=lambda transfer_id: (201, {"id": transfer_id, "status": "completed"}),
+    )
+    return Submitted(transfer_id=str(payload["id"]))
+
+
+def available_by_asset(*, session: Session, user: User) -> dict[str, int]:
+    """What the user may spend now in each asset they hold (the ledger's own rule: total -
+    pending debits - locked). Reads only: no account is created."""
+    return {
+        account.asset: AccountState(
+            id=account.id,
+            asset=account.asset,
+            allow_negative=account.allow_negative,
+            negative_limit_minor=account.negative_limit_minor,
+            debits_posted=account.debits_posted,
+            credits_posted=account.credits_posted,
+            debits_pending=account.debits_pending,
+            credits_pending=account.credits_pending,
+        ).available
+        for account in ledger.accounts_of(
+            session=session, owner_type="user", owner_id=user.id, kind="wallet"
+        )
+    }
+
+
+def available_minor(*, session: Session, user: User, asset: str) -> int:
+    """What the user may spend now in ``asset``; 0 without a wallet."""
+    return available_by_asset(session=session, user=user).get(asset, 0)
+
+
+def default_asset(user: User) -> str:
+    """The currency of the user's region (R-REGION-1)."""
+    return "CNY" if user.region == "CN" else "HKD"

@@ -1,0 +1,135 @@
+"""Top up through the sandbox channel (issue #5): an asset and an amount, once per form.
+
+The handler does what ``POST /v1/topups`` does (``funding.service.prepare_topup`` through the
+ledger's group-commit batcher, see ``lite.forms``), with the idempotency key of the form's
+render: sending the form twice, or refreshing after sending it, tops up once and shows the
+same receipt. A bad amount or an unknown asset is refused in the form before anything is
+written.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from strongroom.api import AssetsDep, SessionDep, SettingsDep
+from strongroom.errors import DomainError, InvalidAmount
+from strongroom.funding import service as funding
+from strongroom.money import AssetRegistry
+from strongroom.web import core
+from strongroom.web.i18n import lang_of
+from strongroom.web.lite import forms
+from strongroom.web.lite.history import receipt_path
+from strongroom.web.lite.layout import PREFIX, page
+from strongroom.web.sessions import SignedIn, SignedInDep
+
+router = APIRouter(prefix=PREFIX)
+PATH: Final = "/app/topup"
+CHANNEL: Final = "sandbox"
+
+
+class TopupForm(BaseModel):
+    """The form's fields, as typed (bounded before anything looks at them, P5)."""
+
+    asset: str = Field(default="", max_length=16)
+    amount: str = Field(default="", max_length=forms.FIELD_MAX_CHARS)
+    idempotency_key: str = Field(default="", max_length=forms.FIELD_MAX_CHARS)
+
+
+def _form(
+    request: Request,
+    user: SignedIn,
+    registry: AssetRegistry,
+    *,
+    asset: str,
+    amount: str,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The form with a new idempotency key: each render is one top-up at most."""
+    return page(
+        request,
+        "lite/topup.html",
+        {
+            "assets": [a.code for a in registry.all()],
+            "asset": asset,
+            "amount": amount,
+            "error": error,
+            "key": forms.new_key(),
+        },
+        user=user,
+        current=PATH,
+        status_code=status_code,
+    )
+
+
+@router.get("/topup", response_class=HTMLResponse)
+def topup_page(user: SignedInDep, request: Request, registry: AssetsDep) -> HTMLResponse:
+    return _form(request, user, registry, asset=forms.default_asset(user.user), amount="")
+
+
+@router.post("/topup", response_class=HTMLResponse)
+def topup(
+    body: Annotated[TopupForm, Form()],
+    user: SignedInDep,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    registry: AssetsDep,
+) -> Response:
+    """Top up once per form; then to the receipt (POST, redirect, GET)."""
+    lang = lang_of(request)
+    asset, amount = body.asset, body.amount
+    try:
+        money = forms.read_money(registry, amount, asset)
+    except InvalidAmount as error:
+        message = forms.amount_refusal(lang, error, amount, registry.get(asset))
+        return _form(
+            request,
+            user,
+            registry,
+            asset=asset,
+            amount=amount,
+            error=message,
+            status_code=error.status,
+        )
+    except DomainError as error:
+        message = forms.refusal(lang, error, registry, settings)
+        return _form(
+            request,
+            user,
+            registry,
+            asset=forms.default_asset(user.user),
+            amount=amount,
+            error=message,
+            status_code=error.status,
+        )
+    values = {"asset": money.asset.code, "amount": amount.strip(), "channel": CHANNEL}
+    try:
+        done = forms.submit(
+            request=request,
+            session=session,
+            settings=settings,
+            user=user.user,
+            key=body.idempotency_key,
+            body=values,
+            prepare=lambda: funding.prepare_topup(
+                session=session, user=user.user, amount=money, channel=CHANNEL
+            ),
+        )
+    except DomainError as error:
+        session.rollback()
+        message = forms.refusal(lang, error, registry, settings)
+        return _form(
+            request,
+            user,
+            registry,
+            asset=asset,
+            amount=amount,
+            error=message,
+            status_code=error.status,
+        )
+    return core.secure_headers(RedirectResponse(receipt_path(done.transfer_id), status_code=303))
