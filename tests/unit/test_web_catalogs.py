@@ -1,9 +1,10 @@
 """The web layer's message catalogs, for each domain (``messages``: the Lite app and the shared
-pages; ``console``: the operator console): every string the templates and the Python code mark
-for translation (extracted now, with Babel's extractors and the domain's mapping, ``web/babel.cfg``
-or ``web/babel-console.cfg``, as ``pybabel extract`` does) has a non-empty translation in each
-language; no catalog has a fuzzy, obsolete or unused entry, or a translation whose placeholders
-differ from its msgid's."""
+pages; ``console``: the operator console; ``reserves``: the proof-of-reserves pages and their
+scripts): every string the templates, the Python code and the scripts mark for translation
+(extracted now, with Babel's extractors and the domain's mapping, ``web/babel.cfg``,
+``web/babel-console.cfg`` or ``reserves/babel.cfg``, as ``pybabel extract`` does) has a non-empty
+translation in each language; no catalog has a fuzzy, obsolete or unused entry, or a translation
+whose placeholders differ from its msgid's."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
+from strongroom.reserves import pages
 from strongroom.web import i18n
 
 WEB = Path(i18n.__file__).parent
@@ -24,12 +26,14 @@ PLACEHOLDER = re.compile(r"%\(([A-Za-z_][A-Za-z0-9_]*)\)[sdif]")
 
 
 def extracted(domain: str = i18n.DOMAIN) -> set[str]:
-    """Every msgid of ``domain`` used in the web layer's templates and Python modules."""
-    with (WEB / i18n.BABEL_CONFIGS[domain]).open() as config:
+    """Every msgid of ``domain`` used in its templates, Python modules and scripts (the mapping's
+    patterns are relative to the mapping's own folder)."""
+    mapping = WEB / i18n.BABEL_CONFIGS[domain]
+    with mapping.open() as config:
         method_map, options_map = parse_mapping_cfg(config)
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(
-        WEB, method_map, options_map, keywords=KEYWORDS
+        mapping.parent, method_map, options_map, keywords=KEYWORDS
     ):
         found.add(message if isinstance(message, str) else message[0])
     return found
@@ -148,3 +152,66 @@ def test_a_missing_console_translation_is_caught(language: str) -> None:
     catalog = read_catalog(_po(language, "console"))
     catalog["Dashboard"].string = ""
     assert "untranslated: 'Dashboard'" in problems(used, catalog)
+
+
+def test_the_reserves_pages_have_their_own_domain() -> None:
+    reserves, messages, console = extracted("reserves"), extracted(), extracted("console")
+    assert "Verify my proof of reserves" in reserves  # templates/reserves/verify.html
+    assert (
+        "Reserve sources (%(number)s)" in reserves
+    )  # a {% trans %} of templates/reserves/index.html
+    assert "Invalid: %(reasons)s" in reserves  # N_() in static/reserves/verify.js
+    assert "%(leaf)s: root matches %(root)s" in reserves  # N_() in static/reserves/por_v1.js
+    assert "Verify my proof of reserves" not in messages | console
+    assert len(reserves) >= 100
+
+
+def test_the_verify_page_gives_its_scripts_every_script_message() -> None:
+    """The JSON block of the verify page carries exactly the scripts' msgids, found as the
+    catalog's extraction finds them, translated."""
+    scripts = set(pages.script_messages())
+    assert scripts <= extracted("reserves")
+    assert {"Valid", "Invalid: %(reasons)s", "Leaf %(number)s of %(count)s"} <= scripts
+    assert "Verify my proof of reserves" not in scripts  # a template's string
+    chinese = pages.script_i18n("zh_Hant")
+    assert set(chinese["messages"]) == scripts
+    assert chinese["messages"]["Valid"] == "有效"
+    assert chinese["separator"] == "、" and pages.script_i18n("en")["separator"] == ", "
+    english = pages.script_i18n("en")["messages"]
+    assert all(english[message] == message for message in scripts)
+
+
+def test_the_reserves_strings_are_in_the_languages_pages_use() -> None:
+    chinese = i18n.lang_for("zh_Hant")
+    assert chinese.gettext("Verify my proof of reserves") == "驗證我的儲備證明"  # reserves.po
+    assert chinese.gettext("Sign in") == "登入"  # in messages.po and reserves.po: the same
+
+
+@pytest.mark.parametrize("language", i18n.LANGUAGES)
+def test_a_missing_reserves_translation_is_caught(language: str) -> None:
+    used = extracted("reserves")
+    catalog = read_catalog(_po(language, "reserves"))
+    catalog.delete("Verify now")  # a template's string
+    catalog.delete("Valid")  # a script's string
+    found = problems(used, catalog)
+    assert "missing: 'Verify now'" in found and "missing: 'Valid'" in found
+    catalog = read_catalog(_po(language, "reserves"))
+    catalog["Invalid: %(reasons)s"].string = "Invalid"
+    catalog["Proof of reserves"].string = ""
+    found = problems(used, catalog)
+    assert "untranslated: 'Proof of reserves'" in found
+    assert any(line.startswith("placeholders: 'Invalid: %(reasons)s'") for line in found)
+
+
+@pytest.mark.parametrize("language", i18n.LANGUAGES)
+def test_a_reserves_string_shared_with_another_domain_reads_the_same(language: str) -> None:
+    """Where ``messages`` or ``console`` has a msgid too, its translation is the one the merged
+    catalog uses: it must be the one ``reserves.po`` says."""
+    reserves = {m.id: m.string for m in read_catalog(_po(language, "reserves")) if m.id}
+    shared = 0
+    for domain in ("messages", "console"):
+        for message in read_catalog(_po(language, domain)):
+            if message.id in reserves:
+                shared += 1
+                assert message.string == reserves[message.id], (domain, message.id)
+    assert shared >= 3  # "Sign in", "Email", "Password", ...

@@ -1,9 +1,11 @@
 """The reserves pages over HTTP, without a browser: headers, what the HTML may and may not
-contain under the CSP, escaping, order, the per-audit endpoint and the packaged files."""
+contain under the CSP, escaping, order, the per-audit endpoint, the packaged files, and the
+language (cookie, Accept-Language, the switch, the scripts' messages)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import tomllib
 from collections.abc import Iterator
@@ -22,8 +24,9 @@ from strongroom.reserves import service as reserves
 from strongroom.reserves.builder import BuildOptions, build
 from strongroom.reserves.service import ReserveLine
 from strongroom.reserves.snapshot import Snapshot
+from strongroom.web import i18n
 
-from .conftest import AUDIT_ID, Published
+from .conftest import AUDIT_ID, CREATED_AT, Published, csrf_token
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "strongroom"
@@ -54,7 +57,11 @@ def test_html_has_no_inline_script_style_or_external_resource(
     for path in ("/reserves", "/reserves/verify"):
         html = http.get(path).text
         scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, flags=re.S)
-        assert all(re.search(r'\bsrc="/static/', attrs) and not body for attrs, body in scripts)
+        for attrs, body in scripts:
+            if 'type="application/json"' in attrs:  # data for verify.js, never run
+                assert "src=" not in attrs and isinstance(json.loads(body), dict)
+            else:
+                assert re.search(r'\bsrc="/static/', attrs) and not body, attrs
         assert "<style" not in html
         assert not re.search(r"\sstyle=", html)
         assert not re.search(r"\son[a-z]+=", html)
@@ -102,7 +109,9 @@ def test_the_list_shows_each_audit_newest_first_and_escapes_text(
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert published.audit.root.hex() in html and older.root.hex() in html
     assert html.count('class="badge">Latest') == 1
-    assert '<time datetime="2026-12-01T00:00:00Z">2026-12-01 00:00 UTC</time>' in html
+    taken = i18n.lang_for("en").when(CREATED_AT)  # Hong Kong time, the Lite app's format
+    assert "Dec 1, 2026" in taken
+    assert f'<time datetime="2026-12-01T00:00:00Z">{taken}</time>' in html
     assert 'href="/reserves/verify?audit=2026-11-01"' in html
     verify = http.get("/reserves/verify?audit=2026-11-01").text
     assert re.search(r'<option value="2026-11-01"\s+selected>', verify)
@@ -147,3 +156,109 @@ def _glob_match(name: str, pattern: str) -> bool:
     """Like setuptools' package-data globs: ``*`` never crosses a ``/``."""
     names, parts = name.split("/"), pattern.split("/")
     return len(names) == len(parts) and all(map(fnmatch, names, parts))
+
+
+# ------------------------------------------------------------------------------------------------
+# Languages
+
+
+def _lang_attribute(html: str) -> str:
+    found = re.search(r'<html lang="([^"]+)">', html)
+    assert found is not None
+    return found.group(1)
+
+
+def test_the_language_comes_from_the_cookie_or_accept_language(
+    http: httpx.Client, published: Published
+) -> None:
+    for path in ("/reserves", "/reserves/verify"):
+        english = http.get(path, headers={"Accept-Language": "fr, en;q=0.5"})
+        chinese = http.get(path, headers={"Accept-Language": "zh-TW,zh;q=0.9"})
+        cookie = http.get(path, headers={"Accept-Language": "en", "Cookie": "lang=zh_Hant"})
+        assert _lang_attribute(english.text) == "en"
+        assert _lang_attribute(chinese.text) == "zh-Hant" == _lang_attribute(cookie.text)
+        assert "儲備證明" in chinese.text and "儲備證明" not in english.text
+        assert chinese.text == cookie.text.replace(
+            csrf_token(cookie.text), csrf_token(chinese.text)
+        )
+        for response in (english, chinese):
+            assert response.headers["vary"] == "Accept-Language, Cookie"
+            assert response.headers["cache-control"] == "private, no-cache"
+    unknown = http.get("/reserves", headers={"Cookie": "lang=xx", "Accept-Language": "de"})
+    assert _lang_attribute(unknown.text) == "en"
+
+
+def test_the_audits_page_in_chinese_formats_dates_and_amounts(
+    http: httpx.Client, published: Published
+) -> None:
+    html = http.get("/reserves", headers={"Accept-Language": "zh-HK"}).text
+    assert "<h1>儲備證明</h1>" in html
+    assert f"<h2>審計 {AUDIT_ID}</h2>" in html and 'class="badge">最新' in html
+    assert i18n.lang_for("zh_Hant").when(CREATED_AT) in html
+    assert "2026年12月1日" in html  # the audit taken and the reserves' "as of" day
+    assert 'data-label="負債">143.45</td>' in html
+    assert "低於 1" in html and "below 1" not in html
+    assert "在此審計中驗證我的餘額" in html
+
+
+def test_large_amounts_are_grouped_exactly(
+    http: httpx.Client, pg_db: Engine, tmp_path: Path
+) -> None:
+    """Amounts are formatted from their exact digits: a balance beyond a float's precision keeps
+    every digit, grouped per the locale."""
+    whale = 12_345_678_901_234_567_891  # minor units at scale 2: not exact as a float
+    audit = build(
+        Snapshot.from_mapping({"HKD": 2}, {"whale": {"HKD": whale}, "minnow": {"HKD": 1}}),
+        tmp_path / "big",
+        secret=bytes(range(32)),
+        audit_id="2026-10-01",
+        created_at=datetime(2026, 10, 1, tzinfo=UTC),
+        options=BuildOptions(workers=1),
+    )
+    with db.unit_of_work(db.make_session_factory(pg_db)) as session:
+        reserves.publish(session=session, audit=audit, tree_dir=str(tmp_path / "big"), reserves=[])
+    for language in ("en", "zh-HK"):
+        html = http.get("/reserves", headers={"Accept-Language": language}).text
+        assert ">123,456,789,012,345,678.92</td>" in html
+
+
+def test_the_switch_on_a_reserves_page_sets_the_language_and_comes_back(
+    http: httpx.Client, published: Published
+) -> None:
+    page = http.get("/reserves/verify?audit=2026-12-01", headers={"Accept-Language": "en"})
+    form = re.search(r'<form class="language" method="post" action="/app/language">', page.text)
+    assert form is not None
+    assert (
+        '<input type="hidden" name="next" value="/reserves/verify?audit=2026-12-01">' in page.text
+    )
+    token = csrf_token(page.text)
+    refused = http.post("/app/language", data={"lang": "zh_Hant", "next": "/reserves"})
+    assert refused.status_code == 403 and "lang" not in refused.cookies  # no CSRF token
+    switched = http.post(
+        "/app/language",
+        data={"csrf_token": token, "lang": "zh_Hant", "next": "/reserves/verify?audit=2026-12-01"},
+    )
+    assert switched.status_code == 303
+    assert switched.headers["location"] == "/reserves/verify?audit=2026-12-01"
+    assert switched.cookies["lang"] == "zh_Hant"
+    chinese = http.get(switched.headers["location"], headers={"Accept-Language": "en"})
+    assert _lang_attribute(chinese.text) == "zh-Hant" and "立即驗證" in chinese.text
+    elsewhere = http.post(
+        "/app/language", data={"csrf_token": token, "lang": "en", "next": "//evil.example/reserves"}
+    )
+    assert elsewhere.headers["location"] == "/app/"  # never another site
+
+
+def test_the_verify_page_gives_its_script_the_messages_in_its_language(
+    http: httpx.Client, published: Published
+) -> None:
+    for language, valid, separator in (("en", "Valid", ", "), ("zh-HK", "有效", "、")):
+        html = http.get("/reserves/verify", headers={"Accept-Language": language}).text
+        block = re.search(
+            r'<script type="application/json" id="reserves-i18n">(.*?)</script>', html, re.S
+        )
+        assert block is not None
+        data = json.loads(block.group(1))
+        assert set(data["messages"]) == set(pages.script_messages())
+        assert data["messages"]["Valid"] == valid and data["separator"] == separator
+        assert (data["group"], data["decimal"], data["grouping"]) == (",", ".", [3, 3])

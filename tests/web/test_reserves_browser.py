@@ -1,10 +1,12 @@
 """The proof-of-reserves pages in a real Chromium (R-POR-3, R-POR-4): sign in and "Verify now",
-a proof file chosen or dropped, tampered proofs, the public list, and the CSP."""
+a proof file chosen or dropped, tampered proofs, the public list, the CSP, and both languages
+(English and Traditional Chinese: the steps and results the script shows, the switch)."""
 
 from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +14,7 @@ from strongroom.reserves.pages import CONTENT_SECURITY_POLICY
 from strongroom_verify import por_v1
 from tests.api.conftest import PASSWORD
 
-from .conftest import Console, Published, screenshot
+from .conftest import Console, Published, screenshot, settle
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -342,3 +344,187 @@ def _dark_path(name: str) -> Path:
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS / f"{name}-mobile-dark.png"
+
+
+# ------------------------------------------------------------------------------------------------
+# (f) both languages: the zh-Hant pages, the switch, screenshots
+
+Opener = Callable[..., "Page"]
+LATIN_WORDS = (
+    "Leaf",
+    "path step",
+    " root",
+    "Pieces",
+    "Read the proof",
+    "Your tag",
+    "matches",
+    "sibling",
+)
+
+
+def decided(page: Page) -> str:
+    """The verdict once verification finished, whatever the language."""
+    page.wait_for_selector("#verdict.valid, #verdict.invalid")
+    return page.inner_text("#verdict")
+
+
+def open_verify_in(open_page: Opener, url: str, language: str) -> Page:
+    page: Page = open_page(language)
+    response = page.goto(f"{url}/reserves/verify")
+    assert response is not None and response.status == 200
+    page.wait_for_selector("body[data-ready='true']")
+    return page
+
+
+def test_verify_page_in_chinese_verifies_a_valid_proof(
+    open_page: Opener, live_url: str, published: Published, console: Console
+) -> None:
+    page = open_verify_in(open_page, live_url, "zh_Hant")
+    assert page.get_attribute("html", "lang") == "zh-Hant"
+    assert page.inner_text("h1") == "驗證我的儲備證明"
+    assert page.get_attribute("#verify-now", "title") == "請先登入"  # set by the script
+    sign_in(page, published.alice.email)
+    assert "已登入" in page.inner_text("#signed-in")
+    page.click("#verify-now")
+    assert decided(page) == "有效"
+    assert page.inner_text("#published") == "審計 2026-12-01 已公佈的根雜湊：相符"
+    shown = steps(page)
+    assert shown[0] == "已讀取證明：審計 2026-12-01，2 個分片，4 片葉，樹高 2", shown
+    assert any(s.startswith("由 user_salt 及帳戶編號") for s in shown), shown
+    assert any(s.startswith("第 1／2 片葉：由你的標籤") for s in shown), shown
+    assert any(s.startswith("第 1／2 片葉，路徑第 1／2 步：") for s in shown), shown
+    assert "各分片加起來等於你的 HKD 餘額 123.45" in shown, shown
+    assert any(s.startswith("第 2／2 片葉：根雜湊相符") for s in shown), shown
+    assert any("HKD 的總額相符 143.45" in s for s in shown), shown
+    assert shown[-2] == "根雜湊與審計 2026-12-01 已公佈的根雜湊相符"
+    assert shown[-1] == "總額與已公佈的負債相符"
+    for text in shown:  # every step in Chinese: only names, numbers and hashes stay Latin
+        assert not any(word in text for word in LATIN_WORDS), text
+    summary = page.inner_text("#summary")
+    assert "你的 HKD" in summary and "123.45" in summary and "帳戶" in summary
+    assert page.inner_text("#download") == "下載此證明（JSON）"
+    settle(page)
+    screenshot(page, "reserves-verify-valid-zh_Hant")
+    assert console.errors == []
+
+
+def test_verify_page_in_chinese_rejects_tampered_proofs(
+    open_page: Opener, live_url: str, published: Published, console: Console
+) -> None:
+    proof = published.proof(published.alice)
+    page = open_verify_in(open_page, live_url, "zh_Hant")
+    tampered = copy.deepcopy(proof)
+    tampered["balances"]["HKD"] = _digit_changed(proof["balances"]["HKD"])  # 123.45 -> 123.46
+    drop(page, tampered)
+    assert decided(page) == "無效：分片加起來不等於餘額"
+    assert failed_checks(page) == ["pieces add up"]
+    assert page.inner_text("#steps li.fail .text") == (
+        "各分片加起來不等於你的 HKD 餘額：總和為 123.45，餘額所載為 123.46"
+    )
+    settle(page)
+    screenshot(page, "reserves-verify-invalid-zh_Hant")
+    path_changed: dict[str, Any] = copy.deepcopy(proof)
+    first, second = proof["leaves"]
+    meet = (first["index"] ^ second["index"]).bit_length() - 1
+    step = path_changed["leaves"][0]["path"][meet]
+    step["hash"] = _digit_changed(step["hash"])
+    drop(page, path_changed)
+    page.wait_for_function(
+        "() => document.getElementById('verdict').textContent.includes('路徑雜湊不符')"
+    )
+    assert page.inner_text("#verdict") == "無效：根雜湊不符、路徑雜湊不符"
+    failures = page.locator("#steps li.fail .text").all_inner_texts()
+    assert any(f.startswith("第 1／2 片葉：根雜湊不符：計算結果為") for f in failures), failures
+    assert any(
+        f"路徑第 {meet + 1} 步：雜湊不符：兄弟節點不是第 2／2 片葉的節點" in f for f in failures
+    )
+    page.evaluate(DROP, ["{not json", "broken.json"])
+    page.wait_for_function(
+        "() => document.getElementById('verdict').textContent === '無效：證明格式有誤'"
+    )
+    assert page.inner_text("#steps li.fail .text").startswith("檔案不是 JSON：")
+    drop(page, {"format": "strongroom-por-v1"})
+    page.wait_for_function(
+        "() => document.getElementById('steps').textContent.includes('缺少此欄位')"
+    )
+    assert page.inner_text("#steps li.fail .text") == "證明格式有誤：proof.audit_id：缺少此欄位"
+    assert console.errors == []
+
+
+def test_verify_page_in_chinese_says_why_sign_in_failed(
+    open_page: Opener, live_url: str, published: Published
+) -> None:
+    page = open_verify_in(open_page, live_url, "zh_Hant")
+    page.fill("#email", published.alice.email)
+    page.fill("#password", "not-the-password")
+    page.click("#sign-in-button")
+    page.wait_for_selector("#sign-in-error:not([hidden])")
+    assert page.inner_text("#sign-in-error") == "登入失敗：電郵或密碼不正確。"
+
+
+def test_audits_page_in_chinese(
+    open_page: Opener, live_url: str, published: Published, console: Console
+) -> None:
+    page: Page = open_page("zh_Hant")
+    response = page.goto(f"{live_url}/reserves")
+    assert response is not None and response.status == 200
+    assert page.get_attribute("html", "lang") == "zh-Hant"
+    assert page.title() == "儲備證明 · Strongroom"
+    card = page.locator("#audit-2026-12-01")
+    assert card.locator("h2").inner_text() == "審計 2026-12-01"
+    assert card.locator(".badge").inner_text() == "最新"
+    assert card.locator("time").inner_text() == "2026年12月1日 上午8:00:00"
+    assert card.locator(".root").inner_text() == published.audit.root.hex()
+    usdt = card.locator("tr[data-asset='USDT']")
+    assert usdt.locator(".ratio").inner_text().strip() == "0.7142 低於 1"
+    card.locator("summary").click()
+    assert "HSBC statement" in card.inner_text() and "截至 2026年12月1日" in card.inner_text()
+    settle(page)
+    screenshot(page, "reserves-audits-zh_Hant")
+    card.get_by_role("link", name="在此審計中驗證我的餘額").click()
+    page.wait_for_url("**/reserves/verify?audit=2026-12-01")
+    page.wait_for_selector("body[data-ready='true']")
+    assert page.inner_text("#verify-now") == "立即驗證"
+    assert console.errors == []
+
+
+def test_the_switch_changes_the_language_of_the_reserves_pages(
+    open_page: Opener, live_url: str, published: Published, console: Console
+) -> None:
+    page: Page = open_page("en")
+    page.goto(f"{live_url}/reserves/verify?audit=2026-12-01")
+    assert page.get_attribute("html", "lang") == "en"
+    page.click("form.language button[value='zh_Hant']")
+    page.wait_for_selector("html[lang='zh-Hant']")
+    assert page.url.endswith("/reserves/verify?audit=2026-12-01")
+    page.wait_for_selector("body[data-ready='true']")
+    drop(page, published.proof(published.bob))
+    assert decided(page) == "有效"
+    page.goto(f"{live_url}/reserves")  # the choice is kept (the lang cookie)
+    assert page.inner_text("h1") == "儲備證明"
+    page.click("form.language button[value='en']")
+    page.wait_for_selector("html[lang='en']")
+    assert page.url.endswith("/reserves") and page.inner_text("h1") == "Proof of reserves"
+    assert console.errors == []
+
+
+def test_screenshots_of_the_reserves_pages_in_both_languages(
+    open_page: Opener, live_url: str, published: Published, console: Console
+) -> None:
+    """``artifacts/screenshots/reserves-<page>-<language>-{mobile,desktop}.png`` (390x844 and
+    1280x800) for a person to look at."""
+    for language in ("en", "zh_Hant"):
+        page: Page = open_page(language)
+        page.goto(f"{live_url}/reserves")
+        page.locator("#audit-2026-12-01 summary").click()
+        settle(page)
+        screenshot(page, f"reserves-audits-{language}")
+        page.goto(f"{live_url}/reserves/verify")
+        page.wait_for_selector("body[data-ready='true']")
+        settle(page)
+        screenshot(page, f"reserves-verify-empty-{language}")
+        drop(page, published.proof(published.alice))
+        decided(page)
+        settle(page)
+        screenshot(page, f"reserves-verify-valid-{language}")
+    assert console.errors == []

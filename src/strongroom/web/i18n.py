@@ -1,12 +1,13 @@
 """Languages of the web pages: English and Traditional Chinese (issue #5, part 3).
 
 Every string a page shows is a msgid in the gettext catalogs under ``locale/``, one domain per
-part (``DOMAINS``): ``messages`` (the Lite app and the pages every part shares) and ``console``
-(the operator console), each a ``<domain>.pot`` and one ``<locale>/LC_MESSAGES/<domain>.po`` per
-language. They are read from the ``.po`` files once, at first use
-(``babel.messages.pofile.read_po``, compiled in memory), so nothing has to be compiled at
-install, and merged into one catalog per language; where both domains have a msgid, the
-``messages`` translation is the one used (so the console's catalog never changes a Lite page).
+part (``DOMAINS``): ``messages`` (the Lite app and the pages every part shares), ``console``
+(the operator console) and ``reserves`` (the public proof-of-reserves pages), each a
+``<domain>.pot`` and one ``<locale>/LC_MESSAGES/<domain>.po`` per language. They are read from
+the ``.po`` files once, at first use (``babel.messages.pofile.read_po``, compiled in memory), so
+nothing has to be compiled at install, and merged into one catalog per language; where two
+domains have a msgid, the earlier domain's translation is the one used (``messages`` first, so
+no other part's catalog changes a Lite page).
 ``BABEL_CONFIGS`` says which mapping finds each domain's strings; ``README.md`` (in this folder)
 has the ``pybabel`` commands that refresh the catalogs after a template or a message changed.
 ``tests/unit/test_web_catalogs.py`` fails until every string of each domain has a translation in
@@ -41,9 +42,14 @@ from strongroom.money import format_amount
 
 LOCALE_DIRECTORY: Final = Path(__file__).parent / "locale"
 DOMAIN: Final = "messages"
-DOMAINS: Final = (DOMAIN, "console")
-BABEL_CONFIGS: Final = {DOMAIN: "babel.cfg", "console": "babel-console.cfg"}
-"""The extraction mapping (in this folder) of each domain."""
+DOMAINS: Final = (DOMAIN, "console", "reserves")
+BABEL_CONFIGS: Final = {
+    DOMAIN: "babel.cfg",
+    "console": "babel-console.cfg",
+    "reserves": "../reserves/babel.cfg",
+}
+"""The extraction mapping of each domain, relative to this folder; its patterns are relative to
+the folder the mapping is in (the proof-of-reserves pages' is in ``strongroom/reserves``)."""
 DEFAULT_LANGUAGE: Final = "en"
 LANGUAGES: Final = ("en", "zh_Hant")
 """Locale ids, as the catalog folders are named."""
@@ -74,7 +80,7 @@ def _read(language: str, domain: str) -> Translations:
 @lru_cache(maxsize=len(LANGUAGES))
 def translations(language: str) -> Translations:
     """The catalog of ``language``: every domain's ``.po``, compiled in memory and merged, the
-    first of ``DOMAINS`` (``messages``) merged last so that its translations win."""
+    earlier of ``DOMAINS`` merged later so that their translations win (``messages`` first)."""
     invariant(language in LANGUAGES, f"unknown language {language!r}")
     merged = _read(language, DOMAINS[-1])
     for domain in reversed(DOMAINS[:-1]):

@@ -3,7 +3,8 @@
 A POST form (with its CSRF token, like every form) rather than a GET link: changing a setting
 is not something a link, a prefetch or a crawler should do, and a form works without any
 script. It sets the ``lang`` cookie for a year and sends the browser back to the page it came
-from (``next``, only ever a path of this site under ``/app`` or ``/console``).
+from (``next``, only ever a path of this site under ``/app``, ``/console`` or ``/reserves``, the
+public proof-of-reserves pages, which show the same switch).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from strongroom.web import cookies, core, i18n
 from strongroom.web.lite.layout import HOME, PREFIX
 
 router = APIRouter(prefix=PREFIX)
-RETURN_PREFIXES: Final = ("/app", "/console")
+RETURN_PREFIXES: Final = ("/app", "/console", "/reserves")
 
 
 @router.post("/language")

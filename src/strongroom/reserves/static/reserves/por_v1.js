@@ -15,6 +15,12 @@
 // Where JSON itself differs: JSON.parse keeps the last of two duplicate keys (Python refuses the
 // file) and reads 5.0 as the integer 5 (Python: not an integer). Neither can make a wrong proof
 // pass: every value that is checked is the value that is shown.
+//
+// Every message for the user is marked N_('msgid with %(name)s placeholders', {name: value}):
+// pybabel's javascript extractor finds the msgids (the `reserves` catalog domain), `text` is the
+// English, and the page (verify.js) shows the translation from the catalog the server rendered
+// into it. A value may itself be a message, or an amount (`amountParam`), which the page formats
+// with the locale's symbols.
 
 export const FORMAT = 'strongroom-por-v1';
 export const U128_MAX = (1n << 128n) - 1n;
@@ -36,8 +42,44 @@ const LOWER_HEX = /^[0-9a-f]*$/;
 const UTF8 = new TextEncoder();
 const USER_DOMAIN = UTF8.encode('strongroom-por-v1/user');
 
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+const PLACEHOLDER = /%\(([A-Za-z_][A-Za-z0-9_]*)\)s/g;
+
+/** A message for the user: {key: its msgid, params, text: the English}. */
+export function N_(key, params = {}) {
+  return { key, params, text: fill(key, params, textOf) };
+}
+
+/** `template` with each %(name)s replaced by show(params[name]) (unknown names stay). */
+export function fill(template, params, show) {
+  return template.replace(PLACEHOLDER, (whole, name) => (has(params, name) ? show(params[name]) : whole));
+}
+
+/** An amount as a message parameter: exact decimal text, formatted per locale by the page. */
+export function amountParam(text) {
+  return { amount: text, text };
+}
+
+function textOf(value) {
+  return isObject(value) && typeof value.text === 'string' ? value.text : String(value);
+}
+
+/** An error whose message is marked for translation (`detail`, an N_ message). */
+export class Problem extends Error {
+  constructor(detail) {
+    super(detail.text);
+    this.detail = detail;
+  }
+}
+
 /** The file does not have the shape the format requires; the message says where. */
-export class ProofError extends Error {}
+export class ProofError extends Problem {}
+
+function detailOf(error) {
+  return error instanceof Problem ? error.detail : error.message;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Primitives
@@ -45,29 +87,29 @@ export class ProofError extends Error {}
 /** "12.5" with scale 8 → 1250000000n. Throws (saying why) for a sign, an exponent, whitespace,
  * more decimals than the scale, or a value over 2^128−1. */
 export function parseAmount(text, scale) {
-  if (typeof text !== 'string') throw new Error('amount must be a string');
+  if (typeof text !== 'string') throw new Problem(N_('amount must be a string'));
   if (!Number.isInteger(scale) || scale < 0 || scale > MAX_SCALE) {
-    throw new Error(`scale must be 0..${MAX_SCALE}`);
+    throw new Problem(N_('scale must be 0..%(max)s', { max: MAX_SCALE }));
   }
   const match = text.length <= MAX_AMOUNT_CHARS ? AMOUNT.exec(text) : null;
-  if (match === null) throw new Error(amountProblem(text));
+  if (match === null) throw new Problem(amountProblem(text));
   const whole = match[1];
   const fraction = match[2] || '';
   if (fraction.length > scale) {
-    throw new Error(`'${text}' has more decimals than the scale ${scale}`);
+    throw new Problem(N_("'%(text)s' has more decimals than the scale %(scale)s", { text, scale }));
   }
   const amount = BigInt(whole) * 10n ** BigInt(scale) + BigInt(fraction.padEnd(scale, '0') || '0');
-  if (amount > U128_MAX) throw new Error(`'${text}' is over 2^128-1 minor units`);
+  if (amount > U128_MAX) throw new Problem(N_("'%(text)s' is over 2^128-1 minor units", { text }));
   return amount;
 }
 
 function amountProblem(text) {
-  const shown = `'${text.slice(0, MAX_AMOUNT_CHARS)}'`;
-  if (text.length > MAX_AMOUNT_CHARS) return `${shown}... is too long`;
-  if (text !== '' && (text[0] === '+' || text[0] === '-')) return `${shown} has a sign`;
-  if (/\s/.test(text)) return `${shown} contains whitespace`;
-  if (/e/i.test(text)) return `${shown} has an exponent`;
-  return `${shown} is not a plain decimal amount`;
+  const shown = { text: text.slice(0, MAX_AMOUNT_CHARS) };
+  if (text.length > MAX_AMOUNT_CHARS) return N_("'%(text)s'... is too long", shown);
+  if (text !== '' && (text[0] === '+' || text[0] === '-')) return N_("'%(text)s' has a sign", shown);
+  if (/\s/.test(text)) return N_("'%(text)s' contains whitespace", shown);
+  if (/e/i.test(text)) return N_("'%(text)s' has an exponent", shown);
+  return N_("'%(text)s' is not a plain decimal amount", shown);
 }
 
 /** 1250000000n with scale 8 → "12.50000000" (always `scale` decimals). */
@@ -81,7 +123,9 @@ export function formatAmount(amount, scale) {
 }
 
 function formatAny(amount, scale) {
-  return amount <= U128_MAX ? formatAmount(amount, scale) : `${amount} minor units`;
+  return amount <= U128_MAX
+    ? amountParam(formatAmount(amount, scale))
+    : N_('%(amount)s minor units', { amount: amount.toString() });
 }
 
 /** u128be of each amount, in asset order. */
@@ -118,7 +162,7 @@ function concat(...parts) {
 
 async function sha256(bytes) {
   if (!globalThis.crypto || !globalThis.crypto.subtle) {
-    throw new Error('Web Crypto is not available: open this page over HTTPS');
+    throw new Problem(N_('Web Crypto is not available: open this page over HTTPS'));
   }
   return new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes));
 }
@@ -156,10 +200,10 @@ function hasLoneSurrogate(text) {
 }
 
 function accountIdBytes(accountId) {
-  if (hasLoneSurrogate(accountId)) throw new Error('account_id is not valid Unicode');
+  if (hasLoneSurrogate(accountId)) throw new Problem(N_('account_id is not valid Unicode'));
   const encoded = UTF8.encode(accountId);
   if (encoded.length < 1 || encoded.length > MAX_ACCOUNT_ID_BYTES) {
-    throw new Error(`account_id must be 1..${MAX_ACCOUNT_ID_BYTES} UTF-8 bytes`);
+    throw new Problem(N_('account_id must be 1..%(max)s UTF-8 bytes', { max: MAX_ACCOUNT_ID_BYTES }));
   }
   return encoded;
 }
@@ -188,23 +232,23 @@ function isObject(value) {
 }
 
 function asDict(value, where) {
-  if (!isObject(value)) throw new ProofError(`${where}: expected an object`);
+  if (!isObject(value)) throw new ProofError(N_('%(where)s: expected an object', { where }));
   return value;
 }
 
 function asList(value, where) {
-  if (!Array.isArray(value)) throw new ProofError(`${where}: expected a list`);
+  if (!Array.isArray(value)) throw new ProofError(N_('%(where)s: expected a list', { where }));
   return value;
 }
 
 function asStr(value, where) {
-  if (typeof value !== 'string') throw new ProofError(`${where}: expected a string`);
+  if (typeof value !== 'string') throw new ProofError(N_('%(where)s: expected a string', { where }));
   return value;
 }
 
 function asInt(value, where) {
   if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new ProofError(`${where}: expected an integer`);
+    throw new ProofError(N_('%(where)s: expected an integer', { where }));
   }
   return value;
 }
@@ -214,13 +258,13 @@ function has(obj, key) {
 }
 
 function field(obj, key, where) {
-  if (!has(obj, key)) throw new ProofError(`${where}.${key}: missing`);
+  if (!has(obj, key)) throw new ProofError(N_('%(where)s: missing', { where: `${where}.${key}` }));
   return obj[key];
 }
 
 function lowerHex(text, where, chars) {
   if (!LOWER_HEX.test(text) || text.length !== chars) {
-    throw new ProofError(`${where}: expected ${chars} lowercase hex characters`);
+    throw new ProofError(N_('%(where)s: expected %(count)s lowercase hex characters', { where, count: chars }));
   }
   return text;
 }
@@ -232,7 +276,7 @@ function parseHash(value, where) {
 function parseAssets(value) {
   const items = asList(value, 'assets');
   if (items.length < 1 || items.length > MAX_ASSETS) {
-    throw new ProofError(`assets: expected 1..${MAX_ASSETS} assets`);
+    throw new ProofError(N_('%(where)s: expected 1..%(max)s assets', { where: 'assets', max: MAX_ASSETS }));
   }
   const assets = [];
   items.forEach((item, position) => {
@@ -241,11 +285,17 @@ function parseAssets(value) {
     const code = asStr(field(entry, 'code', where), `${where}.code`);
     const scale = asInt(field(entry, 'scale', where), `${where}.scale`);
     if (!ASSET_CODE.test(code)) {
-      throw new ProofError(`${where}.code: '${code.slice(0, 40)}' is not an asset code`);
+      throw new ProofError(
+        N_("%(where)s: '%(code)s' is not an asset code", { where: `${where}.code`, code: code.slice(0, 40) }),
+      );
     }
-    if (scale < 0 || scale > MAX_SCALE) throw new ProofError(`${where}.scale: expected 0..${MAX_SCALE}`);
+    if (scale < 0 || scale > MAX_SCALE) {
+      throw new ProofError(N_('%(where)s: expected 0..%(max)s', { where: `${where}.scale`, max: MAX_SCALE }));
+    }
     if (assets.length && code <= assets[assets.length - 1].code) {
-      throw new ProofError(`${where}.code: assets must be sorted by code, without repeats`);
+      throw new ProofError(
+        N_('%(where)s: assets must be sorted by code, without repeats', { where: `${where}.code` }),
+      );
     }
     assets.push({ code, scale });
   });
@@ -257,14 +307,16 @@ function parseVector(value, assets, where) {
   const codes = new Set(assets.map((asset) => asset.code));
   const unknown = Object.keys(amounts).filter((key) => !codes.has(key)).sort();
   if (unknown.length) {
-    throw new ProofError(`${where}: '${unknown[0].slice(0, 40)}' is not one of the audit's assets`);
+    throw new ProofError(
+      N_("%(where)s: '%(code)s' is not one of the audit's assets", { where, code: unknown[0].slice(0, 40) }),
+    );
   }
   return assets.map((asset) => {
     const text = asStr(field(amounts, asset.code, where), `${where}.${asset.code}`);
     try {
       return parseAmount(text, asset.scale);
     } catch (error) {
-      throw new ProofError(`${where}.${asset.code}: ${error.message}`);
+      throw new ProofError(N_('%(where)s: %(problem)s', { where: `${where}.${asset.code}`, problem: detailOf(error) }));
     }
   });
 }
@@ -274,11 +326,15 @@ function parseHeight(proof) {
   const count = BigInt(leafCount);
   const isPowerOfTwo = count >= 2n && (count & (count - 1n)) === 0n;
   if (!isPowerOfTwo || count > 1n << BigInt(MAX_HEIGHT)) {
-    throw new ProofError(`leaf_count: ${leafCount} is not a power of two in 2..2^${MAX_HEIGHT}`);
+    throw new ProofError(
+      N_('leaf_count: %(count)s is not a power of two in 2..2^%(max)s', { count: leafCount, max: MAX_HEIGHT }),
+    );
   }
   const height = count.toString(2).length - 1;
   if (has(proof, 'height') && asInt(proof.height, 'height') !== height) {
-    throw new ProofError(`height: ${proof.height} is not log2(leaf_count) = ${height}`);
+    throw new ProofError(
+      N_('height: %(given)s is not log2(leaf_count) = %(height)s', { given: proof.height, height }),
+    );
   }
   return { leafCount, height };
 }
@@ -288,11 +344,15 @@ function parseLeaf(value, position, count, assets) {
   const entry = asDict(value, where);
   const index = asInt(field(entry, 'index', where), `${where}.index`);
   const piece = asInt(field(entry, 'piece', where), `${where}.piece`);
-  if (index < 0) throw new ProofError(`${where}.index: must not be negative`);
-  if (piece < 0 || piece >= MAX_PIECES) throw new ProofError(`${where}.piece: expected 0..${MAX_PIECES - 1}`);
+  if (index < 0) throw new ProofError(N_('%(where)s: must not be negative', { where: `${where}.index` }));
+  if (piece < 0 || piece >= MAX_PIECES) {
+    throw new ProofError(N_('%(where)s: expected 0..%(max)s', { where: `${where}.piece`, max: MAX_PIECES - 1 }));
+  }
   const vector = parseVector(field(entry, 'balances', where), assets, `${where}.balances`);
   const steps = asList(field(entry, 'path', where), `${where}.path`);
-  if (steps.length > MAX_HEIGHT) throw new ProofError(`${where}.path: more than ${MAX_HEIGHT} steps`);
+  if (steps.length > MAX_HEIGHT) {
+    throw new ProofError(N_('%(where)s: more than %(max)s steps', { where: `${where}.path`, max: MAX_HEIGHT }));
+  }
   const path = steps.map((step, number) => {
     const stepWhere = `${where}.path[${number}]`;
     const stepEntry = asDict(step, stepWhere);
@@ -300,8 +360,10 @@ function parseLeaf(value, position, count, assets) {
     const balances = field(stepEntry, 'balances', stepWhere);
     return { hash, vector: parseVector(balances, assets, `${stepWhere}.balances`) };
   });
-  const name = `Leaf ${position + 1} of ${count}`;
-  return { name, index, piece, vector, path };
+  const number = { number: position + 1, count };
+  const name = N_('Leaf %(number)s of %(count)s', number);
+  const lowerName = N_('leaf %(number)s of %(count)s', number); // in the middle of a sentence
+  return { name, lowerName, index, piece, vector, path };
 }
 
 function parseIdentity(proof) {
@@ -309,7 +371,7 @@ function parseIdentity(proof) {
   try {
     accountIdBytes(accountId);
   } catch (error) {
-    throw new ProofError(`account_id: ${error.message}`);
+    throw new ProofError(N_('%(where)s: %(problem)s', { where: 'account_id', problem: detailOf(error) }));
   }
   const saltText = asStr(field(proof, 'user_salt', 'proof'), 'user_salt');
   return { accountId, userSalt: fromHex(lowerHex(saltText, 'user_salt', 2 * SALT_BYTES)) };
@@ -318,14 +380,16 @@ function parseIdentity(proof) {
 /** The proof's fields, checked and typed; throws ProofError. */
 export function parseProof(obj) {
   const proof = asDict(obj, 'proof');
-  if (field(proof, 'format', 'proof') !== FORMAT) throw new ProofError(`format: expected '${FORMAT}'`);
+  if (field(proof, 'format', 'proof') !== FORMAT) {
+    throw new ProofError(N_("%(where)s: expected '%(format)s'", { where: 'format', format: FORMAT }));
+  }
   const auditId = asStr(field(proof, 'audit_id', 'proof'), 'audit_id');
   const assets = parseAssets(field(proof, 'assets', 'proof'));
   const { leafCount, height } = parseHeight(proof);
   const { accountId, userSalt } = parseIdentity(proof);
   const leaves = asList(field(proof, 'leaves', 'proof'), 'leaves');
   if (leaves.length < 1 || leaves.length > MAX_PIECES) {
-    throw new ProofError(`leaves: expected 1..${MAX_PIECES} pieces`);
+    throw new ProofError(N_('%(where)s: expected 1..%(max)s pieces', { where: 'leaves', max: MAX_PIECES }));
   }
   return {
     auditId,
@@ -344,7 +408,8 @@ export function parseProof(obj) {
 // ---------------------------------------------------------------------------------------------
 // Verifying it
 
-/** Collects checks (as the Python Report does) and the steps shown to the user, in order. */
+/** Collects checks (as the Python Report does) and the steps shown to the user, in order.
+ * A check's and a step's `message` is an N_ message; `text` is its English. */
 class Report {
   constructor() {
     this.checks = [];
@@ -352,22 +417,22 @@ class Report {
     this.failuresByName = new Map();
   }
 
-  info(text) {
-    this.steps.push({ status: 'info', check: null, text });
+  info(message) {
+    this.steps.push({ status: 'info', check: null, text: message.text, message });
   }
 
   check(name, ok, failure, success) {
     if (ok) {
-      const text = success || `${name}: ok`;
-      this.checks.push({ name, ok: true, message: text });
-      this.steps.push({ status: 'ok', check: name, text });
+      const message = success || N_('%(check)s: ok', { check: name });
+      this.checks.push({ name, ok: true, text: message.text, message });
+      this.steps.push({ status: 'ok', check: name, text: message.text, message });
       return true;
     }
     const count = (this.failuresByName.get(name) || 0) + 1;
     this.failuresByName.set(name, count);
     if (count <= MAX_FAILURES_PER_CHECK) {
-      this.checks.push({ name, ok: false, message: failure });
-      this.steps.push({ status: 'fail', check: name, text: failure });
+      this.checks.push({ name, ok: false, text: failure.text, message: failure });
+      this.steps.push({ status: 'fail', check: name, text: failure.text, message: failure });
     }
     return false;
   }
@@ -380,9 +445,12 @@ class Report {
     const checks = [...this.checks];
     for (const [name, count] of this.failuresByName) {
       if (count > MAX_FAILURES_PER_CHECK) {
-        const text = `${name}: ${count - MAX_FAILURES_PER_CHECK} more failures not shown`;
-        checks.push({ name, ok: false, message: text });
-        this.steps.push({ status: 'fail', check: name, text });
+        const message = N_('%(check)s: %(count)s more failures not shown', {
+          check: name,
+          count: count - MAX_FAILURES_PER_CHECK,
+        });
+        checks.push({ name, ok: false, text: message.text, message });
+        this.steps.push({ status: 'fail', check: name, text: message.text, message });
       }
     }
     const valid = checks.length > 0 && checks.every((check) => check.ok);
@@ -404,7 +472,8 @@ function formatted(assets, vector) {
 
 /**
  * Verify a strongroom-por-v1 user proof (a parsed JSON object). Resolves to
- * {valid, checks: [{name, ok, message}], steps: [{status: 'ok'|'fail'|'info', check, text}],
+ * {valid, checks: [{name, ok, text, message}], steps: [{status: 'ok'|'fail'|'info', check, text,
+ *  message}] (message: N_, text: its English),
  *  auditId, accountId, root, balances, totals} (the last five are null when unreadable).
  */
 export async function verifyProof(obj) {
@@ -413,13 +482,17 @@ export async function verifyProof(obj) {
   try {
     proof = parseProof(obj);
     report.info(
-      `Read the proof: audit ${proof.auditId}, ${proof.leaves.length} piece(s), ` +
-        `${proof.leafCount} leaves, tree height ${proof.height}`,
+      N_('Read the proof: audit %(audit)s, %(pieces)s piece(s), %(leaves)s leaves, tree height %(height)s', {
+        audit: proof.auditId,
+        pieces: proof.leaves.length,
+        leaves: proof.leafCount,
+        height: proof.height,
+      }),
     );
     await verifyParsed(proof, report);
   } catch (error) {
     if (!(error instanceof ProofError)) throw error;
-    report.fail('structure', `The proof is malformed: ${error.message}`);
+    report.fail('structure', N_('The proof is malformed: %(problem)s', { problem: error.detail }));
     proof = null;
   }
   return report.result({
@@ -433,7 +506,9 @@ export async function verifyProof(obj) {
 
 async function verifyParsed(proof, report) {
   const tag = await userTag(proof.userSalt, proof.accountId);
-  report.info(`Your tag, from user_salt and account id ${proof.accountId}: ${short(tag)}`);
+  report.info(
+    N_('Your tag, from user_salt and account id %(account)s: %(tag)s', { account: proof.accountId, tag: short(tag) }),
+  );
   checkPieces(proof, report);
   const folded = [];
   for (const leaf of proof.leaves) {
@@ -449,14 +524,14 @@ function checkPieces(proof, report) {
   report.check(
     'pieces',
     new Set(pieces).size === pieces.length,
-    `Piece numbers repeat: ${pieces.join(', ')}`,
-    `${pieces.length} piece(s), numbers distinct`,
+    N_('Piece numbers repeat: %(pieces)s', { pieces: pieces.join(', ') }),
+    N_('%(count)s piece(s), numbers distinct', { count: pieces.length }),
   );
   report.check(
     'leaf indices',
     new Set(indices).size === indices.length,
-    `Leaf indices repeat: ${indices.join(', ')}`,
-    'Leaf indices distinct',
+    N_('Leaf indices repeat: %(indices)s', { indices: indices.join(', ') }),
+    N_('Leaf indices distinct'),
   );
   proof.assets.forEach((asset, position) => {
     const sum = proof.leaves.reduce((total, leaf) => total + leaf.vector[position], 0n);
@@ -464,9 +539,15 @@ function checkPieces(proof, report) {
     report.check(
       'pieces add up',
       sum === claimed,
-      `Pieces do not add up to your ${asset.code} balance: they sum to ` +
-        `${formatAny(sum, asset.scale)}, the balance says ${formatAmount(claimed, asset.scale)}`,
-      `Pieces add up to your ${asset.code} balance ${formatAmount(claimed, asset.scale)}`,
+      N_('Pieces do not add up to your %(asset)s balance: they sum to %(sum)s, the balance says %(balance)s', {
+        asset: asset.code,
+        sum: formatAny(sum, asset.scale),
+        balance: amountParam(formatAmount(claimed, asset.scale)),
+      }),
+      N_('Pieces add up to your %(asset)s balance %(balance)s', {
+        asset: asset.code,
+        balance: amountParam(formatAmount(claimed, asset.scale)),
+      }),
     );
   });
 }
@@ -476,21 +557,31 @@ function bit(index, level) {
 }
 
 async function foldLeaf(proof, tag, leaf, report) {
-  const where = `${leaf.name} (index ${leaf.index}, piece ${leaf.piece})`;
+  const where = { leaf: leaf.name, index: leaf.index, piece: leaf.piece, count: proof.leafCount };
   if (!report.check(
     'leaf index',
     leaf.index < proof.leafCount,
-    `${where}: index is not below leaf_count ${proof.leafCount}`,
-    `${where}: index below leaf_count ${proof.leafCount}`,
+    N_('%(leaf)s (index %(index)s, piece %(piece)s): index is not below leaf_count %(count)s', where),
+    N_('%(leaf)s (index %(index)s, piece %(piece)s): index below leaf_count %(count)s', where),
   )) return null;
   if (!report.check(
     'path length',
     leaf.path.length === proof.height,
-    `${leaf.name}: path has ${leaf.path.length} steps, the tree's height is ${proof.height}`,
-    `${leaf.name}: path has ${proof.height} steps, the tree's height`,
+    N_("%(leaf)s: path has %(steps)s steps, the tree's height is %(height)s", {
+      leaf: leaf.name,
+      steps: leaf.path.length,
+      height: proof.height,
+    }),
+    N_("%(leaf)s: path has %(height)s steps, the tree's height", { leaf: leaf.name, height: proof.height }),
   )) return null;
   const own = await leafHash(tag, leaf.piece, leaf.vector);
-  report.info(`${leaf.name}: leaf hash ${short(own)} from your tag, piece ${leaf.piece} and its balances`);
+  report.info(
+    N_('%(leaf)s: leaf hash %(hash)s from your tag, piece %(piece)s and its balances', {
+      leaf: leaf.name,
+      hash: short(own),
+      piece: leaf.piece,
+    }),
+  );
   const nodes = [{ hash: own, vector: leaf.vector }];
   for (let number = 0; number < leaf.path.length; number += 1) {
     const step = leaf.path[number];
@@ -500,7 +591,11 @@ async function foldLeaf(proof, tag, leaf, report) {
     if (over >= 0) {
       report.fail(
         'balance overflow',
-        `${leaf.name}, path step ${number + 1}: the sum for ${proof.assets[over].code} exceeds 2^128-1`,
+        N_('%(leaf)s, path step %(step)s: the sum for %(asset)s exceeds 2^128-1', {
+          leaf: leaf.name,
+          step: number + 1,
+          asset: proof.assets[over].code,
+        }),
       );
       return null;
     }
@@ -508,9 +603,17 @@ async function foldLeaf(proof, tag, leaf, report) {
     const parent = right
       ? await nodeHash(hash, vector, step.hash, step.vector)
       : await nodeHash(step.hash, step.vector, hash, vector);
+    const shown = {
+      leaf: leaf.name,
+      step: number + 1,
+      steps: leaf.path.length,
+      sibling: short(step.hash),
+      node: short(parent),
+    };
     report.info(
-      `${leaf.name}, path step ${number + 1} of ${leaf.path.length}: sibling ${short(step.hash)} ` +
-        `on the ${right ? 'right' : 'left'} → node ${short(parent)}`,
+      right
+        ? N_('%(leaf)s, path step %(step)s of %(steps)s: sibling %(sibling)s on the right → node %(node)s', shown)
+        : N_('%(leaf)s, path step %(step)s of %(steps)s: sibling %(sibling)s on the left → node %(node)s', shown),
     );
     nodes.push({ hash: parent, vector: sum });
   }
@@ -522,16 +625,28 @@ function checkRoot(proof, leaf, top, report) {
   report.check(
     'root',
     sameBytes(top.hash, proof.root),
-    `${leaf.name}: root mismatch: computed ${toHex(top.hash)}, the proof says ${toHex(proof.root)}`,
-    `${leaf.name}: root matches ${short(proof.root)}`,
+    N_('%(leaf)s: root mismatch: computed %(computed)s, the proof says %(root)s', {
+      leaf: leaf.name,
+      computed: toHex(top.hash),
+      root: toHex(proof.root),
+    }),
+    N_('%(leaf)s: root matches %(root)s', { leaf: leaf.name, root: short(proof.root) }),
   );
   proof.assets.forEach((asset, i) => {
     report.check(
       'totals',
       top.vector[i] === proof.totals[i],
-      `${leaf.name}: totals mismatch for ${asset.code}: computed ` +
-        `${formatAmount(top.vector[i], asset.scale)}, the proof says ${formatAmount(proof.totals[i], asset.scale)}`,
-      `${leaf.name}: total for ${asset.code} matches ${formatAmount(proof.totals[i], asset.scale)}`,
+      N_('%(leaf)s: totals mismatch for %(asset)s: computed %(computed)s, the proof says %(total)s', {
+        leaf: leaf.name,
+        asset: asset.code,
+        computed: amountParam(formatAmount(top.vector[i], asset.scale)),
+        total: amountParam(formatAmount(proof.totals[i], asset.scale)),
+      }),
+      N_('%(leaf)s: total for %(asset)s matches %(total)s', {
+        leaf: leaf.name,
+        asset: asset.code,
+        total: amountParam(formatAmount(proof.totals[i], asset.scale)),
+      }),
     );
   });
 }
@@ -551,18 +666,32 @@ function checkSharedNodes(folded, report) {
         report.check(
           'shared nodes',
           sameStep(one.leaf.path[meet], other.nodes[meet]),
-          `${one.leaf.name}, path step ${meet + 1}: hash mismatch: the sibling is not ` +
-            `${other.leaf.name.toLowerCase()}'s node`,
-          `${one.leaf.name}, path step ${meet + 1}: the sibling is ${other.leaf.name.toLowerCase()}'s node`,
+          N_("%(leaf)s, path step %(step)s: hash mismatch: the sibling is not %(other)s's node", {
+            leaf: one.leaf.name,
+            step: meet + 1,
+            other: other.leaf.lowerName,
+          }),
+          N_("%(leaf)s, path step %(step)s: the sibling is %(other)s's node", {
+            leaf: one.leaf.name,
+            step: meet + 1,
+            other: other.leaf.lowerName,
+          }),
         );
       }
       for (let number = meet + 1; number < first.leaf.path.length; number += 1) {
         report.check(
           'shared nodes',
           sameStep(first.leaf.path[number], second.leaf.path[number]),
-          `${second.leaf.name}, path step ${number + 1}: hash mismatch: the sibling differs ` +
-            `from ${first.leaf.name.toLowerCase()}'s`,
-          `${second.leaf.name}, path step ${number + 1}: same sibling as ${first.leaf.name.toLowerCase()}`,
+          N_("%(leaf)s, path step %(step)s: hash mismatch: the sibling differs from %(other)s's", {
+            leaf: second.leaf.name,
+            step: number + 1,
+            other: first.leaf.lowerName,
+          }),
+          N_('%(leaf)s, path step %(step)s: same sibling as %(other)s', {
+            leaf: second.leaf.name,
+            step: number + 1,
+            other: first.leaf.lowerName,
+          }),
         );
       }
     }
@@ -571,16 +700,16 @@ function checkSharedNodes(folded, report) {
 
 /** What a failed check means, for the verdict line ("Invalid: root mismatch"). */
 export const CHECK_LABELS = {
-  structure: 'malformed proof',
-  pieces: 'piece numbers repeat',
-  'leaf indices': 'leaf indices repeat',
-  'pieces add up': 'pieces do not add up to the balance',
-  'leaf index': 'leaf index out of range',
-  'path length': 'path length is not the tree height',
-  'balance overflow': 'balance overflow',
-  root: 'root mismatch',
-  totals: 'totals mismatch',
-  'shared nodes': 'path hash mismatch',
-  'published root': 'not the published root',
-  'published totals': 'not the published totals',
+  structure: N_('malformed proof'),
+  pieces: N_('piece numbers repeat'),
+  'leaf indices': N_('leaf indices repeat'),
+  'pieces add up': N_('pieces do not add up to the balance'),
+  'leaf index': N_('leaf index out of range'),
+  'path length': N_('path length is not the tree height'),
+  'balance overflow': N_('balance overflow'),
+  root: N_('root mismatch'),
+  totals: N_('totals mismatch'),
+  'shared nodes': N_('path hash mismatch'),
+  'published root': N_('not the published root'),
+  'published totals': N_('not the published totals'),
 };

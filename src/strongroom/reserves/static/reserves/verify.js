@@ -4,13 +4,87 @@
 // Sign-in is a stopgap until the Lite app's cookie sign-in exists: the bearer token from
 // POST /v1/auth/login is kept in sessionStorage ONLY (this tab, gone when it closes; never
 // localStorage, never a cookie) and sent only to this origin's /v1 API.
+//
+// Languages: every message is marked N_('msgid', {params}) (here and in por_v1.js; the
+// `reserves` catalog domain). The page renders the translations of those msgids, and the
+// locale's number symbols, into <script type="application/json" id="reserves-i18n"> (data, not
+// run, so the CSP allows it); `say()` fills a message's placeholders from them.
 
-import { CHECK_LABELS, MAX_PROOF_BYTES, verifyProof } from './por_v1.js';
+import { CHECK_LABELS, MAX_PROOF_BYTES, N_, amountParam, fill, verifyProof } from './por_v1.js';
 
 const TOKEN_KEY = 'strongroom.reserves.token';
 const EMAIL_KEY = 'strongroom.reserves.email';
 
 const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------------------------------------
+// Messages in the page's language
+
+const I18N = readI18n();
+
+function readI18n() {
+  const block = document.getElementById('reserves-i18n');
+  const fallback = { messages: {}, group: ',', decimal: '.', grouping: [3, 3], separator: ', ' };
+  if (!block) return fallback;
+  return { ...fallback, ...JSON.parse(block.textContent) };
+}
+
+function isMessage(value) {
+  return typeof value === 'object' && value !== null && typeof value.key === 'string';
+}
+
+/** A message (or plain text) in the page's language, placeholders filled; the English msgid
+ * where a translation is missing. */
+function say(message) {
+  if (!isMessage(message)) return String(message);
+  const template = Object.prototype.hasOwnProperty.call(I18N.messages, message.key)
+    ? I18N.messages[message.key]
+    : message.key;
+  return fill(template, message.params || {}, shown);
+}
+
+function shown(value) {
+  if (isMessage(value)) return say(value);
+  if (typeof value === 'object' && value !== null && typeof value.amount === 'string') {
+    return localAmount(value.amount);
+  }
+  return String(value);
+}
+
+/** "1234567.89" → "1,234,567.89" with the locale's symbols and grouping: digits only, so the
+ * amount stays exact (no Number, no rounding). */
+function localAmount(text) {
+  const match = /^(-?)([0-9]+)(?:\.([0-9]+))?$/.exec(text);
+  if (match === null) return text;
+  const [, sign, whole, fraction] = match;
+  const [primary, secondary] = I18N.grouping;
+  const groups = [];
+  let rest = whole;
+  if (rest.length > primary) {
+    groups.unshift(rest.slice(-primary));
+    rest = rest.slice(0, -primary);
+    while (rest.length > secondary) {
+      groups.unshift(rest.slice(-secondary));
+      rest = rest.slice(0, -secondary);
+    }
+  }
+  groups.unshift(rest);
+  return `${sign}${groups.join(I18N.group)}${fraction === undefined ? '' : I18N.decimal + fraction}`;
+}
+
+/** The reasons the API gives that this page can say in the page's language (by error code). */
+const API_ERRORS = {
+  invalid_credentials: N_('The email or password is wrong.'),
+  otp_required: N_('Enter the one-time code from your authenticator app.'),
+  invalid_otp: N_('The one-time code is wrong.'),
+  account_locked: N_('Too many failed attempts: the account is locked for a while.'),
+  two_factor_blocked: N_('Too many wrong codes: try again later.'),
+  not_in_audit: N_('your account is not in audit %(audit)s'),
+  audit_not_found: N_('audit %(audit)s is not published on this server'),
+  rate_limited: N_('Too many requests: wait a moment and try again.'),
+};
+
+const SESSION_ENDED = N_('Your session has ended: please sign in again.');
 
 function token() {
   return sessionStorage.getItem(TOKEN_KEY);
@@ -23,14 +97,21 @@ function element(tag, className, text) {
   return node;
 }
 
-async function errorMessage(response) {
+/** Why the API refused: in the page's language for the codes of API_ERRORS (`params` fill
+ * their placeholders), else the API's own (English) message, else the status. */
+async function errorMessage(response, params = {}) {
   try {
     const body = await response.json();
-    if (body && body.error && body.error.message) return body.error.message;
+    if (body && body.error) {
+      if (Object.prototype.hasOwnProperty.call(API_ERRORS, body.error.code)) {
+        return N_(API_ERRORS[body.error.code].key, params);
+      }
+      if (body.error.message) return body.error.message;
+    }
   } catch (_) {
     // not JSON: fall through
   }
-  return `the server answered ${response.status}`;
+  return N_('the server answered %(status)s', { status: response.status });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -44,7 +125,7 @@ function showSignedIn() {
   const verifyNow = $('verify-now');
   if (verifyNow) {
     verifyNow.disabled = !signedIn;
-    verifyNow.title = signedIn ? '' : 'Sign in first';
+    verifyNow.title = signedIn ? '' : say(N_('Sign in first'));
   }
 }
 
@@ -62,7 +143,7 @@ function signOut(notice) {
 
 function showSignInError(message) {
   const box = $('sign-in-error');
-  box.textContent = message;
+  box.textContent = message ? say(message) : '';
   box.hidden = !message;
 }
 
@@ -81,7 +162,7 @@ async function signIn(event) {
       body: JSON.stringify(body),
     });
     if (!response.ok) {
-      showSignInError(`Sign-in failed: ${await errorMessage(response)}`);
+      showSignInError(N_('Sign-in failed: %(reason)s', { reason: await errorMessage(response) }));
       return;
     }
     const issued = await response.json();
@@ -91,7 +172,7 @@ async function signIn(event) {
     $('otp').value = '';
     showSignedIn();
   } catch (error) {
-    showSignInError(`Sign-in failed: ${error.message}`);
+    showSignInError(N_('Sign-in failed: %(reason)s', { reason: error.message }));
   } finally {
     button.disabled = false;
   }
@@ -107,23 +188,24 @@ async function verifyNow() {
     showSignedIn();
     return;
   }
-  showBusy(`Fetching your proof for audit ${auditId}…`);
+  showBusy(N_('Fetching your proof for audit %(audit)s…', { audit: auditId }));
   let response;
   try {
     response = await fetch(`/v1/reserves/${encodeURIComponent(auditId)}/proof`, {
       headers: { Authorization: `Bearer ${current}` },
     });
   } catch (error) {
-    showProblem(`Could not fetch your proof: ${error.message}`);
+    showProblem(N_('Could not fetch your proof: %(reason)s', { reason: error.message }));
     return;
   }
   if (response.status === 401) {
-    signOut('Your session has ended: please sign in again.');
-    showProblem('Sign in again to fetch your proof.');
+    signOut(SESSION_ENDED);
+    showProblem(N_('Sign in again to fetch your proof.'));
     return;
   }
   if (!response.ok) {
-    showProblem(`No proof: ${await errorMessage(response)}`);
+    const reason = await errorMessage(response, { audit: auditId });
+    showProblem(N_('No proof: %(reason)s', { reason }));
     return;
   }
   const text = await response.text();
@@ -133,10 +215,16 @@ async function verifyNow() {
 async function verifyFile(file) {
   if (!file) return;
   if (file.size > MAX_PROOF_BYTES) {
-    showProblem(`${file.name} is ${file.size} bytes: a proof is at most ${MAX_PROOF_BYTES} bytes`);
+    showProblem(
+      N_('%(file)s is %(size)s bytes: a proof is at most %(max)s bytes', {
+        file: file.name,
+        size: amountParam(String(file.size)),
+        max: amountParam(String(MAX_PROOF_BYTES)),
+      }),
+    );
     return;
   }
-  showBusy(`Reading ${file.name}…`);
+  showBusy(N_('Reading %(file)s…', { file: file.name }));
   await verifyText(await file.text(), null);
 }
 
@@ -145,20 +233,19 @@ async function verifyText(text, downloadName) {
   try {
     proof = JSON.parse(text);
   } catch (error) {
-    const message = `The file is not JSON: ${error.message}`;
-    const check = { name: 'structure', ok: false, message };
-    showOutcome(
-      { valid: false, checks: [check], steps: [{ status: 'fail', check: 'structure', text: message }] },
-      null,
-      null,
-    );
+    const message = N_('The file is not JSON: %(reason)s', { reason: error.message });
+    const check = { name: 'structure', ok: false, text: message.text, message };
+    const step = { status: 'fail', check: 'structure', text: message.text, message };
+    showOutcome({ valid: false, checks: [check], steps: [step] }, null, null);
     return;
   }
   let result;
   try {
     result = await verifyProof(proof);
   } catch (error) {
-    showProblem(`The proof could not be checked: ${error.message}`);
+    showProblem(
+      N_('The proof could not be checked: %(reason)s', { reason: error.detail || error.message }),
+    );
     return;
   }
   const published = result.auditId === null ? null : await comparePublished(result);
@@ -166,50 +253,61 @@ async function verifyText(text, downloadName) {
 }
 
 /** Compare the proof's root and totals with what this server published for its audit. Returns
- * {state: 'match'|'mismatch'|'unknown', text, checks}. */
+ * {state: 'match'|'mismatch'|'unknown', message, checks} (messages: N_). */
 async function comparePublished(result) {
   let response;
   try {
     response = await fetch(`/v1/reserves/${encodeURIComponent(result.auditId)}`);
   } catch (error) {
-    return { state: 'unknown', text: `Could not fetch the published root: ${error.message}` };
+    return {
+      state: 'unknown',
+      message: N_('Could not fetch the published root: %(reason)s', { reason: error.message }),
+    };
   }
   if (response.status === 404) {
     return {
       state: 'unknown',
-      text: `Audit ${result.auditId} is not published on this server: the root was not compared`,
+      message: N_('Audit %(audit)s is not published on this server: the root was not compared', {
+        audit: result.auditId,
+      }),
     };
   }
   if (!response.ok) {
-    return { state: 'unknown', text: `Could not fetch the published root: ${await errorMessage(response)}` };
+    return {
+      state: 'unknown',
+      message: N_('Could not fetch the published root: %(reason)s', {
+        reason: await errorMessage(response, { audit: result.auditId }),
+      }),
+    };
   }
   const audit = await response.json();
   const rootOk = audit.root === result.root;
   const totalsOk =
     Object.keys(audit.totals).length === Object.keys(result.totals).length &&
     Object.entries(audit.totals).every(([code, amount]) => result.totals[code] === amount);
+  const roots = { audit: audit.audit_id, root: `${result.root.slice(0, 16)}…`, published: `${audit.root.slice(0, 16)}…` };
   const checks = [
     {
       name: 'published root',
       ok: rootOk,
       message: rootOk
-        ? `Root matches the root published for audit ${audit.audit_id}`
-        : `The proof's root ${result.root.slice(0, 16)}… is not the published root ${audit.root.slice(0, 16)}…`,
+        ? N_('Root matches the root published for audit %(audit)s', roots)
+        : N_("The proof's root %(root)s is not the published root %(published)s", roots),
     },
     {
       name: 'published totals',
       ok: totalsOk,
       message: totalsOk
-        ? 'Totals match the published liabilities'
-        : "The proof's totals are not the published liabilities",
+        ? N_('Totals match the published liabilities')
+        : N_("The proof's totals are not the published liabilities"),
     },
   ];
   const ok = rootOk && totalsOk;
   return {
     state: ok ? 'match' : 'mismatch',
-    text: ok
-      ? `Published root for audit ${audit.audit_id}: matches`
-      : `Published root for audit ${audit.audit_id}: does NOT match this proof`,
+    message: ok
+      ? N_('Published root for audit %(audit)s: matches', roots)
+      : N_('Published root for audit %(audit)s: does NOT match this proof', roots),
     checks,
   };
 }
@@ -229,30 +327,33 @@ function resetResult() {
   download.hidden = true;
 }
 
-function showBusy(text) {
+function showBusy(message) {
   resetResult();
   const verdict = $('verdict');
   verdict.className = 'verdict busy';
-  verdict.textContent = text;
+  verdict.textContent = say(message);
 }
 
-function showProblem(text) {
+function showProblem(message) {
   resetResult();
   const verdict = $('verdict');
   verdict.className = 'verdict problem';
-  verdict.textContent = text;
+  verdict.textContent = say(message);
 }
 
 function verdictText(result, published) {
   const failed = [...result.checks, ...(published && published.checks ? published.checks : [])]
     .filter((check) => !check.ok)
-    .map((check) => CHECK_LABELS[check.name] || check.name);
-  if (failed.length) return { ok: false, text: `Invalid: ${[...new Set(failed)].join(', ')}` };
-  if (!result.valid) return { ok: false, text: 'Invalid' };
-  if (!published || published.state !== 'match') {
-    return { ok: true, text: 'Valid (not compared with a published root)' };
+    .map((check) => (CHECK_LABELS[check.name] ? say(CHECK_LABELS[check.name]) : check.name));
+  if (failed.length) {
+    const reasons = [...new Set(failed)].join(I18N.separator);
+    return { ok: false, text: say(N_('Invalid: %(reasons)s', { reasons })) };
   }
-  return { ok: true, text: 'Valid' };
+  if (!result.valid) return { ok: false, text: say(N_('Invalid')) };
+  if (!published || published.state !== 'match') {
+    return { ok: true, text: say(N_('Valid (not compared with a published root)')) };
+  }
+  return { ok: true, text: say(N_('Valid')) };
 }
 
 function showOutcome(result, published, download) {
@@ -264,20 +365,20 @@ function showOutcome(result, published, download) {
   if (published) {
     const status = { match: 'ok', mismatch: 'fail', unknown: 'warn' }[published.state];
     $('published').className = `published ${status}`;
-    $('published').textContent = published.text;
+    $('published').textContent = say(published.message);
   }
   showSummary(result);
   const steps = [...result.steps];
   if (published && published.checks) {
     for (const check of published.checks) {
-      steps.push({ status: check.ok ? 'ok' : 'fail', check: check.name, text: check.message });
+      steps.push({ status: check.ok ? 'ok' : 'fail', check: check.name, message: check.message });
     }
   }
   const list = $('steps');
   for (const step of steps) {
     const item = element('li', `step ${step.status}`);
     const mark = { ok: '✓', fail: '✗', info: '·' }[step.status];
-    item.append(element('span', 'mark', mark), element('span', 'text', step.text));
+    item.append(element('span', 'mark', mark), element('span', 'text', say(step.message)));
     if (step.check) item.dataset.check = step.check;
     list.append(item);
   }
@@ -301,10 +402,12 @@ function showSummary(result) {
     row.append(dd);
     summary.append(row);
   };
-  add('Audit', result.auditId);
-  add('Account', result.accountId);
-  for (const [code, amount] of Object.entries(result.balances)) add(`Your ${code}`, amount);
-  add('Root', result.root, 'wide');
+  add(say(N_('Audit')), result.auditId);
+  add(say(N_('Account')), result.accountId);
+  for (const [code, amount] of Object.entries(result.balances)) {
+    add(say(N_('Your %(asset)s', { asset: code })), localAmount(amount));
+  }
+  add(say(N_('Root')), result.root, 'wide');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -338,7 +441,7 @@ async function checkToken() {
   const current = token();
   if (current === null) return;
   const response = await fetch('/v1/me', { headers: { Authorization: `Bearer ${current}` } }).catch(() => null);
-  if (response && response.status === 401) signOut('Your session has ended: please sign in again.');
+  if (response && response.status === 401) signOut(SESSION_ENDED);
 }
 
 function start() {
