@@ -7,11 +7,13 @@
  *
  *   user_salt = HMAC(secret, "strongroom-por-v1/salt" ‖ account_id)
  *   user_tag  = H("strongroom-por-v1/user" ‖ 0x00 ‖ user_salt ‖ account_id)
- *   split     = 128-bit words, two per block HMAC(secret, "strongroom-por-v1/split" ‖ user_tag
- *               ‖ u32be(j)); per asset with balance b > 0, k - 1 draws uniform in 0..b by
- *               rejection, sorted; the pieces are the gaps 0 → c1 → … → b
- *   order key = HMAC(secret, "strongroom-por-v1/order" ‖ tag ‖ u32be(piece))[:16]
- *   pad tag   = HMAC(secret, "strongroom-por-v1/pad" ‖ u64be(p))
+ *   PRF_x     = AES-256 under HMAC(secret, "strongroom-por-v1/prf/" ‖ x), x = split, order, pad
+ *   nonce     = tag[0:12] ^ tag[12:24] ^ (tag[24:32] ‖ 0x00000000)
+ *   split     = 128-bit words, word j = PRF_split(nonce(tag) ‖ u32be(j)); per asset with balance
+ *               b > 0, k - 1 draws uniform in 0..b by rejection, sorted; the pieces are the gaps
+ *               0 → c1 → … → b
+ *   order key = PRF_order(nonce(tag) ‖ u32be(piece))  (16 bytes)
+ *   pad tag   = PRF_pad(u64be(p) ‖ u32be(0) ‖ u32be(0)) ‖ PRF_pad(u64be(p) ‖ u32be(0) ‖ u32be(1))
  *   leaf      = H(0x00 ‖ tag ‖ u32be(piece) ‖ enc(B))
  *   node      = H(0x01 ‖ left record ‖ right record), B = B_left + B_right (u128, no overflow)
  *
@@ -24,6 +26,9 @@
  *   - "openssl": libcrypto's own block function (SHA256_Transform), one block at a time, which
  *     picks the best code for the CPU itself. Used everywhere else, and selectable for tests.
  * HMAC keys are prepared once per call (the states after the key blocks and the domains).
+ * AES-256 (the PRFs) is libcrypto's EVP AES-256-ECB over counter blocks, i.e. the keystream of
+ * AES-CTR with a 96-bit nonce; EVP uses AES-NI where the CPU has it, and every batch of blocks
+ * is one EVP call.
  * Every loop runs with the GIL released; the inputs are read through the buffer protocol and the
  * outputs are bytes objects allocated before the loop, or (the *_into functions) writable
  * buffers the caller reuses, which spares a page fault per 4 KiB of output.
@@ -38,6 +43,7 @@
 /* SHA256_Transform is deprecated in OpenSSL 3 (in favour of EVP, whose per-call fetch and
  * context allocation would cost more than the block itself) but still built by default. */
 #define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/evp.h>
 #include <openssl/opensslv.h>
 #include <openssl/sha.h>
 
@@ -61,6 +67,8 @@ typedef unsigned __int128 u128;
 #define HASH_BYTES 32
 #define AMOUNT_BYTES 16
 #define KEY_BYTES 16
+#define AES_BLOCK 16
+#define NONCE_BYTES 12
 #define SECRET_BYTES 32
 #define MAX_PIECES 16
 #define MAX_ASSETS 256
@@ -75,9 +83,9 @@ typedef unsigned __int128 u128;
 
 static const char SALT_DOMAIN[] = "strongroom-por-v1/salt";
 static const char USER_DOMAIN[] = "strongroom-por-v1/user";
-static const char SPLIT_DOMAIN[] = "strongroom-por-v1/split";
-static const char ORDER_DOMAIN[] = "strongroom-por-v1/order";
-static const char PAD_DOMAIN[] = "strongroom-por-v1/pad";
+static const char PRF_SPLIT_DOMAIN[] = "strongroom-por-v1/prf/split";
+static const char PRF_ORDER_DOMAIN[] = "strongroom-por-v1/prf/order";
+static const char PRF_PAD_DOMAIN[] = "strongroom-por-v1/prf/pad";
 
 /* ------------------------------------------------------------------------------------------ */
 /* Byte order */
@@ -435,13 +443,75 @@ static inline job_t job2(const prefix_t *prefix, const void *data0, size_t lengt
 typedef struct {
     prefix_t outer; /* after (secret ‖ 0…) ^ 0x5c */
     prefix_t salt;  /* after (secret ‖ 0…) ^ 0x36, then SALT_DOMAIN */
-    prefix_t split; /* … SPLIT_DOMAIN */
-    prefix_t order; /* … ORDER_DOMAIN */
-    prefix_t pad;   /* … PAD_DOMAIN */
     prefix_t user;  /* USER_DOMAIN ‖ 0x00 (a plain hash, not keyed) */
+    EVP_CIPHER_CTX *split_prf; /* AES-256-ECB under HMAC(secret, PRF_SPLIT_DOMAIN) */
+    EVP_CIPHER_CTX *order_prf; /* … PRF_ORDER_DOMAIN */
+    EVP_CIPHER_CTX *pad_prf;   /* … PRF_PAD_DOMAIN */
 } audit_key;
 
-static void audit_key_init(audit_key *key, const unsigned char *secret) {
+static void audit_key_free(audit_key *key) {
+    EVP_CIPHER_CTX_free(key->split_prf);
+    EVP_CIPHER_CTX_free(key->order_prf);
+    EVP_CIPHER_CTX_free(key->pad_prf);
+    key->split_prf = key->order_prf = key->pad_prf = NULL;
+}
+
+/* An AES-256-ECB context (no padding) under HMAC(secret, domain), whose inner state after the key
+ * block is ``inner``; NULL when OpenSSL fails. */
+static EVP_CIPHER_CTX *prf_new(const audit_key *key, const prefix_t *inner, const char *domain) {
+    prefix_t prefixed;
+    unsigned char digest[HASH_BYTES], aes_key[HASH_BYTES];
+    prefix_extend(&prefixed, inner, domain, strlen(domain));
+    static const unsigned char nothing[1] = {0};
+    job_t job = job1(&prefixed, nothing, 0, digest);
+    hash_one(&job);
+    job = job1(&key->outer, digest, HASH_BYTES, aes_key);
+    hash_one(&job);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL || EVP_EncryptInit_ex(ctx, EVP_aes_256_ecb(), NULL, aes_key, NULL) != 1 ||
+        EVP_CIPHER_CTX_set_padding(ctx, 0) != 1) {
+        EVP_CIPHER_CTX_free(ctx);
+        ctx = NULL;
+    }
+    memset(aes_key, 0, sizeof aes_key);
+    return ctx;
+}
+
+/* ``blocks`` 16-byte blocks of ``in`` through the PRF into ``out``. */
+static void prf_blocks(EVP_CIPHER_CTX *ctx, const unsigned char *in, unsigned char *out,
+                       size_t blocks) {
+    while (blocks > 0) { /* EVP takes an int length */
+        size_t take = blocks < (1u << 20) ? blocks : (1u << 20);
+        int length = 0;
+        EVP_EncryptUpdate(ctx, out, &length, in, (int)(AES_BLOCK * take));
+        in += AES_BLOCK * take;
+        out += AES_BLOCK * take;
+        blocks -= take;
+    }
+}
+
+/* The counter block nonce(tag) ‖ u32be(counter) at ``block``, where nonce(tag) = tag[0:12] ^
+ * tag[12:24] ^ (tag[24:32] ‖ 0x00000000): every byte of the 32-byte tag counts. */
+static inline void counter_block(unsigned char *block, const unsigned char *tag,
+                                 uint32_t counter) {
+    for (int i = 0; i < NONCE_BYTES; i++) {
+        block[i] = tag[i] ^ tag[NONCE_BYTES + i] ^ (i < 8 ? tag[2 * NONCE_BYTES + i] : 0);
+    }
+    store_u32(block + NONCE_BYTES, counter);
+}
+
+/* The padding tag of padding leaf ``number`` (two PRF_pad input blocks) at ``blocks``. */
+static inline void pad_blocks(unsigned char *blocks, uint64_t number) {
+    store_u64(blocks, number);
+    store_u32(blocks + 8, 0);
+    store_u32(blocks + 12, 0);
+    store_u64(blocks + AES_BLOCK, number);
+    store_u32(blocks + AES_BLOCK + 8, 0);
+    store_u32(blocks + AES_BLOCK + 12, 1);
+}
+
+/* -1 when OpenSSL could not set up the PRFs (a Python error is set: call with the GIL). */
+static int audit_key_init(audit_key *key, const unsigned char *secret) {
     unsigned char block[BLOCK];
     prefix_t inner;
     memset(block, 0, sizeof block);
@@ -455,10 +525,16 @@ static void audit_key_init(audit_key *key, const unsigned char *secret) {
     }
     prefix_init(&key->outer, block, sizeof block);
     prefix_extend(&key->salt, &inner, SALT_DOMAIN, strlen(SALT_DOMAIN));
-    prefix_extend(&key->split, &inner, SPLIT_DOMAIN, strlen(SPLIT_DOMAIN));
-    prefix_extend(&key->order, &inner, ORDER_DOMAIN, strlen(ORDER_DOMAIN));
-    prefix_extend(&key->pad, &inner, PAD_DOMAIN, strlen(PAD_DOMAIN));
     prefix_init(&key->user, USER_DOMAIN, sizeof USER_DOMAIN); /* with its 0x00 */
+    key->split_prf = prf_new(key, &inner, PRF_SPLIT_DOMAIN);
+    key->order_prf = prf_new(key, &inner, PRF_ORDER_DOMAIN);
+    key->pad_prf = prf_new(key, &inner, PRF_PAD_DOMAIN);
+    if (key->split_prf == NULL || key->order_prf == NULL || key->pad_prf == NULL) {
+        audit_key_free(key);
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL could not set up AES-256-ECB");
+        return -1;
+    }
+    return 0;
 }
 
 /* The outer halves of HMACs whose inner digests are in ``inner`` (32 bytes each). */
@@ -489,12 +565,10 @@ static u128 next_word(split_stream *stream) {
         if (counter < stream->ready_blocks) {
             memcpy(stream->block, stream->ready + HASH_BYTES * counter, HASH_BYTES);
         } else { /* past the batch: a rejected word, about never */
-            unsigned char number[4], inner[HASH_BYTES];
-            store_u32(number, counter);
-            job_t job = job2(&stream->key->split, stream->tag, HASH_BYTES, number, 4, inner);
-            hash_one(&job);
-            job = job1(&stream->key->outer, inner, HASH_BYTES, stream->block);
-            hash_one(&job);
+            unsigned char input[2 * AES_BLOCK];
+            counter_block(input, stream->tag, 2 * counter);
+            counter_block(input + AES_BLOCK, stream->tag, 2 * counter + 1);
+            prf_blocks(stream->key->split_prf, input, stream->block, 2);
         }
         stream->used = 0;
     }
@@ -586,14 +660,13 @@ static PyObject *new_bytes(Py_ssize_t size, unsigned char **data) {
 /* ------------------------------------------------------------------------------------------ */
 /* account_leaves_into(secret, ids, offsets, balances, n_assets, pieces, tags, keys, vectors) */
 
-/* Scratch for one group of accounts: every HMAC of the group is one batch of jobs. */
+/* Scratch for one group of accounts: every HMAC (or PRF block) of the group is one batch. */
 typedef struct {
     size_t capacity; /* jobs */
     job_t *jobs;
     unsigned char *inner;   /* 32 bytes per job */
     unsigned char *digests; /* 32 bytes per job */
     unsigned char **outs;   /* one pointer per job */
-    unsigned char *numbers; /* 4 bytes per job: u32be counters and piece numbers */
     uint32_t first_block[GROUP + 1];
     unsigned char salts[GROUP][HASH_BYTES];
 } workspace;
@@ -603,7 +676,6 @@ static void workspace_free(workspace *space) {
     free(space->inner);
     free(space->digests);
     free(space->outs);
-    free(space->numbers);
 }
 
 static int workspace_init(workspace *space, size_t capacity) {
@@ -612,8 +684,7 @@ static int workspace_init(workspace *space, size_t capacity) {
     space->inner = malloc(capacity * HASH_BYTES);
     space->digests = malloc(capacity * HASH_BYTES);
     space->outs = malloc(capacity * sizeof(unsigned char *));
-    space->numbers = malloc(capacity * 4);
-    if (!space->jobs || !space->inner || !space->digests || !space->outs || !space->numbers) {
+    if (!space->jobs || !space->inner || !space->digests || !space->outs) {
         workspace_free(space);
         return -1;
     }
@@ -644,22 +715,15 @@ static int account_group(const audit_key *key, workspace *space, Py_ssize_t coun
                        tags + HASH_BYTES * n);
     }
     hash_jobs(jobs, (size_t)count);
-    /* order keys: HMAC(secret, ORDER_DOMAIN ‖ tag ‖ u32be(piece)) */
+    /* order keys: PRF_order(nonce(tag) ‖ u32be(piece)), straight into ``keys`` */
     size_t total = 0;
     for (Py_ssize_t n = 0; n < count; n++) {
         for (int piece = 0; piece < pieces; piece++, total++) {
-            unsigned char *number = space->numbers + 4 * total;
-            store_u32(number, (uint32_t)piece);
-            jobs[total] = job2(&key->order, tags + HASH_BYTES * n, HASH_BYTES, number, 4,
-                               space->inner + HASH_BYTES * total);
-            space->outs[total] = space->digests + HASH_BYTES * total;
+            counter_block(space->inner + AES_BLOCK * total, tags + HASH_BYTES * n,
+                          (uint32_t)piece);
         }
     }
-    hash_jobs(jobs, total);
-    hmac_outer(key, jobs, space->inner, space->outs, total);
-    for (size_t n = 0; n < total; n++) {
-        memcpy(keys + KEY_BYTES * n, space->digests + HASH_BYTES * n, KEY_BYTES);
-    }
+    prf_blocks(key->order_prf, space->inner, keys, total);
     if (vectors == NULL) { /* not wanted: leaf_records_of_into splits again where needed */
         return 0;
     }
@@ -667,7 +731,8 @@ static int account_group(const audit_key *key, workspace *space, Py_ssize_t coun
         memcpy(vectors, rows, (size_t)(width * count));
         return 0;
     }
-    /* the split blocks every draw needs unless a word is rejected, all in one batch */
+    /* the split blocks (two words each) every draw needs unless a word is rejected, all in
+     * one batch */
     total = 0;
     for (Py_ssize_t n = 0; n < count; n++) {
         const unsigned char *row = rows + width * n;
@@ -677,17 +742,14 @@ static int account_group(const audit_key *key, workspace *space, Py_ssize_t coun
         }
         uint32_t blocks = (uint32_t)((words * (size_t)(pieces - 1) + 1) / 2);
         space->first_block[n] = (uint32_t)total;
-        for (uint32_t counter = 0; counter < blocks; counter++, total++) {
-            unsigned char *number = space->numbers + 4 * total;
-            store_u32(number, counter);
-            jobs[total] = job2(&key->split, tags + HASH_BYTES * n, HASH_BYTES, number, 4,
-                               space->inner + HASH_BYTES * total);
-            space->outs[total] = space->digests + HASH_BYTES * total;
+        for (uint32_t word = 0; word < 2 * blocks; word++) {
+            counter_block(space->inner + HASH_BYTES * total + AES_BLOCK * word,
+                          tags + HASH_BYTES * n, word);
         }
+        total += blocks;
     }
     space->first_block[count] = (uint32_t)total;
-    hash_jobs(jobs, total);
-    hmac_outer(key, jobs, space->inner, space->outs, total);
+    prf_blocks(key->split_prf, space->inner, space->digests, 2 * total);
     for (Py_ssize_t n = 0; n < count; n++) {
         split_stream stream = {
             key,
@@ -776,15 +838,18 @@ static PyObject *account_leaves_into(PyObject *module, PyObject *args) {
     /* jobs per group: the order keys (pieces each) or the split blocks, whichever is more */
     size_t split_blocks = ((size_t)n_assets * (size_t)(pieces - 1) + 1) / 2;
     size_t per_account = split_blocks > (size_t)pieces ? split_blocks : (size_t)pieces;
+    audit_key key;
+    if (audit_key_init(&key, (const unsigned char *)secret.buf) < 0) {
+        goto done;
+    }
     workspace space;
     if (workspace_init(&space, GROUP * per_account) < 0) {
+        audit_key_free(&key);
         PyErr_NoMemory();
         goto done;
     }
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS
-    audit_key key;
-    audit_key_init(&key, (const unsigned char *)secret.buf);
     const unsigned char *id_bytes = (const unsigned char *)ids.buf;
     const unsigned char *rows = (const unsigned char *)balances.buf;
     unsigned char *tags_out = tags.buf, *keys_out = keys.buf, *vectors_out = vectors.buf;
@@ -798,6 +863,7 @@ static PyObject *account_leaves_into(PyObject *module, PyObject *args) {
     }
     Py_END_ALLOW_THREADS
     workspace_free(&space);
+    audit_key_free(&key);
     if (failed) {
         PyErr_SetString(PyExc_AssertionError, "split stream rejected 512 words in a row");
         goto done;
@@ -846,42 +912,33 @@ static PyObject *padding_leaves_into(PyObject *module, PyObject *args) {
         check_output(&keys, count * KEY_BYTES, "keys") < 0) {
         goto done;
     }
+    audit_key key;
+    if (audit_key_init(&key, (const unsigned char *)secret.buf) < 0) {
+        goto done;
+    }
     workspace space;
     if (workspace_init(&space, GROUP) < 0) {
+        audit_key_free(&key);
         PyErr_NoMemory();
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    audit_key key;
-    audit_key_init(&key, (const unsigned char *)secret.buf);
-    static const unsigned char piece_zero[4] = {0, 0, 0, 0};
-    unsigned char numbers[GROUP][8];
     unsigned char *tags_out = tags.buf, *keys_out = keys.buf;
-    job_t *jobs = space.jobs;
     for (Py_ssize_t start = 0; start < count; start += GROUP) {
         size_t size = (size_t)(count - start < GROUP ? count - start : GROUP);
         unsigned char *tag_group = tags_out + HASH_BYTES * start;
-        for (size_t n = 0; n < size; n++) { /* tag = HMAC(secret, PAD_DOMAIN ‖ u64be(p)) */
-            store_u64(numbers[n], first + (unsigned long long)start + n);
-            jobs[n] = job1(&key.pad, numbers[n], 8, space.inner + HASH_BYTES * n);
-            space.outs[n] = tag_group + HASH_BYTES * n;
+        for (size_t n = 0; n < size; n++) { /* tag = PRF_pad(u64be(p) ‖ 0 ‖ 0, u64be(p) ‖ 0 ‖ 1) */
+            pad_blocks(space.inner + HASH_BYTES * n, first + (unsigned long long)start + n);
         }
-        hash_jobs(jobs, size);
-        hmac_outer(&key, jobs, space.inner, space.outs, size);
+        prf_blocks(key.pad_prf, space.inner, tag_group, 2 * size);
         for (size_t n = 0; n < size; n++) { /* order key of piece 0 */
-            jobs[n] = job2(&key.order, tag_group + HASH_BYTES * n, HASH_BYTES, piece_zero, 4,
-                           space.inner + HASH_BYTES * n);
-            space.outs[n] = space.digests + HASH_BYTES * n;
+            counter_block(space.inner + AES_BLOCK * n, tag_group + HASH_BYTES * n, 0);
         }
-        hash_jobs(jobs, size);
-        hmac_outer(&key, jobs, space.inner, space.outs, size);
-        for (size_t n = 0; n < size; n++) {
-            memcpy(keys_out + KEY_BYTES * (start + (Py_ssize_t)n),
-                   space.digests + HASH_BYTES * n, KEY_BYTES);
-        }
+        prf_blocks(key.order_prf, space.inner, keys_out + KEY_BYTES * start, size);
     }
     Py_END_ALLOW_THREADS
     workspace_free(&space);
+    audit_key_free(&key);
     result = Py_None;
     Py_INCREF(result);
 done:
@@ -1153,13 +1210,13 @@ static int leaf_derive_check(leaf_derive *derive) {
     return 0;
 }
 
-/* Scratch for a group of leaves: the HMAC jobs (split blocks or the padding tag) of every leaf
+/* Scratch for a group of leaves: the PRF blocks (split words or padding tags) of every leaf
  * in one batch, then the leaves themselves. */
 typedef struct {
     workspace space;
     unsigned char *split;            /* width * pieces: one account's pieces */
-    unsigned char numbers[GROUP][8]; /* u64be padding numbers */
-    unsigned char pad_tags[GROUP][HASH_BYTES];
+    unsigned char pad_input[GROUP * HASH_BYTES]; /* PRF_pad input blocks, two per padding leaf */
+    unsigned char pad_tags[GROUP][HASH_BYTES];  /* the group's padding tags, in order */
     uint32_t first[GROUP + 1]; /* leaf n's jobs are first[n] .. first[n + 1] - 1 */
 } derive_space;
 
@@ -1189,16 +1246,13 @@ static int derive_group(const audit_key *key, const prefix_t *leaf_prefix, deriv
     Py_ssize_t n_assets = width / AMOUNT_BYTES;
     int pieces = derive->pieces;
     workspace *space = &work->space;
-    job_t *jobs = space->jobs;
-    uint32_t total = 0;
+    uint32_t total = 0, padding = 0;
     for (Py_ssize_t n = 0; n < count; n++) {
         work->first[n] = total;
         int64_t id = ids[n];
-        if (id >= derive->real) { /* padding tag = HMAC(secret, PAD_DOMAIN ‖ u64be(p)) */
-            store_u64(work->numbers[n], (uint64_t)(id - derive->real));
-            jobs[total] = job1(&key->pad, work->numbers[n], 8, space->inner + HASH_BYTES * total);
-            space->outs[total] = work->pad_tags[n];
-            total++;
+        if (id >= derive->real) { /* the padding tag, in its own batch below */
+            pad_blocks(work->pad_input + HASH_BYTES * padding, (uint64_t)(id - derive->real));
+            padding++;
             continue;
         }
         if (pieces == 1) {
@@ -1210,17 +1264,16 @@ static int derive_group(const audit_key *key, const prefix_t *leaf_prefix, deriv
             words += load_u128(row + AMOUNT_BYTES * asset) != 0;
         }
         uint32_t blocks = (uint32_t)((words * (size_t)(pieces - 1) + 1) / 2);
-        for (uint32_t counter = 0; counter < blocks; counter++, total++) {
-            unsigned char *number = space->numbers + 4 * total;
-            store_u32(number, counter);
-            jobs[total] = job2(&key->split, tags + HASH_BYTES * (id / pieces), HASH_BYTES, number,
-                               4, space->inner + HASH_BYTES * total);
-            space->outs[total] = space->digests + HASH_BYTES * total;
+        for (uint32_t word = 0; word < 2 * blocks; word++) {
+            counter_block(space->inner + HASH_BYTES * total + AES_BLOCK * word,
+                          tags + HASH_BYTES * (id / pieces), word);
         }
+        total += blocks;
     }
     work->first[count] = total;
-    hash_jobs(jobs, total);
-    hmac_outer(key, jobs, space->inner, space->outs, total);
+    prf_blocks(key->split_prf, space->inner, space->digests, 2 * total);
+    prf_blocks(key->pad_prf, work->pad_input, work->pad_tags[0], 2 * padding);
+    padding = 0;
     unsigned char heads[2][HASH_BYTES + 4];
     job_t leaves[2];
     for (Py_ssize_t n = 0; n < count; n++) {
@@ -1232,7 +1285,7 @@ static int derive_group(const audit_key *key, const prefix_t *leaf_prefix, deriv
         const unsigned char *tag, *vector;
         uint32_t piece;
         if (id >= derive->real) {
-            tag = work->pad_tags[n], piece = 0, vector = ZEROS;
+            tag = work->pad_tags[padding++], piece = 0, vector = ZEROS;
         } else {
             int64_t account = id / pieces;
             tag = tags + HASH_BYTES * account, piece = (uint32_t)(id % pieces);
@@ -1266,7 +1319,7 @@ PyDoc_STRVAR(leaf_records_of_into_doc,
 "order, into the writable buffer ``out``, computed from the accounts' tags (32 bytes each) and\n"
 "balance rows (``width`` bytes each) alone: a leaf id below real = accounts * pieces is piece\n"
 "id % pieces of account id // pieces, its vector split again from the row; above, padding leaf\n"
-"p = id - real (< ``padding``), its tag HMAC(secret, PAD_DOMAIN ‖ u64be(p)). So a build needs\n"
+"p = id - real (< ``padding``), its tag PRF_pad(u64be(p) ‖ 0 ‖ 0|1). So a build needs\n"
 "to keep neither the piece vectors nor the padding tags.");
 
 static PyObject *leaf_records_of_into(PyObject *module, PyObject *args) {
@@ -1301,10 +1354,12 @@ static PyObject *leaf_records_of_into(PyObject *module, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
+    audit_key key;
+    if (audit_key_init(&key, (const unsigned char *)derive.secret.buf) < 0) {
+        goto done;
+    }
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS
-    audit_key key;
-    audit_key_init(&key, (const unsigned char *)derive.secret.buf);
     static const unsigned char leaf_byte[1] = {0x00};
     prefix_t leaf_prefix;
     prefix_init(&leaf_prefix, leaf_byte, 1);
@@ -1318,6 +1373,7 @@ static PyObject *leaf_records_of_into(PyObject *module, PyObject *args) {
                               target + record * first) != 0;
     }
     Py_END_ALLOW_THREADS
+    audit_key_free(&key);
     if (failed) {
         PyErr_SetString(PyExc_AssertionError, "split stream rejected 512 words in a row");
         goto done;

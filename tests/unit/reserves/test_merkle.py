@@ -8,6 +8,7 @@ import hmac
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,17 +24,45 @@ ACCOUNT_IDS = st.text(min_size=1, max_size=16).filter(
 )
 
 
-def test_audit_key_is_hmac_sha256() -> None:
+def _ctr(domain: bytes, nonce: bytes, blocks: int) -> bytes:
+    """AES-256-CTR's keystream under HMAC(SECRET, domain) from nonce ‖ u32be(0): computed here
+    with the CTR mode, independently of merkle's counter blocks through ECB."""
+    aes_key = hmac.digest(SECRET, domain, "sha256")
+    encryptor = Cipher(algorithms.AES(aes_key), modes.CTR(nonce + bytes(4))).encryptor()
+    return encryptor.update(bytes(16 * blocks))
+
+
+def test_audit_key_is_hmac_sha256_and_aes_ctr() -> None:
     key = AuditKey(SECRET)
     for message in (b"", b"x", b"a" * 200):
         assert key.mac(message) == hmac.new(SECRET, message, hashlib.sha256).digest()
+    tag = bytes(range(32))
+    nonce = bytes(
+        a ^ b ^ c for a, b, c in zip(tag[:12], tag[12:24], tag[24:] + bytes(4), strict=True)
+    )
+    assert merkle.tag_nonce(tag) == nonce
+    order = _ctr(b"strongroom-por-v1/prf/order", nonce, 4)
+    assert key.order_key(tag, 3) == order[48:64]
+    assert key.order_key(tag, 0) == order[:16]
+    assert key.pad_tag(9) == _ctr(
+        b"strongroom-por-v1/prf/pad", (9).to_bytes(8, "big") + bytes(4), 2
+    )
+    stream = _ctr(b"strongroom-por-v1/prf/split", nonce, 6)
+    assert key.split_block(tag, 0) + key.split_block(tag, 1) + key.split_block(tag, 2) == stream
+    words = key.split_words(tag)
+    assert [next(words) for _ in range(6)] == [
+        int.from_bytes(stream[16 * n : 16 * n + 16], "big") for n in range(6)
+    ]
+
+
+def test_every_byte_of_the_tag_moves_the_derivations() -> None:
+    key = AuditKey(SECRET)
     tag = bytes(32)
-    assert key.order_key(tag, 3) == hmac.digest(
-        SECRET, b"strongroom-por-v1/order" + tag + (3).to_bytes(4, "big"), "sha256"
-    )
-    assert key.pad_tag(9) == hmac.digest(
-        SECRET, b"strongroom-por-v1/pad" + (9).to_bytes(8, "big"), "sha256"
-    )
+    for position in range(32):
+        other = bytearray(tag)
+        other[position] = 1
+        assert key.order_key(bytes(other), 0) != key.order_key(tag, 0)
+        assert key.split_block(bytes(other), 0) != key.split_block(tag, 0)
 
 
 def test_secret_must_be_32_bytes() -> None:
