@@ -21,11 +21,13 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from strongroom import db
 from strongroom.app import create_app
+from strongroom.db import Base
 from strongroom.funding import service as funding
 from strongroom.identity import service as identity
 from strongroom.ledger import service as ledger
@@ -37,6 +39,7 @@ from strongroom.reserves.proofs import ProofServer
 from strongroom.reserves.service import ReserveLine
 from strongroom.reserves.snapshot import from_ledger
 from strongroom.settings import get_settings
+from strongroom.web import core
 from tests.api.conftest import PASSWORD, Caller, make_settings, signup
 from tests.conftest import IN_CI
 
@@ -277,6 +280,43 @@ def open_page(browser: Browser, console: Console) -> Iterator[Callable[..., Page
     yield open_
     for context in contexts:
         context.close()
+
+
+def new_client(live_url: str) -> httpx.Client:
+    """Another browser of the live server: its own cookies, redirects not followed."""
+    return httpx.Client(base_url=live_url, timeout=30, follow_redirects=False)
+
+
+@pytest.fixture
+def http(live_url: str) -> Iterator[httpx.Client]:
+    """A browser of the live server (``new_client``), closed after the test."""
+    with new_client(live_url) as client:
+        yield client
+
+
+def fingerprint(engine: Engine) -> dict[str, int]:
+    """Row counts of every table: equal before and after means nothing was written."""
+    with engine.connect() as connection:
+        return {
+            table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def assert_locked_down(http: httpx.Client, response: httpx.Response) -> None:
+    """A page of ours: the security headers, its scripts only from /static (no inline script,
+    style or event handler: the CSP refuses them), and every static file it links served."""
+    assert response.headers["content-security-policy"] == core.CONTENT_SECURITY_POLICY
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    html = response.text
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, flags=re.S)
+    assert scripts and all(re.search(r'\bsrc="/static/', a) and not b for a, b in scripts)
+    assert "<style" not in html and not re.search(r"\sstyle=", html)
+    assert not re.search(r"\son[a-z]+=", html) and "hx-on" not in html
+    for url in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):
+        assert http.get(url).status_code == 200, url
 
 
 def csrf_token(html: str) -> str:

@@ -1,5 +1,6 @@
 """Helpers of the console tests (``test_console_*.py``): operators made with the identity
-service, the console's two-step sign-in over HTTP, and the demo served with its mail sink."""
+service, the console's two-step sign-in over HTTP and in a browser, and the demo served with
+its mail sink."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pyotp
@@ -26,7 +28,23 @@ from tests.api.conftest import PASSWORD, make_settings
 
 from .conftest import WebUser, csrf_token, serving
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
 DELIVERY_WAIT_S = 60
+
+
+def browser_sign_in(page: Page, url: str, operator: WebUser) -> None:
+    """Both steps, typed into the forms; the code computed from the operator's secret."""
+    assert operator.totp_secret is not None
+    page.goto(f"{url}/console/signin")
+    page.fill("#email", operator.email)
+    page.fill("#password", operator.password)
+    page.locator("form.form button[type=submit]").click()
+    page.wait_for_url(f"{url}/console/signin/code")
+    page.fill("#otp", pyotp.TOTP(operator.totp_secret).now())
+    page.locator("form.form button[type=submit]").click()
+    page.wait_for_url(f"{url}/console/")
 
 
 def make_operator(engine: Engine, role: str = "admin", *, two_factor: bool = True) -> WebUser:

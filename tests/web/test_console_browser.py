@@ -9,15 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import pyotp
 from sqlalchemy.engine import Engine
 
 from strongroom import db
 from strongroom.identity import service as identity
 from tests.api.conftest import make_settings
 
-from .conftest import Console, WebUser, web_user
-from .console_support import make_operator
+from .conftest import Console, web_user
+from .console_support import browser_sign_in, make_operator
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -30,19 +29,6 @@ def expect(target: Any) -> Any:
     from playwright.sync_api import expect as playwright_expect
 
     return playwright_expect(target)
-
-
-def console_sign_in(page: Page, url: str, operator: WebUser) -> None:
-    """Both steps, typed into the forms; the code computed from the operator's secret."""
-    assert operator.totp_secret is not None
-    page.goto(f"{url}/console/signin")
-    page.fill("#email", operator.email)
-    page.fill("#password", operator.password)
-    page.locator("form.form button[type=submit]").click()
-    page.wait_for_url(f"{url}/console/signin/code")
-    page.fill("#otp", pyotp.TOTP(operator.totp_secret).now())
-    page.locator("form.form button[type=submit]").click()
-    page.wait_for_url(f"{url}/console/")
 
 
 def _unexpected(console: Console) -> list[str]:
@@ -77,7 +63,7 @@ def test_an_operator_finds_a_user_their_security_events_and_their_emails(
     page = open_page("en")
     page.goto(f"{live_url}/console/")
     page.wait_for_url(f"{live_url}/console/signin")
-    console_sign_in(page, live_url, make_operator(pg_db, "admin"))
+    browser_sign_in(page, live_url, make_operator(pg_db, "admin"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Dashboard")
     page.get_by_role("link", name="Users").click()
     page.fill("#q", "mei.ling@")
@@ -104,7 +90,7 @@ def test_a_support_operator_does_not_see_the_audit_log(
     open_page: OpenPage, live_url: str, pg_db: Engine, console: Console
 ) -> None:
     page = open_page("en")
-    console_sign_in(page, live_url, make_operator(pg_db, "support"))
+    browser_sign_in(page, live_url, make_operator(pg_db, "support"))
     menu = page.locator("nav.side a")
     expect(menu).to_have_text(["Dashboard", "Users", "Email outbox"])
     response = page.goto(f"{live_url}/console/audit")

@@ -31,7 +31,13 @@ from strongroom.reserves import service as reserves
 from strongroom.settings import get_settings
 
 from .conftest import Console, WebUser, screenshot, settle
-from .console_support import DemoSite, demo_site, make_operator, wait_for_delivery
+from .console_support import (
+    DemoSite,
+    browser_sign_in,
+    demo_site,
+    make_operator,
+    wait_for_delivery,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -187,18 +193,6 @@ def _shoot(page: Page, screen: str, language: str) -> None:
     screenshot(page, f"console-{screen}-{language}")
 
 
-def _sign_in(page: Page, url: str, operator: WebUser) -> None:
-    assert operator.totp_secret is not None
-    page.goto(f"{url}/console/signin")
-    page.fill("#email", operator.email)
-    page.fill("#password", operator.password)
-    page.locator("form.form button[type=submit]").click()
-    page.wait_for_url(f"{url}/console/signin/code")
-    page.fill("#otp", pyotp.TOTP(operator.totp_secret).now())
-    page.locator("form.form button[type=submit]").click()
-    page.wait_for_url(f"{url}/console/")
-
-
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_screenshots_of_every_console_screen(
     language: str, demo: DemoSite, open_page: OpenPage, console: Console
@@ -254,7 +248,7 @@ def test_screenshots_of_every_console_screen(
     heading(words["not_found"])
     _shoot(page, "not-found", language)
     support = open_page(language)
-    _sign_in(support, url, make_operator(demo.engine, "support"))
+    browser_sign_in(support, url, make_operator(demo.engine, "support"))
     support.goto(f"{url}/console/audit")
     expect(support.get_by_role("heading", level=1)).to_have_text(words["forbidden"])
     settle(support)

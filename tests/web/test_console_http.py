@@ -7,29 +7,34 @@ and a user's page, the audit log's filters, the outbox, and no inbox outside the
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pyotp
-import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from strongroom import db
-from strongroom.db import Base
 from strongroom.identity import audit
 from strongroom.identity import service as identity
 from strongroom.identity.models import AuditEvent
 from strongroom.notify import delivery, outbox
 from strongroom.notify.models import FAILED, OutboxEmail
 from strongroom.settings import MailSettings
-from strongroom.web import console, core
+from strongroom.web import console
 from strongroom.web.console.access import ACCESS
 from tests.api.conftest import PASSWORD, make_settings
 
-from .conftest import csrf_token, sandbox_topup, web_sign_in, web_user
+from .conftest import (
+    assert_locked_down,
+    csrf_token,
+    fingerprint,
+    new_client,
+    sandbox_topup,
+    web_sign_in,
+    web_user,
+)
 from .console_support import console_sign_in, make_operator, password_step
 
 SCREENS = {  # a console page of each screen
@@ -39,25 +44,6 @@ SCREENS = {  # a console page of each screen
     "outbox": "/console/outbox",
 }
 WRONG = "The email or password is wrong."
-
-
-@pytest.fixture
-def http(live_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_url, timeout=30, follow_redirects=False) as client:
-        yield client
-
-
-def _client(live_url: str) -> httpx.Client:
-    return httpx.Client(base_url=live_url, timeout=30, follow_redirects=False)
-
-
-def _fingerprint(engine: Engine) -> dict[str, int]:
-    """Row counts of every table: equal before and after means nothing was written."""
-    with engine.connect() as connection:
-        return {
-            table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
-            for table in Base.metadata.sorted_tables
-        }
 
 
 def _alert(html: str) -> str:
@@ -171,7 +157,7 @@ def test_a_non_operator_is_refused_exactly_like_a_wrong_password(
         ("operator, wrong password", operator.email, "not-the-password-1"),
         ("unknown email", "nobody.here@example.com", PASSWORD),
     ):
-        with _client(live_url) as client:
+        with new_client(live_url) as client:
             response = password_step(client, email, password)
             answers[label] = (response.status_code, _alert(response.text))
             assert "sr_session" not in client.cookies and "sr_pending" not in client.cookies
@@ -275,7 +261,7 @@ def test_each_role_sees_and_opens_only_its_screens_and_every_request_is_audited(
     for role in identity.OPERATOR_ROLES:
         operator = make_operator(pg_db, role)
         operator_id = _user_id(pg_db, operator.email)
-        with _client(live_url) as client:
+        with new_client(live_url) as client:
             console_sign_in(client, operator)
             dashboard = client.get("/console/")
             allowed = {screen for screen in SCREENS if role in ACCESS[screen]}
@@ -315,7 +301,7 @@ def test_every_console_form_refuses_a_missing_or_wrong_csrf_token(
     console_sign_in(http, operator)
     session_token = http.cookies["sr_session"]
     right = csrf_token(http.get("/console/").text)
-    with _client(live_url) as stranger:
+    with new_client(live_url) as stranger:
         foreign = csrf_token(stranger.get("/console/signin").text)
     routes = sorted(
         route.path
@@ -325,7 +311,7 @@ def test_every_console_form_refuses_a_missing_or_wrong_csrf_token(
     )
     assert {"/console/signin", "/console/signin/code", "/console/signout"} <= set(routes)
     form = {"email": operator.email, "password": PASSWORD, "otp": "123456"}
-    before = _fingerprint(pg_db)
+    before = fingerprint(pg_db)
     for path in routes:
         for token in (None, "", "wrong", foreign, right + "x"):
             data = form if token is None else {**form, "csrf_token": token}
@@ -333,7 +319,7 @@ def test_every_console_form_refuses_a_missing_or_wrong_csrf_token(
             assert response.status_code == 403, (path, token)
             assert "This form has expired" in response.text
         assert http.post(path, data=form, headers={"X-CSRF-Token": foreign}).status_code == 403
-    assert _fingerprint(pg_db) == before
+    assert fingerprint(pg_db) == before
     assert _active_sessions(pg_db, operator.email) == 1
     assert http.post("/console/signout", data={"csrf_token": right}).status_code == 303
     assert _active_sessions(pg_db, operator.email) == 0
@@ -350,17 +336,7 @@ def test_console_pages_send_the_security_headers_and_no_inline_code(
         http.get(path) for path in (*SCREENS.values(), f"/console/users/{user_id}", "/console/x")
     ]
     for response in pages:
-        assert response.headers["content-security-policy"] == core.CONTENT_SECURITY_POLICY
-        assert response.headers["x-frame-options"] == "DENY"
-        assert response.headers["x-content-type-options"] == "nosniff"
-        assert response.headers["referrer-policy"] == "no-referrer"
-        html = response.text
-        scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, flags=re.S)
-        assert scripts and all(re.search(r'\bsrc="/static/', a) and not b for a, b in scripts)
-        assert "<style" not in html and not re.search(r"\sstyle=", html)
-        assert not re.search(r"\son[a-z]+=", html) and "hx-on" not in html
-        for url in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):
-            assert http.get(url).status_code == 200, url
+        assert_locked_down(http, response)
     assert pages[-1].status_code == 404 and _h1(pages[-1].text) == "Page not found"
 
 
@@ -434,7 +410,7 @@ def test_a_users_page_shows_balances_and_security_events_a_page_at_a_time(
     user = web_user(pg_db, "Evented")
     sandbox_topup(pg_db, user.email, "1234567.89")
     sandbox_topup(pg_db, user.email, "0.00000001", "BTC")
-    with _client(live_url) as intruder:  # a wrong password: a security event of the user
+    with new_client(live_url) as intruder:  # a wrong password: a security event of the user
         web_sign_in_refused = intruder.post(
             "/app/signin",
             data={

@@ -8,7 +8,6 @@ import json
 import re
 import struct
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,35 +21,23 @@ from sqlalchemy.engine import Engine
 
 from strongroom import db
 from strongroom.app import create_app
-from strongroom.db import Base
 from strongroom.identity import service as identity
 from strongroom.identity.models import User
 from strongroom.web import core, lite
 from tests.api.conftest import make_settings
 
-from .conftest import csrf_token, sandbox_topup, web_sign_in, web_user
+from .conftest import (
+    assert_locked_down,
+    csrf_token,
+    fingerprint,
+    new_client,
+    sandbox_topup,
+    web_sign_in,
+    web_user,
+)
 from .test_pages import _glob_match
 
 PAGES = ("/app/signin", "/app/signup", "/app/offline")
-
-
-@pytest.fixture
-def http(live_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_url, timeout=30, follow_redirects=False) as client:
-        yield client
-
-
-def _another(live_url: str) -> httpx.Client:
-    return httpx.Client(base_url=live_url, timeout=30, follow_redirects=False)
-
-
-def _fingerprint(engine: Engine) -> dict[str, int]:
-    """Row counts of every table: equal before and after means nothing was written."""
-    with engine.connect() as connection:
-        return {
-            table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
-            for table in Base.metadata.sorted_tables
-        }
 
 
 def _session_active(engine: Engine, token: str) -> bool:
@@ -78,20 +65,10 @@ def test_pages_send_the_security_headers_and_no_inline_code(http: httpx.Client) 
         response = http.get(path)
         assert response.status_code == (404 if "no-such" in path else 200), path
         assert response.headers["content-type"] == "text/html; charset=utf-8"
-        assert response.headers["content-security-policy"] == core.CONTENT_SECURITY_POLICY
+        assert_locked_down(http, response)
         assert "'unsafe-inline'" not in core.CONTENT_SECURITY_POLICY
         assert "'unsafe-eval'" not in core.CONTENT_SECURITY_POLICY
-        assert response.headers["x-frame-options"] == "DENY"
-        assert response.headers["x-content-type-options"] == "nosniff"
-        assert response.headers["referrer-policy"] == "no-referrer"
-        html = response.text
-        scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, flags=re.S)
-        assert scripts and all(re.search(r'\bsrc="/static/', a) and not b for a, b in scripts)
-        assert "<style" not in html and not re.search(r"\sstyle=", html)
-        assert not re.search(r"\son[a-z]+=", html) and "hx-on" not in html
-        assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
-        for url in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):
-            assert http.get(url).status_code == 200, url
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", response.text)
     config = re.search(r"name=\"htmx-config\" content='([^']+)'", http.get("/app/signin").text)
     assert config is not None
     assert json.loads(config.group(1))["includeIndicatorStyles"] is False
@@ -175,11 +152,11 @@ def test_every_form_refuses_a_missing_or_wrong_csrf_token(
     session_token = http.cookies["sr_session"]
     home = http.get("/app/")
     right = csrf_token(home.text)
-    with _another(live_url) as stranger:  # a real token, but of another browser
+    with new_client(live_url) as stranger:  # a real token, but of another browser
         foreign = csrf_token(stranger.get("/app/signin").text)
     routes = _post_routes()
     assert {"/app/signup", "/app/signin", "/app/signout", "/app/language"} <= set(routes)
-    before = _fingerprint(pg_db)
+    before = fingerprint(pg_db)
     form = {
         "email": "new.user@example.com",
         "password": "a-long-password-1",
@@ -199,7 +176,7 @@ def test_every_form_refuses_a_missing_or_wrong_csrf_token(
             assert not any("lang=" in line for line in response.headers.get_list("set-cookie"))
         header = http.post(path, data=form, headers={"X-CSRF-Token": foreign})
         assert header.status_code == 403, path
-    assert _fingerprint(pg_db) == before
+    assert fingerprint(pg_db) == before
     assert _session_active(pg_db, session_token)
     # the right token, in the form or in htmx's header, is accepted
     switched = http.post("/app/language", data={"csrf_token": right, "lang": "zh_Hant"})
@@ -294,7 +271,7 @@ def test_sign_out_everywhere_revokes_every_session(
     http: httpx.Client, live_url: str, pg_db: Engine
 ) -> None:
     user = web_user(pg_db)
-    with _another(live_url) as phone:
+    with new_client(live_url) as phone:
         web_sign_in(phone, user)
         phone_token = phone.cookies["sr_session"]
     api = httpx.post(
@@ -377,7 +354,7 @@ def test_sign_up_refusals_write_nothing(http: httpx.Client, pg_db: Engine) -> No
         },
         "taken": {"email": taken.email, "password": "a-long-password-1", "name": "X"},
     }
-    before = _fingerprint(pg_db)
+    before = fingerprint(pg_db)
     for label, form in cases.items():
         token = csrf_token(http.get("/app/signup").text)
         response = http.post("/app/signup", data={"csrf_token": token, **form})
@@ -386,7 +363,7 @@ def test_sign_up_refusals_write_nothing(http: httpx.Client, pg_db: Engine) -> No
         assert 'name="password"' in response.text and form["password"] not in re.findall(
             r'value="([^"]*)"', response.text
         )
-    assert _fingerprint(pg_db) == before
+    assert fingerprint(pg_db) == before
     with db.make_session_factory(pg_db)() as session:
         assert session.scalar(select(func.count()).select_from(User)) == 1
 
@@ -502,16 +479,17 @@ def test_service_worker_is_served_for_the_app_scope(http: httpx.Client) -> None:
     shell = json.loads(re.search(r"const SHELL = (\[.*?\]);", response.text).group(1))
     assert "/app/offline" in shell
     assert any(url.startswith("/static/web/lite.css?v=") for url in shell)
+    assert any(url.startswith("/static/web/base.css?v=") for url in shell)
     for url in shell:
         assert http.get(url).status_code == 200, url
     assert http.get("/app/offline").headers["cache-control"] == "no-cache"
 
 
 def test_no_table_is_touched_by_reading_pages(http: httpx.Client, pg_db: Engine) -> None:
-    before = _fingerprint(pg_db)
+    before = fingerprint(pg_db)
     for path in (*PAGES, "/app/", "/app/manifest.webmanifest", "/app/sw.js"):
         http.get(path)
-    assert _fingerprint(pg_db) == before
+    assert fingerprint(pg_db) == before
 
 
 def test_every_web_file_is_packaged() -> None:

@@ -6,7 +6,6 @@ events, the anti-phishing preview, and CSRF on every POST route the app has unde
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from html import unescape
 
@@ -24,20 +23,17 @@ from strongroom.identity.models import AuthToken, User
 from strongroom.ledger.models import Account, Transfer
 from strongroom.notify import render as mail
 
-from .conftest import WebUser, csrf_token, sandbox_topup, web_sign_in, web_user
-from .test_lite_http import _fingerprint
+from .conftest import (
+    WebUser,
+    csrf_token,
+    fingerprint,
+    new_client,
+    sandbox_topup,
+    web_sign_in,
+    web_user,
+)
 
 KEY_FIELD = re.compile(r'name="idempotency_key" value="([^"]+)"')
-
-
-@pytest.fixture
-def http(live_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_url, timeout=30, follow_redirects=False) as client:
-        yield client
-
-
-def _client(live_url: str) -> httpx.Client:
-    return httpx.Client(base_url=live_url, timeout=30, follow_redirects=False)
 
 
 def _signed_in(http: httpx.Client, engine: Engine, name: str = "Alice", **kwargs: str) -> WebUser:
@@ -146,13 +142,13 @@ def test_a_bad_top_up_is_refused_in_the_form(
 ) -> None:
     _signed_in(http, pg_db)
     fields = _form_fields(http.get("/app/topup").text)
-    before = _fingerprint(pg_db)
+    before = fingerprint(pg_db)
     response = http.post("/app/topup", data={**fields, "asset": asset, "amount": amount})
     assert response.status_code == 422
     assert _alert(response.text).startswith(message)
     assert f'value="{amount}"' in response.text  # what was typed is kept
     assert _form_fields(response.text)["idempotency_key"] != fields["idempotency_key"]
-    assert _fingerprint(pg_db) == before
+    assert fingerprint(pg_db) == before
 
 
 def test_a_top_up_in_chinese_shows_chinese_refusals(http: httpx.Client, pg_db: Engine) -> None:
@@ -167,7 +163,7 @@ def test_a_top_up_in_chinese_shows_chinese_refusals(http: httpx.Client, pg_db: E
 def test_a_top_up_form_with_a_bad_key_is_refused(http: httpx.Client, pg_db: Engine) -> None:
     _signed_in(http, pg_db)
     fields = _form_fields(http.get("/app/topup").text)
-    before = _fingerprint(pg_db)
+    before = fingerprint(pg_db)
     for key in ("", "has spaces", "semi;colon"):
         response = http.post(
             "/app/topup",
@@ -175,7 +171,7 @@ def test_a_top_up_form_with_a_bad_key_is_refused(http: httpx.Client, pg_db: Engi
         )
         assert response.status_code == 422, key
         assert "This form has expired" in _alert(response.text)
-    assert _fingerprint(pg_db) == before
+    assert fingerprint(pg_db) == before
 
 
 # --------------------------------------------------------------------------- transfers
@@ -192,13 +188,13 @@ def test_send_asks_to_confirm_then_sends_once(
     alice = _signed_in(http, pg_db, "Alice")
     bob = web_user(pg_db, "Bob")
     sandbox_topup(pg_db, alice.email, "100.00")
-    before = _fingerprint(pg_db)
+    before = fingerprint(pg_db)
     review = _review(http, to=bob.email.upper(), asset="HKD", amount="12.50", note="Lunch")
     assert review.status_code == 200
     assert "Confirm the transfer" in review.text
     assert '<strong class="recipient">Bob</strong>' in review.text
     assert '<span class="figure">12.50</span>' in review.text and "Lunch" in review.text
-    assert _fingerprint(pg_db) == before  # checking wrote nothing, not even a wallet for Bob
+    assert fingerprint(pg_db) == before  # checking wrote nothing, not even a wallet for Bob
     fields = _form_fields(review.text)
     form = {**fields, "to": bob.email.upper(), "asset": "HKD", "amount": "12.50", "note": "Lunch"}
     first = http.post("/app/send/confirm", data=form)
@@ -209,13 +205,13 @@ def test_send_asks_to_confirm_then_sends_once(
     assert _balance(pg_db, alice.email) == 87_50 and _balance(pg_db, bob.email) == 12_50
     receipt = http.get(first.headers["location"]).text
     assert "Sent to Bob" in receipt and "\u221212.50" in receipt and "Lunch" in receipt
-    with _client(live_url) as bobs:
+    with new_client(live_url) as bobs:
         web_sign_in(bobs, bob)
         history = bobs.get("/app/history").text
         assert "Received from Alice" in history and "+12.50" in history and "Lunch" in history
         assert bobs.get(first.headers["location"]).status_code == 200
         carol = web_user(pg_db, "Carol")
-    with _client(live_url) as carols:  # a stranger to the transfer: as if it did not exist
+    with new_client(live_url) as carols:  # a stranger to the transfer: as if it did not exist
         web_sign_in(carols, carol)
         assert carols.get(first.headers["location"]).status_code == 404
         assert carols.get("/app/receipts/no-such-transfer").status_code == 404
@@ -345,7 +341,7 @@ def test_change_password_refusals_and_success(
     http: httpx.Client, live_url: str, pg_db: Engine
 ) -> None:
     user = _signed_in(http, pg_db)
-    with _client(live_url) as phone:
+    with new_client(live_url) as phone:
         web_sign_in(phone, user)
         phone_token = phone.cookies["sr_session"]
     page, action = "/app/security/password", "/app/security/password"
@@ -387,7 +383,7 @@ def test_change_password_refusals_and_success(
     assert not _session_active(pg_db, phone_token) and _session_active(
         pg_db, http.cookies["sr_session"]
     )
-    with _client(live_url) as again:
+    with new_client(live_url) as again:
         web_sign_in(again, WebUser(user.email, good, user.name))
 
 
@@ -459,7 +455,7 @@ def test_sessions_list_revoke_one_and_all_others(
     user = _signed_in(http, pg_db)
     tokens = []
     for _ in range(2):
-        with _client(live_url) as other:
+        with new_client(live_url) as other:
             web_sign_in(other, user)
             tokens.append(other.cookies["sr_session"])
     page = http.get("/app/security/sessions").text
@@ -486,7 +482,7 @@ def test_sessions_list_revoke_one_and_all_others(
     assert _session_active(pg_db, http.cookies["sr_session"])
     # another user's session id reads as one that does not exist
     stranger = web_user(pg_db, "Mallory")
-    with _client(live_url) as mallory:
+    with new_client(live_url) as mallory:
         web_sign_in(mallory, stranger)
         theirs = mallory.cookies["sr_session"]
     with db.make_session_factory(pg_db)() as session:
@@ -501,7 +497,7 @@ def test_sessions_list_revoke_one_and_all_others(
 def test_security_events_are_paged(http: httpx.Client, live_url: str, pg_db: Engine) -> None:
     user = _signed_in(http, pg_db)
     for _ in range(22):  # sign-ins elsewhere: 1 registration + 23 sign-ins = 24 events
-        with _client(live_url) as other:
+        with new_client(live_url) as other:
             web_sign_in(other, user)
     first = http.get("/app/security/events")
     assert first.status_code == 200
@@ -525,7 +521,7 @@ def test_anti_phishing_preview_is_the_real_emails_banner(http: httpx.Client, pg_
     token = csrf_token(page.text)
     assert 'hx-post="/app/security/anti-phishing/preview"' in page.text
     assert 'hx-trigger="input changed delay:300ms"' in page.text
-    before = _fingerprint(pg_db)
+    before = fingerprint(pg_db)
     preview = http.post(
         "/app/security/anti-phishing/preview",
         data={"csrf_token": token, "code": "Ab12Z9"},
@@ -552,7 +548,7 @@ def test_anti_phishing_preview_is_the_real_emails_banner(http: httpx.Client, pg_
         assert _alert(refused.text) == message, code
         assert "mail-frame" not in refused.text
         assert http.get(f"/app/security/anti-phishing/email?code={code}").status_code == 404
-    assert _fingerprint(pg_db) == before  # previews write nothing
+    assert fingerprint(pg_db) == before  # previews write nothing
     saved = http.post("/app/security/anti-phishing", data={"csrf_token": token, "code": "Ab12Z9"})
     assert saved.status_code == 303 and saved.headers["location"] == "/app/security"
     assert "withdrawals are paused until" in http.get(saved.headers["location"]).text
@@ -601,9 +597,9 @@ def test_every_post_route_under_app_refuses_a_missing_or_wrong_csrf_token(
     bob = web_user(pg_db, "Bob")
     session_token = http.cookies["sr_session"]
     right = csrf_token(http.get("/app/").text)
-    with _client(live_url) as stranger:
+    with new_client(live_url) as stranger:
         foreign = csrf_token(stranger.get("/app/signin").text)
-    with _client(live_url) as phone:
+    with new_client(live_url) as phone:
         web_sign_in(phone, user)
         phone_token = phone.cookies["sr_session"]
     with db.make_session_factory(pg_db)() as session:
@@ -643,7 +639,7 @@ def test_every_post_route_under_app_refuses_a_missing_or_wrong_csrf_token(
         "lang": "zh_Hant",
         "next": "/app/",
     }
-    before = _fingerprint(pg_db)
+    before = fingerprint(pg_db)
     for route in routes:
         path = route.replace("{session_id}", phone_id)
         assert "{" not in path, f"give {route} a value for its path parameter"
@@ -654,6 +650,6 @@ def test_every_post_route_under_app_refuses_a_missing_or_wrong_csrf_token(
             assert "This form has expired" in response.text
         header = http.post(path, data=form, headers={"X-CSRF-Token": foreign, "HX-Request": "true"})
         assert header.status_code == 403, route
-    assert _fingerprint(pg_db) == before
+    assert fingerprint(pg_db) == before
     assert _session_active(pg_db, session_token) and _session_active(pg_db, phone_token)
     assert _balance(pg_db, user.email) == 50_00

@@ -12,16 +12,17 @@
   images and connections only from this origin; no inline script or style, no ``eval``, no
   framing), ``X-Frame-Options: DENY``, ``nosniff`` and ``Referrer-Policy: no-referrer``;
   pages of signed-in users add ``Cache-Control: no-store``.
+- **Navigation**: ``mounted()`` keeps the entries of a layout's menu whose page the app serves.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 from babel import Locale
 from fastapi import Request
@@ -36,6 +37,8 @@ from jinja2 import (
 )
 from jinja2.runtime import Context
 from markupsafe import Markup
+from starlette.applications import Starlette
+from starlette.routing import Match
 
 from strongroom.errors import invariant
 from strongroom.web import csrf, i18n
@@ -198,3 +201,27 @@ def local_path(candidate: str | None, default: str, prefixes: tuple[str, ...]) -
     if not any(path == prefix or path.startswith(prefix.rstrip("/") + "/") for prefix in prefixes):
         return default
     return candidate
+
+
+class _Linked(Protocol):
+    @property
+    def path(self) -> str: ...
+
+
+LinkedT = TypeVar("LinkedT", bound=_Linked)
+
+
+def _served(app: Starlette, path: str) -> bool:
+    """Whether ``app`` has a route for ``GET path`` (asked the way the router itself matches)."""
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": []}
+    return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
+
+
+def mounted(request: Request, items: Sequence[LinkedT], key: str) -> list[LinkedT]:
+    """The navigation ``items`` whose page is mounted on this app, worked out once and kept in
+    ``app.state.<key>`` (a test app may mount only some screens)."""
+    found: list[LinkedT] | None = getattr(request.app.state, key, None)
+    if found is None:
+        found = [item for item in items if _served(request.app, item.path)]
+        setattr(request.app.state, key, found)
+    return found

@@ -16,8 +16,6 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from starlette.applications import Starlette
-from starlette.routing import Match
 
 from strongroom.web import core
 from strongroom.web.console import inbox
@@ -52,18 +50,9 @@ ROLE_NAMES: Final = {
 }
 
 
-def _served(app: Starlette, path: str) -> bool:
-    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": []}
-    return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
-
-
 def _mounted(request: Request) -> list[NavItem]:
     """The entries of ``NAVIGATION`` whose screen is mounted on this app (worked out once)."""
-    mounted: list[NavItem] | None = getattr(request.app.state, "console_navigation", None)
-    if mounted is None:
-        mounted = [item for item in NAVIGATION if _served(request.app, item.path)]
-        request.app.state.console_navigation = mounted
-    return mounted
+    return core.mounted(request, NAVIGATION, "console_navigation")
 
 
 def navigation(request: Request, operator: Operator | None) -> list[NavItem]:

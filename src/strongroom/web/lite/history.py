@@ -32,10 +32,11 @@ from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferKind
 from strongroom.ledger.models import Account
 from strongroom.money import AssetRegistry
+from strongroom.settings import Settings
 from strongroom.web import core
 from strongroom.web.i18n import N_, Lang, lang_of
 from strongroom.web.lite.layout import PREFIX, page
-from strongroom.web.sessions import SignedInDep
+from strongroom.web.sessions import SignedIn, SignedInDep
 
 router = APIRouter(prefix=PREFIX)
 PATH: Final = "/app/history"
@@ -165,8 +166,23 @@ def history_page(
     )
 
 
-def _page_size(settings_max: int) -> int:
-    return min(PAGE_SIZE, settings_max)
+def _rows(
+    user: SignedIn,
+    request: Request,
+    session: Session,
+    settings: Settings,
+    registry: AssetRegistry,
+    cursor: str | None,
+) -> HistoryPage:
+    """The page of rows after ``cursor`` that both the page and its htmx rows answer."""
+    return history_page(
+        session=session,
+        user=user.user,
+        registry=registry,
+        lang=lang_of(request),
+        cursor=cursor,
+        limit=min(PAGE_SIZE, settings.ledger.page_size_max),
+    )
 
 
 @router.get("/history", response_class=HTMLResponse)
@@ -180,14 +196,7 @@ def history(
 ) -> HTMLResponse:
     """The newest rows, or (a plain "load more" link without JavaScript) the rows after
     ``cursor``."""
-    found = history_page(
-        session=session,
-        user=user.user,
-        registry=registry,
-        lang=lang_of(request),
-        cursor=cursor,
-        limit=_page_size(settings.ledger.page_size_max),
-    )
+    found = _rows(user, request, session, settings, registry, cursor)
     return page(
         request,
         "lite/history.html",
@@ -207,14 +216,7 @@ def history_rows(
     cursor: CursorQuery = None,
 ) -> HTMLResponse:
     """The next rows alone, and the next "load more" (htmx swaps them in for the old one)."""
-    found = history_page(
-        session=session,
-        user=user.user,
-        registry=registry,
-        lang=lang_of(request),
-        cursor=cursor,
-        limit=_page_size(settings.ledger.page_size_max),
-    )
+    found = _rows(user, request, session, settings, registry, cursor)
     return core.render(request, "lite/_history_rows.html", {"history": found})
 
 

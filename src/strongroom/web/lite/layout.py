@@ -14,8 +14,6 @@ from typing import Any, Final
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from starlette.applications import Starlette
-from starlette.routing import Match
 
 from strongroom.web import core
 from strongroom.web.i18n import N_
@@ -44,19 +42,9 @@ NAVIGATION: Final = (
 )
 
 
-def _served(app: Starlette, path: str) -> bool:
-    """Whether ``app`` has a route for ``GET path`` (asked the way the router itself matches)."""
-    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": []}
-    return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
-
-
 def navigation(request: Request) -> list[NavItem]:
     """The entries of ``NAVIGATION`` whose screen is mounted on this app (worked out once)."""
-    served: list[NavItem] | None = getattr(request.app.state, "lite_navigation", None)
-    if served is None:
-        served = [item for item in NAVIGATION if _served(request.app, item.path)]
-        request.app.state.lite_navigation = served
-    return served
+    return core.mounted(request, NAVIGATION, "lite_navigation")
 
 
 def page(

@@ -31,6 +31,7 @@ ICONS: Final = (
     ("web/icons/icon-maskable-512.png", "512x512", "maskable"),
 )
 SHELL_FILES: Final = (
+    "web/base.css",
     "web/lite.css",
     "web/app.js",
     "web/htmx.min.js",

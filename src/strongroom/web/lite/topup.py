@@ -83,30 +83,26 @@ def topup(
     """Top up once per form; then to the receipt (POST, redirect, GET)."""
     lang = lang_of(request)
     asset, amount = body.asset, body.amount
+
+    def refused(message: str, error: DomainError, shown_asset: str = asset) -> HTMLResponse:
+        """The form again, with what was typed and the refusal (nothing was written)."""
+        return _form(
+            request,
+            user,
+            registry,
+            asset=shown_asset,
+            amount=amount,
+            error=message,
+            status_code=error.status,
+        )
+
     try:
         money = forms.read_money(registry, amount, asset)
     except InvalidAmount as error:
-        message = forms.amount_refusal(lang, error, amount, registry.get(asset))
-        return _form(
-            request,
-            user,
-            registry,
-            asset=asset,
-            amount=amount,
-            error=message,
-            status_code=error.status,
-        )
-    except DomainError as error:
+        return refused(forms.amount_refusal(lang, error, amount, registry.get(asset)), error)
+    except DomainError as error:  # an unknown asset: the form shows the default one
         message = forms.refusal(lang, error, registry, settings)
-        return _form(
-            request,
-            user,
-            registry,
-            asset=forms.default_asset(user.user),
-            amount=amount,
-            error=message,
-            status_code=error.status,
-        )
+        return refused(message, error, forms.default_asset(user.user))
     values = {"asset": money.asset.code, "amount": amount.strip(), "channel": CHANNEL}
     try:
         done = forms.submit(
@@ -122,14 +118,5 @@ def topup(
         )
     except DomainError as error:
         session.rollback()
-        message = forms.refusal(lang, error, registry, settings)
-        return _form(
-            request,
-            user,
-            registry,
-            asset=asset,
-            amount=amount,
-            error=message,
-            status_code=error.status,
-        )
+        return refused(forms.refusal(lang, error, registry, settings), error)
     return core.secure_headers(RedirectResponse(receipt_path(done.transfer_id), status_code=303))
