@@ -64,19 +64,25 @@ class OperatorGuard:
 
     def __call__(self, request: Request, user: UserDep, session: SessionDep) -> User:
         identity.require_operator(user, *self.roles)
-        route = request.scope.get("route")
-        identity.record_operator_action(
-            session=session,
-            operator=user,
-            method=request.method,
-            route=getattr(route, "path", request.url.path),
-            path=request.url.path,
-            query=str(request.url.query),
-            ip=request.client.host if request.client else None,
-            user_agent=request.headers.get("user-agent"),
-        )
-        session.commit()
+        audit_operator_request(request, session, user)
         return user
+
+
+def audit_operator_request(request: Request, session: Session, operator: User) -> None:
+    """Record an operator's request in the audit log (who, what, when, from where) and commit
+    it at once, so the record stays even when the action is refused afterwards."""
+    route = request.scope.get("route")
+    identity.record_operator_action(
+        session=session,
+        operator=operator,
+        method=request.method,
+        route=getattr(route, "path", request.url.path),
+        path=request.url.path,
+        query=str(request.url.query),
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+    session.commit()
 
 
 operator = OperatorGuard()

@@ -25,6 +25,7 @@ import gettext as gettext_module
 import io
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Final
@@ -165,7 +166,7 @@ def negotiate(accept_language: str | None) -> str:
     """The best of ``LANGUAGES`` for an Accept-Language header (RFC 9110 weights)."""
     if not accept_language:
         return DEFAULT_LANGUAGE
-    weighted: list[tuple[float, int, str]] = []
+    weighted: list[tuple[Decimal, int, str]] = []
     items = accept_language[:ACCEPT_LANGUAGE_MAX_CHARS].split(",")[:ACCEPT_LANGUAGE_MAX_ITEMS]
     for position, item in enumerate(items):
         tag, _, parameters = item.partition(";")
@@ -176,15 +177,17 @@ def negotiate(accept_language: str | None) -> str:
     return min(weighted)[2] if weighted else DEFAULT_LANGUAGE
 
 
-def _weight(parameters: str) -> float:
+def _weight(parameters: str) -> Decimal:
+    """The tag's ``q`` (1 when absent; 0, i.e. not acceptable, when unreadable or out of
+    0..1), read exactly: no binary floats anywhere near the web layer."""
     name, _, value = parameters.strip().partition("=")
     if name.strip() != "q":
-        return 1.0
+        return Decimal(1)
     try:
-        weight = float(value)  # a preference weight, not money
-    except ValueError:
-        return 0.0
-    return weight if 0.0 <= weight <= 1.0 else 0.0
+        weight = Decimal(value)
+    except InvalidOperation:
+        return Decimal(0)
+    return weight if weight.is_finite() and 0 <= weight <= 1 else Decimal(0)
 
 
 def lang_of(request: Request) -> Lang:

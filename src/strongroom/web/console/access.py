@@ -22,7 +22,7 @@ every operator did, so only admins read it. The operator API's own routes keep t
 
 ``ConsoleGuard(screen)`` is the dependency of every console page: the browser's session must be
 an operator's with 2FA on (``identity.service.require_operator``); the request is written to the
-audit log with ``identity.service.record_operator_action`` and committed before anything else
+audit log with ``api.audit_operator_request`` and committed before anything else
 happens, as ``api.OperatorGuard`` does for the operator API (a refusal by role is recorded
 too: it is an operator's attempt); then the role must be allowed ``screen``.
 """
@@ -34,7 +34,7 @@ from typing import Final
 
 from fastapi import Request
 
-from strongroom.api import SessionDep
+from strongroom.api import SessionDep, audit_operator_request
 from strongroom.errors import Forbidden
 from strongroom.identity import service as identity
 from strongroom.identity.models import AuthToken, User
@@ -118,18 +118,7 @@ class ConsoleGuard:
             user=user, session=signed_in.session, role=user.operator_role, email=user.email
         )
         setattr(request.state, STATE_KEY, operator)
-        route = request.scope.get("route")
-        identity.record_operator_action(
-            session=session,
-            operator=user,
-            method=request.method,
-            route=getattr(route, "path", request.url.path),
-            path=request.url.path,
-            query=str(request.url.query),
-            ip=request.client.host if request.client else None,
-            user_agent=request.headers.get("user-agent"),
-        )
-        session.commit()
+        audit_operator_request(request, session, user)
         if not operator.may(self.screen):
             raise ScreenForbidden(self.screen)
         return operator
