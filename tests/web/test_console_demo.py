@@ -29,6 +29,7 @@ from strongroom.ledger import reports
 from strongroom.notify.models import SENT, OutboxEmail
 from strongroom.reserves import service as reserves
 from strongroom.settings import get_settings
+from strongroom.web.console import inbox
 
 from .conftest import Console, WebUser, screenshot, settle
 from .console_support import (
@@ -154,6 +155,23 @@ def _articles(html: str) -> list[str]:
     return re.findall(r'<article class="card mail".*?</article>', html, re.S)
 
 
+def _inbox_articles(client: httpx.Client) -> list[str]:
+    """Every email of the inbox, page after page (a page past the last shows the last again).
+    The worker keeps delivering while the test runs (the operator's own sign-in alert), so the
+    demo's emails need not all be on the first page."""
+    found: list[str] = []
+    previous: list[str] = []
+    for number in range(1, inbox.PAGES_MAX + 1):
+        page = _articles(client.get("/console/inbox", params={"page": number}).text)
+        if not page or page == previous:
+            break
+        found.extend(page)
+        if len(page) < inbox.PAGE_SIZE:
+            break
+        previous = page
+    return found
+
+
 def test_the_inbox_shows_what_the_worker_delivered_over_smtp(demo: DemoSite) -> None:
     with db.make_session_factory(demo.engine)() as session:
         sent = session.scalar(select(func.count()).where(OutboxEmail.status == SENT))
@@ -171,8 +189,7 @@ def test_the_inbox_shows_what_the_worker_delivered_over_smtp(demo: DemoSite) -> 
         otp = pyotp.TOTP(admin.totp_secret).now()
         home = client.post("/console/signin/code", data={"csrf_token": token.group(1), "otp": otp})
         assert str(home.url).endswith("/console/") and 'href="/console/inbox"' in home.text
-        html = client.get("/console/inbox").text
-    articles = _articles(html)
+        articles = _inbox_articles(client)
     assert articles
     welcome = [a for a in articles if "Welcome to Strongroom, Alice Chan" in a]
     assert len(welcome) == 1
@@ -183,7 +200,11 @@ def test_the_inbox_shows_what_the_worker_delivered_over_smtp(demo: DemoSite) -> 
     assert len(changed) == 1
     code_shown = f'Anti-phishing code: <strong class="code">{demo_data.ANTI_PHISHING_CODE}</strong>'
     assert code_shown in changed[0]
-    alerts = [a for a in articles if 'data-template="security.login_alert"' in a]
+    alerts = [
+        a
+        for a in articles
+        if 'data-template="security.login_alert"' in a and "alice@demo.strongroom.local" in a
+    ]
     assert alerts and all(code_shown in a for a in alerts)  # Alice's sign-in, after the code
     assert all('class="banner"' not in a for a in articles if "bob@demo" in a)
 
