@@ -16,17 +16,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from strongroom import worker
+from strongroom.api.funding import router as funding_router
+from strongroom.api.identity import router as identity_router
+from strongroom.api.ledger import router as ledger_router
+from strongroom.api.notify import router as notify_router
+from strongroom.api.payments import router as payments_router
+from strongroom.api.reserves import router as reserves_router
 from strongroom.db import make_engine, make_session_factory
 from strongroom.errors import DomainError
-from strongroom.funding.router import router as funding_router
-from strongroom.identity.router import router as identity_router
 from strongroom.ledger.batcher import Batcher
-from strongroom.ledger.router import router as ledger_router
 from strongroom.notify import delivery as mail_delivery
-from strongroom.notify.router import router as notify_router
-from strongroom.payments.router import router as payments_router
 from strongroom.reserves import pages as reserves_pages
-from strongroom.reserves.router import router as reserves_router
 from strongroom.settings import Settings, get_settings
 from strongroom.web import console, lite
 from strongroom.web import core as web_core

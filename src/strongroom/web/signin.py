@@ -23,10 +23,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from strongroom.api.identity import origin_of
 from strongroom.db import utcnow
 from strongroom.errors import DomainError
 from strongroom.identity import service as identity
-from strongroom.identity.router import origin_of
 from strongroom.identity.schemas import LoginIn
 from strongroom.settings import Settings
 from strongroom.web import core, sessions

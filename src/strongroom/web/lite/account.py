@@ -16,9 +16,9 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from strongroom.api import SessionDep, SettingsDep
+from strongroom.api.identity import origin_of
 from strongroom.errors import DomainError
 from strongroom.identity import service as identity
-from strongroom.identity.router import origin_of
 from strongroom.identity.schemas import LoginIn, RegisterIn
 from strongroom.web import core, errors, sessions, signin
 from strongroom.web.i18n import N_, Lang, lang_of

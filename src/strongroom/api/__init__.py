@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from strongroom import idempotency
-from strongroom.identity import service as identity
+from strongroom.identity import service as identity_service
 from strongroom.identity.models import User
 from strongroom.ledger.batcher import Batcher, Claim, stored_response
 from strongroom.ledger.domain import TransferSpec
@@ -47,7 +47,7 @@ async def bearer_token(authorization: Annotated[str | None, Header()] = None) ->
 
 
 def current_user(session: SessionDep, token: Annotated[str | None, Depends(bearer_token)]) -> User:
-    return identity.authenticate(session=session, token=token)
+    return identity_service.authenticate(session=session, token=token)
 
 
 UserDep = Annotated[User, Depends(current_user)]
@@ -63,7 +63,7 @@ class OperatorGuard:
         self.roles = roles
 
     def __call__(self, request: Request, user: UserDep, session: SessionDep) -> User:
-        identity.require_operator(user, *self.roles)
+        identity_service.require_operator(user, *self.roles)
         audit_operator_request(request, session, user)
         return user
 
@@ -72,7 +72,7 @@ def audit_operator_request(request: Request, session: Session, operator: User) -
     """Record an operator's request in the audit log (who, what, when, from where) and commit
     it at once, so the record stays even when the action is refused afterwards."""
     route = request.scope.get("route")
-    identity.record_operator_action(
+    identity_service.record_operator_action(
         session=session,
         operator=operator,
         method=request.method,
