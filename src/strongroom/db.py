@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, Numeric, String, create_engine, event
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from strongroom.errors import DomainError
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -112,16 +114,84 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
 
 
+# ---------------------------------------------------------------------------- unit of work
+#
+# One transaction per request, CLI command or worker step, owned by whoever opened it: commit on
+# success; on a DomainError (a refusal) roll back everything except the records the services
+# marked as kept; on anything else roll back. Nothing else in the code base commits.
+
+KEPT_WRITERS = "strongroom.kept_writers"
+T = TypeVar("T")
+
+
+def keep(session: Session, writer: Callable[[Session], T]) -> T:
+    """Run ``writer`` now and keep what it writes even if the unit of work is refused.
+
+    The one way a service says "this record stays when the request is refused": failure
+    counters, lockouts, audit entries, alert emails. On a refusal the unit of work rolls back
+    everything, then runs the kept writers again, in order, in a fresh transaction that it
+    commits. So a writer must read what it needs afresh (ids and values, not objects created in
+    the refused transaction), under a lock where a count must be exact, and decide again: it may
+    raise a DomainError after writing, and the first such refusal in the re-run is the one the
+    caller sees (its writes are kept; the writers after it do not run).
+    """
+    session.info.setdefault(KEPT_WRITERS, []).append(writer)
+    return writer(session)
+
+
+def settle_refusal(session: Session, error: DomainError) -> DomainError:
+    """Roll back a refused unit of work's writes except the kept ones (rewritten, not yet
+    committed); the refusal to report. For callers that answer a refusal themselves (a web form
+    showing the error) and let the unit of work commit afterwards."""
+    writers: list[Callable[[Session], object]] = session.info.pop(KEPT_WRITERS, [])
+    session.rollback()
+    for writer in writers:
+        try:
+            writer(session)
+        except DomainError as decided:
+            return decided
+    return error
+
+
+def finish(session: Session, error: BaseException | None) -> BaseException | None:
+    """End a unit of work: commit on success, keep-and-commit on a refusal, roll back on
+    anything else; the exception the caller should raise (None after a success)."""
+    try:
+        if error is None:
+            session.commit()
+            return None
+        if isinstance(error, DomainError):
+            decided = settle_refusal(session, error)
+            session.commit()
+            return decided
+        session.rollback()
+        return error
+    finally:
+        session.info.pop(KEPT_WRITERS, None)
+
+
+def hand_off(session: Session) -> None:
+    """Commit the unit of work's writes so far, before it waits on work done in another
+    transaction (the group-commit batcher applies transfers in its own). Only the money-movement
+    service calls it, after writing nothing but idempotent get-or-creates (wallets opened on
+    first use); the unit of work goes on in a new transaction."""
+    session.commit()
+    session.info.pop(KEPT_WRITERS, None)
+
+
 @contextmanager
 def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A transaction owned by the caller: commit on success, roll back on any error."""
+    """A transaction owned by the caller (CLI command, worker step, batch): see ``finish``."""
     session = factory()
     try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+        try:
+            yield session
+        except BaseException as error:
+            raised = finish(session, error)
+            if raised is None or raised is error:
+                raise
+            raise raised from error
+        finish(session, None)
     finally:
         session.close()
 

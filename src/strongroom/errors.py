@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class DomainError(Exception):
@@ -72,3 +74,10 @@ def invariant(condition: bool, message: str) -> None:
     """Assert what must hold. Unlike ``assert`` this survives ``python -O``."""
     if not condition:
         raise InvariantViolation(message)
+
+
+def present(value: T | None, message: str) -> T:
+    """``value``, which must not be None (an invariant that also narrows the type)."""
+    if value is None:
+        raise InvariantViolation(message)
+    return value

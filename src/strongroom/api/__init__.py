@@ -12,7 +12,7 @@ from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from strongroom import idempotency
+from strongroom import db, idempotency
 from strongroom.identity import service as identity_service
 from strongroom.identity.models import User
 from strongroom.ledger.batcher import Batcher, Claim, stored_response
@@ -27,15 +27,23 @@ async def get_settings_dep(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
+    """The request's unit of work (``db.finish``): committed after the endpoint returns and
+    before the response is sent; on a refusal only the kept records are committed."""
     session: Session = request.app.state.session_factory()
     try:
-        yield session
+        try:
+            yield session
+        except BaseException as error:
+            raised = db.finish(session, error)
+            if raised is None or raised is error:
+                raise
+            raise raised from error
+        db.finish(session, None)
     finally:
-        session.rollback()
         session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
@@ -56,8 +64,8 @@ UserDep = Annotated[User, Depends(current_user)]
 class OperatorGuard:
     """Operators only (R-SEC-7, issue #3): the role must be one of ``roles`` (any operator role
     when empty), 2FA must be on (``two_factor_required``), and the call is written to the audit
-    log (who, what, when, from where) and committed before the endpoint runs, so it is kept
-    even when the action itself is refused later."""
+    log (who, what, when, from where) as a kept record, so it stays even when the action itself
+    is refused later."""
 
     def __init__(self, *roles: str) -> None:
         self.roles = roles
@@ -69,20 +77,28 @@ class OperatorGuard:
 
 
 def audit_operator_request(request: Request, session: Session, operator: User) -> None:
-    """Record an operator's request in the audit log (who, what, when, from where) and commit
-    it at once, so the record stays even when the action is refused afterwards."""
+    """Record an operator's request in the audit log (who, what, when, from where) as a kept
+    record (``db.keep``): it stays even when the action is refused afterwards."""
     route = request.scope.get("route")
-    identity_service.record_operator_action(
-        session=session,
-        operator=operator,
-        method=request.method,
-        route=getattr(route, "path", request.url.path),
-        path=request.url.path,
-        query=str(request.url.query),
-        ip=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
-    )
-    session.commit()
+    method, path, query = request.method, request.url.path, str(request.url.query)
+    route_path: str = getattr(route, "path", path)
+    ip = request.client.host if request.client else None
+    user_agent = request.headers.get("user-agent")
+    operator_id = operator.id
+
+    def write(kept: Session) -> None:
+        identity_service.record_operator_action(
+            session=kept,
+            operator=kept.get_one(User, operator_id),
+            method=method,
+            route=route_path,
+            path=path,
+            query=query,
+            ip=ip,
+            user_agent=user_agent,
+        )
+
+    db.keep(session, write)
 
 
 operator = OperatorGuard()
