@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from strongroom.db import utcnow
-from strongroom.errors import DomainError, NotFound
+from strongroom.errors import DomainError, NotFound, present
 from strongroom.ledger import writer
 from strongroom.ledger.domain import (
     AccountState,
@@ -344,8 +344,10 @@ class _Batch:
     def _movement(self, index: int, pendings: dict[str, PendingInfo]) -> Movement:
         spec, transfer_id = self.specs[index], self.ids[index]
         if spec.kind in (TransferKind.POSTED, TransferKind.PENDING):
-            assert spec.debit_account_id is not None and spec.credit_account_id is not None
-            assert spec.asset is not None and spec.amount_minor is not None
+            debit_id = present(spec.debit_account_id, "a movement names its debit account")
+            credit_id = present(spec.credit_account_id, "a movement names its credit account")
+            asset = present(spec.asset, "a movement names its asset")
+            amount_minor = present(spec.amount_minor, "a movement names its amount")
             timeout_at = (
                 self.now + timedelta(seconds=spec.timeout_s) if spec.timeout_s is not None else None
             )
@@ -354,12 +356,12 @@ class _Batch:
                 spec=spec,
                 id=transfer_id,
                 kind=spec.kind,
-                debit_account_id=spec.debit_account_id,
-                credit_account_id=spec.credit_account_id,
-                asset=spec.asset,
-                amount_minor=spec.amount_minor,
-                posted_minor=0 if pending else spec.amount_minor,
-                pending_delta=spec.amount_minor if pending else 0,
+                debit_account_id=debit_id,
+                credit_account_id=credit_id,
+                asset=asset,
+                amount_minor=amount_minor,
+                posted_minor=0 if pending else amount_minor,
+                pending_delta=amount_minor if pending else 0,
                 pending_id=None,
                 timeout_at=timeout_at,
             )
