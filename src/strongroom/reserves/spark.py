@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from strongroom.errors import DomainError, invariant
-from strongroom.reserves.builder import BuildOptions, Built, Plan, Progress, write_top
 from strongroom.reserves.merkle import (
     AMOUNT_BYTES,
     HASH_BYTES,
@@ -30,6 +29,7 @@ from strongroom.reserves.merkle import (
     leaf_records,
     padding_leaves,
 )
+from strongroom.reserves.plan import BuildOptions, Built, Plan, Progress, write_top
 from strongroom.reserves.treefile import TreeWriter
 
 LeafRow = tuple[bytes, tuple[int, bytes]]  # (order key, (leaf id, level-0 record))
