@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from strongroom import paging as cursors
 from strongroom.db import utcnow
 from strongroom.errors import invariant
-from strongroom.identity import cursors
 from strongroom.identity.models import AuditEvent, User
 
 SECURITY = "security"

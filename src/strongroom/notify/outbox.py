@@ -9,19 +9,36 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from strongroom import paging
 from strongroom.db import utcnow
 from strongroom.errors import Conflict, NotFound, ValidationFailed, invariant
-from strongroom.identity import cursors
-from strongroom.identity.models import User
 from strongroom.notify import render, templates
 from strongroom.notify.models import FAILED, PENDING, SENT, STATUSES, OutboxEmail
 
 CURSOR = "outbox"
 SCRUBBED = "[removed after delivery: this email held a one-time secret]"
+
+
+class Recipient(Protocol):
+    """Whom ``send_to_user`` writes to: what it reads of a user (``identity.models.User`` is
+    one). A protocol, so that notify needs nothing of identity (identity imports notify)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def email(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def anti_phishing_code(self) -> str | None: ...
 
 
 def enqueue(
@@ -59,7 +76,7 @@ def enqueue(
 def send_to_user(
     *,
     session: Session,
-    user: User,
+    user: Recipient,
     template_id: str,
     context: Mapping[str, object] | None = None,
     to_address: str | None = None,
@@ -102,7 +119,7 @@ def search(
         )
     query = select(OutboxEmail).order_by(OutboxEmail.id.desc()).limit(limit + 1)
     if cursor is not None:
-        query = query.where(OutboxEmail.id < cursors.decode(CURSOR, cursor))
+        query = query.where(OutboxEmail.id < paging.decode(CURSOR, cursor))
     for column, value in (
         (OutboxEmail.status, status),
         (OutboxEmail.template_id, template_id),
@@ -115,7 +132,7 @@ def search(
     more = len(rows) > limit
     items = rows[:limit]
     return OutboxPage(
-        items=items, next_cursor=cursors.encode(CURSOR, items[-1].id) if more else None
+        items=items, next_cursor=paging.encode(CURSOR, items[-1].id) if more else None
     )
 
 

@@ -1,4 +1,7 @@
-"""Opaque page cursors over ascending integer ids (newest-first pages walk downwards)."""
+"""Opaque page cursors over ascending integer ids (newest-first pages walk downwards).
+
+A base module beside ``money`` and ``errors``: any domain's keyset pages use it (the audit log,
+the email outbox), so it belongs to none of them."""
 
 from __future__ import annotations
 
