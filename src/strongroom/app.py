@@ -26,16 +26,16 @@ from strongroom.db import make_engine, make_session_factory
 from strongroom.errors import DomainError
 from strongroom.ledger.batcher import Batcher
 from strongroom.notify import delivery as mail_delivery
-from strongroom.reserves import pages as reserves_pages
 from strongroom.settings import Settings, get_settings
 from strongroom.web import console, lite
 from strongroom.web import core as web_core
 from strongroom.web import errors as web_errors
+from strongroom.web import reserves as reserves_pages
 
 log = logging.getLogger("strongroom")
 
 # One /static mount for every server-rendered part; each package keeps its files under a folder
-# named after it (static/reserves/..., static/web/...); the list lives in web.core.
+# named after its part (static/reserves/..., static/web/...); the list lives in web.core.
 STATIC_PACKAGES = web_core.STATIC_PACKAGES
 
 HTTP_CODES = {

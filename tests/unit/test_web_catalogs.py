@@ -2,9 +2,9 @@
 pages; ``console``: the operator console; ``reserves``: the proof-of-reserves pages and their
 scripts): every string the templates, the Python code and the scripts mark for translation
 (extracted now, with Babel's extractors and the domain's mapping, ``web/babel.cfg``,
-``web/babel-console.cfg`` or ``reserves/babel.cfg``, as ``pybabel extract`` does) has a non-empty
-translation in each language; no catalog has a fuzzy, obsolete or unused entry, or a translation
-whose placeholders differ from its msgid's."""
+``web/babel-console.cfg`` or ``web/babel-reserves.cfg``, as ``pybabel extract`` does) has a
+non-empty translation in each language; no catalog has a fuzzy, obsolete or unused entry, or a
+translation whose placeholders differ from its msgid's."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from strongroom.reserves import pages
 from strongroom.web import i18n
+from strongroom.web.reserves import pages
 
 WEB = Path(i18n.__file__).parent
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}

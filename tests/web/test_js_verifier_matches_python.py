@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from strongroom.reserves.pages import static_url
 from strongroom.reserves.proofs import ProofServer
+from strongroom.web.core import static_url
 from strongroom_verify import por_v1
 from strongroom_verify.jsonio import load_json
 from tests.unit.reserves.helpers import build_audit, random_balances

@@ -19,12 +19,12 @@ from sqlalchemy.engine import Engine
 
 from strongroom import db
 from strongroom.errors import InvariantViolation, ValidationFailed
-from strongroom.reserves import pages
 from strongroom.reserves import service as reserves
 from strongroom.reserves.builder import BuildOptions, build
 from strongroom.reserves.service import ReserveLine
 from strongroom.reserves.snapshot import Snapshot
-from strongroom.web import i18n
+from strongroom.web import core, i18n
+from strongroom.web.reserves import pages
 
 from .conftest import AUDIT_ID, CREATED_AT, Published, csrf_token
 
@@ -81,11 +81,11 @@ def test_static_files(http: httpx.Client) -> None:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith(kind)
         version = hashlib.sha256(response.content).hexdigest()[:12]
-        assert pages.static_url(f"reserves/{name}") == f"/static/reserves/{name}?v={version}"
+        assert core.static_url(f"reserves/{name}") == f"/static/reserves/{name}?v={version}"
     assert http.get("/static/reserves/missing.js").status_code == 404
     assert http.get("/static/reserves/%2e%2e/pages.py").status_code == 404
     with pytest.raises(InvariantViolation):
-        pages.static_url("../pages.py")
+        core.static_url("../pages.py")
 
 
 def test_the_list_shows_each_audit_newest_first_and_escapes_text(
@@ -143,11 +143,12 @@ def test_every_template_and_static_file_is_packaged() -> None:
     patterns = config["tool"]["setuptools"]["package-data"]["strongroom"]
     files = [
         path.relative_to(PACKAGE).as_posix()
-        for folder in ("reserves/templates", "reserves/static")
+        for folder in ("web/reserves", "web/templates/reserves", "web/static/reserves")
         for path in (PACKAGE / folder).rglob("*")
-        if path.is_file()
+        if path.is_file() and path.suffix != ".py" and "__pycache__" not in path.parts
     ]
-    assert len(files) >= 6
+    files.append("web/babel-reserves.cfg")
+    assert len(files) >= 7
     for name in files:
         assert any(_glob_match(name, pattern) for pattern in patterns), name
 

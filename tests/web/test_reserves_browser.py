@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from strongroom.reserves.pages import CONTENT_SECURITY_POLICY
+from strongroom.web.core import CONTENT_SECURITY_POLICY
 from strongroom_verify import por_v1
 from tests.api.conftest import PASSWORD
 

@@ -1,8 +1,8 @@
 """The core every server-rendered page uses: one Jinja2 environment, ``render()``,
 ``static_url()`` and the security headers (issue #5, parts 1 and 4).
 
-- **Templates** come from the packages in ``TEMPLATE_PACKAGES`` (each keeps them under a folder
-  named after it: ``web/``, ``lite/``, ``reserves/``), autoescaped, with ``StrictUndefined``
+- **Templates** come from the packages in ``TEMPLATE_PACKAGES`` (under a folder per part:
+  ``web/``, ``lite/``, ``console/``, ``reserves/``), autoescaped, with ``StrictUndefined``
   (a missing variable is an error, not an empty string) and the i18n extension: ``_()`` and
   ``{% trans %}`` translate into the request's language.
 - **Static files** of the packages in ``STATIC_PACKAGES`` are served by one ``/static`` mount
@@ -44,12 +44,10 @@ from strongroom.errors import invariant
 from strongroom.web import csrf, i18n
 
 STATIC_URL: Final = "/static"
-STATIC_PACKAGES: Final[list[str | tuple[str, str]]] = [
-    ("strongroom.reserves", "static"),
-    ("strongroom.web", "static"),
-]
-"""Mounted by app.py at ``STATIC_URL``; each package keeps its files under ``static/<name>/``."""
-TEMPLATE_PACKAGES: Final = ("strongroom.web", "strongroom.reserves")
+STATIC_PACKAGES: Final[list[str | tuple[str, str]]] = [("strongroom.web", "static")]
+"""Mounted by app.py at ``STATIC_URL``; each part keeps its files under ``static/<part>/``
+(``web/``: Lite, console and what they share; ``reserves/``: the proof-of-reserves pages)."""
+TEMPLATE_PACKAGES: Final = ("strongroom.web",)
 CONTENT_SECURITY_POLICY: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"

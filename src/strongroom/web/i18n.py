@@ -47,10 +47,9 @@ DOMAINS: Final = (DOMAIN, "console", "reserves")
 BABEL_CONFIGS: Final = {
     DOMAIN: "babel.cfg",
     "console": "babel-console.cfg",
-    "reserves": "../reserves/babel.cfg",
+    "reserves": "babel-reserves.cfg",
 }
-"""The extraction mapping of each domain, relative to this folder; its patterns are relative to
-the folder the mapping is in (the proof-of-reserves pages' is in ``strongroom/reserves``)."""
+"""The extraction mapping of each domain, relative to this folder (its patterns too)."""
 DEFAULT_LANGUAGE: Final = "en"
 LANGUAGES: Final = ("en", "zh_Hant")
 """Locale ids, as the catalog folders are named."""

@@ -9,13 +9,15 @@ here reads a proof.
 
 Every page is sent with a strict Content-Security-Policy: scripts and styles come only from
 ``/static`` (no inline script or style, no CDN), and no page can be framed. The Jinja2
-environment, ``static_url()`` and the headers are the web layer's (``strongroom.web.core``).
+environment, ``static_url()`` and the headers are the web layer's (``strongroom.web.core``);
+the pages extend ``web/base.html`` and use the shared ``base.css`` (``reserves.css`` adds only
+what shows audits and proofs).
 
 **Languages** are the web layer's (``strongroom.web.i18n``): the ``lang`` cookie, else
 Accept-Language, and its visible switch (a POST with CSRF to ``/app/language``, which sends the
 browser back here). The strings are the ``reserves`` catalog domain: the templates' and the
 scripts' (``N_('...')`` calls in ``verify.js`` and ``por_v1.js``, found by Babel's javascript
-extractor, as ``pybabel extract`` finds them with ``reserves/babel.cfg``). The verify page
+extractor, as ``pybabel extract`` finds them with ``web/babel-reserves.cfg``). The verify page
 renders their translations and the locale's number symbols into a JSON block
 (``<script type="application/json">``: data, never run, so the CSP allows it) that
 ``verify.js`` reads. Amounts are formatted from their exact decimal text (``Lang.amount``, never
@@ -46,19 +48,14 @@ from strongroom.reserves import service
 from strongroom.reserves.audit import parse_utc
 from strongroom.reserves.models import PorAudit
 from strongroom.web import i18n
-from strongroom.web.core import (  # noqa: F401  (re-exported: tests and callers use them here)
-    CONTENT_SECURITY_POLICY,
-    PAGE_HEADERS,
-    STATIC_URL,
-    render,
-    static_url,
-)
+from strongroom.web.core import render
 
 LISTED_AUDITS = 50
 MAX_AUDIT_ID_CHARS = 64  # por_audits.audit_id is a String(64)
 DOMAIN: Final = "reserves"
 """The catalog domain of these pages' strings (``web/locale/<language>/LC_MESSAGES``)."""
-STATIC_DIRECTORY: Final = Path(__file__).parent / "static"
+STATIC_DIRECTORY: Final = Path(__file__).parent.parent / "static"
+"""The web layer's static folder; these pages' files are under ``reserves/`` in it."""
 SCRIPTS: Final = ("reserves/por_v1.js", "reserves/verify.js")
 """The scripts whose ``N_('...')`` messages the verify page translates for them."""
 SCRIPT_KEYWORDS: Final = {"N_": None}
