@@ -4,6 +4,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -16,6 +17,17 @@ from strongroom.db import Base
 from tests import pg
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+"""With ``CI=true`` every test must run: what a test needs and lacks is a failure, not a skip."""
+
+
+def missing(what: str, how: str) -> NoReturn:
+    """The test needs ``what`` (a service, a tool, a build, a capability of the machine) and this
+    machine lacks it: a skip that says ``how`` to get it, or under ``CI=true`` a failure, so a
+    CI machine set up wrong cannot pass by running less. A skip for what a platform cannot do
+    (not for a missing install) calls ``pytest.skip`` itself and says why in a comment."""
+    if IN_CI:
+        pytest.fail(f"missing under CI=true: {what}; {how}")
+    pytest.skip(f"missing: {what}; {how}")
 
 
 @pytest.fixture(scope="session")
@@ -24,9 +36,7 @@ def pg_admin_url() -> Iterator[str]:
         with pg.server_url() as url:
             yield url
     except (RuntimeError, OSError) as error:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is required in CI: {error}")
-        pytest.skip(f"no PostgreSQL: {error}")
+        missing("PostgreSQL", str(error))
 
 
 @pytest.fixture(scope="session")

@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
+from strongroom.reserves import merkle
 from strongroom.reserves.builder import BuildOptions, build
-from strongroom.reserves.merkle import HASH_BYTES, Shape
+from strongroom.reserves.merkle import HASH_BYTES, NativeKernel, Shape
 from strongroom.reserves.snapshot import Snapshot
 from strongroom.reserves.treefile import TreeFile
+from tests.conftest import missing
 
 SCALES = {"BTC": 8, "ETH": 18, "HKD": 2, "USDT": 6}
 SECRET = bytes(range(32))
 OTHER_SECRET = bytes(range(1, 33))
+
+
+def require_kernel() -> NativeKernel:
+    """The C kernel, for a test about it. Turned off on purpose (``STRONGROOM_POR_NATIVE=0``, a
+    run of the pure-Python path) the test is skipped; not built, it is missing: a skip here, a
+    failure under ``CI=true``, where ``pip install -e '.[test]'`` must have built it."""
+    if merkle.kernel is not None:
+        return merkle.kernel
+    if os.environ.get(merkle.NATIVE_ENV, "").strip() == "0":
+        pytest.skip(f"{merkle.NATIVE_ENV}=0 turns the C kernel off for this run")
+    missing(
+        "the C kernel strongroom.reserves._native",
+        "install with a C compiler and the OpenSSL headers: pip install -e '.[test]'",
+    )
 
 
 def random_balances(count: int, seed: int = 7) -> dict[str, dict[str, int]]:

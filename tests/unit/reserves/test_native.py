@@ -24,15 +24,16 @@ from strongroom.errors import InvariantViolation
 from strongroom.reserves import builder, merkle
 from strongroom.reserves.merkle import AuditKey, IdColumn
 from strongroom.reserves.snapshot import Snapshot
-from tests.unit.reserves.helpers import SCALES, SECRET, build_audit, random_balances
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-KERNEL = merkle.load_native()
-needs_kernel = pytest.mark.skipif(
-    KERNEL is None,
-    reason="the C kernel strongroom.reserves._native is not built here (no compiler or OpenSSL "
-    "headers at install time) or STRONGROOM_POR_NATIVE=0",
+from tests.conftest import IN_CI, missing
+from tests.unit.reserves.helpers import (
+    SCALES,
+    SECRET,
+    build_audit,
+    random_balances,
+    require_kernel,
 )
+
+KERNEL = merkle.load_native()
 BACKENDS = KERNEL.backends() if KERNEL is not None else []
 U128_MAX = (1 << 128) - 1
 AMOUNTS = st.one_of(
@@ -52,11 +53,9 @@ def test_ci_builds_the_native_kernel() -> None:
     try:
         from strongroom.reserves import _native
     except ImportError as error:
-        if IN_CI:
-            pytest.fail(f"CI must build the C kernel strongroom.reserves._native: {error}")
-        pytest.skip(
-            f"the C kernel is not built here ({error}); the pure-Python path is used. "
-            "Only CI=true requires it."
+        missing(
+            f"the C kernel strongroom.reserves._native ({error}; the pure-Python path is used)",
+            "install with a C compiler and the OpenSSL headers: pip install -e '.[test]'",
         )
     assert "openssl" in _native.backends()
     if IN_CI and os.environ.get(merkle.NATIVE_ENV, "") != "0":
@@ -65,15 +64,14 @@ def test_ci_builds_the_native_kernel() -> None:
 
 @pytest.fixture(params=BACKENDS or ["none"])
 def backend(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Each SHA-256 back end of the kernel in turn (the tests skip without the kernel)."""
-    if KERNEL is None:
-        pytest.skip("the C kernel is not built here")
-    before = KERNEL.backend()
-    KERNEL.backend(request.param)
+    """Each SHA-256 back end of the kernel in turn (without the kernel: ``require_kernel``)."""
+    kernel = require_kernel()
+    before = kernel.backend()
+    kernel.backend(request.param)
     try:
         yield request.param
     finally:
-        KERNEL.backend(before)
+        kernel.backend(before)
 
 
 @pytest.fixture
@@ -259,7 +257,6 @@ def test_leaf_records_of(
     assert bytes(out) == expected
 
 
-@needs_kernel
 def test_leaf_records_of_refuses_bad_arguments(backend: str) -> None:
     assert KERNEL is not None
     tags, rows = np.zeros((2, 32), np.uint8), np.zeros((2, 16), np.uint8)
@@ -408,7 +405,6 @@ def test_parents_carry_and_refuse_overflow(
         assert merkle.parents(children, 2) == merkle.parents_py(children, 2)
 
 
-@needs_kernel
 def test_the_into_functions_refuse_a_wrong_output(backend: str) -> None:
     """An output of the wrong size, read-only or overlapping the input is refused, not written
     past."""
@@ -475,11 +471,11 @@ def test_index_entries(backend: str, pieces: int, accounts: int, rng: Any) -> No
 # Whole builds
 
 
-@needs_kernel
 @pytest.mark.parametrize(("pieces", "workers"), [(2, 1), (3, 2), (1, 2)])
 def test_native_and_python_builds_are_byte_identical(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pieces: int, workers: int
 ) -> None:
+    require_kernel()
     balances = random_balances(1200, seed=3)
     at = datetime(2026, 11, 30, tzinfo=UTC)  # root.json holds it
     native = build_audit(

@@ -13,23 +13,20 @@ from strongroom.reserves.builder import BuildOptions, build
 from strongroom.reserves.proofs import ProofServer
 from strongroom.reserves.snapshot import Snapshot
 from strongroom_verify import por_v1
+from tests.conftest import missing
 from tests.unit.reserves.helpers import SCALES, SECRET, random_balances
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 ACCOUNTS = 10_000
 
 
 def _require_spark() -> None:
-    missing = []
+    lacking = []
     if importlib.util.find_spec("pyspark") is None:
-        missing.append("pyspark (pip install 'strongroom[spark]')")
+        lacking.append("pyspark (pip install 'strongroom[spark]')")
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        missing.append("Java 17 (apt-get install openjdk-17-jre-headless)")
-    if missing:
-        message = "the Spark engine test needs " + " and ".join(missing)
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        lacking.append("Java 17 (apt-get install openjdk-17-jre-headless)")
+    if lacking:
+        missing(" and ".join(lacking), "the Spark engine test needs them")
 
 
 @pytest.mark.slow
