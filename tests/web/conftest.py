@@ -4,6 +4,7 @@ tests are skipped with the install command, except under ``CI=true``, where that
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
@@ -28,8 +29,10 @@ from sqlalchemy.orm import Session
 from strongroom import db
 from strongroom.app import create_app
 from strongroom.db import Base
+from strongroom.errors import Unauthorized
 from strongroom.funding import service as funding
 from strongroom.identity import service as identity
+from strongroom.identity.models import AuthToken
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
 from strongroom.reserves import service as reserves
@@ -380,3 +383,20 @@ def web_sign_in(client: httpx.Client, user: WebUser) -> httpx.Response:
     )
     assert response.status_code == 303, response.text
     return response
+
+
+def session_active(engine: Engine, token: str) -> bool:
+    """Whether the session behind ``token`` (an ``sr_session`` cookie) still signs its browser
+    in, as the app decides it. The session must exist: a token no session was issued for (a
+    wrong cookie, an empty one) raises, and so does any other error, so that
+    ``assert not session_active(...)`` holds only for a session signed out or expired."""
+    digest = hashlib.sha256(token.encode()).hexdigest()  # only this is stored (R-SEC-6)
+    with db.make_session_factory(engine)() as session:
+        issued = session.scalar(select(AuthToken.id).where(AuthToken.token_hash == digest))
+        if issued is None:
+            raise LookupError(f"no session was ever issued for the token {token[:6]}...")
+        try:
+            identity.authenticate_session(session=session, token=token)
+        except Unauthorized:  # this session's own refusal: revoked or expired
+            return False
+        return True

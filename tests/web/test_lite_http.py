@@ -32,21 +32,13 @@ from .conftest import (
     fingerprint,
     new_client,
     sandbox_topup,
+    session_active,
     web_sign_in,
     web_user,
 )
 from .test_pages import _glob_match
 
 PAGES = ("/app/signin", "/app/signup", "/app/offline")
-
-
-def _session_active(engine: Engine, token: str) -> bool:
-    with db.make_session_factory(engine)() as session:
-        try:
-            identity.authenticate_session(session=session, token=token)
-        except Exception:
-            return False
-        return True
 
 
 def _set_cookies(response: httpx.Response) -> dict[str, str]:
@@ -177,13 +169,13 @@ def test_every_form_refuses_a_missing_or_wrong_csrf_token(
         header = http.post(path, data=form, headers={"X-CSRF-Token": foreign})
         assert header.status_code == 403, path
     assert fingerprint(pg_db) == before
-    assert _session_active(pg_db, session_token)
+    assert session_active(pg_db, session_token)
     # the right token, in the form or in htmx's header, is accepted
     switched = http.post("/app/language", data={"csrf_token": right, "lang": "zh_Hant"})
     assert switched.status_code == 303 and "lang=zh_Hant" in switched.headers["set-cookie"]
     signed_out = http.post("/app/signout", headers={"X-CSRF-Token": right})
     assert signed_out.status_code == 303
-    assert not _session_active(pg_db, session_token)
+    assert not session_active(pg_db, session_token)
 
 
 OPEN_PAGES = {
@@ -230,7 +222,7 @@ def test_a_token_from_before_sign_in_is_refused_after_it(http: httpx.Client, pg_
     web_sign_in(http, user)
     response = http.post("/app/signout", data={"csrf_token": anonymous})
     assert response.status_code == 403
-    assert _session_active(pg_db, http.cookies["sr_session"])
+    assert session_active(pg_db, http.cookies["sr_session"])
 
 
 # --------------------------------------------------------------------------- sessions
@@ -261,7 +253,7 @@ def test_sign_out_revokes_the_session_on_the_server(http: httpx.Client, pg_db: E
     token = http.cookies["sr_session"]
     response = http.post("/app/signout", data={"csrf_token": csrf_token(http.get("/app/").text)})
     assert response.status_code == 303 and response.headers["location"] == "/app/signin"
-    assert not _session_active(pg_db, token)
+    assert not session_active(pg_db, token)
     # a copy of the cookie kept elsewhere is worth nothing now
     with httpx.Client(base_url=str(http.base_url), cookies={"sr_session": token}) as copy:
         assert copy.get("/app/", follow_redirects=False).status_code == 303
@@ -284,7 +276,7 @@ def test_sign_out_everywhere_revokes_every_session(
     )
     assert everywhere.status_code == 303
     for revoked in (token, phone_token, api):
-        assert not _session_active(pg_db, revoked)
+        assert not session_active(pg_db, revoked)
 
 
 def test_home_shows_each_balance_formatted(http: httpx.Client, pg_db: Engine) -> None:

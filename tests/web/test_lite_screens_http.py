@@ -29,6 +29,7 @@ from .conftest import (
     fingerprint,
     new_client,
     sandbox_topup,
+    session_active,
     web_sign_in,
     web_user,
 )
@@ -328,15 +329,6 @@ def _post_form(http: httpx.Client, page: str, action: str, **form: str) -> httpx
     return http.post(action, data={"csrf_token": token, **form})
 
 
-def _session_active(engine: Engine, token: str) -> bool:
-    with db.make_session_factory(engine)() as session:
-        try:
-            identity.authenticate_session(session=session, token=token)
-        except Exception:
-            return False
-        return True
-
-
 def test_change_password_refusals_and_success(
     http: httpx.Client, live_url: str, pg_db: Engine
 ) -> None:
@@ -380,7 +372,7 @@ def test_change_password_refusals_and_success(
     overview = http.get(done.headers["location"]).text
     assert "Your password was changed" in overview
     assert "withdrawals are paused until" in overview
-    assert not _session_active(pg_db, phone_token) and _session_active(
+    assert not session_active(pg_db, phone_token) and session_active(
         pg_db, http.cookies["sr_session"]
     )
     with new_client(live_url) as again:
@@ -474,12 +466,12 @@ def test_sessions_list_revoke_one_and_all_others(
         f"/app/security/sessions/{others[0]}/revoke", data={"csrf_token": csrf_token(page)}
     )
     assert one.status_code == 303
-    assert sum(_session_active(pg_db, token) for token in tokens) == 1
+    assert sum(session_active(pg_db, token) for token in tokens) == 1
     assert "That session was signed out" in http.get(one.headers["location"]).text
     rest = _post_form(http, "/app/security/sessions", "/app/security/sessions/revoke-others")
     assert rest.status_code == 303
-    assert not any(_session_active(pg_db, token) for token in tokens)
-    assert _session_active(pg_db, http.cookies["sr_session"])
+    assert not any(session_active(pg_db, token) for token in tokens)
+    assert session_active(pg_db, http.cookies["sr_session"])
     # another user's session id reads as one that does not exist
     stranger = web_user(pg_db, "Mallory")
     with new_client(live_url) as mallory:
@@ -491,7 +483,7 @@ def test_sessions_list_revoke_one_and_all_others(
     refused = _post_form(
         http, "/app/security/sessions", f"/app/security/sessions/{their_id}/revoke"
     )
-    assert refused.status_code == 404 and _session_active(pg_db, theirs)
+    assert refused.status_code == 404 and session_active(pg_db, theirs)
 
 
 def test_security_events_are_paged(http: httpx.Client, live_url: str, pg_db: Engine) -> None:
@@ -651,5 +643,5 @@ def test_every_post_route_under_app_refuses_a_missing_or_wrong_csrf_token(
         header = http.post(path, data=form, headers={"X-CSRF-Token": foreign, "HX-Request": "true"})
         assert header.status_code == 403, route
     assert fingerprint(pg_db) == before
-    assert _session_active(pg_db, session_token) and _session_active(pg_db, phone_token)
+    assert session_active(pg_db, session_token) and session_active(pg_db, phone_token)
     assert _balance(pg_db, user.email) == 50_00
