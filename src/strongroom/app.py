@@ -24,7 +24,7 @@ from strongroom.api.payments import router as payments_router
 from strongroom.api.reserves import router as reserves_router
 from strongroom.db import make_engine, make_session_factory
 from strongroom.errors import DomainError
-from strongroom.ledger.batcher import Batcher
+from strongroom.movements.batcher import Batcher
 from strongroom.notify import delivery as mail_delivery
 from strongroom.settings import Settings, get_settings
 from strongroom.web import console, lite
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        stops = [worker.start_thread(factory)] if settings.run_worker else []
+        stops = [worker.start_thread(factory, settings.idempotency)] if settings.run_worker else []
         if settings.run_worker and settings.mail.deliver:
             stops.append(mail_delivery.start_thread(factory, settings))
         yield

@@ -74,8 +74,9 @@ def run_worker(
     interval: Annotated[float, typer.Option(min=0.1, help="seconds between sweeps")] = 1.0,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Run background work: expire pending transfers whose timeout passed, and deliver the email
-    outbox over SMTP (unless STRONGROOM_MAIL__DELIVER=false)."""
+    """Run background work: expire pending transfers whose timeout passed, delete idempotency
+    keys past their retention, and deliver the email outbox over SMTP (unless
+    STRONGROOM_MAIL__DELIVER=false)."""
     from strongroom.notify import delivery
 
     settings = _settings(database_url)
@@ -83,7 +84,7 @@ def run_worker(
     mail_stop = delivery.start_thread(factory, settings) if settings.mail.deliver else None
     console.print("worker running; Ctrl-C stops it")
     try:
-        worker.run(factory, threading.Event(), interval)
+        worker.run(factory, threading.Event(), settings.idempotency, interval)
     except KeyboardInterrupt:
         console.print("stopped")
     finally:

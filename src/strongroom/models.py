@@ -1,6 +1,5 @@
 """Imports every domain's tables so that ``Base.metadata`` knows them all."""
 
-from strongroom.idempotency import IdempotencyKey
 from strongroom.identity.models import (
     AuditEvent,
     AuthToken,
@@ -10,7 +9,8 @@ from strongroom.identity.models import (
     TotpFactor,
     User,
 )
-from strongroom.ledger.models import Account, Entry, Transfer
+from strongroom.ledger.models import Account, Entry, Lock, Transfer
+from strongroom.movements.models import IdempotencyKey
 from strongroom.notify.models import OutboxEmail
 from strongroom.reserves.models import PorAudit, PorReserve
 
@@ -20,6 +20,7 @@ __all__ = [
     "AuthToken",
     "Entry",
     "IdempotencyKey",
+    "Lock",
     "LoginThrottle",
     "OutboxEmail",
     "PasswordReset",

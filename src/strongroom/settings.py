@@ -92,6 +92,8 @@ class MailSettings(BaseModel):
 class IdempotencySettings(BaseModel):
     key_max_chars: int = Field(default=128, ge=8)
     retention_hours: int = Field(default=24 * 7, ge=1)
+    # keys the worker deletes at most per sweep (a sweep runs every second)
+    expire_batch_max: int = Field(default=1000, ge=1, le=10_000)
 
 
 def _default_database_url() -> str:

@@ -1,42 +1,67 @@
-"""Background work: void pending transfers whose timeout passed (R-LEDGER-3).
+"""Background work: void pending transfers whose timeout passed (R-LEDGER-3) and delete
+idempotency keys older than their retention (SPEC P3, ``idempotency.retention_hours``).
 
 Runs inside ``strongroom serve`` (a thread per process) and as ``strongroom worker``. Several
-workers at once are safe: each void locks the accounts, and a second void is refused.
+workers at once are safe: each void locks the accounts, and a second void is refused; deleting
+a key twice deletes it once. Each step is its own unit of work and bounded per run.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from strongroom.db import unit_of_work
 from strongroom.ledger import service as ledger
+from strongroom.movements import idempotency
+from strongroom.settings import IdempotencySettings
 
 log = logging.getLogger("strongroom.worker")
 
 
-def sweep_once(factory: sessionmaker[Session]) -> int:
+@dataclass(frozen=True, slots=True)
+class Swept:
+    voided: int
+    keys_expired: int
+
+
+def sweep_once(factory: sessionmaker[Session], keys: IdempotencySettings) -> Swept:
     with unit_of_work(factory) as session:
-        return ledger.expire_pending(session=session)
+        voided = ledger.expire_pending(session=session)
+    with unit_of_work(factory) as session:
+        expired = idempotency.expire(
+            session=session, retention_hours=keys.retention_hours, limit=keys.expire_batch_max
+        )
+    return Swept(voided=voided, keys_expired=expired)
 
 
-def run(factory: sessionmaker[Session], stop: threading.Event, interval_s: float = 1.0) -> None:
+def run(
+    factory: sessionmaker[Session],
+    stop: threading.Event,
+    keys: IdempotencySettings,
+    interval_s: float = 1.0,
+) -> None:
     while not stop.is_set():
         try:
-            voided = sweep_once(factory)
-            if voided:
-                log.info("voided %d expired pending transfers", voided)
+            swept = sweep_once(factory, keys)
+            if swept.voided:
+                log.info("voided %d expired pending transfers", swept.voided)
+            if swept.keys_expired:
+                log.info("deleted %d expired idempotency keys", swept.keys_expired)
         except Exception:
             log.exception("sweep failed; retrying in %.1f s", interval_s)
         stop.wait(interval_s)
 
 
-def start_thread(factory: sessionmaker[Session], interval_s: float = 1.0) -> threading.Event:
+def start_thread(
+    factory: sessionmaker[Session], keys: IdempotencySettings, interval_s: float = 1.0
+) -> threading.Event:
     stop = threading.Event()
     thread = threading.Thread(
-        target=run, args=(factory, stop, interval_s), name="sr-sweeper", daemon=True
+        target=run, args=(factory, stop, keys, interval_s), name="sr-sweeper", daemon=True
     )
     thread.start()
     return stop

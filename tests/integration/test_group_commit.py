@@ -10,15 +10,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from strongroom import db
 from strongroom.errors import DomainError
-from strongroom.idempotency import IdempotencyKey
 from strongroom.ledger import service as ledger
-from strongroom.ledger.batcher import Batcher, Claim, Job
 from strongroom.ledger.domain import TransferSpec
 from strongroom.ledger.models import Account, Transfer
-
-
-def respond(transfer_id: str) -> tuple[int, dict[str, object]]:
-    return 201, {"id": transfer_id}
+from strongroom.movements.batcher import Batcher, Job
+from strongroom.movements.idempotency import Claim, Outcome
+from strongroom.movements.models import IdempotencyKey
 
 
 @pytest.fixture
@@ -48,11 +45,11 @@ def test_one_batch_mixed_outcomes_and_duplicate_keys(factory, wallets):
     batcher = Batcher(factory)
     try:
         jobs = [
-            Job(spec(a, b, 3_00), Claim("u1", "k1", "f1"), respond),
-            Job(spec(a, c, 50_00), Claim("u1", "k2", "f2"), respond),  # refused: too much
-            Job(spec(a, c, 2_00), Claim("u1", "k3", "f3"), respond),
-            Job(spec(a, c, 2_00), Claim("u1", "k3", "f3"), respond),  # same key in the batch
-            Job(spec(a, b, 1_00), None, respond),
+            Job(spec(a, b, 3_00), Claim("u1", "k1", "f1")),
+            Job(spec(a, c, 50_00), Claim("u1", "k2", "f2")),  # refused: too much
+            Job(spec(a, c, 2_00), Claim("u1", "k3", "f3")),
+            Job(spec(a, c, 2_00), Claim("u1", "k3", "f3")),  # same key in the batch
+            Job(spec(a, b, 1_00), None),
         ]
         batcher._process(jobs)
         outcomes = [job.future.exception() or job.future.result() for job in jobs]
@@ -60,7 +57,9 @@ def test_one_batch_mixed_outcomes_and_duplicate_keys(factory, wallets):
         batcher.close()
     assert isinstance(outcomes[1], DomainError) and outcomes[1].code == "insufficient_funds"
     assert outcomes[2] == outcomes[3]  # the duplicate got the owner's stored result
-    assert all(isinstance(o, tuple) and o[0] == 201 for i, o in enumerate(outcomes) if i != 1)
+    assert all(
+        isinstance(o, Outcome) and o.status == "completed" for i, o in enumerate(outcomes) if i != 1
+    )
     with factory() as session:
         balances = {aid: session.get(Account, aid) for aid in (a, b, c)}
         keys = set(session.scalars(select(IdempotencyKey.key)))
@@ -78,9 +77,9 @@ def test_replay_with_another_body_is_refused(factory, wallets):
     _, a, b, _ = wallets
     batcher = Batcher(factory)
     try:
-        assert batcher.submit(spec(a, b, 1_00), Claim("u1", "k", "f1"), respond)[0] == 201
+        assert batcher.submit(spec(a, b, 1_00), Claim("u1", "k", "f1")).status == "completed"
         with pytest.raises(DomainError) as refused:
-            batcher.submit(spec(a, b, 2_00), Claim("u1", "k", "other"), respond)
+            batcher.submit(spec(a, b, 2_00), Claim("u1", "k", "other"))
     finally:
         batcher.close()
     assert refused.value.code == "idempotency_key_reused"
@@ -94,7 +93,7 @@ def test_concurrent_submitters_all_get_their_own_results(factory, wallets):
 
     def send(i: int) -> None:
         try:
-            outcome: object = batcher.submit(spec(bank, (a, b, c)[i % 3], 1), None, respond)
+            outcome: object = batcher.submit(spec(bank, (a, b, c)[i % 3], 1), None)
         except DomainError as error:
             outcome = error
         with lock:
@@ -108,8 +107,8 @@ def test_concurrent_submitters_all_get_their_own_results(factory, wallets):
             thread.join()
     finally:
         batcher.close()
-    assert len(results) == 60 and all(isinstance(r, tuple) for r in results)
-    assert len({r[1]["id"] for r in results}) == 60  # type: ignore[index]
+    assert len(results) == 60 and all(isinstance(r, Outcome) for r in results)
+    assert len({r.id for r in results if isinstance(r, Outcome)}) == 60
     with factory() as session:
         bank_account = session.get(Account, bank)
         assert bank_account is not None

@@ -1,7 +1,7 @@
 """Request dependencies shared by the routers (the ones that do no I/O are ``async`` so that
 FastAPI does not hop to its thread pool for them): the database session, the signed-in user, the
-operator check, amounts and idempotent execution. The request owns the transaction: a router
-commits once its work is done; anything raised rolls it back."""
+operator check, amounts and money-moving requests. Each request is one unit of work
+(``get_session``): routers never commit."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from strongroom import db, idempotency
+from strongroom import db
 from strongroom.identity import service as identity_service
 from strongroom.identity.models import User
-from strongroom.ledger.batcher import Batcher, Claim, stored_response
 from strongroom.ledger.domain import TransferSpec
 from strongroom.money import AssetRegistry, Money
+from strongroom.movements import service as movements
+from strongroom.movements.batcher import Batcher
 from strongroom.settings import Settings
 
 
@@ -122,27 +123,6 @@ def money(registry: AssetRegistry, amount: object, asset: object) -> Money:
     return registry.money(amount, asset)
 
 
-def run_idempotent(
-    *,
-    request: Request,
-    session: Session,
-    settings: Settings,
-    user: User,
-    key: str | None,
-    body: dict[str, Any],
-    work: Callable[[], tuple[int, dict[str, Any]]],
-) -> JSONResponse:
-    """Run money-moving ``work`` once per Idempotency-Key (SPEC P3), then commit."""
-    checked = idempotency.check_key(key, max_chars=settings.idempotency.key_max_chars)
-    scope = f"{user.id}:{request.method} {request.url.path}"
-    fingerprint = idempotency.request_hash(request.method, request.url.path, body)
-    status, payload = idempotency.run_once(
-        session=session, scope=scope, key=checked, fingerprint=fingerprint, work=work
-    )
-    session.commit()
-    return JSONResponse(payload, status_code=status)
-
-
 IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
@@ -154,52 +134,19 @@ def submit_transfer(
     user: User,
     key: str | None,
     body: dict[str, Any],
-    prepare: Callable[[], TransferSpec],
-    respond: Callable[[str], tuple[int, dict[str, Any]]],
+    prepare: Callable[[Session], TransferSpec],
 ) -> JSONResponse:
-    """A money-moving request through the group-commit batcher, once per Idempotency-Key.
-
-    A replay is answered from the stored result at once. Otherwise ``prepare`` runs in the
-    request's own transaction (lookups, accounts created on first use), which commits before
-    the transfer is queued; the batcher claims the key and moves the money in one transaction.
-    """
-    status, payload = transfer_once(
-        request=request,
-        session=session,
-        settings=settings,
-        user=user,
-        key=key,
-        body=body,
-        prepare=prepare,
-        respond=respond,
-    )
-    return JSONResponse(payload, status_code=status)
-
-
-def transfer_once(
-    *,
-    request: Request,
-    session: Session,
-    settings: Settings,
-    user: User,
-    key: str | None,
-    body: dict[str, Any],
-    prepare: Callable[[], TransferSpec],
-    respond: Callable[[str], tuple[int, dict[str, Any]]],
-) -> tuple[int, dict[str, Any]]:
-    """``submit_transfer``'s work, answered as ``(status, payload)``: for callers that answer
-    in another form than JSON (the Lite app's forms). The idempotency scope is the user and
-    ``METHOD path``, so a key of one endpoint never answers for another."""
-    checked = idempotency.check_key(key, max_chars=settings.idempotency.key_max_chars)
-    claim = Claim(
-        scope=f"{user.id}:{request.method} {request.url.path}",
-        key=checked,
-        fingerprint=idempotency.request_hash(request.method, request.url.path, body),
-    )
-    replay = stored_response(session=session, claim=claim)
-    if replay is not None:
-        return replay
-    spec = prepare()
-    session.commit()
+    """A money-moving request through the money-movement service, once per Idempotency-Key
+    in the scope of the user and ``METHOD path``: 201 with ``{id, status}``, also on a replay."""
     batcher: Batcher = request.app.state.batcher
-    return batcher.submit(spec, claim, respond)
+    outcome = movements.submit(
+        session=session,
+        batcher=batcher,
+        settings=settings,
+        actor_id=user.id,
+        operation=f"{request.method} {request.url.path}",
+        key=key,
+        request=body,
+        prepare=prepare,
+    )
+    return JSONResponse(outcome.as_dict(), status_code=201)

@@ -50,8 +50,7 @@ def create_topup(
         user=user,
         key=idempotency_key,
         body=body.model_dump(mode="json"),
-        prepare=lambda: service.prepare_topup(
-            session=session, user=user, amount=amount, channel=body.channel
+        prepare=lambda prepared: service.prepare_topup(
+            session=prepared, user=user, amount=amount, channel=body.channel
         ),
-        respond=lambda transfer_id: (201, {"id": transfer_id, "status": "completed"}),
     )

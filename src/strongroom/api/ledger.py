@@ -11,7 +11,7 @@ from strongroom.api import AssetsDep, OperatorDep, SessionDep, SettingsDep, User
 from strongroom.errors import DomainError, InvalidAmount
 from strongroom.identity.models import User
 from strongroom.ledger import reports, service
-from strongroom.ledger.domain import TransferKind, TransferSpec
+from strongroom.ledger.domain import Balance, TransferKind, TransferSpec
 from strongroom.ledger.models import Account
 from strongroom.ledger.schemas import (
     AccountIn,
@@ -25,6 +25,7 @@ from strongroom.ledger.schemas import (
     TransactionsOut,
     TransferIn,
     TransferResultOut,
+    Unlock,
 )
 from strongroom.money import AssetRegistry, format_amount, parse_amount
 
@@ -34,24 +35,26 @@ LimitQuery = Annotated[int | None, Query(ge=1)]
 
 @router.get("/balances")
 def balances(user: UserDep, session: SessionDep, registry: AssetsDep) -> BalancesOut:
-    wallets = service.accounts_of(
-        session=session, owner_type="user", owner_id=user.id, kind="wallet"
+    return BalancesOut(
+        balances=[
+            balance_out(held, registry)
+            for held in service.wallet_balances(session=session, user_id=user.id)
+        ]
     )
-    out = []
-    for account in wallets:
-        scale = registry.get(account.asset).scale
-        total = account.credits_posted - account.debits_posted
-        out.append(
-            BalanceOut(
-                asset=account.asset,
-                total=format_amount(total, scale),
-                available=format_amount(total - account.debits_pending, scale),
-                pending=format_amount(account.debits_pending, scale),
-                locked=format_amount(0, scale),
-                unlocks=[],
-            )
-        )
-    return BalancesOut(balances=out)
+
+
+def balance_out(held: Balance, registry: AssetRegistry) -> BalanceOut:
+    scale = registry.get(held.asset).scale
+    return BalanceOut(
+        asset=held.asset,
+        total=format_amount(held.total_minor, scale),
+        available=format_amount(held.available_minor, scale),
+        pending=format_amount(held.pending_minor, scale),
+        locked=format_amount(held.locked_minor, scale),
+        unlocks=[
+            Unlock(amount=format_amount(lot.amount_minor, scale), at=lot.at) for lot in held.unlocks
+        ],
+    )
 
 
 @router.get("/transactions")
@@ -170,7 +173,6 @@ def batch(
         )
     specs = [_spec(item, registry) for item in body.transfers]
     results = service.create_transfers(session=session, specs=specs, limits=settings.ledger)
-    session.commit()
     out = [
         TransferResultOut(
             index=r.index,
@@ -232,15 +234,15 @@ def create_account(
         asset=body.asset,
         allow_negative=body.allow_negative,
     )
-    session.commit()
-    return _account_out(account, registry)
+    return _account_out(account, registry, service.balance(session=session, account_id=account.id))
 
 
 @router.get("/admin/ledger/accounts/{account_id}", tags=["operator"])
 def get_account(
     account_id: int, operator: OperatorDep, session: SessionDep, registry: AssetsDep
 ) -> AccountOut:
-    return _account_out(service.get_account(session=session, account_id=account_id), registry)
+    account = service.get_account(session=session, account_id=account_id)
+    return _account_out(account, registry, service.balance(session=session, account_id=account_id))
 
 
 @router.get("/admin/ledger/accounts/{account_id}/statement", tags=["operator"])
@@ -263,9 +265,8 @@ def account_statement(
     )
 
 
-def _account_out(account: Account, registry: AssetRegistry) -> AccountOut:
+def _account_out(account: Account, registry: AssetRegistry, held: Balance) -> AccountOut:
     scale = registry.get(account.asset).scale
-    total = account.credits_posted - account.debits_posted
     return AccountOut(
         id=account.id,
         owner_type=account.owner_type,
@@ -273,8 +274,9 @@ def _account_out(account: Account, registry: AssetRegistry) -> AccountOut:
         kind=account.kind,
         asset=account.asset,
         allow_negative=account.allow_negative,
-        total=format_amount(total, scale),
-        available=format_amount(total - account.debits_pending, scale),
+        total=format_amount(held.total_minor, scale),
+        available=format_amount(held.available_minor, scale),
+        locked=format_amount(held.locked_minor, scale),
         debits_posted=format_amount(account.debits_posted, scale),
         credits_posted=format_amount(account.credits_posted, scale),
         debits_pending=format_amount(account.debits_pending, scale),

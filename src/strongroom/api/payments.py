@@ -54,8 +54,12 @@ def create_transfer(
         user=user,
         key=idempotency_key,
         body=body.model_dump(mode="json"),
-        prepare=lambda: service.prepare_send(
-            session=session, sender=user, to=body.to, amount=amount, note=body.note
+        prepare=lambda prepared: service.prepare_send(
+            session=prepared,
+            sender=user,
+            to=body.to,
+            amount=amount,
+            note=body.note,
+            limits=settings.ledger,
         ),
-        respond=lambda transfer_id: (201, {"id": transfer_id, "status": "completed"}),
     )

@@ -7,6 +7,7 @@ No database here. The service loads and locks the accounts, hands their balances
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -59,18 +60,89 @@ class AccountState:
     credits_posted: int
     debits_pending: int
     credits_pending: int
-    locked_minor: int = 0
 
     @property
     def total(self) -> int:
         return self.credits_posted - self.debits_posted
 
     @property
-    def available(self) -> int:
-        return self.total - self.debits_pending - self.locked_minor
+    def unreserved(self) -> int:
+        """What the account's own flags let a transfer take: total - pending debits. Locked
+        lots (T+N) are not a ledger flag: which operations may use them is decided per
+        operation (R-TN-2); every reader shows them through ``Balance``."""
+        return self.total - self.debits_pending
 
     def copy(self) -> AccountState:
         return replace(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Unlock:
+    """A lot of locked money (T+N, R-TN-1) and when it becomes free."""
+
+    amount_minor: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """The one read model of an account's balance (R-LEDGER-4), used by every reader: the API,
+    the Lite app, the console, and the proof-of-reserves snapshot (whose set-based query uses
+    ``total_minor``).
+
+    ``total`` = credits posted - debits posted; ``pending`` = debits pending (reserved, gone from
+    ``available`` at once); ``locked`` = lots not yet unlocked, never more than what is held
+    (total - pending, when positive): locked money spent where that is allowed (a merchant, a
+    conversion) is taken from the oldest lots first, so ``unlocks`` lists the lots still locked,
+    earliest first, and sums to ``locked``; ``available`` = total - pending - locked."""
+
+    account_id: int
+    asset: str
+    total_minor: int
+    pending_minor: int
+    locked_minor: int
+    unlocks: tuple[Unlock, ...]
+
+    @property
+    def available_minor(self) -> int:
+        return self.total_minor - self.pending_minor - self.locked_minor
+
+
+def total_minor(*, credits_posted: int, debits_posted: int) -> int:
+    """``Balance.total_minor``: an account's posted balance, credit-normal (R-LEDGER-4). Also
+    for set-based readers that do not build a ``Balance`` (the proof-of-reserves snapshot)."""
+    return credits_posted - debits_posted
+
+
+def balance_of(
+    *,
+    account_id: int,
+    asset: str,
+    debits_posted: int,
+    credits_posted: int,
+    debits_pending: int,
+    lots: Sequence[Unlock],
+    now: datetime,
+) -> Balance:
+    """R-LEDGER-4 from an account's balance fields and its lock lots (the only formula)."""
+    total = total_minor(credits_posted=credits_posted, debits_posted=debits_posted)
+    room = max(total - debits_pending, 0)
+    kept: list[Unlock] = []
+    for lot in sorted((lot for lot in lots if lot.at > now), key=lambda lot: lot.at, reverse=True):
+        if room <= 0:
+            break
+        amount = min(lot.amount_minor, room)
+        kept.append(Unlock(amount_minor=amount, at=lot.at))
+        room -= amount
+    kept.reverse()
+    return Balance(
+        account_id=account_id,
+        asset=asset,
+        total_minor=total,
+        pending_minor=debits_pending,
+        locked_minor=sum(lot.amount_minor for lot in kept),
+        unlocks=tuple(kept),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +241,8 @@ def _check_flags(debit: AccountState, amount_minor: int) -> None:
     if debit.allow_negative or amount_minor == 0:
         return
     floor = -debit.negative_limit_minor
-    if debit.total - debit.debits_pending - debit.locked_minor < floor:
-        available_before = debit.available + amount_minor
+    if debit.unreserved < floor:
+        available_before = debit.unreserved + amount_minor
         raise InsufficientFunds(
             "insufficient funds",
             account_id=debit.id,

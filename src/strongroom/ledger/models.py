@@ -117,3 +117,32 @@ class Entry(Base):
     pending_minor: Mapped[int] = mapped_column(Amount)
     balance_after: Mapped[int] = mapped_column(Amount)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Lock(Base):
+    """A lot of money locked on an account until ``unlocks_at`` (T+N risk holds, R-TN-1).
+
+    Written when a fiat-channel purchase credits an account; read by ``ledger.service.balances``
+    into ``Balance.locked`` and ``unlocks``. Which operations may use locked money is decided
+    per operation by the limits rules (R-TN-2), not by the ledger's own transfer checks.
+    Append-only: a lot simply stops counting at ``unlocks_at``."""
+
+    __tablename__ = "ledger_locks"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["account_id", "asset"],
+            ["ledger_accounts.id", "ledger_accounts.asset"],
+            name="fk_ledger_locks_account",
+        ),
+        Index("ix_ledger_locks_account_id_unlocks_at", "account_id", "unlocks_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(BigId)
+    asset: Mapped[str] = mapped_column(String(10))
+    amount_minor: Mapped[int] = mapped_column(Amount)
+    unlocks_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    transfer_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("ledger_transfers.id"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

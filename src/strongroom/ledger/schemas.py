@@ -101,6 +101,7 @@ class AccountOut(BaseModel):
     allow_negative: bool
     total: str
     available: str
+    locked: str
     debits_posted: str
     credits_posted: str
     debits_pending: str

@@ -18,22 +18,27 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from strongroom.db import utcnow
-from strongroom.errors import DomainError, NotFound, present
+from strongroom.errors import DomainError, NotFound, invariant, present
 from strongroom.ledger import writer
 from strongroom.ledger.domain import (
     AccountState,
+    Balance,
     LedgerError,
     Movement,
     PendingInfo,
     TransferKind,
     TransferSpec,
+    Unlock,
     apply_movement,
+    balance_of,
     validate_spec,
 )
-from strongroom.ledger.models import Account, Transfer
+from strongroom.ledger.models import Account, Lock, Transfer
 from strongroom.settings import LedgerLimits, get_settings
 
 OPERATOR = "operator"
+BALANCE_READ_MAX = 1000
+"""The most accounts one balance read takes (a user holds one wallet per asset)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +146,109 @@ def accounts_of(
     if kind is not None:
         query = query.filter_by(kind=kind)
     return list(session.scalars(query.order_by(Account.asset, Account.id)))
+
+
+# --------------------------------------------------------------------------- balances
+
+
+def balances(
+    *, session: Session, account_ids: Sequence[int], now: datetime | None = None
+) -> list[Balance]:
+    """The ``Balance`` of each account, in the order given (R-LEDGER-4): one read of the
+    accounts and one indexed read of their lock lots still locked at ``now``."""
+    if not account_ids:
+        return []
+    now = now or utcnow()
+    invariant(len(account_ids) <= BALANCE_READ_MAX, "too many accounts for one balance read")
+    rows = {
+        row.id: row
+        for row in session.execute(
+            select(
+                Account.id,
+                Account.asset,
+                Account.debits_posted,
+                Account.credits_posted,
+                Account.debits_pending,
+            ).where(Account.id.in_(account_ids))
+        )
+    }
+    lots: dict[int, list[Unlock]] = {}
+    for lot in session.execute(
+        select(Lock.account_id, Lock.amount_minor, Lock.unlocks_at).where(
+            Lock.account_id.in_(account_ids), Lock.unlocks_at > now
+        )
+    ):
+        lots.setdefault(lot.account_id, []).append(Unlock(lot.amount_minor, lot.unlocks_at))
+    out = []
+    for account_id in account_ids:
+        row = rows.get(account_id)
+        if row is None:
+            raise NotFound(f"account {account_id} does not exist", code="account_not_found")
+        out.append(
+            balance_of(
+                account_id=row.id,
+                asset=row.asset,
+                debits_posted=row.debits_posted,
+                credits_posted=row.credits_posted,
+                debits_pending=row.debits_pending,
+                lots=lots.get(row.id, ()),
+                now=now,
+            )
+        )
+    return out
+
+
+def balance(*, session: Session, account_id: int, now: datetime | None = None) -> Balance:
+    """One account's ``Balance``."""
+    return balances(session=session, account_ids=[account_id], now=now)[0]
+
+
+def wallet_balances(
+    *, session: Session, user_id: str, now: datetime | None = None
+) -> list[Balance]:
+    """A user's wallet balances, one per asset held, in asset order. Reads only: no account
+    is created."""
+    ids = session.scalars(
+        select(Account.id)
+        .filter_by(owner_type="user", owner_id=user_id, kind="wallet")
+        .order_by(Account.asset, Account.id)
+        .limit(BALANCE_READ_MAX)
+    ).all()
+    return balances(session=session, account_ids=list(ids), now=now)
+
+
+def lock(
+    *,
+    session: Session,
+    account_id: int,
+    amount_minor: int,
+    unlocks_at: datetime,
+    transfer_id: str | None = None,
+) -> int:
+    """Lock ``amount_minor`` of an account until ``unlocks_at`` (a T+N lot); its id."""
+    invariant(amount_minor > 0, "a lock lot must be positive")
+    account = get_account(session=session, account_id=account_id)
+    row = Lock(
+        account_id=account_id,
+        asset=account.asset,
+        amount_minor=amount_minor,
+        unlocks_at=unlocks_at,
+        transfer_id=transfer_id,
+        created_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def user_wallet_id_if_any(*, session: Session, user_id: str, asset: str) -> int | None:
+    """A user's wallet in one asset if it exists (no account is created)."""
+    found = session.execute(
+        select(Account.id).filter_by(
+            owner_type="user", owner_id=user_id, kind="wallet", asset=asset
+        )
+    ).scalar()
+    return None if found is None else int(found)
 
 
 # --------------------------------------------------------------------------- transfers

@@ -1,54 +1,42 @@
 """Group commit for single transfers (R-LEDGER-6).
 
-Request handlers prepare a ``TransferSpec`` in their own short transaction, then hand it to the
-process's ``Batcher``. One thread takes what has queued up (at most ``max_batch``), and applies it
-in ONE database transaction: the idempotency keys are claimed in one statement, the transfers go
-through ``create_transfers`` (each its own group, so one refusal does not touch the others), the
-stored responses are written in one statement, and one commit makes it all durable. Round trips,
-the commit's flush and a hot account's row lock are paid once per batch instead of once per
-request. Every caller still gets its own result or its own error, and nothing is acknowledged
-before the commit.
+The money-movement service prepares a ``TransferSpec`` in the request's own transaction, then
+hands it to the process's ``Batcher``. One thread takes what has queued up (at most
+``max_batch``) and applies it in ONE database transaction: the idempotency keys are claimed in
+one statement, the transfers go through ``ledger.create_transfers`` (each its own group, so one
+refusal does not touch the others), the outcomes are stored in one statement, and one commit
+makes it all durable. Round trips, the commit's flush and a hot account's row lock are paid once
+per batch instead of once per request. Every caller still gets its own outcome or its own error,
+and nothing is acknowledged before the commit.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from strongroom.db import unit_of_work, utcnow
-from strongroom.errors import Conflict, DomainError, invariant
-from strongroom.idempotency import IdempotencyKey
+from strongroom.db import unit_of_work
+from strongroom.errors import Conflict, DomainError, invariant, present
 from strongroom.ledger import service as ledger
-from strongroom.ledger.domain import TransferSpec
+from strongroom.ledger.domain import TransferKind, TransferSpec
+from strongroom.movements import idempotency
+from strongroom.movements.idempotency import Claim, Outcome
 
 log = logging.getLogger("strongroom.batcher")
 
-Response = tuple[int, dict[str, Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    scope: str
-    key: str
-    fingerprint: str
+REPLAY_ATTEMPTS_MAX = 3
 
 
 @dataclass(slots=True)
 class Job:
     spec: TransferSpec
     claim: Claim | None
-    respond: Callable[[str], Response]
-    future: Future[Response] = field(default_factory=Future)
+    future: Future[Outcome] = field(default_factory=Future)
     attempts: int = 0
 
 
@@ -71,11 +59,9 @@ class Batcher:
         self._thread = threading.Thread(target=self._run, name="sr-batcher", daemon=True)
         self._thread.start()
 
-    def submit(
-        self, spec: TransferSpec, claim: Claim | None, respond: Callable[[str], Response]
-    ) -> Response:
-        """Queue one transfer and wait for its committed result (or its error)."""
-        job = Job(spec=spec, claim=claim, respond=respond)
+    def submit(self, spec: TransferSpec, claim: Claim | None) -> Outcome:
+        """Queue one transfer and wait for its committed outcome (or its error)."""
+        job = Job(spec=spec, claim=claim)
         try:
             self._queue.put(job, timeout=self.result_timeout_s)
         except queue.Full as error:
@@ -125,16 +111,16 @@ class Batcher:
 
     def _replay(self, job: Job) -> None:
         """A job whose key another request claimed: answer with what that one stored."""
-        assert job.claim is not None
+        claim = present(job.claim, "only a job with a key can be a duplicate")
         try:
             with self.factory() as session:
-                found = stored_response(session=session, claim=job.claim)
+                found = idempotency.stored_outcome(session=session, claim=claim)
         except DomainError as error:
             job.future.set_exception(error)
             return
         if found is not None:
             job.future.set_result(found)
-        elif job.attempts < 3:  # the owner was refused and kept nothing: run this one anew
+        elif job.attempts < REPLAY_ATTEMPTS_MAX:  # the owner was refused: run this one anew
             job.attempts += 1
             self._process([job])
         else:
@@ -146,74 +132,38 @@ class Batcher:
             )
 
 
-def stored_response(*, session: Session, claim: Claim) -> Response | None:
-    """The stored result for a key, None if there is none; 409 if the request differed."""
-    row = session.execute(
-        select(IdempotencyKey).where(
-            IdempotencyKey.scope == claim.scope, IdempotencyKey.key == claim.key
-        )
-    ).scalar_one_or_none()
-    if row is None:
-        return None
-    if row.request_hash != claim.fingerprint:
-        raise Conflict(
-            "this Idempotency-Key was used with a different request", code="idempotency_key_reused"
-        )
-    if row.status_code is None or row.response_json is None:
-        return None
-    return row.status_code, json.loads(row.response_json)
+def status_of(spec: TransferSpec) -> str:
+    """The status a committed transfer answers with: a pending one is ``pending``."""
+    return "pending" if spec.kind == TransferKind.PENDING else "completed"
 
 
 def _apply(
     session: Session, jobs: list[Job]
-) -> tuple[list[tuple[Job, Response | DomainError]], list[Job]]:
+) -> tuple[list[tuple[Job, Outcome | DomainError]], list[Job]]:
     owners, duplicates = _claim(session, jobs)
     results = ledger.create_transfers(session=session, specs=[job.spec for job in owners])
-    outcomes: list[tuple[Job, Response | DomainError]] = []
-    stored: list[dict[str, Any]] = []
+    outcomes: list[tuple[Job, Outcome | DomainError]] = []
+    done: list[tuple[Claim, Outcome]] = []
     refused: list[Claim] = []
     for job, result in zip(owners, results, strict=True):
         if result.error is not None:
             outcomes.append((job, result.error))
             if job.claim is not None:
-                refused.append(job.claim)  # a refusal moved nothing: a retry runs anew
+                refused.append(job.claim)
             continue
-        status, body = job.respond(result.id)
-        outcomes.append((job, (status, body)))
+        outcome = Outcome(id=result.id, status=status_of(job.spec))
+        outcomes.append((job, outcome))
         if job.claim is not None:
-            stored.append(
-                {
-                    "b_scope": job.claim.scope,
-                    "b_key": job.claim.key,
-                    "status_code": status,
-                    "response_json": json.dumps(body),
-                }
-            )
-    _store(session, stored, refused)
+            done.append((job.claim, outcome))
+    idempotency.settle(session=session, done=done, refused=refused)
     return outcomes, duplicates
 
 
 def _claim(session: Session, jobs: list[Job]) -> tuple[list[Job], list[Job]]:
-    """Insert every job's key in one statement; a key already there (or twice in this batch)
+    """Claim every job's key in one statement; a key already there (or twice in this batch)
     makes its job a duplicate."""
     claims = {(job.claim.scope, job.claim.key): job.claim for job in jobs if job.claim}
-    won: set[tuple[str, str]] = set()
-    if claims:
-        insert = (
-            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        )
-        now = utcnow()
-        rows = [
-            {"scope": c.scope, "key": c.key, "request_hash": c.fingerprint, "created_at": now}
-            for c in claims.values()
-        ]
-        returned = session.execute(
-            insert(IdempotencyKey)
-            .values(rows)
-            .on_conflict_do_nothing()
-            .returning(IdempotencyKey.scope, IdempotencyKey.key)
-        ).all()
-        won = {(row.scope, row.key) for row in returned}
+    won = idempotency.claim_all(session=session, claims=list(claims.values()))
     owners, duplicates = [], []
     for job in jobs:
         if job.claim is None:
@@ -226,25 +176,3 @@ def _claim(session: Session, jobs: list[Job]) -> tuple[list[Job], list[Job]]:
         else:
             duplicates.append(job)
     return owners, duplicates
-
-
-def _store(session: Session, stored: list[dict[str, Any]], refused: list[Claim]) -> None:
-    table = cast(Table, IdempotencyKey.__table__)
-    if stored:
-        session.execute(
-            update(table).where(
-                and_(table.c.scope == bindparam("b_scope"), table.c.key == bindparam("b_key"))
-            ),
-            stored,
-        )
-    if refused:
-        session.execute(
-            delete(table).where(
-                or_(
-                    *(
-                        and_(table.c.scope == claim.scope, table.c.key == claim.key)
-                        for claim in refused
-                    )
-                )
-            )
-        )

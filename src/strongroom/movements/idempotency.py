@@ -1,8 +1,11 @@
-"""Idempotency keys for money-moving requests (SPEC P3).
+"""Idempotency keys for money-moving requests (SPEC P3): one implementation for every caller.
 
-The key row is inserted first, in the same transaction as the work. A concurrent request with the
-same key blocks on the unique key until the first commits, then finds its stored response. Only
-successful results are stored: a refused request moved nothing, so a retry simply runs again.
+A key is scoped to its actor and operation (``"<user id>:POST /v1/transfers"``), so a key of one
+endpoint or form never answers for another. The group-commit batcher claims keys in the same
+transaction as the transfers and stores each outcome there, so a key is either absent (nothing
+moved, or the request was refused: a retry runs anew) or holds the committed outcome. The same
+key with another request is refused (409 ``idempotency_key_reused``). Keys expire after the
+configured retention (``expire``, run by the worker in bounded batches).
 """
 
 from __future__ import annotations
@@ -10,34 +13,40 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Integer, String, Text, select, update
+from sqlalchemy import Table, and_, bindparam, delete, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
-from strongroom.db import Base, UTCDateTime, utcnow
-from strongroom.errors import Conflict, ValidationFailed
+from strongroom.db import is_postgres, utcnow
+from strongroom.errors import Conflict, ValidationFailed, invariant
+from strongroom.movements.models import IdempotencyKey
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_.:-]+")
+SCOPE_MAX_CHARS = 80
+EXPIRE_BATCH_MAX = 10_000
+"""The most keys one ``expire`` call deletes (P5: every loop bounded)."""
 
 
-class IdempotencyKey(Base):
-    __tablename__ = "idempotency_keys"
-
-    scope: Mapped[str] = mapped_column(String(80), primary_key=True)
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    request_hash: Mapped[str] = mapped_column(String(64))
-    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    response_json: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+@dataclass(frozen=True, slots=True)
+class Claim:
+    scope: str
+    key: str
+    fingerprint: str
 
 
-def request_hash(method: str, path: str, body: Any) -> str:
-    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a money-moving request did: the transfer id and its status."""
+
+    id: str
+    status: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.id, "status": self.status}
 
 
 def check_key(key: str | None, *, max_chars: int) -> str:
@@ -53,41 +62,105 @@ def check_key(key: str | None, *, max_chars: int) -> str:
     return key
 
 
-def run_once(
+def claim_for(
+    *, actor_id: str, operation: str, key: str | None, request: Any, key_max_chars: int
+) -> Claim:
+    """The claim of one request: its checked key in the actor's and operation's scope, and a
+    fingerprint of the request (the same key with another request is refused)."""
+    checked = check_key(key, max_chars=key_max_chars)
+    canonical = json.dumps([operation, request], sort_keys=True, separators=(",", ":"))
+    scope = f"{actor_id}:{operation}"
+    invariant(len(scope) <= SCOPE_MAX_CHARS, "idempotency scope too long")
+    return Claim(
+        scope=scope,
+        key=checked,
+        fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
+    )
+
+
+def stored_outcome(*, session: Session, claim: Claim) -> Outcome | None:
+    """The stored outcome for a key, None if there is none; 409 if the request differed."""
+    row = session.execute(
+        select(IdempotencyKey.request_hash, IdempotencyKey.outcome_json).where(
+            IdempotencyKey.scope == claim.scope, IdempotencyKey.key == claim.key
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != claim.fingerprint:
+        raise Conflict(
+            "this Idempotency-Key was used with a different request", code="idempotency_key_reused"
+        )
+    if row.outcome_json is None:
+        return None
+    stored = json.loads(row.outcome_json)
+    return Outcome(id=str(stored["id"]), status=str(stored["status"]))
+
+
+def claim_all(*, session: Session, claims: list[Claim]) -> set[tuple[str, str]]:
+    """Insert every claim's key in one statement; the (scope, key) pairs this call won."""
+    if not claims:
+        return set()
+    insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    now = utcnow()
+    rows = [
+        {"scope": c.scope, "key": c.key, "request_hash": c.fingerprint, "created_at": now}
+        for c in claims
+    ]
+    returned = session.execute(
+        insert(IdempotencyKey)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(IdempotencyKey.scope, IdempotencyKey.key)
+    ).all()
+    return {(row.scope, row.key) for row in returned}
+
+
+def settle(*, session: Session, done: list[tuple[Claim, Outcome]], refused: list[Claim]) -> None:
+    """Store the outcomes of claimed keys; release the keys of refused requests (a refusal
+    moved nothing, so a retry with the same key runs anew)."""
+    table = cast(Table, IdempotencyKey.__table__)
+    if done:
+        session.execute(
+            update(table).where(
+                and_(table.c.scope == bindparam("b_scope"), table.c.key == bindparam("b_key"))
+            ),
+            [
+                {
+                    "b_scope": claim.scope,
+                    "b_key": claim.key,
+                    "outcome_json": json.dumps(outcome.as_dict()),
+                }
+                for claim, outcome in done
+            ],
+        )
+    if refused:
+        session.execute(
+            delete(table).where(
+                or_(*(and_(table.c.scope == c.scope, table.c.key == c.key) for c in refused))
+            )
+        )
+
+
+def expire(
     *,
     session: Session,
-    scope: str,
-    key: str,
-    fingerprint: str,
-    work: Callable[[], tuple[int, dict[str, Any]]],
-) -> tuple[int, dict[str, Any]]:
-    """Run ``work`` once per (scope, key); a replay returns the stored (status, body)."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    claimed = session.execute(
-        insert(IdempotencyKey)
-        .values(scope=scope, key=key, request_hash=fingerprint, created_at=utcnow())
-        .on_conflict_do_nothing()
-        .returning(IdempotencyKey.key)
-    ).first()
-    if claimed is None:
-        row = session.execute(
-            select(IdempotencyKey).where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
-        ).scalar_one()
-        if row.request_hash != fingerprint:
-            raise Conflict(
-                "this Idempotency-Key was used with a different request",
-                code="idempotency_key_reused",
-            )
-        if row.status_code is None or row.response_json is None:
-            raise Conflict(
-                "a request with this Idempotency-Key is still in progress",
-                code="idempotency_key_in_progress",
-            )
-        return row.status_code, json.loads(row.response_json)
-    status, body = work()
-    session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
-        .values(status_code=status, response_json=json.dumps(body))
+    retention_hours: int,
+    limit: int = 1000,
+    now: datetime | None = None,
+) -> int:
+    """Delete at most ``limit`` keys older than the retention (oldest first); how many."""
+    invariant(0 < limit <= EXPIRE_BATCH_MAX, "expire batch out of range")
+    cutoff = (now or utcnow()) - timedelta(hours=retention_hours)
+    oldest = (
+        select(IdempotencyKey.scope, IdempotencyKey.key)
+        .where(IdempotencyKey.created_at < cutoff)
+        .order_by(IdempotencyKey.created_at)
+        .limit(limit)
     )
-    return status, body
+    pairs = [(row.scope, row.key) for row in session.execute(oldest)]
+    if not pairs:
+        return 0
+    table = cast(Table, IdempotencyKey.__table__)
+    session.execute(delete(table).where(tuple_(table.c.scope, table.c.key).in_(pairs)))
+    return len(pairs)

@@ -2,25 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.orm import Session
 
-from strongroom.errors import DomainError, NotFound
+from strongroom.errors import DomainError, InsufficientFunds, NotFound
 from strongroom.identity import service as identity
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
 from strongroom.money import Money
+from strongroom.settings import LedgerLimits
 
 
-def send(*, session: Session, sender: User, to: str, amount: Money, note: str | None) -> str:
-    spec = prepare_send(session=session, sender=sender, to=to, amount=amount, note=note)
-    return ledger.transfer(session=session, spec=spec)
+@dataclass(frozen=True, slots=True)
+class CheckedSend:
+    """A transfer that would go through now: who receives it, from which wallet."""
+
+    recipient: User
+    source_account_id: int
 
 
-def prepare_send(
-    *, session: Session, sender: User, to: str, amount: Money, note: str | None
-) -> TransferSpec:
-    """Check the recipient and name both wallets; the transfer is left to the caller."""
+def check_send(
+    *,
+    session: Session,
+    sender: User,
+    to: str,
+    amount: Money,
+    note: str | None,
+    limits: LedgerLimits,
+) -> CheckedSend:
+    """Everything a send is refused for, without writing anything: the recipient (a user, not
+    oneself, the same region), the note, and the sender's available balance (the ledger's
+    ``Balance``: total - pending - locked), so a refused send creates no wallet either."""
+    if note is not None and len(note) > limits.note_max_chars:
+        raise DomainError(
+            f"note is longer than {limits.note_max_chars} characters", code="invalid_note"
+        )
     recipient = identity.find_user(session=session, reference=to)
     if recipient is None or recipient.operator_role is not None:
         raise NotFound("no user with that email or id", code="recipient_not_found")
@@ -33,10 +51,63 @@ def prepare_send(
             from_region=sender.region,
             to_region=recipient.region,
         )
-    source = ledger.user_wallet_id(session=session, user_id=sender.id, asset=amount.asset.code)
-    target = ledger.user_wallet_id(session=session, user_id=recipient.id, asset=amount.asset.code)
+    asset = amount.asset.code
+    source = ledger.user_wallet_id_if_any(session=session, user_id=sender.id, asset=asset)
+    available_minor = (
+        0 if source is None else ledger.balance(session=session, account_id=source).available_minor
+    )
+    if source is None or amount.amount_minor > available_minor:
+        raise InsufficientFunds(
+            "insufficient funds",
+            account_id=source,
+            asset=asset,
+            available_minor=str(max(available_minor, 0)),
+            requested_minor=str(amount.amount_minor),
+        )
+    return CheckedSend(recipient=recipient, source_account_id=source)
+
+
+def send(
+    *,
+    session: Session,
+    sender: User,
+    to: str,
+    amount: Money,
+    note: str | None = None,
+    limits: LedgerLimits | None = None,
+) -> str:
+    """Send at once in the caller's transaction (the demo, tests); requests go through the
+    money-movement service instead. The transfer's id."""
+    spec = prepare_send(
+        session=session,
+        sender=sender,
+        to=to,
+        amount=amount,
+        note=note,
+        limits=limits or LedgerLimits(),
+    )
+    return ledger.transfer(session=session, spec=spec)
+
+
+def prepare_send(
+    *,
+    session: Session,
+    sender: User,
+    to: str,
+    amount: Money,
+    note: str | None,
+    limits: LedgerLimits,
+) -> TransferSpec:
+    """``check_send``, then the transfer from the sender's wallet to the recipient's (opened on
+    first use); the transfer itself is left to the caller (the money-movement service)."""
+    checked = check_send(
+        session=session, sender=sender, to=to, amount=amount, note=note, limits=limits
+    )
+    target = ledger.user_wallet_id(
+        session=session, user_id=checked.recipient.id, asset=amount.asset.code
+    )
     return TransferSpec(
-        debit_account_id=source,
+        debit_account_id=checked.source_account_id,
         credit_account_id=target,
         asset=amount.asset.code,
         amount_minor=amount.amount_minor,

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from strongroom.db import is_postgres
 from strongroom.errors import DomainError, invariant
+from strongroom.ledger.domain import total_minor
 from strongroom.ledger.models import Account
 from strongroom.money import format_amount
 from strongroom.reserves.merkle import AMOUNT_BYTES, MAX_ASSETS, U8, IdColumn
@@ -288,7 +289,12 @@ def from_ledger(*, session: Session, scales: Mapping[str, int]) -> Snapshot:
         amounts.append(
             pa.array(
                 [
-                    format_amount(row.credits_posted - row.debits_posted, scales.get(row.asset, 0))
+                    format_amount(
+                        total_minor(
+                            credits_posted=row.credits_posted, debits_posted=row.debits_posted
+                        ),
+                        scales.get(row.asset, 0),
+                    )
                     for row in batch
                 ],
                 pa.string(),

@@ -41,6 +41,7 @@ class BalanceRow:
     total: str
     available: str
     pending: str
+    locked: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,19 +109,18 @@ def _frozen_until(user: User, lang: Lang) -> str | None:
 def _balances(
     session: Session, user: User, registry: AssetRegistry, lang: Lang
 ) -> list[BalanceRow]:
-    """Each wallet of the user, as ``GET /v1/balances`` computes it, formatted for ``lang``."""
+    """Each wallet of the user: the ledger's ``Balance``, as ``GET /v1/balances`` shows it,
+    formatted for ``lang``."""
     rows = []
-    for account in ledger.accounts_of(
-        session=session, owner_type="user", owner_id=user.id, kind="wallet"
-    ):
-        scale = registry.get(account.asset).scale
-        total = account.credits_posted - account.debits_posted
+    for held in ledger.wallet_balances(session=session, user_id=user.id):
+        scale = registry.get(held.asset).scale
         rows.append(
             BalanceRow(
-                asset=account.asset,
-                total=lang.amount(total, scale),
-                available=lang.amount(total - account.debits_pending, scale),
-                pending=lang.amount(account.debits_pending, scale),
+                asset=held.asset,
+                total=lang.amount(held.total_minor, scale),
+                available=lang.amount(held.available_minor, scale),
+                pending=lang.amount(held.pending_minor, scale),
+                locked=lang.amount(held.locked_minor, scale),
             )
         )
     return rows

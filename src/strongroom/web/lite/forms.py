@@ -2,8 +2,8 @@
 read with clear refusals, submission exactly as the HTTP API submits, and refusal texts.
 
 - **Idempotency**: every render of a form that moves money carries a new random key in a hidden
-  field (``idempotency_key``). The handler submits through ``api.transfer_once``, the same path
-  as ``POST /v1/topups`` and ``POST /v1/transfers`` (the ledger's group-commit batcher, one
+  field (``idempotency_key``). The handler submits through ``movements.service.submit``, the
+  same path as ``POST /v1/topups`` and ``POST /v1/transfers`` (the group-commit batcher, one
   transfer per key): a second submit of the same form, a refresh of its POST or a double click
   finds the stored result and answers with the same receipt, so money moves once. The scope is
   the user and ``POST <path>``, so a key of the web form never answers for the API or another
@@ -26,13 +26,13 @@ from typing import Any, Final
 from fastapi import Request
 from sqlalchemy.orm import Session
 
-from strongroom import api
 from strongroom.errors import DomainError, InvalidAmount
 from strongroom.identity.audit import Origin
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
-from strongroom.ledger.domain import AccountState, TransferSpec
+from strongroom.ledger.domain import TransferSpec
 from strongroom.money import Asset, AssetRegistry, Money
+from strongroom.movements import service as movements
 from strongroom.settings import Settings
 from strongroom.web.i18n import N_, Lang
 
@@ -133,39 +133,29 @@ def submit(
     user: User,
     key: str,
     body: dict[str, Any],
-    prepare: Callable[[], TransferSpec],
+    prepare: Callable[[Session], TransferSpec],
 ) -> Submitted:
-    """Move the money once per ``key``, as the API does (``api.transfer_once``)."""
-    _status, payload = api.transfer_once(
-        request=request,
+    """Move the money once per ``key`` through the money-movement service, as the API does;
+    the scope is the user and ``POST <form path>``."""
+    outcome = movements.submit(
         session=session,
+        batcher=request.app.state.batcher,
         settings=settings,
-        user=user,
+        actor_id=user.id,
+        operation=f"{request.method} {request.url.path}",
         key=key,
-        body=body,
+        request=body,
         prepare=prepare,
-        respond=lambda transfer_id: (201, {"id": transfer_id, "status": "completed"}),
     )
-    return Submitted(transfer_id=str(payload["id"]))
+    return Submitted(transfer_id=outcome.id)
 
 
 def available_by_asset(*, session: Session, user: User) -> dict[str, int]:
-    """What the user may spend now in each asset they hold (the ledger's own rule: total -
+    """What the user may spend now in each asset they hold: the ledger's ``Balance`` (total -
     pending debits - locked). Reads only: no account is created."""
     return {
-        account.asset: AccountState(
-            id=account.id,
-            asset=account.asset,
-            allow_negative=account.allow_negative,
-            negative_limit_minor=account.negative_limit_minor,
-            debits_posted=account.debits_posted,
-            credits_posted=account.credits_posted,
-            debits_pending=account.debits_pending,
-            credits_pending=account.credits_pending,
-        ).available
-        for account in ledger.accounts_of(
-            session=session, owner_type="user", owner_id=user.id, kind="wallet"
-        )
+        held.asset: held.available_minor
+        for held in ledger.wallet_balances(session=session, user_id=user.id)
     }
 
 

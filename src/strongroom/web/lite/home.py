@@ -17,8 +17,6 @@ from sqlalchemy.orm import Session
 from strongroom.api import AssetsDep, SessionDep
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
-from strongroom.ledger.domain import AccountState
-from strongroom.ledger.models import Account
 from strongroom.money import AssetRegistry
 from strongroom.web import core
 from strongroom.web.i18n import Lang, lang_of
@@ -34,38 +32,24 @@ class BalanceView:
     total: str
     available: str
     all_available: bool
-
-
-def _state(account: Account) -> AccountState:
-    return AccountState(
-        id=account.id,
-        asset=account.asset,
-        allow_negative=account.allow_negative,
-        negative_limit_minor=account.negative_limit_minor,
-        debits_posted=account.debits_posted,
-        credits_posted=account.credits_posted,
-        debits_pending=account.debits_pending,
-        credits_pending=account.credits_pending,
-    )
+    locked: str | None
 
 
 def balances(
     *, session: Session, user: User, registry: AssetRegistry, lang: Lang
 ) -> list[BalanceView]:
-    """One row per wallet the user has, by asset code, formatted for ``lang``."""
-    wallets = ledger.accounts_of(
-        session=session, owner_type="user", owner_id=user.id, kind="wallet"
-    )
+    """One row per wallet the user has, by asset code, formatted for ``lang``: the ledger's
+    ``Balance``, exactly as ``GET /v1/balances`` shows it."""
     views = []
-    for account in wallets:
-        scale = registry.get(account.asset).scale
-        state = _state(account)
+    for held in ledger.wallet_balances(session=session, user_id=user.id):
+        scale = registry.get(held.asset).scale
         views.append(
             BalanceView(
-                asset=account.asset,
-                total=lang.amount(state.total, scale),
-                available=lang.amount(state.available, scale),
-                all_available=state.available == state.total,
+                asset=held.asset,
+                total=lang.amount(held.total_minor, scale),
+                available=lang.amount(held.available_minor, scale),
+                all_available=held.available_minor == held.total_minor,
+                locked=lang.amount(held.locked_minor, scale) if held.locked_minor else None,
             )
         )
     return views

@@ -1,9 +1,8 @@
 """Send money to another user, by email, in two steps (issue #5, R-P2P-1).
 
 1. **The form** (``/app/send``): recipient's email, asset, amount, an optional note. Sending it
-   checks everything the API would refuse, by running ``payments.service.prepare_send`` (the
-   recipient, same region, not oneself) and the ledger's own checks of the transfer's shape,
-   in a transaction that is then rolled back, plus the available funds; nothing is written.
+   checks everything the API would refuse, by running ``payments.service.check_send`` (the
+   recipient, same region, not oneself, the note, the available funds); nothing is written.
 2. **The confirmation** shows the recipient's name and the amount, with a new idempotency key.
    "Send" (``/app/send/confirm``) moves the money as ``POST /v1/transfers`` does (see
    ``lite.forms``): once per key, whatever the number of clicks or refreshes. "Change" goes back
@@ -23,10 +22,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from strongroom import db
 from strongroom.api import AssetsDep, SessionDep, SettingsDep
-from strongroom.errors import DomainError, InsufficientFunds, InvalidAmount, invariant
-from strongroom.identity import service as identity
-from strongroom.ledger.domain import validate_spec
+from strongroom.errors import DomainError, InvalidAmount
 from strongroom.money import AssetRegistry, Money
 from strongroom.payments import service as payments
 from strongroom.settings import Settings
@@ -120,30 +118,17 @@ def _read(
 def _check(
     session: Session, user: SignedIn, settings: Settings, values: SendForm, money: Money
 ) -> str:
-    """Everything ``POST /v1/transfers`` would refuse, without writing: the recipient's name,
-    or the refusal raised. ``prepare_send`` may create the wallets it names; they are rolled
-    back."""
-    try:
-        spec = payments.prepare_send(
-            session=session, sender=user.user, to=values.to, amount=money, note=values.note_or_none
-        )
-        validate_spec(
-            spec,
-            timeout_max_s=settings.ledger.pending_timeout_max_s,
-            note_max_chars=settings.ledger.note_max_chars,
-        )
-        recipient = identity.find_user(session=session, reference=values.to)
-        invariant(recipient is not None, "prepare_send found the recipient")
-        assert recipient is not None
-        name = recipient.name
-    finally:
-        session.rollback()
-    available = forms.available_minor(session=session, user=user.user, asset=money.asset.code)
-    if money.amount_minor > available:
-        raise InsufficientFunds(
-            "insufficient funds", asset=money.asset.code, available_minor=str(available)
-        )
-    return name
+    """Everything ``POST /v1/transfers`` would refuse, without writing (``payments.check_send``):
+    the recipient's name, or the refusal raised."""
+    checked = payments.check_send(
+        session=session,
+        sender=user.user,
+        to=values.to,
+        amount=money,
+        note=values.note_or_none,
+        limits=settings.ledger,
+    )
+    return checked.recipient.name
 
 
 @router.post("/send", response_class=HTMLResponse)
@@ -230,12 +215,17 @@ def confirm(
             user=user.user,
             key=values.idempotency_key,
             body=fields,
-            prepare=lambda: payments.prepare_send(
-                session=session, sender=user.user, to=values.to, amount=money, note=note_kept
+            prepare=lambda prepared: payments.prepare_send(
+                session=prepared,
+                sender=user.user,
+                to=values.to,
+                amount=money,
+                note=note_kept,
+                limits=settings.ledger,
             ),
         )
     except DomainError as error:
-        session.rollback()
+        error = db.settle_refusal(session, error)
         message = forms.refusal(lang_of(request), error, registry, settings)
         return _form(
             request,

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from strongroom import db
 from strongroom.api import AssetsDep, SessionDep, SettingsDep
 from strongroom.errors import DomainError, InvalidAmount
 from strongroom.funding import service as funding
@@ -112,11 +113,11 @@ def topup(
             user=user.user,
             key=body.idempotency_key,
             body=values,
-            prepare=lambda: funding.prepare_topup(
-                session=session, user=user.user, amount=money, channel=CHANNEL
+            prepare=lambda prepared: funding.prepare_topup(
+                session=prepared, user=user.user, amount=money, channel=CHANNEL
             ),
         )
     except DomainError as error:
-        session.rollback()
+        error = db.settle_refusal(session, error)
         return refused(forms.refusal(lang, error, registry, settings), error)
     return core.secure_headers(RedirectResponse(receipt_path(done.transfer_id), status_code=303))
