@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from strongroom.cli import app
-from strongroom.errors import ValidationFailed
+from strongroom.errors import InvariantViolation, ValidationFailed
 from strongroom.reserves import builder, merkle
 from strongroom.reserves.audit import read_root
 from strongroom.reserves.proofs import ProofServer
@@ -196,7 +196,7 @@ def test_sort_order_breaks_ties_on_the_second_word() -> None:
         [[0] * 8 + [2] + [0] * 7, [0] * 8 + [1] + [0] * 7, [1] + [0] * 15], dtype=np.uint8
     )
     assert list(builder.sort_order(keys)) == [1, 0, 2]
-    with pytest.raises(Exception, match="share an order key"):
+    with pytest.raises(InvariantViolation, match="share an order key"):
         builder.sort_order(np.zeros((2, 16), dtype=np.uint8))
 
 
