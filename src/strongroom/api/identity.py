@@ -1,19 +1,17 @@
 """Identity endpoints (SPEC §13): sign-up and sign-in, password reset, the user's security
 settings (anti-phishing code, 2FA, password, email, sessions, security events) and the
-operators' audit search. Thin: the services decide, the router owns the transaction."""
+operators' audit search. Thin: the services decide; the request's unit of work
+(``api.get_session``) commits, or on a refusal keeps only what the services marked as kept
+(failure counts, locks, alert emails, audit events)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlalchemy.orm import Session
 
 from strongroom.api import SessionDep, SettingsDep, UserDep, bearer_token, operator_with
-from strongroom.errors import DomainError
 from strongroom.identity import antiphishing, audit, reset, service, totp, two_factor
 from strongroom.identity.audit import Origin
 from strongroom.identity.models import AuditEvent, AuthToken, User
@@ -65,17 +63,6 @@ AuthDep = Annotated[tuple[User, AuthToken], Depends(current_auth)]
 AdminDep = Annotated[User, operator_with("admin")]
 
 
-@contextmanager
-def keeping_records(session: Session) -> Iterator[None]:
-    """A refused check still keeps what it wrote (failure counts, locks, alert emails, audit
-    events): commit, then let the refusal through. On success the endpoint commits."""
-    try:
-        yield
-    except DomainError:
-        session.commit()
-        raise
-
-
 # --------------------------------------------------------------------------- sign-up, sign-in
 
 
@@ -92,24 +79,21 @@ def register(
         settings=settings.auth,
         origin=origin_of(request),
     )
-    session.commit()
     return RegisterOut(user_id=user.id)
 
 
 @router.post("/auth/login")
 def login(body: LoginIn, request: Request, session: SessionDep, settings: SettingsDep) -> LoginOut:
     origin = origin_of(request)
-    with keeping_records(session):
-        issued = service.login(
-            session=session,
-            email=body.email,
-            password=body.password,
-            otp=body.otp,
-            settings=settings.auth,
-            ip=origin.ip,
-            user_agent=origin.user_agent,
-        )
-    session.commit()
+    issued = service.login(
+        session=session,
+        email=body.email,
+        password=body.password,
+        otp=body.otp,
+        settings=settings.auth,
+        ip=origin.ip,
+        user_agent=origin.user_agent,
+    )
     return LoginOut(token=issued.token, expires_at=issued.expires_at)
 
 
@@ -119,7 +103,6 @@ def logout(auth: AuthDep, request: Request, session: SessionDep) -> Response:
     service.revoke_session(
         session=session, user=user, session_id=token.id, origin=origin_of(request)
     )
-    session.commit()
     return Response(status_code=204)
 
 
@@ -135,7 +118,6 @@ def password_reset(
         reset_url=_reset_url(settings),
         origin=origin_of(request),
     )
-    session.commit()
     return Response(status_code=202)
 
 
@@ -147,16 +129,14 @@ def _reset_url(settings: Settings) -> str:
 def password_reset_confirm(
     body: PasswordResetConfirmIn, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    with keeping_records(session):
-        reset.confirm_reset(
-            session=session,
-            token=body.token,
-            new_password=body.new_password,
-            otp=body.otp,
-            settings=settings.auth,
-            origin=origin_of(request),
-        )
-    session.commit()
+    reset.confirm_reset(
+        session=session,
+        token=body.token,
+        new_password=body.new_password,
+        otp=body.otp,
+        settings=settings.auth,
+        origin=origin_of(request),
+    )
     return Response(status_code=204)
 
 
@@ -193,7 +173,6 @@ def set_anti_phishing_code(
         settings=settings.auth,
         origin=origin_of(request),
     )
-    session.commit()
     return Response(status_code=204)
 
 
@@ -204,7 +183,6 @@ def remove_anti_phishing_code(
     service.remove_anti_phishing_code(
         session=session, user=user, settings=settings.auth, origin=origin_of(request)
     )
-    session.commit()
     return Response(status_code=204)
 
 
@@ -232,18 +210,16 @@ def change_password(
     settings: SettingsDep,
 ) -> Response:
     user, token = auth
-    with keeping_records(session):
-        service.change_password(
-            session=session,
-            user=user,
-            current_password=body.current_password,
-            new_password=body.new_password,
-            otp=body.otp,
-            settings=settings.auth,
-            keep_session_id=token.id,
-            origin=origin_of(request),
-        )
-    session.commit()
+    service.change_password(
+        session=session,
+        user=user,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        otp=body.otp,
+        settings=settings.auth,
+        keep_session_id=token.id,
+        origin=origin_of(request),
+    )
     return Response(status_code=204)
 
 
@@ -251,17 +227,15 @@ def change_password(
 def change_email(
     body: EmailChangeIn, user: UserDep, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    with keeping_records(session):
-        service.change_email(
-            session=session,
-            user=user,
-            new_email=body.email,
-            password=body.password,
-            otp=body.otp,
-            settings=settings.auth,
-            origin=origin_of(request),
-        )
-    session.commit()
+    service.change_email(
+        session=session,
+        user=user,
+        new_email=body.email,
+        password=body.password,
+        otp=body.otp,
+        settings=settings.auth,
+        origin=origin_of(request),
+    )
     return Response(status_code=204)
 
 
@@ -273,7 +247,6 @@ def begin_two_factor(
     user: UserDep, session: SessionDep, settings: SettingsDep, response: Response
 ) -> TwoFactorEnrolOut:
     enrolment = service.begin_two_factor(session=session, user=user, settings=settings.auth)
-    session.commit()
     response.headers.update(NO_STORE)
     return TwoFactorEnrolOut(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri)
 
@@ -297,16 +270,14 @@ def confirm_two_factor(
     response: Response,
 ) -> RecoveryCodesOut:
     user, token = auth
-    with keeping_records(session):
-        codes = service.confirm_two_factor(
-            session=session,
-            user=user,
-            otp=body.otp,
-            settings=settings.auth,
-            keep_session_id=token.id,
-            origin=origin_of(request),
-        )
-    session.commit()
+    codes = service.confirm_two_factor(
+        session=session,
+        user=user,
+        otp=body.otp,
+        settings=settings.auth,
+        keep_session_id=token.id,
+        origin=origin_of(request),
+    )
     response.headers.update(NO_STORE)
     return RecoveryCodesOut(recovery_codes=codes)
 
@@ -316,15 +287,13 @@ def disable_two_factor(
     body: OtpIn, user: UserDep, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Turn 2FA off with a current code or a recovery code."""
-    with keeping_records(session):
-        service.disable_two_factor(
-            session=session,
-            user=user,
-            otp=body.otp,
-            settings=settings.auth,
-            origin=origin_of(request),
-        )
-    session.commit()
+    service.disable_two_factor(
+        session=session,
+        user=user,
+        otp=body.otp,
+        settings=settings.auth,
+        origin=origin_of(request),
+    )
     return Response(status_code=204)
 
 
@@ -357,7 +326,6 @@ def revoke_session(
     service.revoke_session(
         session=session, user=user, session_id=session_id, origin=origin_of(request)
     )
-    session.commit()
     return Response(status_code=204)
 
 
@@ -367,7 +335,6 @@ def revoke_other_sessions(auth: AuthDep, request: Request, session: SessionDep) 
     revoked = service.revoke_other_sessions(
         session=session, user=user, keep_session_id=token.id, origin=origin_of(request)
     )
-    session.commit()
     return RevokedOut(revoked=revoked)
 
 

@@ -85,5 +85,4 @@ def list_outbox(
 def retry_email(email_id: int, operator: AdminDep, session: SessionDep) -> OutboxEmailOut:
     """Give a failed email a fresh set of delivery attempts."""
     row = outbox.requeue(session=session, email_id=email_id)
-    session.commit()
     return _out(row)

@@ -4,6 +4,9 @@ Attempts are counted per email string, not per user row, so an email without an 
 locked the same way and the answer never tells whether the account exists. The row is locked
 (``FOR UPDATE`` on PostgreSQL; SQLite has one writer) while the password is checked, so parallel
 guesses cannot get past the limit. Failures older than the long lock are forgotten.
+
+The sign-in service counts a failure in a kept step (``db.keep``): the count stays when the
+sign-in is refused, and the step decides again under the lock when the unit of work re-runs it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from strongroom.db import is_postgres
-from strongroom.errors import invariant
+from strongroom.errors import present
 from strongroom.identity.errors import AccountLocked
 from strongroom.identity.models import LoginThrottle
 from strongroom.settings import AuthSettings
@@ -37,9 +40,10 @@ def acquire(
         .values(email=key, failures=0, locks=0, updated_at=now)
         .on_conflict_do_nothing(index_elements=["email"])
     )
-    throttle = session.get(LoginThrottle, key, with_for_update=True, populate_existing=True)
-    invariant(throttle is not None, "the throttle row was just written")
-    assert throttle is not None
+    throttle = present(
+        session.get(LoginThrottle, key, with_for_update=True, populate_existing=True),
+        "the throttle row was just written",
+    )
     _forget_stale(throttle, now, settings)
     return throttle
 
@@ -52,9 +56,17 @@ def _forget_stale(throttle: LoginThrottle, now: datetime, settings: AuthSettings
         throttle.failures, throttle.locks, throttle.locked_until = 0, 0, None
 
 
-def refuse_if_locked(throttle: LoginThrottle, now: datetime) -> None:
+def locked_until(throttle: LoginThrottle, now: datetime) -> datetime | None:
+    """The end of the email's lock; None when it is not locked at ``now``."""
     if throttle.locked_until is not None and throttle.locked_until > now:
-        raise AccountLocked(throttle.locked_until)
+        return throttle.locked_until
+    return None
+
+
+def refuse_if_locked(throttle: LoginThrottle, now: datetime) -> None:
+    until = locked_until(throttle, now)
+    if until is not None:
+        raise AccountLocked(until)
 
 
 def record_failure(

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from strongroom.db import utcnow
-from strongroom.errors import DomainError
+from strongroom.errors import DomainError, present
 from strongroom.identity import audit, lockout, passwords, service, two_factor
 from strongroom.identity.audit import NOWHERE, Origin
 from strongroom.identity.models import PasswordReset, User
@@ -108,11 +108,12 @@ def confirm_reset(
     now: datetime | None = None,
 ) -> User:
     """Set a new password with a valid token (and the 2FA code when on). Every session is
-    signed out, the email's sign-in lock lifted, withdrawals frozen for 24 h."""
+    signed out, the email's sign-in lock lifted, withdrawals frozen for 24 h. A wrong 2FA code
+    counts towards the block even though the reset is refused (``two_factor.verify`` keeps it);
+    a refused reset changes nothing else and leaves the token usable."""
     now = now or utcnow()
     row = _usable(session, token, now)
-    user = session.get(User, row.user_id)
-    assert user is not None
+    user = present(session.get(User, row.user_id), "a reset token belongs to a user")
     passwords.check_policy(new_password, settings)
     if two_factor.is_enabled(user):
         two_factor.verify(

@@ -1,8 +1,12 @@
 """Accounts, sign-in, sessions, operators and security settings (SPEC §4, R-SEC-1..7, R-APC-1).
 
 Services take the session and never commit. Where a refusal must still leave a trace (a wrong
-password, a wrong 2FA code, the emails and audit events they cause), the service writes it before
-raising and the router commits on refusal too; nothing else is written before those checks.
+password, a wrong 2FA code, the lock, the emails and audit events they cause), the check runs as
+a kept step (``db.keep``): the unit of work commits what the step wrote even when the request is
+refused, and rolls back everything else. A kept step decides under the row lock it takes, and
+the unit of work runs it again on a refusal, so it reads ids and values, never objects of the
+refused transaction. What a passed check changes (failures forgotten, a code used) is written
+by the caller in the unit of work, not by the kept step.
 """
 
 from __future__ import annotations
@@ -10,14 +14,16 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from strongroom.db import utcnow
+from strongroom.db import keep, utcnow
 from strongroom.errors import (
     Conflict,
     DomainError,
@@ -114,6 +120,17 @@ def register(
     return user
 
 
+def sign_in_locked_until(
+    *, session: Session, email: str, settings: AuthSettings, now: datetime | None = None
+) -> datetime | None:
+    """The end of the sign-in lock on ``email`` (R-SEC-2), None when there is none. The email's
+    throttle row stays locked for the rest of the transaction, so a sign-in later in it is not
+    refused for a lock (the Lite app signs a new account in straight away)."""
+    now = now or utcnow()
+    throttle = lockout.acquire(session=session, email=email, now=now, settings=settings)
+    return lockout.locked_until(throttle, now)
+
+
 def find_user(*, session: Session, reference: str) -> User | None:
     """A user by id (``u_...``) or email."""
     reference = reference.strip()
@@ -149,13 +166,8 @@ def login(
     once the password is right, before any session is issued."""
     now = now or utcnow()
     origin = Origin(ip=ip, user_agent=user_agent)
-    throttle = lockout.acquire(session=session, email=email, now=now, settings=settings)
-    lockout.refuse_if_locked(throttle, now)
-    user = session.scalars(select(User).where(User.email == throttle.email)).first()
-    matches = passwords.verify(user.password_hash if user else passwords.DUMMY_HASH, password)
-    if user is None or not matches or (operators_only and user.operator_role is None):
-        _wrong_password(session, throttle, user, settings, origin, now)
-    assert user is not None
+    check = _password_check(email, password, settings, origin, now, operators_only=operators_only)
+    user = session.get_one(User, keep(session, check))
     if operators_only and not two_factor.is_enabled(user):
         raise TwoFactorRequired(
             "operators must turn on two-factor authentication before signing in here"
@@ -164,7 +176,7 @@ def login(
         two_factor.verify(
             session=session, user=user, code=otp, settings=settings, now=now, origin=origin
         )
-    lockout.clear(session=session, throttle=throttle)
+    lockout.unlock(session=session, email=email)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     issued = issue_token(
@@ -193,6 +205,39 @@ def login(
     return issued
 
 
+def _password_check(
+    email: str,
+    password: str,
+    settings: AuthSettings,
+    origin: Origin,
+    now: datetime,
+    *,
+    operators_only: bool = False,
+) -> Callable[[Session], str]:
+    """The kept step of a sign-in or a re-authentication (R-SEC-2): lock the email's throttle
+    row, refuse while it is locked, check the password and count a wrong one; the user's id
+    when it is right. Run again as a whole when the unit of work is refused, so each run decides
+    under the lock and parallel guesses cannot get past the limit (a run's refusal is the one
+    reported). Argon2 runs once per stored hash, not once per run."""
+    verified: dict[str, bool] = {}
+
+    def matches(password_hash: str) -> bool:
+        if password_hash not in verified:
+            verified[password_hash] = passwords.verify(password_hash, password)
+        return verified[password_hash]
+
+    def check(kept: Session) -> str:
+        throttle = lockout.acquire(session=kept, email=email, now=now, settings=settings)
+        lockout.refuse_if_locked(throttle, now)
+        user = kept.scalars(select(User).where(User.email == throttle.email)).first()
+        right = matches(user.password_hash if user else passwords.DUMMY_HASH)
+        if user is None or not right or (operators_only and user.operator_role is None):
+            _wrong_password(kept, throttle, user, settings, origin, now)
+        return user.id
+
+    return check
+
+
 def _wrong_password(
     session: Session,
     throttle: LoginThrottle,
@@ -200,7 +245,7 @@ def _wrong_password(
     settings: AuthSettings,
     origin: Origin,
     now: datetime,
-) -> None:
+) -> NoReturn:
     """Count it, lock and email on the 5th; the same answer whether or not ``user`` exists."""
     locked_until = lockout.record_failure(throttle, now=now, settings=settings)
     subject = user.id if user else None
@@ -526,17 +571,15 @@ def _reauthenticate(
     origin: Origin,
     now: datetime,
 ) -> None:
-    """A sensitive change asks for the password again (counted like a sign-in) and the 2FA
-    code when 2FA is on."""
-    throttle = lockout.acquire(session=session, email=user.email, now=now, settings=settings)
-    lockout.refuse_if_locked(throttle, now)
-    if not passwords.verify(user.password_hash, password):
-        _wrong_password(session, throttle, user, settings, origin, now)
+    """A sensitive change asks for the password again (counted like a sign-in, in the same
+    kept step) and the 2FA code when 2FA is on."""
+    email = user.email
+    keep(session, _password_check(email, password, settings, origin, now))
     if two_factor.is_enabled(user):
         two_factor.verify(
             session=session, user=user, code=otp, settings=settings, now=now, origin=origin
         )
-    lockout.clear(session=session, throttle=throttle)
+    lockout.unlock(session=session, email=email)
 
 
 def change_password(

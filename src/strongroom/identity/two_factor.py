@@ -1,20 +1,26 @@
 """Two-factor authentication with TOTP (R-SEC-3): enrol, confirm, check, disable.
 
-Every code check goes through ``check_code``: the factor row is locked for the transaction
-(so one code cannot be used twice by parallel requests), a wrong or replayed code counts, 3 in a
-row block 2FA for 15 minutes and every 5th sends a security alert. Callers commit even when the
-check refuses, so the count is kept (the routers do).
+Every code check goes through ``_check``: the factor row is locked for the transaction (so one
+code cannot be used twice by parallel requests), a wrong or replayed code counts, 3 in a row
+block 2FA for 15 minutes and every 5th sends a security alert. The check is a kept step
+(``db.keep``): the count, the block, the audit event and the alert stay when the request is
+refused, and the unit of work runs the step again (under the lock, from ids) after rolling the
+rest back. What a right code changes (the step used, the count reset, a recovery code spent) is
+written in the unit of work itself, so it goes if the request is refused later.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from strongroom.errors import Conflict, NotFound, invariant
+from strongroom.db import keep
+from strongroom.errors import Conflict, NotFound, invariant, present
 from strongroom.identity import audit, totp
 from strongroom.identity.audit import Origin
 from strongroom.identity.errors import InvalidOtp, OtpRequired, TwoFactorBlocked
@@ -29,6 +35,14 @@ CODE_MAX_CHARS = 32
 class Enrolment:
     secret: str
     otpauth_uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class Passed:
+    """A code that passed the check: the TOTP step it matched, or the recovery code it is."""
+
+    step: int | None = None
+    recovery_code_id: int | None = None
 
 
 def is_enabled(user: User) -> bool:
@@ -73,18 +87,17 @@ def confirm(
     """Turn 2FA on with a first code; returns the recovery codes (shown once)."""
     factor = _factor(session, user.id)
     if factor is None or is_enabled(user):
-        raise Conflict("start enrolment first: POST /v1/me/2fa", code="no_enrolment_in_progress")
-    check_code(
-        session=session,
-        user=user,
-        code=otp,
-        settings=settings,
-        now=now,
-        origin=origin,
-        factor=factor,
-        allow_recovery=False,
-    )
+        raise _not_enrolling()
+    _check(session, user.id, otp, settings, now, origin, enrolling=True)
     return _activate(session, user, factor, settings, now)
+
+
+def _not_enrolling() -> Conflict:
+    return Conflict("start enrolment first: POST /v1/me/2fa", code="no_enrolment_in_progress")
+
+
+def _not_enabled() -> Conflict:
+    return Conflict("two-factor authentication is not on", code="two_factor_not_enabled")
 
 
 def activate_without_code(
@@ -92,9 +105,8 @@ def activate_without_code(
 ) -> list[str]:
     """Turn a pending enrolment on without a first code: only for ``strongroom admin
     create-operator --with-totp-secret``, run by someone at the server."""
-    factor = _factor(session, user.id)
-    invariant(factor is not None and not is_enabled(user), "activate needs a pending enrolment")
-    assert factor is not None
+    factor = present(_factor(session, user.id), "activate needs a pending enrolment")
+    invariant(not is_enabled(user), "activate needs a pending enrolment")
     return _activate(session, user, factor, settings, now)
 
 
@@ -130,7 +142,7 @@ def disable(
 ) -> None:
     """Turn 2FA off; needs a current code or a recovery code."""
     if not is_enabled(user):
-        raise Conflict("two-factor authentication is not on", code="two_factor_not_enabled")
+        raise _not_enabled()
     verify(session=session, user=user, code=code, settings=settings, now=now, origin=origin)
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     session.execute(delete(TotpFactor).where(TotpFactor.user_id == user.id))
@@ -149,54 +161,69 @@ def verify(
 ) -> None:
     """The second factor of a user with 2FA on: a TOTP code or an unused recovery code."""
     invariant(is_enabled(user), "verify needs 2FA on")
-    factor = _factor(session, user.id)
-    invariant(factor is not None and factor.confirmed_at is not None, "2FA on without a factor")
-    assert factor is not None
-    check_code(
-        session=session,
-        user=user,
-        code=code,
-        settings=settings,
-        now=now,
-        origin=origin,
-        factor=factor,
-        allow_recovery=True,
-    )
+    _check(session, user.id, code, settings, now, origin, enrolling=False)
 
 
-def check_code(
-    *,
+def _check(
     session: Session,
-    user: User,
+    user_id: str,
     code: str | None,
     settings: AuthSettings,
     now: datetime,
     origin: Origin,
-    factor: TotpFactor,
-    allow_recovery: bool,
+    *,
+    enrolling: bool,
 ) -> None:
+    """Check a code as a kept step, then apply what its passing changes."""
+    step = _code_check(user_id, code, settings, now, origin, enrolling=enrolling)
+    _accept(session, user_id, keep(session, step), now, origin)
+
+
+def _code_check(
+    user_id: str,
+    code: str | None,
+    settings: AuthSettings,
+    now: datetime,
+    origin: Origin,
+    *,
+    enrolling: bool,
+) -> Callable[[Session], Passed]:
+    """The kept step: lock the factor, refuse while blocked, count a wrong or replayed code
+    (``_failure``). ``enrolling``: the first code of a pending enrolment (no recovery codes)."""
+
+    def check(kept: Session) -> Passed:
+        factor = _factor(kept, user_id)
+        if factor is None or (factor.confirmed_at is None) != enrolling:
+            raise _not_enrolling() if enrolling else _not_enabled()  # changed since
+        user = kept.get_one(User, user_id)
+        return _decide(kept, user, factor, code, settings, now, origin, recovery=not enrolling)
+
+    return check
+
+
+def _decide(
+    session: Session,
+    user: User,
+    factor: TotpFactor,
+    code: str | None,
+    settings: AuthSettings,
+    now: datetime,
+    origin: Origin,
+    *,
+    recovery: bool,
+) -> Passed:
     if factor.blocked_until is not None and factor.blocked_until > now:
         raise TwoFactorBlocked(factor.blocked_until)
     if code is None or not code.strip():
         raise OtpRequired()
     code = code[:CODE_MAX_CHARS]
-    if totp.looks_like_totp(code) or not allow_recovery:
+    if totp.looks_like_totp(code) or not recovery:
         match, step = totp.check(
             factor.secret, code.replace(" ", ""), now=now, last_used_step=factor.last_used_step
         )
         if match is totp.Match.ACCEPTED and step is not None:
-            factor.last_used_step, factor.failures = step, 0
-            return
+            return Passed(step=step)
         _failure(session, user, factor, settings, now, origin, reused=match is totp.Match.REUSED)
-    if _use_recovery_code(session, user, code, now, origin):
-        factor.failures = 0
-        return
-    _failure(session, user, factor, settings, now, origin, reused=False)
-
-
-def _use_recovery_code(
-    session: Session, user: User, code: str, now: datetime, origin: Origin
-) -> bool:
     row = session.scalars(
         select(RecoveryCode)
         .where(
@@ -207,22 +234,30 @@ def _use_recovery_code(
         .with_for_update()
     ).first()
     if row is None:
-        return False
+        _failure(session, user, factor, settings, now, origin, reused=False)
+    return Passed(recovery_code_id=row.id)
+
+
+def _accept(session: Session, user_id: str, passed: Passed, now: datetime, origin: Origin) -> None:
+    """What a passed check changes: the failures in a row forgotten, the TOTP step used (no
+    code is taken twice) or the recovery code spent (audited with how many are left)."""
+    factor = present(session.get(TotpFactor, user_id), "a passed code has a factor")
+    factor.failures = 0
+    if passed.step is not None:
+        factor.last_used_step = passed.step
+    if passed.recovery_code_id is None:
+        return
+    row = present(session.get(RecoveryCode, passed.recovery_code_id), "the code just checked")
+    left = recovery_codes_left(session=session, user_id=user_id) - 1
     row.used_at = now
-    left = session.scalars(
-        select(RecoveryCode.id).where(
-            RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None)
-        )
-    ).all()
     audit.record(
         session=session,
         action="two_factor.recovery_code_used",
-        subject_user_id=user.id,
+        subject_user_id=user_id,
         origin=origin,
         now=now,
-        details={"recovery_codes_left": len(left) - 1},
+        details={"recovery_codes_left": left},
     )
-    return True
 
 
 def _failure(
@@ -234,7 +269,7 @@ def _failure(
     origin: Origin,
     *,
     reused: bool,
-) -> None:
+) -> NoReturn:
     """Count a wrong code; block after ``totp_block_after`` in a row, alert every
     ``totp_alert_after``. Always raises."""
     factor.failures += 1

@@ -3,7 +3,9 @@
 A ``SignInFlow`` is one part's sign-in: its paths, whether only operators may sign in, its
 refusal sentences and the two forms it renders. Both steps call ``identity.service.login``, so
 every rule of signing in (lockouts, 2FA blocks and alerts, audit events, the sign-in email)
-stays in the identity service; each step commits what a refusal recorded before showing it.
+stays in the identity service. A step that shows a refusal in its form settles it first
+(``db.settle_refusal``): everything but what the service kept (failure counts, locks, alerts,
+audit events) is rolled back, and the request's unit of work commits the kept records.
 The password step of an account with 2FA on keeps the email and password sealed in
 ``sr_pending`` (``sessions.seal_pending``), bound to the part's sign-in path, until the code
 step unseals it and signs in again with the code. Where a request comes from is the API's
@@ -23,6 +25,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from strongroom import db
 from strongroom.api.identity import origin_of
 from strongroom.db import utcnow
 from strongroom.errors import DomainError
@@ -78,22 +81,18 @@ class SignInFlow:
     def login(
         self, session: Session, settings: Settings, request: Request, body: LoginIn
     ) -> identity.IssuedToken:
-        """``identity.service.login``; commits what a refusal recorded before raising it."""
+        """``identity.service.login`` for this part (operators only in the console)."""
         origin = origin_of(request)
-        try:
-            return identity.login(
-                session=session,
-                email=body.email,
-                password=body.password,
-                otp=body.otp,
-                settings=settings.auth,
-                ip=origin.ip,
-                user_agent=origin.user_agent,
-                operators_only=self.operators_only,
-            )
-        except DomainError:
-            session.commit()
-            raise
+        return identity.login(
+            session=session,
+            email=body.email,
+            password=body.password,
+            otp=body.otp,
+            settings=settings.auth,
+            ip=origin.ip,
+            user_agent=origin.user_agent,
+            operators_only=self.operators_only,
+        )
 
     def signed_in_now(self, request: Request, issued: identity.IssuedToken) -> Response:
         """303 to where the person was going, with the new session's cookie."""
@@ -107,7 +106,8 @@ class SignInFlow:
         """The password step; with 2FA on, the sealed first step waits for the code."""
         try:
             issued = self.login(session, settings, request, body.model_copy(update={"otp": None}))
-        except DomainError as error:
+        except DomainError as refused:
+            error = db.settle_refusal(session, refused)
             if error.code != "otp_required":
                 message = self.refusal(lang_of(request), error)
                 return self.password_form(request, body.email, message, error.status)
@@ -117,7 +117,6 @@ class SignInFlow:
                 response, request, body.email, body.password, now=utcnow(), path=self.sign_in
             )
             return response
-        session.commit()
         return self.signed_in_now(request, issued)
 
     def code_page(self, request: Request) -> Response:
@@ -136,14 +135,14 @@ class SignInFlow:
         body = LoginIn(email=pending.email, password=pending.password, otp=otp)
         try:
             issued = self.login(session, settings, request, body)
-        except DomainError as error:
+        except DomainError as refused:
+            error = db.settle_refusal(session, refused)
             message = self.refusal(lang_of(request), error)
             if error.code in CODE_STEP_REFUSALS:
                 return self.code_form(request, message, error.status)
             response = self.password_form(request, pending.email, message, error.status)
             sessions.drop_pending(response, request, path=self.sign_in)
             return response
-        session.commit()
         return self.signed_in_now(request, issued)
 
     def sign_out(self, request: Request, session: Session) -> Response:
@@ -156,7 +155,6 @@ class SignInFlow:
                 session_id=user.session.id,
                 origin=origin_of(request),
             )
-            session.commit()
         return self.signed_out(request)
 
     def signed_out(self, request: Request) -> Response:

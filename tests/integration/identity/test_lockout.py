@@ -21,38 +21,30 @@ from tests.integration.identity.conftest import PASSWORD, T0, make_user
 def attempt(
     factory: sessionmaker[Session], settings: Settings, email: str, password: str, at: datetime
 ) -> str:
-    """One sign-in as the router runs it; the outcome's code (``ok`` on success)."""
-    session = factory()
+    """One sign-in in its own unit of work, as a request runs it (kept records stay on a
+    refusal); the outcome's code (``ok`` on success)."""
     try:
-        identity.login(
-            session=session,
-            email=email,
-            password=password,
-            settings=settings.auth,
-            ip="203.0.113.5",
-            now=at,
-        )
-        session.commit()
-        return "ok"
+        with db.unit_of_work(factory) as session:
+            identity.login(
+                session=session,
+                email=email,
+                password=password,
+                settings=settings.auth,
+                ip="203.0.113.5",
+                now=at,
+            )
     except DomainError as error:
-        session.commit()
         return error.code
-    finally:
-        session.close()
+    return "ok"
 
 
 def locked_until(factory, settings, email: str, at: datetime) -> str:
-    session = factory()
-    try:
-        with pytest.raises(DomainError) as error:
-            identity.login(
-                session=session, email=email, password="x" * 12, settings=settings.auth, now=at
-            )
-        assert error.value.code == "account_locked"
-        return str(error.value.details["locked_until"])
-    finally:
-        session.rollback()
-        session.close()
+    with pytest.raises(DomainError) as error, db.unit_of_work(factory) as session:
+        identity.login(
+            session=session, email=email, password="x" * 12, settings=settings.auth, now=at
+        )
+    assert error.value.code == "account_locked"
+    return str(error.value.details["locked_until"])
 
 
 def lock_emails(factory: sessionmaker[Session]) -> int:

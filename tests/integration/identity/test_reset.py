@@ -59,8 +59,9 @@ def confirm(
     at=T0,
     password: str = NEW_PASSWORD,
 ) -> None:
-    session = factory()
-    try:
+    """Confirm a reset in its own unit of work, as the router does (a refusal keeps only the
+    records the service kept, e.g. a wrong 2FA code's count)."""
+    with unit_of_work(factory) as session:
         reset.confirm_reset(
             session=session,
             token=token,
@@ -69,12 +70,6 @@ def confirm(
             settings=settings.auth,
             now=at,
         )
-        session.commit()
-    except DomainError:
-        session.commit()  # as the router does: keep failure counts
-        raise
-    finally:
-        session.close()
 
 
 def refused_code(call, *args, **kwargs) -> str:

@@ -104,10 +104,10 @@ def enrol(factory: sessionmaker[Session], settings: Settings, user: User) -> lis
 def login(
     factory: sessionmaker[Session], settings: Settings, user: User, otp: str | None, at=T0
 ) -> identity.IssuedToken:
-    """Sign in; like the router, keep what a refusal wrote, then re-raise."""
-    session = factory()
-    try:
-        issued = identity.login(
+    """Sign in in its own unit of work, as the router does: a refusal keeps only what the
+    service kept (the wrong code's count, the block, the alert), then is raised."""
+    with unit_of_work(factory) as session:
+        return identity.login(
             session=session,
             email=user.email,
             password=PASSWORD,
@@ -116,13 +116,6 @@ def login(
             ip="198.51.100.9",
             now=at,
         )
-        session.commit()
-        return issued
-    except DomainError:
-        session.commit()
-        raise
-    finally:
-        session.close()
 
 
 def refused(call, *args, **kwargs) -> DomainError:

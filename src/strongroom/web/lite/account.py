@@ -1,9 +1,10 @@
 """Sign up, sign in (password, then the 2FA code when it is on), sign out, and sign out
 everywhere: the Lite app's account screens (issue #5, phase 1).
 
-Each handler calls the identity service as the API does and owns the transaction the same way:
-commit on success, and also on a refusal that the service recorded (failure counts, locks,
-audit events, alert emails), then show the refusal in the form. Refusals are shown by code
+Each handler calls the identity service as the API does, in the request's unit of work. A
+refusal shown in a form is settled first (``db.settle_refusal``): what the service kept
+(failure counts, locks, audit events, alert emails) stays and is committed, the rest is rolled
+back. Refusals are shown by code
 (``REFUSALS``), translated; a wrong email and a wrong password read the same, and a locked
 sign-in says so whether or not the email has an account (the service locks unknown emails too).
 """
@@ -15,10 +16,12 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from strongroom import db
 from strongroom.api import SessionDep, SettingsDep
 from strongroom.api.identity import origin_of
 from strongroom.errors import DomainError
 from strongroom.identity import service as identity
+from strongroom.identity.errors import AccountLocked
 from strongroom.identity.schemas import LoginIn, RegisterIn
 from strongroom.web import core, errors, sessions, signin
 from strongroom.web.i18n import N_, Lang, lang_of
@@ -116,7 +119,8 @@ def sign_up(
     session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
-    """Open an account, then sign in to it."""
+    """Open an account, then sign in to it; if wrong guesses locked its email before it had an
+    account, the account is opened and the sign-in form says until when the email is locked."""
     try:
         identity.register(
             session=session,
@@ -127,19 +131,18 @@ def sign_up(
             settings=settings.auth,
             origin=origin_of(request),
         )
-    except DomainError as error:
-        session.rollback()
+    except DomainError as refused:
+        error = db.settle_refusal(session, refused)
         shown = body.model_copy(update={"password": ""})
         return _sign_up_form(request, shown, refusal_text(lang_of(request), error), error.status)
-    session.commit()
-    try:  # refused only if this email was locked by wrong guesses before it had an account
-        issued = FLOW.login(
-            session, settings, request, LoginIn(email=body.email, password=body.password)
-        )
-    except DomainError as error:
-        message = refusal_text(lang_of(request), error)
-        return _sign_in_form(request, body.email, message, error.status)
-    session.commit()
+    email, auth = body.email, settings.auth
+    locked_until = identity.sign_in_locked_until(session=session, email=email, settings=auth)
+    if locked_until is not None:  # no refusal: that would roll the new account back
+        locked = AccountLocked(locked_until)
+        message = refusal_text(lang_of(request), locked)
+        return _sign_in_form(request, email, message, locked.status)
+    # the email's throttle row is locked now: this sign-in is not refused
+    issued = FLOW.login(session, settings, request, LoginIn(email=email, password=body.password))
     return FLOW.signed_in_now(request, issued)
 
 
@@ -194,5 +197,4 @@ def sign_out_everywhere(user: SignedInDep, request: Request, session: SessionDep
     identity.revoke_other_sessions(
         session=session, user=user.user, keep_session_id=None, origin=origin_of(request)
     )
-    session.commit()
     return FLOW.signed_out(request)

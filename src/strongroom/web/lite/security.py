@@ -9,9 +9,9 @@ and, once after a change, one sentence saying what was done: the redirect after 
 security page shows it and drops it. A cookie rather than a query parameter, so that no link
 from elsewhere can make the page say "your password was changed".
 
-Handlers call the identity service as its API router does and own the transaction the same
-way: commit on success, and also on a refusal whose checks recorded something (wrong passwords
-and codes count towards lockouts and blocks).
+Handlers call the identity service as its API router does, in the request's unit of work: a
+refusal shown in a form is settled first (``db.settle_refusal``), so what the service kept (wrong
+passwords and codes count towards lockouts and blocks) is committed and the rest rolled back.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from strongroom import db
 from strongroom.api import SessionDep, SettingsDep
 from strongroom.errors import DomainError
 from strongroom.identity import audit, two_factor
@@ -245,10 +246,9 @@ def change_password(
             keep_session_id=user.session.id,
             origin=forms.origin(request),
         )
-    except DomainError as error:
-        session.commit()  # the wrong password or code counts (lockout, 2FA block)
+    except DomainError as refused:
+        error = db.settle_refusal(session, refused)  # a wrong password or code still counts
         return _password_form(request, user, session, password_refusal(lang, error), error.status)
-    session.commit()
     return after_change(request, PATH, "password")
 
 
@@ -307,7 +307,6 @@ def revoke_session(
     identity.revoke_session(
         session=session, user=user.user, session_id=session_id, origin=forms.origin(request)
     )
-    session.commit()
     if session_id == user.session.id:
         response = RedirectResponse(sessions.SIGN_IN_PATH, status_code=303)
         sessions.end(response, request)
@@ -323,7 +322,6 @@ def revoke_other_sessions(user: SignedInDep, request: Request, session: SessionD
         keep_session_id=user.session.id,
         origin=forms.origin(request),
     )
-    session.commit()
     return after_change(request, SESSIONS_PATH, "others_revoked")
 
 

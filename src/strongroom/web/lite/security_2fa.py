@@ -11,8 +11,8 @@ see the 10 recovery codes once; turn it off with a code.
   a refresh finds 2FA on and says so instead.
 - **Turn off** (POST ``/app/security/2fa/disable``) needs a current code or a recovery code.
 
-Wrong codes count towards the 2FA block (the identity service), so a refusal is committed
-before it is shown.
+Wrong codes count towards the 2FA block (the identity service keeps them), so a refusal is
+settled (``db.settle_refusal``) before it is shown: the count stays, the rest is rolled back.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from strongroom import db
 from strongroom.api import SessionDep, SettingsDep
 from strongroom.errors import DomainError
 from strongroom.identity import service as identity
@@ -120,10 +121,9 @@ def start(
     """Begin (or begin again, with a new secret) an enrolment; the page shows it."""
     try:
         identity.begin_two_factor(session=session, user=user.user, settings=settings.auth)
-    except DomainError as error:  # on already
-        session.rollback()
+    except DomainError as refused:  # on already
+        error = db.settle_refusal(session, refused)
         return _page(request, user, session, settings, _refusal(lang_of(request), error), 409)
-    session.commit()
     return core.secure_headers(RedirectResponse(TWO_FACTOR_PATH, status_code=303))
 
 
@@ -149,10 +149,9 @@ def confirm(
             keep_session_id=user.session.id,
             origin=forms.origin(request),
         )
-    except DomainError as error:
-        session.commit()  # a wrong code counts towards the block
+    except DomainError as refused:
+        error = db.settle_refusal(session, refused)  # a wrong code counts towards the block
         return _page(request, user, session, settings, _refusal(lang, error), error.status)
-    session.commit()
     return security_page(
         request, "lite/security_2fa_codes.html", {"codes": codes}, user=user, session=session
     )
@@ -175,9 +174,8 @@ def disable(
             settings=settings.auth,
             origin=forms.origin(request),
         )
-    except DomainError as error:
-        session.commit()  # a wrong code counts towards the block
+    except DomainError as refused:
+        error = db.settle_refusal(session, refused)  # a wrong code counts towards the block
         message = _refusal(lang_of(request), error)
         return _page(request, user, session, settings, message, error.status)
-    session.commit()
     return after_change(request, PATH, "two_factor_off")

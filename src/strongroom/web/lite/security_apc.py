@@ -24,6 +24,7 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from strongroom import db
 from strongroom.api import SessionDep, SettingsDep
 from strongroom.db import utcnow
 from strongroom.errors import DomainError, NotFound
@@ -201,8 +202,8 @@ def save(
             settings=settings.auth,
             origin=forms.origin(request),
         )
-    except DomainError as error:
-        session.rollback()
+    except DomainError as refused:
+        error = db.settle_refusal(session, refused)
         return _page(
             request,
             user,
@@ -212,7 +213,6 @@ def save(
             error=_refusal(lang, error),
             status_code=error.status,
         )
-    session.commit()
     return after_change(request, PATH, "apc_set")
 
 
@@ -223,5 +223,4 @@ def remove(
     identity.remove_anti_phishing_code(
         session=session, user=user.user, settings=settings.auth, origin=forms.origin(request)
     )
-    session.commit()
     return after_change(request, PATH, "apc_removed")
