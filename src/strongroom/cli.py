@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import platformdirs
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from strongroom import db, worker
 from strongroom.identity import service as identity
@@ -29,8 +30,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(por_app, name="por")
-console = Console()
-err = Console(stderr=True)
+# Rich reads what it prints as markup ("[red]") and emoji codes (":smile:"): every text that is
+# not our own markup (a message, a path, a URL, an email) goes through escape(), and no emoji.
+console = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 DatabaseUrl = Annotated[
     str | None, typer.Option("--database-url", help="overrides STRONGROOM_DATABASE_URL")
@@ -57,7 +60,8 @@ def serve(
 
     settings = _settings(database_url)
     db.upgrade(db.make_engine(settings.database_url))
-    console.print(f"Strongroom on http://{host}:{port}  (database: {_safe(settings.database_url)})")
+    database = _safe(settings.database_url)
+    console.print(escape(f"Strongroom on http://{host}:{port}  (database: {database})"))
     uvicorn.run(
         "strongroom.app:create_app",
         factory=True,
@@ -170,7 +174,7 @@ def db_upgrade(database_url: DatabaseUrl = None) -> None:
     """Apply every migration."""
     settings = _settings(database_url)
     db.upgrade(db.make_engine(settings.database_url))
-    console.print(f"database at head: {_safe(settings.database_url)}")
+    console.print(escape(f"database at head: {_safe(settings.database_url)}"))
 
 
 @admin_app.command("create-operator")
@@ -211,11 +215,11 @@ def create_operator(
                     session=session, user=user, settings=settings.auth
                 )
     except DomainError as error:
-        err.print(f"[red]refused:[/red] {error.code}: {error.message}")
+        err.print(f"[red]refused:[/red] {escape(error.code)}: {escape(error.message)}")
         raise typer.Exit(2) from error
-    console.print(f"operator {user.id} <{user.email}> role={role}")
+    console.print(escape(f"operator {user.id} <{user.email}> role={role}"))
     if password is None:
-        console.print(f"password: {chosen}")
+        console.print(escape(f"password: {chosen}"))
     if enrolled is not None:  # plain lines, for scripts: "totp_secret: BASE32"
         typer.echo(f"totp_secret: {enrolled.secret}")
         typer.echo(f"otpauth_uri: {enrolled.otpauth_uri}")
@@ -240,7 +244,7 @@ def ledger_check(database_url: DatabaseUrl = None) -> None:
         return
     err.print(f"[red]ledger check FAILED[/red]: {len(report.problems)} problem(s)")
     for problem in report.problems:
-        err.print(f"  - {problem}")
+        err.print(escape(f"  - {problem}"))
     raise typer.Exit(1)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -22,8 +23,10 @@ from strongroom.settings import Settings, get_settings
 por_app = typer.Typer(
     help="Proof of reserves: build, prove, publish, verify.", no_args_is_help=True
 )
-console = Console()
-err = Console(stderr=True)
+# Rich reads what it prints as markup ("[red]") and emoji codes (":smile:"): every text that is
+# not our own markup (a message, a path, an id, a cell) goes through escape(), and no emoji.
+console = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 DatabaseUrl = Annotated[
     str | None, typer.Option("--database-url", help="overrides STRONGROOM_DATABASE_URL")
@@ -70,7 +73,7 @@ def _load_snapshot(
     if (input_file is None) == (not from_db):
         raise typer.BadParameter("give exactly one of --input FILE or --from-db")
     if input_file is not None:
-        with console.status(f"reading {input_file}"):
+        with console.status(escape(f"reading {input_file}")):
             return snapshot.read_file(input_file, scales)
     from strongroom import db
 
@@ -130,21 +133,23 @@ def build_command(
                 progress=RichProgress(bars),
             )
     except SnapshotError as error:
-        err.print(f"[red]{error.report()}[/red]")
+        err.print(f"[red]{escape(error.report())}[/red]")
         raise typer.Exit(2) from error
     except DomainError as error:
-        err.print(f"[red]refused:[/red] {error.code}: {error.message}")
+        err.print(f"[red]refused:[/red] {escape(error.code)}: {escape(error.message)}")
         raise typer.Exit(2) from error
-    table = Table(title=f"audit {result.audit_id}")
+    table = Table(title=escape(f"audit {result.audit_id}"))
     table.add_column("asset")
     table.add_column("liabilities", justify="right")
     for code, total in result.totals_text().items():
-        table.add_row(code, total)
+        table.add_row(escape(code), escape(total))
     console.print(table)
     console.print(f"root {result.root.hex()}")
     console.print(
-        f"{snapshot.count} accounts, {result.leaf_count} leaves, height "
-        f"{result.height}, {time.perf_counter() - started:.1f} s → {out}"
+        escape(
+            f"{snapshot.count} accounts, {result.leaf_count} leaves, height "
+            f"{result.height}, {time.perf_counter() - started:.1f} s → {out}"
+        )
     )
 
 
@@ -160,7 +165,7 @@ def proof_command(
     try:
         proof = ProofServer(tree, secret_file).proof(account_id)
     except DomainError as error:
-        err.print(f"[red]{error.code}[/red]: {error.message}")
+        err.print(f"[red]{escape(error.code)}[/red]: {escape(error.message)}")
         raise typer.Exit(1) from error
     typer.echo(json.dumps(proof, indent=2))
 
@@ -190,17 +195,18 @@ def publish_command(
             )
             view = service.summary(session=session, audit=row)
     except DomainError as error:
-        err.print(f"[red]refused:[/red] {error.code}: {error.message}")
+        err.print(f"[red]refused:[/red] {escape(error.code)}: {escape(error.message)}")
         for problem in error.details.get("problems", []):
-            err.print(f"  {problem}")
+            err.print(escape(f"  {problem}"))
         raise typer.Exit(2) from error
-    table = Table(title=f"audit {view['audit_id']} published")
+    table = Table(title=escape(f"audit {view['audit_id']} published"))
     for column in ("asset", "liabilities", "reserves", "ratio"):
         table.add_column(column, justify="right")
     for code, total in view["totals"].items():
-        table.add_row(code, total, view["reserves"][code], view["ratios"][code] or "-")
+        cells = (code, total, view["reserves"][code], view["ratios"][code] or "-")
+        table.add_row(*(escape(str(cell)) for cell in cells))
     console.print(table)
-    console.print(f"root {view['root']}")
+    console.print(escape(f"root {view['root']}"))
 
 
 @por_app.command(
