@@ -14,7 +14,8 @@ from strongroom.web.core import CONTENT_SECURITY_POLICY
 from strongroom_verify import por_v1
 from tests.api.conftest import PASSWORD
 
-from .conftest import Console, Published, screenshot, settle
+from .conftest import Console, Published, settle
+from .conftest import screenshot as shoot_viewports
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -45,6 +46,13 @@ def verdict(page: Page) -> str:
 
 def steps(page: Page) -> list[str]:
     return page.locator("#steps li .text").all_inner_texts()
+
+
+def screenshot(page: Page, name: str) -> None:
+    """The page from its top (the script scrolls the result into view, and the header bar is
+    sticky: a full-page shot taken scrolled down shows the bar in the middle)."""
+    page.evaluate("() => window.scrollTo({top: 0, behavior: 'instant'})")
+    shoot_viewports(page, name)
 
 
 def failed_checks(page: Page) -> list[str]:
@@ -303,9 +311,15 @@ def test_pages_work_under_the_csp_and_it_is_enforced(
         assert response is not None
         assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
         assert response.headers["x-frame-options"] == "DENY"
-        # the stylesheet applied: the body has the page's background, not the browser default
+        # the shared stylesheet applied, then the pages' own: the Lite app's background (not
+        # the browser default) and its header bar
+        sheets = page.eval_on_selector_all(
+            "link[rel=stylesheet]", "links => links.map(link => new URL(link.href).pathname)"
+        )
+        assert sheets == ["/static/web/base.css", "/static/reserves/reserves.css"]
         background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
-        assert background == "rgb(246, 247, 249)"
+        assert background == "rgb(246, 247, 245)"
+        assert page.locator("header.bar .brand").inner_text() == "Strongroom"
     page.wait_for_selector("body[data-ready='true']")  # the module script ran
     screenshot(page, "verify-empty")
     assert console.errors == []
@@ -330,12 +344,13 @@ def test_dark_mode(page: Page, live_url: str, published: Published) -> None:
     page.emulate_media(color_scheme="dark")
     page.goto(f"{live_url}/reserves")
     background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
-    assert background == "rgb(15, 18, 22)"
+    assert background == "rgb(15, 20, 19)"  # the Lite app's dark background
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path=str(_dark_path("reserves")), full_page=True)
     open_verify(page, live_url)
     drop(page, published.proof(published.alice))
     assert verdict(page) == "Valid"
+    page.evaluate("() => window.scrollTo({top: 0, behavior: 'instant'})")
     page.screenshot(path=str(_dark_path("verify-valid")), full_page=True)
 
 
