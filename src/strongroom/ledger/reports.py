@@ -8,11 +8,13 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby, islice
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, Select, select
+from sqlalchemy.orm import Session, aliased
 
-from strongroom.errors import ValidationFailed
+from strongroom.errors import ValidationFailed, invariant, present
 from strongroom.ledger.models import Account, Entry, Transfer
 from strongroom.money import format_amount
 
@@ -174,106 +176,188 @@ class CheckReport:
             self.problems.append(problem)
 
 
-def check(*, session: Session) -> CheckReport:
+# Rows fetched per round trip while the check streams (a server-side cursor on PostgreSQL): the
+# check holds one chunk, one account's running totals and one total per asset, at any journal size.
+CHECK_CHUNK_ROWS = 5000
+
+
+def check(*, session: Session, chunk_rows: int = CHECK_CHUNK_ROWS) -> CheckReport:
     """Verify R-LEDGER-5: per asset debits equal credits; no account breaks its flags; every
     stored balance equals the sum of its entries; every running balance is right; every transfer
-    is balanced."""
+    has one debit and one credit entry that carry its asset, accounts and amount.
+
+    Streams ``chunk_rows`` rows at a time. Each part of the check is one statement (accounts with
+    their entries; transfers with theirs), so each sees one snapshot of a live ledger."""
+    invariant(chunk_rows >= 1, "the check streams at least one row at a time")
     report = CheckReport()
-    sums = _entry_sums(session, report)
-    _check_accounts(session, report, sums)
-    _check_transfers(session, report)
+    per_asset: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    rows = session.execute(_accounts_with_entries().execution_options(yield_per=chunk_rows))
+    for _, account_rows in groupby(rows, key=lambda row: row.id):
+        stored = _check_account(report, account_rows)
+        for index, value in enumerate(stored.balances):
+            per_asset[stored.asset][index] += value
+    _check_asset_totals(report, per_asset)
+    for (account_id,) in session.execute(_orphans(Entry.account_id, Account.id, chunk_rows)):
+        report.add(f"entries reference account {account_id}, which does not exist")
+    rows = session.execute(_transfers_with_entries().execution_options(yield_per=chunk_rows))
+    for _, transfer_rows in groupby(rows, key=lambda row: row.id):
+        _check_transfer(report, transfer_rows)
+    for (transfer_id,) in session.execute(_orphans(Entry.transfer_id, Transfer.id, chunk_rows)):
+        report.add(f"entries belong to transfer {transfer_id}, which does not exist")
     return report
 
 
-def _entry_sums(session: Session, report: CheckReport) -> dict[int, list[int]]:
-    """Per account: [debits_posted, credits_posted, debits_pending, credits_pending]; also
-    checks running balances, streaming entries in account, id order."""
-    sums: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    query = select(
-        Entry.account_id,
-        Entry.id,
-        Entry.side,
-        Entry.posted_minor,
-        Entry.pending_minor,
-        Entry.balance_after,
-    ).order_by(Entry.account_id, Entry.id)
-    for account_id, entry_id, side, posted, pending, balance_after in session.execute(
-        query.execution_options(yield_per=5000)
-    ):
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    asset: str
+    balances: tuple[int, int, int, int]  # debits_posted, credits_posted, debits_pending, ...
+
+
+def _accounts_with_entries() -> Select[*tuple[Any, ...]]:
+    """Every account, each followed by its entries in id order (none: one row of NULLs)."""
+    return (
+        select(
+            Account.id,
+            Account.asset,
+            Account.allow_negative,
+            Account.negative_limit_minor,
+            Account.debits_posted,
+            Account.credits_posted,
+            Account.debits_pending,
+            Account.credits_pending,
+            Entry.id.label("entry_id"),
+            Entry.side,
+            Entry.posted_minor,
+            Entry.pending_minor,
+            Entry.balance_after,
+        )
+        .outerjoin(Entry, Entry.account_id == Account.id)
+        .order_by(Account.id, Entry.id)
+    )
+
+
+def _check_account(report: CheckReport, rows: Iterator[Row[Any]]) -> _Stored:
+    """Sum one account's entries (checking each running balance) against its stored fields."""
+    sums = [0, 0, 0, 0]
+    last = None
+    for last in rows:
+        if last.entry_id is None:
+            continue
         report.entries += 1
-        total = sums[account_id]
-        offset = 0 if side == "D" else 1
-        total[offset] += posted
-        total[2 + offset] += pending
-        if total[1] - total[0] != balance_after:
+        offset = 0 if last.side == "D" else 1
+        sums[offset] += last.posted_minor
+        sums[2 + offset] += last.pending_minor
+        if sums[1] - sums[0] != last.balance_after:
             report.add(
-                f"entry {entry_id}: running balance {balance_after} but entries sum to "
-                f"{total[1] - total[0]}"
+                f"entry {last.entry_id}: running balance {last.balance_after} but entries "
+                f"sum to {sums[1] - sums[0]}"
             )
-    return sums
+    account = present(last, "a group of rows has at least one row")
+    report.accounts += 1
+    stored = (
+        account.debits_posted,
+        account.credits_posted,
+        account.debits_pending,
+        account.credits_pending,
+    )
+    _check_account_fields(report, account, list(stored), sums)
+    return _Stored(account.asset, stored)
 
 
-def _check_accounts(session: Session, report: CheckReport, sums: dict[int, list[int]]) -> None:
-    per_asset: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for account in session.execute(select(Account).execution_options(yield_per=5000)).scalars():
-        report.accounts += 1
-        stored = [
-            account.debits_posted,
-            account.credits_posted,
-            account.debits_pending,
-            account.credits_pending,
-        ]
-        if stored != sums.get(account.id, [0, 0, 0, 0]):
-            report.add(
-                f"account {account.id} ({account.asset}): stored balances {stored} but "
-                f"entries sum to {sums.get(account.id, [0, 0, 0, 0])}"
-            )
-        if any(value < 0 for value in stored):
-            report.add(f"account {account.id}: a balance field is negative: {stored}")
-        floor = -account.negative_limit_minor
-        if not account.allow_negative and (
-            account.credits_posted - account.debits_posted - account.debits_pending < floor
-        ):
-            report.add(f"account {account.id} ({account.asset}) is below its floor {floor}")
-        for i, value in enumerate(stored):
-            per_asset[account.asset][i] += value
+def _check_account_fields(
+    report: CheckReport, account: Row[Any], stored: list[int], sums: list[int]
+) -> None:
+    if stored != sums:
+        report.add(
+            f"account {account.id} ({account.asset}): stored balances {stored} but "
+            f"entries sum to {sums}"
+        )
+    if any(value < 0 for value in stored):
+        report.add(f"account {account.id}: a balance field is negative: {stored}")
+    floor = -account.negative_limit_minor
+    if not account.allow_negative and (
+        account.credits_posted - account.debits_posted - account.debits_pending < floor
+    ):
+        report.add(f"account {account.id} ({account.asset}) is below its floor {floor}")
+
+
+def _check_asset_totals(report: CheckReport, per_asset: dict[str, list[int]]) -> None:
     for asset, (dp, cp, dpn, cpn) in sorted(per_asset.items()):
         if dp != cp:
             report.add(f"{asset}: posted debits {dp} differ from posted credits {cp}")
         if dpn != cpn:
             report.add(f"{asset}: pending debits {dpn} differ from pending credits {cpn}")
-    orphans = set(sums) - {a for a in session.execute(select(Account.id)).scalars()}
-    for account_id in sorted(orphans):
-        report.add(f"entries reference account {account_id}, which does not exist")
 
 
-def _check_transfers(session: Session, report: CheckReport) -> None:
-    legs: dict[str, list[tuple[str, int, int, int, str]]] = defaultdict(list)
-    for transfer_id, side, account_id, posted, pending, asset in session.execute(
+def _orphans(reference: Any, target: Any, chunk_rows: int) -> Select[*tuple[Any, ...]]:
+    """The distinct values of ``reference`` (an entry column) with no row at ``target``."""
+    missing = ~select(target).where(target == reference).exists()
+    query = select(reference).where(missing).group_by(reference).order_by(reference)
+    return query.execution_options(yield_per=chunk_rows)
+
+
+PENDING = aliased(Transfer)
+
+
+def _transfers_with_entries() -> Select[*tuple[Any, ...]]:
+    """Every transfer with the amount of the pending transfer it resolves, each followed by its
+    entries (none: one row of NULLs)."""
+    return (
         select(
-            Entry.transfer_id,
+            Transfer.id,
+            Transfer.kind,
+            Transfer.debit_account_id,
+            Transfer.credit_account_id,
+            Transfer.asset,
+            Transfer.amount_minor,
+            PENDING.amount_minor.label("pending_amount_minor"),
             Entry.side,
             Entry.account_id,
             Entry.posted_minor,
             Entry.pending_minor,
-            Entry.asset,
-        ).execution_options(yield_per=5000)
-    ):
-        legs[transfer_id].append((side, account_id, posted, pending, asset))
-    for row in session.execute(select(Transfer).execution_options(yield_per=5000)).scalars():
-        report.transfers += 1
-        found = sorted(legs.pop(row.id, []))
-        if len(found) != 2 or [leg[0] for leg in found] != ["C", "D"]:
-            report.add(
-                f"transfer {row.id}: expected one debit and one credit entry, found {len(found)}"
-            )
-            continue
-        credit, debit = found
-        if (debit[1], credit[1]) != (row.debit_account_id, row.credit_account_id):
-            report.add(f"transfer {row.id}: entries post to the wrong accounts")
-        if debit[2:] != credit[2:] or debit[4] != row.asset:
-            report.add(f"transfer {row.id}: debit and credit entries do not balance")
-        if row.amount_minor <= 0:
-            report.add(f"transfer {row.id}: amount is not positive")
-    for transfer_id in sorted(legs):
-        report.add(f"entries belong to transfer {transfer_id}, which does not exist")
+            Entry.asset.label("entry_asset"),
+        )
+        .outerjoin(PENDING, PENDING.id == Transfer.pending_id)
+        .outerjoin(Entry, Entry.transfer_id == Transfer.id)
+        .order_by(Transfer.id, Entry.side)
+    )
+
+
+def _check_transfer(report: CheckReport, rows: Iterator[Row[Any]]) -> None:
+    first = next(rows)
+    legs = sorted([first, *islice(rows, 2)] if first.side is not None else [], key=_side)
+    found = len(legs) + sum(1 for _ in rows)  # a broken transfer's extra rows, not held
+    report.transfers += 1
+    if found != 2 or [leg.side for leg in legs] != ["C", "D"]:
+        report.add(f"transfer {first.id}: expected one debit and one credit entry, found {found}")
+        return
+    credit, debit = legs
+    if (debit.account_id, credit.account_id) != (first.debit_account_id, first.credit_account_id):
+        report.add(f"transfer {first.id}: entries post to the wrong accounts")
+    if _leg_amounts(debit) != _leg_amounts(credit) or debit.entry_asset != first.asset:
+        report.add(f"transfer {first.id}: debit and credit entries do not balance")
+    elif _leg_amounts(debit) != _expected_amounts(first):
+        report.add(f"transfer {first.id}: entries do not carry its amount")
+    if first.amount_minor <= 0:
+        report.add(f"transfer {first.id}: amount is not positive")
+
+
+def _side(leg: Row[Any]) -> str:
+    return str(leg.side)
+
+
+def _leg_amounts(leg: Row[Any]) -> tuple[int, int, str]:
+    return (leg.posted_minor, leg.pending_minor, leg.entry_asset)
+
+
+def _expected_amounts(transfer: Row[Any]) -> tuple[int, int, str] | None:
+    """What each entry of ``transfer`` must carry (as ledger.service writes it and the database
+    checks it): posted and pending amounts, asset. None for a kind the ledger does not know."""
+    amount, asset = transfer.amount_minor, transfer.asset
+    released = -(transfer.pending_amount_minor or 0)
+    return {
+        "posted": (amount, 0, asset),
+        "pending": (0, amount, asset),
+        "post_pending": (amount, released, asset),
+        "void_pending": (0, -amount, asset),
+    }.get(transfer.kind)
