@@ -27,7 +27,7 @@ from aiosmtpd.handlers import Mailbox
 from sqlalchemy.orm import Session, sessionmaker
 
 from strongroom.db import unit_of_work
-from strongroom.errors import DomainError, invariant
+from strongroom.errors import DomainError, invariant, present
 from strongroom.funding import service as funding
 from strongroom.identity import service as identity
 from strongroom.identity.audit import Origin
@@ -249,9 +249,7 @@ class MailSink:
 
     @property
     def port(self) -> int:
-        invariant(self._controller is not None, "the mail sink is not running")
-        assert self._controller is not None
-        return int(self._controller.port)
+        return int(present(self._controller, "the mail sink is not running").port)
 
     def start(self) -> MailSink:
         invariant(self._controller is None, "the mail sink runs already")

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from strongroom.errors import invariant
+from strongroom.errors import invariant, present
 
 TEMPLATE_ID = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 _SAMPLE_TIME = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
@@ -51,10 +51,7 @@ def register(template: EmailTemplate) -> EmailTemplate:
 
 
 def get(template_id: str) -> EmailTemplate:
-    template = _REGISTRY.get(template_id)
-    invariant(template is not None, f"no email template {template_id!r}")
-    assert template is not None
-    return template
+    return present(_REGISTRY.get(template_id), f"no email template {template_id!r}")
 
 
 def all_templates() -> list[EmailTemplate]:

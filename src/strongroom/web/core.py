@@ -40,7 +40,7 @@ from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.routing import Match
 
-from strongroom.errors import invariant
+from strongroom.errors import invariant, present
 from strongroom.web import csrf, i18n
 
 STATIC_URL: Final = "/static"
@@ -70,10 +70,10 @@ HTMX_CONFIG: Final = {
 
 
 def _package_directory(package: str, folder: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    invariant(spec is not None and bool(spec.submodule_search_locations), f"no {package}")
-    assert spec is not None and spec.submodule_search_locations is not None
-    return Path(next(iter(spec.submodule_search_locations))) / folder
+    spec = present(importlib.util.find_spec(package), f"no {package}")
+    locations = present(spec.submodule_search_locations, f"{package} is not a package")
+    invariant(bool(locations), f"{package} is not a package")
+    return Path(next(iter(locations))) / folder
 
 
 @lru_cache(maxsize=1)

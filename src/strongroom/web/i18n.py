@@ -38,7 +38,7 @@ from babel.numbers import get_decimal_symbol, get_group_symbol
 from babel.support import Translations
 from fastapi import Request
 
-from strongroom.errors import invariant
+from strongroom.errors import invariant, present
 from strongroom.money import format_amount
 
 LOCALE_DIRECTORY: Final = Path(__file__).parent / "locale"
@@ -197,7 +197,6 @@ def lang_of(request: Request) -> Lang:
     chosen = request.cookies.get(LANGUAGE_COOKIE)
     if chosen not in LANGUAGES:
         chosen = negotiate(request.headers.get("accept-language"))
-    assert chosen is not None
-    result = lang_for(chosen)
+    result = lang_for(present(chosen, "a language is chosen"))
     request.state.web_lang = result
     return result

@@ -35,7 +35,7 @@ from typing import Final
 from fastapi import Request
 
 from strongroom.api import SessionDep, audit_operator_request
-from strongroom.errors import Forbidden
+from strongroom.errors import Forbidden, invariant
 from strongroom.identity import service as identity
 from strongroom.identity.models import AuthToken, User
 from strongroom.web import sessions
@@ -105,7 +105,7 @@ class ConsoleGuard:
     """The dependency of a console page for ``screen`` (see the module docstring)."""
 
     def __init__(self, screen: str) -> None:
-        assert screen in ACCESS, f"unknown console screen {screen!r}"
+        invariant(screen in ACCESS, f"unknown console screen {screen!r}")
         self.screen = screen
 
     def __call__(self, request: Request, session: SessionDep) -> Operator:

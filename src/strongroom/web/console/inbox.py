@@ -88,7 +88,7 @@ def read(maildir: Path, *, page: int) -> InboxPage:
 
 def _delivered(raw: bytes) -> Delivered:
     message = _PARSER.parsebytes(raw)
-    assert isinstance(message, EmailMessage)
+    invariant(isinstance(message, EmailMessage), "the default policy parses to EmailMessage")
     body = message.get_body(preferencelist=("plain",))
     text = body.get_content() if isinstance(body, EmailMessage) else ""
     code, text = _banner(str(text)[:TEXT_MAX_CHARS])
