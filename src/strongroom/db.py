@@ -210,10 +210,11 @@ def alembic_config(url: str) -> Any:
 
 
 def upgrade(engine: Engine) -> None:
-    """Apply every migration (``strongroom db upgrade``; also on ``serve`` start)."""
+    """Apply every migration, every branch head (``strongroom db upgrade``; also on ``serve``
+    start)."""
     from alembic import command
 
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")
