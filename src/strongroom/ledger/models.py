@@ -104,6 +104,9 @@ class Entry(Base):
         ),
         CheckConstraint("side IN ('D', 'C')", name="side"),
         Index("ix_ledger_entries_account_id_id", "account_id", "id"),
+        # one debit and one credit entry per transfer (migration 0004; on PostgreSQL a deferred
+        # trigger also checks at commit that both exist and carry the transfer's amount)
+        Index("uq_ledger_entries_transfer_id_side", "transfer_id", "side", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
