@@ -1,5 +1,6 @@
-"""Background work: void pending transfers whose timeout passed (R-LEDGER-3) and delete
-idempotency keys older than their retention (SPEC P3, ``idempotency.retention_hours``).
+"""Background work: void pending transfers whose timeout passed (R-LEDGER-3), delete
+idempotency keys older than their retention (SPEC P3, ``idempotency.retention_hours``) and rate
+limit buckets whose window ended (R-SEC-9, ``rate_limits.sweep_batch_max`` a sweep).
 
 Runs inside ``strongroom serve`` (a thread per process) and as ``strongroom worker``. Several
 workers at once are safe: each void locks the accounts, and a second void is refused; deleting
@@ -14,10 +15,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from strongroom.db import unit_of_work
+from strongroom.db import unit_of_work, utcnow
 from strongroom.ledger import service as ledger
 from strongroom.movements import idempotency
-from strongroom.settings import IdempotencySettings
+from strongroom.ratelimit import service as ratelimit
+from strongroom.settings import IdempotencySettings, RateLimitSettings
 
 log = logging.getLogger("strongroom.worker")
 
@@ -26,16 +28,25 @@ log = logging.getLogger("strongroom.worker")
 class Swept:
     voided: int
     keys_expired: int
+    buckets_swept: int = 0
 
 
-def sweep_once(factory: sessionmaker[Session], keys: IdempotencySettings) -> Swept:
+def sweep_once(
+    factory: sessionmaker[Session],
+    keys: IdempotencySettings,
+    limits: RateLimitSettings | None = None,
+) -> Swept:
     with unit_of_work(factory) as session:
         voided = ledger.expire_pending(session=session)
     with unit_of_work(factory) as session:
         expired = idempotency.expire(
             session=session, retention_hours=keys.retention_hours, limit=keys.expire_batch_max
         )
-    return Swept(voided=voided, keys_expired=expired)
+    swept = 0
+    if limits is not None:
+        with unit_of_work(factory) as session:
+            swept = ratelimit.sweep(session=session, now=utcnow(), limit=limits.sweep_batch_max)
+    return Swept(voided=voided, keys_expired=expired, buckets_swept=swept)
 
 
 def run(
@@ -43,10 +54,11 @@ def run(
     stop: threading.Event,
     keys: IdempotencySettings,
     interval_s: float = 1.0,
+    limits: RateLimitSettings | None = None,
 ) -> None:
     while not stop.is_set():
         try:
-            swept = sweep_once(factory, keys)
+            swept = sweep_once(factory, keys, limits)
             if swept.voided:
                 log.info("voided %d expired pending transfers", swept.voided)
             if swept.keys_expired:
@@ -57,11 +69,14 @@ def run(
 
 
 def start_thread(
-    factory: sessionmaker[Session], keys: IdempotencySettings, interval_s: float = 1.0
+    factory: sessionmaker[Session],
+    keys: IdempotencySettings,
+    interval_s: float = 1.0,
+    limits: RateLimitSettings | None = None,
 ) -> threading.Event:
     stop = threading.Event()
     thread = threading.Thread(
-        target=run, args=(factory, stop, keys, interval_s), name="sr-sweeper", daemon=True
+        target=run, args=(factory, stop, keys, interval_s, limits), name="sr-sweeper", daemon=True
     )
     thread.start()
     return stop

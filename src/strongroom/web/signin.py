@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from strongroom import db
+from strongroom.api import throttle
 from strongroom.api.identity import origin_of
 from strongroom.db import utcnow
 from strongroom.errors import DomainError
@@ -35,7 +36,9 @@ from strongroom.settings import Settings
 from strongroom.web import core, sessions
 from strongroom.web.i18n import Lang, lang_of
 
-CODE_STEP_REFUSALS: Final = frozenset({"invalid_otp", "otp_required", "two_factor_blocked"})
+CODE_STEP_REFUSALS: Final = frozenset(
+    {"invalid_otp", "otp_required", "two_factor_blocked", "rate_limited"}
+)
 """Refusals of the code step that keep the code form (others go back to the password form)."""
 
 PasswordForm = Callable[[Request, str, str | None, int], HTMLResponse]
@@ -44,11 +47,18 @@ CodeForm = Callable[[Request, str | None, int], HTMLResponse]
 """Renders the code form: request, refusal sentence (or None), status."""
 
 
+def retry_after(response: HTMLResponse, error: DomainError) -> HTMLResponse:
+    """A form's refusal with the error's headers (a 429's ``Retry-After``)."""
+    response.headers.update(getattr(error, "headers", None) or {})
+    return response
+
+
 def refusal_text(lang: Lang, error: DomainError, refusals: Mapping[str, str], unknown: str) -> str:
     """The translated sentence for a refusal of the identity service (``unknown`` for a code
     not in ``refusals``), with the lock's or block's end in the reader's time."""
     text = lang.gettext(refusals.get(error.code, unknown))
-    until = error.details.get("locked_until") or error.details.get("blocked_until")
+    details = error.details
+    until = details.get("locked_until") or details.get("blocked_until") or details.get("retry_at")
     if until is not None:
         text = text % {"until": lang.when(datetime.fromisoformat(str(until)))}
     return text
@@ -105,18 +115,21 @@ class SignInFlow:
     ) -> Response:
         """The password step; with 2FA on, the sealed first step waits for the code."""
         try:
+            counted = throttle.login(request, session, body.email)  # before Argon2 (R-SEC-9)
             issued = self.login(session, settings, request, body.model_copy(update={"otp": None}))
         except DomainError as refused:
             error = db.settle_refusal(session, refused)
             if error.code != "otp_required":
                 message = self.refusal(lang_of(request), error)
-                return self.password_form(request, body.email, message, error.status)
+                form = self.password_form(request, body.email, message, error.status)
+                return retry_after(form, error)
             target = self.code_path + self.query(request)
             response = core.secure_headers(RedirectResponse(target, status_code=303))
             sessions.seal_pending(
                 response, request, body.email, body.password, now=utcnow(), path=self.sign_in
             )
             return response
+        throttle.give_back(request, session, counted)  # the limits count wrong guesses
         return self.signed_in_now(request, issued)
 
     def code_page(self, request: Request) -> Response:
@@ -134,15 +147,17 @@ class SignInFlow:
             return core.secure_headers(RedirectResponse(self.sign_in, status_code=303))
         body = LoginIn(email=pending.email, password=pending.password, otp=otp)
         try:
+            counted = throttle.two_factor(request, session, pending.email)  # R-SEC-9
             issued = self.login(session, settings, request, body)
         except DomainError as refused:
             error = db.settle_refusal(session, refused)
             message = self.refusal(lang_of(request), error)
             if error.code in CODE_STEP_REFUSALS:
-                return self.code_form(request, message, error.status)
+                return retry_after(self.code_form(request, message, error.status), error)
             response = self.password_form(request, pending.email, message, error.status)
             sessions.drop_pending(response, request, path=self.sign_in)
             return response
+        throttle.give_back(request, session, counted)
         return self.signed_in_now(request, issued)
 
     def sign_out(self, request: Request, session: Session) -> Response:

@@ -39,6 +39,7 @@ REFUSALS: Final = {
     "invalid_otp": N_("That code is not right. Enter the current code from your app."),
     "otp_required": N_("Enter the 6-digit code from your authenticator app."),
     "two_factor_blocked": N_("Too many wrong codes: try again after %(until)s."),
+    "rate_limited": N_("Too many attempts: try again after %(until)s."),
     "two_factor_required": N_(
         "Operators must use two-step verification. Turn it on in the app's security "
         "settings first, then sign in here."
