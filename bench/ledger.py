@@ -558,7 +558,8 @@ def _make_user(base_url: str, email: str) -> BenchUser:
                     "Authorization": f"Bearer {token}",
                     "Idempotency-Key": f"seed-{uuid.uuid4().hex}",
                 },
-                json={"asset": ASSET, "amount": "1000000.00", "channel": "sandbox"},
+                # the sandbox's per-request cap (funding.sandbox_max_topup): 5 million 0.01 sends
+                json={"asset": ASSET, "amount": "50000.00", "channel": "sandbox"},
             ),
             201,
         )

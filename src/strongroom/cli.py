@@ -17,7 +17,7 @@ from strongroom import db, worker
 from strongroom.identity import service as identity
 from strongroom.ledger import reports
 from strongroom.reserves.cli import por_app
-from strongroom.settings import Settings, get_settings
+from strongroom.settings import ProductionRefused, Settings, get_settings
 
 if TYPE_CHECKING:
     from strongroom.demo import Login
@@ -55,13 +55,19 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Run the API server (migrations are applied first)."""
+    """Run the API server (migrations are applied first). Production (the default
+    environment) refuses to start with demo settings: default secrets, the sandbox channel."""
     import uvicorn
 
     settings = _settings(database_url)
+    where = f"environment: {settings.env}, database: {_database_kind(settings.database_url)}"
+    typer.echo(f"Strongroom on http://{host}:{port}  ({where})")  # plain lines, never wrapped
+    try:
+        settings.check_production()
+    except ProductionRefused as refused:
+        typer.echo(f"strongroom serve: {refused}", err=True)
+        raise typer.Exit(2) from None
     db.upgrade(db.make_engine(settings.database_url))
-    database = _safe(settings.database_url)
-    console.print(escape(f"Strongroom on http://{host}:{port}  (database: {database})"))
     uvicorn.run(
         "strongroom.app:create_app",
         factory=True,
@@ -88,7 +94,7 @@ def run_worker(
     mail_stop = delivery.start_thread(factory, settings) if settings.mail.deliver else None
     console.print("worker running; Ctrl-C stops it")
     try:
-        worker.run(factory, threading.Event(), settings.idempotency, interval)
+        worker.run(factory, threading.Event(), settings.idempotency, interval, settings.rate_limits)
     except KeyboardInterrupt:
         console.print("stopped")
     finally:
@@ -161,6 +167,18 @@ def _print_logins(logins: list[Login]) -> None:
         "Operators also need a code: add the TOTP secret to an authenticator app, or run "
         "python -c \"import pyotp; print(pyotp.TOTP('SECRET').now())\""
     )
+
+
+def _database_kind(url: str) -> str:
+    """The database's kind and where it is, never a password: "postgresql on host:5432/name"
+    or "sqlite at /path"."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    kind = parsed.get_backend_name()
+    if kind == "sqlite":
+        return f"sqlite at {parsed.database or ':memory:'}"
+    return f"{kind} on {parsed.host or 'localhost'}:{parsed.port or 'default'}/{parsed.database}"
 
 
 def _safe(url: str) -> str:

@@ -30,6 +30,7 @@ from strongroom.db import unit_of_work
 from strongroom.errors import DomainError, invariant, present
 from strongroom.funding import service as funding
 from strongroom.identity import service as identity
+from strongroom.identity import verification
 from strongroom.identity.audit import Origin
 from strongroom.identity.models import User
 from strongroom.payments import service as payments
@@ -107,6 +108,7 @@ def populate(
                 settings=settings.auth,
                 origin=DEMO_ORIGIN,
             )
+            _verify_email(session, settings, users[email.partition("@")[0]])
             logins.append(Login(f"user ({region})", email, DEMO_PASSWORD))
         for role, email, name in (
             ("admin", ADMIN_EMAIL, "Demo Administrator"),
@@ -139,6 +141,7 @@ def _move_money(session: Session, settings: Settings, users: dict[str, User]) ->
             user=users[who],
             amount=registry.money(amount, asset),
             channel="sandbox",
+            settings=settings,
         )
     for sender, recipient, amount, asset, note in TRANSFERS:
         payments.send(
@@ -150,23 +153,46 @@ def _move_money(session: Session, settings: Settings, users: dict[str, User]) ->
         )
 
 
-def _security_events(session: Session, settings: Settings, users: dict[str, User]) -> None:
-    """An anti-phishing code for Alice, then her sign-in; a wrong password for Bob."""
-    alice, bob = users["alice"], users["bob"]
-    identity.set_anti_phishing_code(
+def _verify_email(session: Session, settings: Settings, user: User) -> None:
+    """The demo's users verified their email by its link (R-SEC-11), as anyone does."""
+    token = verification.send_link(
         session=session,
-        user=alice,
-        code=ANTI_PHISHING_CODE,
+        user=user,
         settings=settings.auth,
+        public_url=settings.mail.public_url,
         origin=DEMO_ORIGIN,
     )
-    identity.login(
+    verification.verify(session=session, token=token, origin=DEMO_ORIGIN)
+
+
+def _security_events(session: Session, settings: Settings, users: dict[str, User]) -> None:
+    """Alice signs in and sets an anti-phishing code (with her password again: R-SEC-8); a
+    wrong password for Bob."""
+    alice, bob = users["alice"], users["bob"]
+    signed_in = identity.login(
         session=session,
         email=alice.email,
         password=DEMO_PASSWORD,
         settings=settings.auth,
         ip=DEMO_ORIGIN.ip,
         user_agent=DEMO_ORIGIN.user_agent,
+    )
+    proof = identity.step_up(
+        session=session,
+        user=alice,
+        session_id=signed_in.session_id,
+        password=DEMO_PASSWORD,
+        otp=None,
+        settings=settings.auth,
+        origin=DEMO_ORIGIN,
+    )
+    identity.set_anti_phishing_code(
+        session=session,
+        user=alice,
+        code=ANTI_PHISHING_CODE,
+        proof=proof,
+        settings=settings.auth,
+        origin=DEMO_ORIGIN,
     )
     try:
         identity.login(

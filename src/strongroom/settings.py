@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -17,7 +17,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from strongroom.money import BUILTIN_ASSETS, Asset, AssetRegistry
+from strongroom import vault
+from strongroom.errors import DomainError, present
+from strongroom.money import BUILTIN_ASSETS, Asset, AssetRegistry, parse_amount
 
 
 class AssetSetting(BaseModel):
@@ -53,14 +55,28 @@ class AuthSettings(BaseModel):
     totp_block_s: int = Field(default=15 * 60, ge=1)
     totp_alert_after: int = Field(default=5, ge=1, le=100)
     recovery_codes: int = Field(default=10, ge=1, le=50)
+    # the web's two-step sign-in: how long a right password waits for its 2FA code (single use)
+    sign_in_pending_ttl_s: int = Field(default=3 * 60, ge=30, le=15 * 60)
     # R-SEC-4 password reset, R-SEC-5 withdrawal freeze after a security change
     reset_token_ttl_s: int = Field(default=30 * 60, ge=60, le=24 * 3600)
     reset_emails_per_hour_max: int = Field(default=3, ge=1, le=100)
     security_freeze_s: int = Field(default=24 * 3600, ge=0)
+    # R-SEC-11 email verification: the emailed token's life, and emails a user may ask for an hour
+    verify_token_ttl_s: int = Field(default=48 * 3600, ge=300, le=14 * 24 * 3600)
+    verify_emails_per_hour_max: int = Field(default=3, ge=1, le=100)
+    # R-SEC-8 step-up: wrong passwords in a row that sign the session out (sign-in's lock stays)
+    step_up_failures_max: int = Field(default=5, ge=1, le=100)
     # R-SEC-6/7 pages of sessions and audit events
     sessions_max: int = Field(default=100, ge=1, le=1000)
     audit_page_size_default: int = Field(default=50, ge=1)
     audit_page_size_max: int = Field(default=200, ge=1, le=1000)
+    # the vault's keys (R-SEC-11), attached by ``Settings`` from its vault and secret keys
+    _keyring: vault.Keyring | None = PrivateAttr(default=None)
+
+    @property
+    def vault(self) -> vault.Keyring:
+        """The keyring that seals secrets at rest (TOTP seeds): see ``strongroom.vault``."""
+        return present(self._keyring, "AuthSettings of a Settings object carry the vault")
 
 
 class MailSettings(BaseModel):
@@ -89,6 +105,95 @@ class MailSettings(BaseModel):
         return self
 
 
+ENVIRONMENTS: Final = ("demo", "development", "test", "production")
+SANDBOX_ENVIRONMENTS: Final = frozenset({"demo", "development", "test"})
+"""Where the ``sandbox`` top-up channel (money from nothing) exists unless a setting says not."""
+DEFAULT_SECRET_KEY: Final = "dev-secret-change-me"  # noqa: S105  (refused in production)
+KNOWN_SECRETS: Final = frozenset({DEFAULT_SECRET_KEY, "change-me", "changeme", "secret"})
+"""Values production refuses for the secret key and the vault key (the defaults, the obvious)."""
+PRODUCTION_SECRET_MIN_CHARS: Final = 32
+SECRET_HINT: Final = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"  # noqa: S105
+SANDBOX_MAX_TOPUP: Final = {
+    # about HK$50,000 per request, per asset in its major unit (no FX rates exist yet)
+    "HKD": "50000",
+    "CNY": "45000",
+    "USD": "6400",
+    "USDT": "6400",
+    "USDC": "6400",
+    "BTC": "0.07",
+    "ETH": "2",
+    "PTS": "50000",
+}
+
+
+class FundingSettings(BaseModel):
+    """Top-up channels (R-FUND-1). The ``sandbox`` channel confirms at once: money from nothing,
+    for the demo, development and tests. ``sandbox_enabled`` unset: on in those environments,
+    off in production, where setting it true is refused (R-SEC-11). Each sandbox top-up is
+    capped per request (``sandbox_max_topup``: the asset's major units), so not even the demo
+    can push an account toward its column's limit."""
+
+    sandbox_enabled: bool | None = None
+    sandbox_max_topup: dict[str, str] = Field(default_factory=lambda: dict(SANDBOX_MAX_TOPUP))
+
+
+class RateLimitRule(BaseModel):
+    """At most ``limit`` requests per key in a window of ``window_s`` seconds that starts at the
+    key's first request (``strongroom.ratelimit``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    limit: int = Field(ge=1, le=1_000_000)
+    window_s: int = Field(ge=1, le=7 * 24 * 3600)
+
+
+class RateLimitSettings(BaseModel):
+    """R-SEC-9 throttling, counted in the database so that every server process shares the
+    counts. ``STRONGROOM_RATE_LIMITS_ENABLED=false`` (or ``STRONGROOM_RATE_LIMITS__ENABLED``)
+    turns every limit off (load tests, local benchmarks); production refuses to start with it.
+    A rule is set as ``STRONGROOM_RATE_LIMITS__LOGIN_PER_ADDRESS__LIMIT=10`` (and ``__WINDOW_S``).
+
+    Sign-in and 2FA attempts that succeed give their count back, so the per-address sign-in
+    limit counts wrong guesses (and attempts still running): 10 in 15 minutes lets one address
+    lock (R-SEC-2: 5 wrong passwords) at most 2 accounts it does not own per 15 minutes."""
+
+    enabled: bool = True
+    login_per_address: RateLimitRule = RateLimitRule(limit=10, window_s=15 * 60)
+    login_per_account: RateLimitRule = RateLimitRule(limit=10, window_s=15 * 60)
+    registration_per_address: RateLimitRule = RateLimitRule(limit=5, window_s=3600)
+    password_reset_per_address: RateLimitRule = RateLimitRule(limit=10, window_s=3600)
+    password_reset_per_account: RateLimitRule = RateLimitRule(limit=5, window_s=3600)
+    two_factor_per_address: RateLimitRule = RateLimitRule(limit=10, window_s=15 * 60)
+    two_factor_per_account: RateLimitRule = RateLimitRule(limit=10, window_s=15 * 60)
+    verification_resend_per_address: RateLimitRule = RateLimitRule(limit=10, window_s=3600)
+    verification_resend_per_account: RateLimitRule = RateLimitRule(limit=5, window_s=3600)
+    # hooks for later issues: merchants' charges with a payment code, connectors' webhooks
+    payment_code_charges_per_account: RateLimitRule = RateLimitRule(limit=30, window_s=60)
+    webhooks_per_address: RateLimitRule = RateLimitRule(limit=600, window_s=60)
+    # buckets whose window ended that the worker deletes at most per sweep
+    sweep_batch_max: int = Field(default=1000, ge=1, le=10_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rules_keep_their_defaults(cls, data: object) -> object:
+        # a rule set in part (``..._LIMIT`` only) keeps the other half of its own default
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name, field in cls.model_fields.items():
+            given, default = merged.get(name), field.default
+            if isinstance(given, dict) and isinstance(default, RateLimitRule):
+                merged[name] = {**default.model_dump(), **given}
+        return merged
+
+    def rule(self, name: str) -> RateLimitRule:
+        """The rule called ``name`` (one of the ``RateLimitRule`` fields)."""
+        found = getattr(self, name, None)
+        if not isinstance(found, RateLimitRule):
+            raise KeyError(f"no rate limit rule {name!r}")
+        return found
+
+
 class IdempotencySettings(BaseModel):
     key_max_chars: int = Field(default=128, ge=8)
     retention_hours: int = Field(default=24 * 7, ge=1)
@@ -104,11 +209,15 @@ def _default_database_url() -> str:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STRONGROOM_", env_nested_delimiter="__")
 
-    env: Literal["demo", "development", "production"] = "development"
+    # Secure by default: a server nobody configured is production and refuses default secrets
+    # (``check_production``); ``strongroom demo`` runs as demo, the tests as test.
+    env: Literal["demo", "development", "test", "production"] = "production"
     database_url: str = Field(default_factory=_default_database_url)
     database_pool_size: int = Field(default=20, ge=1, le=200)
-    secret_key: str = "dev-secret-change-me"  # noqa: S105  (refused in production)
+    secret_key: str = DEFAULT_SECRET_KEY
     vault_key: str = ""
+    # older vault keys: they still open what they sealed, never seal (key rotation, R-SEC-11)
+    vault_retired_keys: list[str] = Field(default_factory=list, max_length=vault.RETIRED_KEYS_MAX)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_starttls: bool = False
@@ -122,7 +231,13 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
     mail: MailSettings = Field(default_factory=MailSettings)
+    funding: FundingSettings = Field(default_factory=FundingSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    # the flat STRONGROOM_RATE_LIMITS_ENABLED of R-SEC-9: when set, it decides rate_limits.enabled
+    rate_limits_enabled: bool | None = None
     run_worker: bool = True
+    # the console's Inbox of the demo's delivered emails; unset: on in the demo only
+    demo_inbox: bool | None = None
     request_body_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
     @field_validator("secret_key")
@@ -131,6 +246,38 @@ class Settings(BaseSettings):
         if len(value) < 16:
             raise ValueError("secret_key must be at least 16 characters")
         return value
+
+    @model_validator(mode="after")
+    def _sandbox_caps_known(self) -> Settings:
+        # Every asset the sandbox can top up has a cap that its scale can hold.
+        if self.sandbox_enabled():
+            for asset in self.assets:
+                cap = self.funding.sandbox_max_topup.get(asset.code)
+                if cap is None:
+                    raise ValueError(f"funding.sandbox_max_topup has no cap for {asset.code}")
+                try:
+                    parse_amount(cap, asset.scale)
+                except DomainError as error:
+                    raise ValueError(f"funding.sandbox_max_topup.{asset.code}: {error}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _flat_rate_limits_switch(self) -> Settings:
+        if self.rate_limits_enabled is not None:
+            self.rate_limits = self.rate_limits.model_copy(
+                update={"enabled": self.rate_limits_enabled}
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _attach_vault(self) -> Settings:
+        self.auth._keyring = vault.keyring(
+            self.vault_key,
+            self.vault_retired_keys,
+            secret_key=self.secret_key,
+            production=self.env == "production",
+        )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -150,9 +297,72 @@ class Settings(BaseSettings):
     def asset_registry(self) -> AssetRegistry:
         return AssetRegistry([Asset(a.code, a.scale) for a in self.assets])
 
+    def sandbox_enabled(self) -> bool:
+        """Whether the ``sandbox`` top-up channel exists (see ``FundingSettings``)."""
+        if self.funding.sandbox_enabled is None:
+            return self.env in SANDBOX_ENVIRONMENTS
+        return self.funding.sandbox_enabled
+
+    def demo_inbox_enabled(self) -> bool:
+        """Whether the console's Inbox of delivered emails (one-time secrets included, see
+        ``web.console.inbox``) may exist: ``demo_inbox`` unset means in the demo only."""
+        return self.env == "demo" if self.demo_inbox is None else self.demo_inbox
+
+    def production_problems(self) -> list[str]:
+        """What production refuses in these settings (R-SEC-11), one sentence each naming what
+        to set; empty outside production."""
+        if self.env != "production":
+            return []
+        problems = [
+            _weak_secret("STRONGROOM_SECRET_KEY", self.secret_key),
+            _weak_secret("STRONGROOM_VAULT_KEY", self.vault_key),
+        ]
+        if self.vault_key and self.vault_key == self.secret_key:
+            problems.append("STRONGROOM_VAULT_KEY must differ from STRONGROOM_SECRET_KEY")
+        if self.sandbox_enabled():
+            problems.append(
+                "the sandbox top-up channel mints money: unset STRONGROOM_FUNDING__SANDBOX_ENABLED"
+            )
+        if self.demo_inbox_enabled():
+            problems.append(
+                "the demo inbox shows every email's secrets: unset STRONGROOM_DEMO_INBOX"
+            )
+        if not self.rate_limits.enabled:
+            problems.append(
+                "rate limits are off: unset STRONGROOM_RATE_LIMITS_ENABLED and "
+                "STRONGROOM_RATE_LIMITS__ENABLED"
+            )
+        return [problem for problem in problems if problem]
+
     def check_production(self) -> None:
-        if self.env == "production" and self.secret_key == "dev-secret-change-me":  # noqa: S105
-            raise ValueError("STRONGROOM_SECRET_KEY must be set in production")
+        """Refuse to run production with demo settings (``ProductionRefused``: one line)."""
+        problems = self.production_problems()
+        if problems:
+            raise ProductionRefused(problems)
+
+
+class ProductionRefused(ValueError):
+    """Production settings that must not run; ``str()`` is one line naming what to set."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "refusing to run with STRONGROOM_ENV=production: "
+            + "; ".join(problems)
+            + " (or set STRONGROOM_ENV=development for a local trial)"
+        )
+
+
+def _weak_secret(name: str, value: str) -> str:
+    """The problem with a production secret, or "" when it is long and not a known default."""
+    if not value:
+        return f"set {name} (at least {PRODUCTION_SECRET_MIN_CHARS} characters: {SECRET_HINT})"
+    if value in KNOWN_SECRETS or len(value) < PRODUCTION_SECRET_MIN_CHARS:
+        return (
+            f"{name} is a default or shorter than {PRODUCTION_SECRET_MIN_CHARS} characters: "
+            f"set a random one ({SECRET_HINT})"
+        )
+    return ""
 
 
 @lru_cache(maxsize=1)

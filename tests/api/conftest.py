@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+import secrets
 import socket
 import threading
 import time
@@ -13,21 +15,41 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from strongroom import db
 from strongroom.app import create_app
 from strongroom.identity import service as identity
+from strongroom.notify.models import OutboxEmail
 from strongroom.settings import Settings
 
 PASSWORD = "a-long-password-1"
 
 
 def make_settings(engine: Engine) -> Settings:
+    """The tests' settings: environment ``test`` (the sandbox channel on, relaxed cookies on
+    loopback http), no background worker, rate limits off (every test signs in from one
+    address; tests/api/test_rate_limits.py turns them on)."""
     return Settings(
+        env="test",
         database_url=engine.url.render_as_string(hide_password=False),
         run_worker=False,
         secret_key="test-secret-key-0123456789",
+        rate_limits_enabled=False,
+    )
+
+
+def production_settings(engine: Engine) -> Settings:
+    """Settings that production accepts (``check_production``): long random secrets, no
+    sandbox, no demo inbox, rate limits on."""
+    return Settings(
+        env="production",
+        database_url=engine.url.render_as_string(hide_password=False),
+        run_worker=False,
+        secret_key=secrets.token_urlsafe(48),
+        vault_key=secrets.token_urlsafe(48),
     )
 
 
@@ -76,7 +98,47 @@ class Caller:
         return {"asset": asset, "total": None}
 
 
-def signup(client: TestClient | httpx.Client, name: str = "Alice", region: str = "HK") -> Caller:
+EMAILED_TOKEN = re.compile(r"#token=([A-Za-z0-9_-]+)")
+
+
+def emailed_token(factory: sessionmaker[Session], address: str, template_id: str) -> str:
+    """The token of the newest email of ``template_id`` to ``address`` in the outbox: what
+    the user reads in the link (``account.verify_email``, ``security.password_reset``)."""
+    with factory() as session:
+        body = session.scalars(
+            select(OutboxEmail.body_text)
+            .where(OutboxEmail.to_address == address, OutboxEmail.template_id == template_id)
+            .order_by(OutboxEmail.id.desc())
+        ).first()
+    assert body is not None, f"no {template_id} email to {address}"
+    found = EMAILED_TOKEN.search(body)
+    assert found is not None, body
+    return found.group(1)
+
+
+def session_factory(
+    client: TestClient | httpx.Client, engine: Engine | None
+) -> sessionmaker[Session]:
+    """The database behind ``client``: its app's, or ``engine``'s for a live server."""
+    if engine is not None:
+        return db.make_session_factory(engine)
+    app = getattr(client, "app", None)
+    assert app is not None, "a client of a live server: pass engine= to read its outbox"
+    factory: sessionmaker[Session] = app.state.session_factory
+    return factory
+
+
+def signup(
+    client: TestClient | httpx.Client,
+    name: str = "Alice",
+    region: str = "HK",
+    *,
+    engine: Engine | None = None,
+    verify: bool = True,
+) -> Caller:
+    """A user registered through the API, the email verified as its owner does (the token
+    of the emailed link, ``POST /v1/auth/verify-email``) unless ``verify`` is False, then
+    signed in."""
     email = f"{name.lower().replace(' ', '.')}.{uuid.uuid4().hex[:6]}@example.com"
     response = client.post(
         "/v1/auth/register",
@@ -84,6 +146,10 @@ def signup(client: TestClient | httpx.Client, name: str = "Alice", region: str =
     )
     assert response.status_code == 201, response.text
     user_id = response.json()["user_id"]
+    if verify:
+        token = emailed_token(session_factory(client, engine), email, "account.verify_email")
+        verified = client.post("/v1/auth/verify-email", json={"token": token})
+        assert verified.status_code == 204, verified.text
     login = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert login.status_code == 200, login.text
     return Caller(client, login.json()["token"], user_id, email)

@@ -32,6 +32,7 @@ from strongroom.db import Base
 from strongroom.errors import Unauthorized
 from strongroom.funding import service as funding
 from strongroom.identity import service as identity
+from strongroom.identity import verification
 from strongroom.identity.models import AuthToken
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
@@ -227,7 +228,9 @@ def published(live_url: str, pg_db: Engine, tmp_path: Path) -> Iterator[Publishe
     """Alice (HKD 123.45, USDT 7, BTC 0.05) and Bob (HKD 20.00) in audit 2026-12-01, with
     HKD 200.00 and USDT 5 of reserves recorded against it."""
     with httpx.Client(base_url=live_url, timeout=30) as client:
-        alice, bob, carol = signup(client, "Alice"), signup(client, "Bob"), signup(client, "Carol")
+        alice, bob, carol = (
+            signup(client, name, engine=pg_db) for name in ("Alice", "Bob", "Carol")
+        )
     factory = db.make_session_factory(pg_db)
     with db.unit_of_work(factory) as session:
         fund(session, alice.user_id, "HKD", 123_45)
@@ -340,12 +343,20 @@ class WebUser:
 
 
 def web_user(
-    engine: Engine, name: str = "Alice", *, two_factor: bool = False, region: str = "HK"
+    engine: Engine,
+    name: str = "Alice",
+    *,
+    two_factor: bool = False,
+    region: str = "HK",
+    verified: bool = True,
 ) -> WebUser:
-    """A user registered through the identity service (and 2FA turned on when asked:
-    ``totp_secret`` then says how to compute codes), in ``region``."""
+    """A user registered through the identity service, the email verified by the token its
+    link carries (``verification.send_link`` then ``verify``, as the link does) unless
+    ``verified`` is False, and 2FA turned on when asked (``totp_secret`` then says how to
+    compute codes), in ``region``."""
     email = f"{name.lower()}.{uuid.uuid4().hex[:6]}@example.com"
-    settings = make_settings(engine).auth
+    every = make_settings(engine)
+    settings = every.auth
     with db.unit_of_work(db.make_session_factory(engine)) as session:
         user = identity.register(
             session=session,
@@ -355,6 +366,11 @@ def web_user(
             region=region,
             settings=settings,
         )
+        if verified:
+            token = verification.send_link(
+                session=session, user=user, settings=settings, public_url=every.mail.public_url
+            )
+            verification.verify(session=session, token=token)
         secret = (
             identity.enrol_totp_now(session=session, user=user, settings=settings).secret
             if two_factor
@@ -364,13 +380,26 @@ def web_user(
 
 
 def sandbox_topup(engine: Engine, email: str, amount: str, asset: str = "HKD") -> None:
-    """Top up through the sandbox channel's service, as POST /v1/topups does."""
-    registry = get_settings().asset_registry()
+    """Top up through the sandbox channel's service, as POST /v1/topups does, with the
+    per-request cap (``funding.sandbox_max_topup``) raised: screens are tested with balances
+    larger than one sandbox top-up may bring."""
+    settings = make_settings(engine)
+    funding_settings = settings.funding.model_copy(
+        update={
+            "sandbox_max_topup": dict.fromkeys(settings.funding.sandbox_max_topup, "1000000000")
+        }
+    )
+    settings = settings.model_copy(update={"funding": funding_settings})
+    registry = settings.asset_registry()
     with db.unit_of_work(db.make_session_factory(engine)) as session:
         user = identity.find_user(session=session, reference=email)
         assert user is not None
         funding.topup(
-            session=session, user=user, amount=registry.money(amount, asset), channel="sandbox"
+            session=session,
+            user=user,
+            amount=registry.money(amount, asset),
+            channel="sandbox",
+            settings=settings,
         )
 
 

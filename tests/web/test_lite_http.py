@@ -24,7 +24,7 @@ from strongroom.app import create_app
 from strongroom.identity import service as identity
 from strongroom.identity.models import User
 from strongroom.web import core, lite
-from tests.api.conftest import make_settings
+from tests.api.conftest import make_settings, production_settings
 
 from .conftest import (
     assert_locked_down,
@@ -73,7 +73,7 @@ def test_session_cookie_flags_and_no_store(http: httpx.Client, pg_db: Engine) ->
     assert response.headers["location"] == "/app/"
     line = _set_cookies(response)["sr_session"]
     assert "HttpOnly" in line and "SameSite=lax" in line and "Path=/" in line
-    # plain http on 127.0.0.1 with env=development: Secure is relaxed (see web/cookies.py)
+    # plain http on 127.0.0.1 with env=test: Secure is relaxed (see web/cookies.py)
     assert "Secure" not in line
     home = http.get("/app/")
     assert home.status_code == 200 and user.name in home.text
@@ -84,6 +84,8 @@ def test_session_cookie_flags_and_no_store(http: httpx.Client, pg_db: Engine) ->
 
 
 def _secure_app(sqlite_db: Engine, env: str) -> FastAPI:
+    if env == "production":  # production starts only with production's settings
+        return create_app(production_settings(sqlite_db), sqlite_db)
     settings = make_settings(sqlite_db)
     return create_app(settings.model_copy(update={"env": env}), sqlite_db)
 
@@ -97,6 +99,7 @@ def _secure_app(sqlite_db: Engine, env: str) -> FastAPI:
         ("development", "http://wallet.example", True),
         ("demo", "http://localhost:8000", False),
         ("development", "http://127.0.0.1:8000", False),
+        ("test", "http://127.0.0.1:8000", False),
     ],
 )
 def test_cookies_are_secure_except_plain_http_loopback_in_demo_or_development(

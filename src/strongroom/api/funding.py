@@ -31,7 +31,21 @@ class TopupOut(BaseModel):
 
 
 @router.post(
-    "/topups", status_code=201, response_model=TopupOut, responses={201: {"model": TopupOut}}
+    "/topups",
+    status_code=201,
+    response_model=TopupOut,
+    responses={
+        201: {"model": TopupOut},
+        400: {"description": "`malformed_json`, `busy` (the ledger's queue is full: retry)"},
+        401: {"description": "no valid token (`unauthorized`, `invalid_token`)"},
+        409: {"description": "`idempotency_key_reused`, `idempotency_key_in_progress`"},
+        422: {
+            "description": "`unknown_channel` (`details.channels`: the channels there are; no "
+            "`sandbox` in production), `limit_exceeded` (a sandbox top-up over "
+            "`funding.sandbox_max_topup`: `details {limit: sandbox_topup, limit_amount, left, "
+            "frees_at: null}`), `invalid_amount`, `unknown_asset`, `validation_error`"
+        },
+    },
 )
 def create_topup(
     body: TopupIn,
@@ -51,6 +65,6 @@ def create_topup(
         key=idempotency_key,
         body=body.model_dump(mode="json"),
         prepare=lambda prepared: service.prepare_topup(
-            session=prepared, user=user, amount=amount, channel=body.channel
+            session=prepared, user=user, amount=amount, channel=body.channel, settings=settings
         ),
     )

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from strongroom.funding.connectors import connector
+from strongroom.funding.connectors import available, connector
+from strongroom.identity import verification
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
 from strongroom.money import Money
+from strongroom.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,10 +21,24 @@ class Topup:
     status: str
 
 
-def prepare_topup(*, session: Session, user: User, amount: Money, channel: str) -> TransferSpec:
-    """Confirm with the channel and name the accounts; the transfer itself is left to the
-    caller (directly, or through the group-commit batcher)."""
-    channel_connector = connector(channel)
+def channels(settings: Settings) -> list[str]:
+    """The top-up channels this installation offers (none in production yet)."""
+    return sorted(available(settings))
+
+
+def prepare_topup(
+    *, session: Session, user: User, amount: Money, channel: str, settings: Settings
+) -> TransferSpec:
+    """Confirm with the channel, then name the accounts; the transfer itself is left to the
+    caller (directly, or through the group-commit batcher). An unknown or disabled channel
+    (``unknown_channel``) or an amount over its cap (``limit_exceeded``) is refused before
+    anything is written."""
+    verification.require_verified(user)  # R-SEC-11: email_unverified before anything else
+    channel_connector = connector(channel, settings)
+    confirmation = channel_connector.request(user_id=user.id, amount=amount, reference=user.id)
+    if not confirmation.confirmed:
+        # Real channels confirm by webhook; none exists yet, so this cannot happen today.
+        raise NotImplementedError("asynchronous top-up channels are not built yet")
     wallet = ledger.user_wallet_id(session=session, user_id=user.id, asset=amount.asset.code)
     omnibus = ledger.ensure_account_id(
         session=session,
@@ -32,10 +48,6 @@ def prepare_topup(*, session: Session, user: User, amount: Money, channel: str) 
         asset=amount.asset.code,
         allow_negative=True,
     )
-    confirmation = channel_connector.request(user_id=user.id, amount=amount, reference=user.id)
-    if not confirmation.confirmed:
-        # Real channels confirm by webhook; none exists yet, so this cannot happen today.
-        raise NotImplementedError("asynchronous top-up channels are not built yet")
     return TransferSpec(
         debit_account_id=omnibus,
         credit_account_id=wallet,
@@ -46,6 +58,10 @@ def prepare_topup(*, session: Session, user: User, amount: Money, channel: str) 
     )
 
 
-def topup(*, session: Session, user: User, amount: Money, channel: str) -> Topup:
-    spec = prepare_topup(session=session, user=user, amount=amount, channel=channel)
+def topup(
+    *, session: Session, user: User, amount: Money, channel: str, settings: Settings
+) -> Topup:
+    spec = prepare_topup(
+        session=session, user=user, amount=amount, channel=channel, settings=settings
+    )
     return Topup(id=ledger.transfer(session=session, spec=spec), status="completed")

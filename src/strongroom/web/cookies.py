@@ -2,9 +2,9 @@
 
 Every cookie is ``HttpOnly`` and ``SameSite=Lax`` (the pending sign-in: ``Strict``) and
 ``Secure``, except on plain ``http://`` to a loopback host (``localhost``, ``127.0.0.1``,
-``::1``) when the settings' ``env`` is ``demo`` or ``development``: ``strongroom demo`` and a
-developer's ``strongroom serve`` run there without TLS, and a browser drops a ``Secure`` cookie
-sent over plain http. The browser tests run the app with ``env=development`` on
+``::1``) when the settings' ``env`` is ``demo``, ``development`` or ``test``: ``strongroom
+demo`` and a developer's ``strongroom serve`` run there without TLS, and a browser drops a
+``Secure`` cookie sent over plain http. The browser tests run the app with ``env=test`` on
 ``http://127.0.0.1`` and so get the relaxed flag; production always gets ``Secure``.
 
 Keys for what the web layer signs or seals are derived from ``STRONGROOM_SECRET_KEY`` with a
@@ -28,7 +28,7 @@ CSRF_COOKIE: Final = "sr_csrf"
 PENDING_COOKIE: Final = "sr_pending"
 """The sealed first step of a sign-in waiting for its 2FA code."""
 LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-RELAXED_ENVS: Final = frozenset({"demo", "development"})
+RELAXED_ENVS: Final = frozenset({"demo", "development", "test"})
 
 
 def settings_of(request: Request) -> Settings:

@@ -19,10 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from strongroom.db import unit_of_work
 from strongroom.identity import service as identity
-from strongroom.identity.models import User
+from strongroom.identity import two_factor, verification
+from strongroom.identity.models import TotpFactor, User
+from strongroom.identity.step_up import StepUp
 from strongroom.settings import MailSettings, Settings
 
 PASSWORD = "correct-horse-battery-9"
+PUBLIC_URL = "https://wallet.example"
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
 
 
@@ -79,6 +82,7 @@ def smtp() -> Iterator[SmtpServer]:
 
 def make_settings(engine: Engine, port: int, **mail: Any) -> Settings:
     return Settings(
+        env="test",
         database_url=engine.url.render_as_string(hide_password=False),
         run_worker=False,
         secret_key="test-secret-key-0123456789",
@@ -120,3 +124,53 @@ def reload(factory: sessionmaker[Session], user: User) -> User:
         found = session.get(User, user.id)
         assert found is not None
         return found
+
+
+def signed_in(factory: sessionmaker[Session], user: User, now: datetime = T0) -> str:
+    """A session of the user (committed, as a request's is before its step-up); its id."""
+    with unit_of_work(factory) as session:
+        found = session.get(User, user.id)
+        assert found is not None
+        return identity.issue_token(session=session, user=found, ttl_s=3600, now=now).session_id
+
+
+def stepped_up(
+    session: Session,
+    user: User,
+    settings: Settings,
+    session_id: str,
+    *,
+    password: str = PASSWORD,
+    otp: str | None = None,
+    now: datetime = T0,
+) -> StepUp:
+    """R-SEC-8's proof for a change, as a request makes it in session ``session_id``
+    (``signed_in``): the password again (and ``otp`` with 2FA on)."""
+    return identity.step_up(
+        session=session,
+        user=user,
+        session_id=session_id,
+        password=password,
+        otp=otp,
+        settings=settings.auth,
+        now=now,
+    )
+
+
+def seed(factory: sessionmaker[Session], settings: Settings, user: User) -> str:
+    """The user's TOTP seed, opened with the vault key (the column holds it sealed)."""
+    with factory() as session:
+        factor = session.get(TotpFactor, user.id)
+        assert factor is not None
+        return two_factor.secret_of(factor, settings.auth)
+
+
+def verify_user(factory: sessionmaker[Session], settings: Settings, user: User) -> None:
+    """Verify the user's email with the token its link carries, as the link does."""
+    with unit_of_work(factory) as session:
+        found = session.get(User, user.id)
+        assert found is not None
+        token = verification.send_link(
+            session=session, user=found, settings=settings.auth, public_url=PUBLIC_URL, now=T0
+        )
+        verification.verify(session=session, token=token, now=T0)

@@ -50,7 +50,9 @@ def test_create_operator_with_totp_secret(pg_db: Engine) -> None:
     assert secret is not None
     assert re.search(r"^otpauth_uri: otpauth://totp/", made.output, re.M)
     assert len(re.search(r"^recovery_codes: (.+)$", made.output, re.M).group(1).split()) == 10
-    settings = Settings(database_url=url, run_worker=False, secret_key="test-secret-key-0123456789")
+    settings = Settings(
+        env="test", database_url=url, run_worker=False, secret_key="test-secret-key-0123456789"
+    )
     with TestClient(create_app(settings, pg_db)) as client:
         login = {"email": "ops@example.com", "password": "operator-pass-77"}
         assert client.post("/v1/auth/login", json=login).json()["error"]["code"] == ("otp_required")

@@ -61,7 +61,7 @@ def directory(request: Request) -> Path | None:
     """The Maildir of the demo's inbox, or None when this app is not the demo with a sink."""
     settings: Settings = request.app.state.settings
     found = getattr(request.app.state, STATE_KEY, None)
-    if settings.env != "demo" or not isinstance(found, Path):
+    if not settings.demo_inbox_enabled() or not isinstance(found, Path):
         return None
     return found
 

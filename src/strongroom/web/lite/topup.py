@@ -4,7 +4,11 @@ The handler does what ``POST /v1/topups`` does (``funding.service.prepare_topup`
 ledger's group-commit batcher, see ``lite.forms``), with the idempotency key of the form's
 render: sending the form twice, or refreshing after sending it, tops up once and shows the
 same receipt. A bad amount or an unknown asset is refused in the form before anything is
-written.
+written; an amount over the sandbox's per-request cap is refused with the cap.
+
+The sandbox exists only where the settings enable it (never in production, R-SEC-11): without
+it the screen says that top-up is unavailable and offers no form, and a POST is refused (422)
+with the same sentence, nothing written.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from strongroom import db
 from strongroom.api import AssetsDep, SessionDep, SettingsDep
 from strongroom.errors import DomainError, InvalidAmount
 from strongroom.funding import service as funding
-from strongroom.money import AssetRegistry
+from strongroom.funding.connectors import SANDBOX_LIMIT
+from strongroom.money import AssetRegistry, parse_amount
+from strongroom.settings import Settings
 from strongroom.web import core
-from strongroom.web.i18n import lang_of
+from strongroom.web.i18n import N_, Lang, lang_of
 from strongroom.web.lite import forms
 from strongroom.web.lite.history import receipt_path
 from strongroom.web.lite.layout import PREFIX, page
@@ -30,6 +36,11 @@ from strongroom.web.sessions import SignedIn, SignedInDep
 router = APIRouter(prefix=PREFIX)
 PATH: Final = "/app/topup"
 CHANNEL: Final = "sandbox"
+UNAVAILABLE: Final = N_(
+    "Top-up is not available here: this installation has no top-up channel yet."
+)
+OVER_CAP: Final = N_("The sandbox adds at most %(amount)s %(asset)s at a time.")
+UNAVAILABLE_STATUS: Final = 422
 
 
 class TopupForm(BaseModel):
@@ -38,6 +49,11 @@ class TopupForm(BaseModel):
     asset: str = Field(default="", max_length=16)
     amount: str = Field(default="", max_length=forms.FIELD_MAX_CHARS)
     idempotency_key: str = Field(default="", max_length=forms.FIELD_MAX_CHARS)
+
+
+def available(settings: Settings) -> bool:
+    """Whether this installation offers the screen's channel (see ``funding.channels``)."""
+    return CHANNEL in funding.channels(settings)
 
 
 def _form(
@@ -49,8 +65,10 @@ def _form(
     amount: str,
     error: str | None = None,
     status_code: int = 200,
+    offered: bool = True,
 ) -> HTMLResponse:
-    """The form with a new idempotency key: each render is one top-up at most."""
+    """The form with a new idempotency key: each render is one top-up at most; without the
+    channel (``offered`` False), the sentence saying top-up is unavailable instead."""
     return page(
         request,
         "lite/topup.html",
@@ -60,6 +78,8 @@ def _form(
             "amount": amount,
             "error": error,
             "key": forms.new_key(),
+            "available": offered,
+            "unavailable": lang_of(request).gettext(UNAVAILABLE),
         },
         user=user,
         current=PATH,
@@ -68,8 +88,24 @@ def _form(
 
 
 @router.get("/topup", response_class=HTMLResponse)
-def topup_page(user: SignedInDep, request: Request, registry: AssetsDep) -> HTMLResponse:
-    return _form(request, user, registry, asset=forms.default_asset(user.user), amount="")
+def topup_page(
+    user: SignedInDep, request: Request, registry: AssetsDep, settings: SettingsDep
+) -> HTMLResponse:
+    asset = forms.default_asset(user.user)
+    return _form(request, user, registry, asset=asset, amount="", offered=available(settings))
+
+
+def _refusal(lang: Lang, error: DomainError, registry: AssetRegistry, settings: Settings) -> str:
+    """The sentence for a refusal of the top-up: the sandbox's cap with its amount, else the
+    money forms' sentences."""
+    if error.code == "limit_exceeded" and error.details.get("limit") == SANDBOX_LIMIT:
+        asset = registry.get(error.details.get("asset"))
+        cap_minor = parse_amount(str(error.details.get("limit_amount")), asset.scale)
+        return lang.gettext(OVER_CAP) % {
+            "amount": lang.amount(cap_minor, asset.scale),
+            "asset": asset.code,
+        }
+    return forms.refusal(lang, error, registry, settings)
 
 
 @router.post("/topup", response_class=HTMLResponse)
@@ -84,6 +120,16 @@ def topup(
     """Top up once per form; then to the receipt (POST, redirect, GET)."""
     lang = lang_of(request)
     asset, amount = body.asset, body.amount
+    if not available(settings):  # nothing to offer: nothing is read or written
+        return _form(
+            request,
+            user,
+            registry,
+            asset=forms.default_asset(user.user),
+            amount="",
+            status_code=UNAVAILABLE_STATUS,
+            offered=False,
+        )
 
     def refused(message: str, error: DomainError, shown_asset: str = asset) -> HTMLResponse:
         """The form again, with what was typed and the refusal (nothing was written)."""
@@ -114,10 +160,10 @@ def topup(
             key=body.idempotency_key,
             body=values,
             prepare=lambda prepared: funding.prepare_topup(
-                session=prepared, user=user.user, amount=money, channel=CHANNEL
+                session=prepared, user=user.user, amount=money, channel=CHANNEL, settings=settings
             ),
         )
     except DomainError as error:
         error = db.settle_refusal(session, error)
-        return refused(forms.refusal(lang, error, registry, settings), error)
+        return refused(_refusal(lang, error, registry, settings), error)
     return core.secure_headers(RedirectResponse(receipt_path(done.transfer_id), status_code=303))
