@@ -239,6 +239,9 @@ class Settings(BaseSettings):
     # the console's Inbox of the demo's delivered emails; unset: on in the demo only
     demo_inbox: bool | None = None
     request_body_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Strict-Transport-Security on every answer in production (only there): browsers then use
+    # https for this host for that long (a year; 0 tells them to forget it)
+    hsts_max_age_s: int = Field(default=365 * 24 * 3600, ge=0, le=2 * 365 * 24 * 3600)
 
     @field_validator("secret_key")
     @classmethod
