@@ -106,19 +106,20 @@ def test_cookies_are_secure_except_plain_http_loopback_in_demo_or_development(
     sqlite_db: Engine, env: str, base_url: str, secure: bool
 ) -> None:
     user = web_user(sqlite_db)
+    prefix = "__Host-" if secure else ""  # Secure with Path=/: the host-only prefix too
     with TestClient(_secure_app(sqlite_db, env), base_url=base_url) as client:
         page = client.get("/app/signin")
         token = csrf_token(page.text)
-        client.cookies.set("sr_csrf", page.cookies["sr_csrf"])
+        client.cookies.set(f"{prefix}sr_csrf", page.cookies[f"{prefix}sr_csrf"])
         response = client.post(
             "/app/signin",
             data={"csrf_token": token, "email": user.email, "password": user.password},
             follow_redirects=False,
         )
     assert response.status_code == 303
-    for name in ("sr_csrf",):
+    for name in (f"{prefix}sr_csrf",):
         assert ("Secure" in _set_cookies(page)[name]) is secure
-    session_line = _set_cookies(response)["sr_session"]
+    session_line = _set_cookies(response)[f"{prefix}sr_session"]
     assert ("Secure" in session_line) is secure
     assert "HttpOnly" in session_line and "SameSite=lax" in session_line
 

@@ -47,6 +47,22 @@ def secure(request: Request) -> bool:
     return not relaxed
 
 
+def name_for(request: Request, base: str, path: str = "/") -> str:
+    """The name a cookie has in this request: ``__Host-<base>`` where it is ``Secure`` with
+    ``Path=/`` (no ``Domain``: bound to this host, so no other subdomain can set or shadow it),
+    ``__Secure-<base>`` where it is ``Secure`` on a narrower path (``__Host-`` needs ``/``), and
+    plain ``<base>`` where ``Secure`` is left off (plain http on loopback in demo, development
+    and test: browsers refuse a prefixed cookie without ``Secure``)."""
+    if not secure(request):
+        return base
+    return f"__Host-{base}" if path == "/" else f"__Secure-{base}"
+
+
+def get(request: Request, base: str, default: str | None = None, *, path: str = "/") -> str | None:
+    """The value of the cookie ``put`` sets as ``base`` (at ``path``), or ``default``."""
+    return request.cookies.get(name_for(request, base, path), default)
+
+
 def put(
     response: Response,
     request: Request,
@@ -57,9 +73,10 @@ def put(
     path: str = "/",
     same_site: Literal["lax", "strict"] = "lax",
 ) -> None:
-    """Set a cookie with the web layer's flags (``max_age_s`` None: until the browser closes)."""
+    """Set a cookie with the web layer's flags and name (``name_for``; ``max_age_s`` None:
+    until the browser closes)."""
     response.set_cookie(
-        name,
+        name_for(request, name, path),
         value,
         max_age=max_age_s,
         path=path,
@@ -71,9 +88,10 @@ def put(
 
 def drop(response: Response, request: Request, name: str, *, path: str = "/") -> None:
     """Delete a cookie set by ``put`` (same name, path and flags), if the browser sent it."""
-    if name not in request.cookies:
+    named = name_for(request, name, path)
+    if named not in request.cookies:
         return
-    response.delete_cookie(name, path=path, secure=secure(request), httponly=True, samesite="lax")
+    response.delete_cookie(named, path=path, secure=secure(request), httponly=True, samesite="lax")
 
 
 def derived_key(request: Request, purpose: str) -> bytes:

@@ -49,7 +49,7 @@ def _seed(request: Request) -> str:
     seed = getattr(request.state, "csrf_seed", None)
     if isinstance(seed, str):
         return seed
-    seed = request.cookies.get(cookies.CSRF_COOKIE, "")
+    seed = cookies.get(request, cookies.CSRF_COOKIE, "") or ""
     if not 32 <= len(seed) <= SEED_MAX_CHARS:
         seed = secrets.token_urlsafe(SEED_BYTES)
         request.state.csrf_new_seed = True
@@ -58,7 +58,7 @@ def _seed(request: Request) -> str:
 
 
 def _token(request: Request, seed: str) -> str:
-    session = request.cookies.get(cookies.SESSION_COOKIE, "")
+    session = cookies.get(request, cookies.SESSION_COOKIE, "") or ""
     bound = hashlib.sha256(session.encode()).hexdigest()
     mac = hmac.new(cookies.derived_key(request, "csrf"), f"{seed}|{bound}".encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
@@ -88,7 +88,7 @@ async def protect(request: Request) -> None:
     if given is None and content_type in FORM_TYPES:
         value = (await request.form()).get(FIELD)
         given = value if isinstance(value, str) else None
-    seed = request.cookies.get(cookies.CSRF_COOKIE, "")
+    seed = cookies.get(request, cookies.CSRF_COOKIE, "") or ""
     if not given or len(given) > TOKEN_MAX_CHARS or not 32 <= len(seed) <= SEED_MAX_CHARS:
         raise CsrfRefused()
     if not hmac.compare_digest(given.encode(), _token(request, seed).encode()):

@@ -194,7 +194,10 @@ def lang_of(request: Request) -> Lang:
     cached = getattr(request.state, "web_lang", None)
     if isinstance(cached, Lang):
         return cached
-    chosen = request.cookies.get(LANGUAGE_COOKIE)
+    # the name cookies.put gave it: __Host-lang over https, lang on plain http (web.cookies)
+    chosen = request.cookies.get(f"__Host-{LANGUAGE_COOKIE}") or request.cookies.get(
+        LANGUAGE_COOKIE
+    )
     if chosen not in LANGUAGES:
         chosen = negotiate(request.headers.get("accept-language"))
     result = lang_for(present(chosen, "a language is chosen"))
