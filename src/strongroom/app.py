@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from strongroom import worker
+from strongroom.api.adjustments import router as adjustments_router
 from strongroom.api.funding import router as funding_router
 from strongroom.api.identity import router as identity_router
 from strongroom.api.ledger import router as ledger_router
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     for router in (
         identity_router,
         ledger_router,
+        adjustments_router,
         funding_router,
         payments_router,
         notify_router,

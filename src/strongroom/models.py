@@ -1,5 +1,7 @@
 """Imports every domain's tables so that ``Base.metadata`` knows them all."""
 
+from strongroom.adjustments.models import Adjustment
+from strongroom.identity.api_keys import ApiKey
 from strongroom.identity.models import (
     AuditEvent,
     AuthToken,
@@ -16,6 +18,8 @@ from strongroom.reserves.models import PorAudit, PorReserve
 
 __all__ = [
     "Account",
+    "Adjustment",
+    "ApiKey",
     "AuditEvent",
     "AuthToken",
     "Entry",

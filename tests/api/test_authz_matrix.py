@@ -1,6 +1,11 @@
 """The authorization matrix: every endpoint in the app's route table (so a new endpoint is
-covered the day it is added) refuses an anonymous caller, another user and an operator without
-the role, and the refusal leaks nothing. Public endpoints are an explicit allow-list."""
+covered the day it is added) is walked with no credentials, a user, an operator without 2FA,
+an operator of every role, and, for the raw ledger writes, service keys of the right scope,
+another scope, revoked and made up. Operator endpoints answer exactly as the one role table
+(``identity.roles.TABLE``) says; the raw ledger writes only to a key with the ``ledger``
+scope (R-SEC-10). A refusal writes nothing (every table's row count is unchanged but the audit
+log's, which records the attempt) and leaks nothing. Public endpoints are an explicit
+allow-list; the console's pages are walked the same way in tests/web/test_console_roles.py."""
 
 from __future__ import annotations
 
@@ -12,21 +17,27 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 
 from strongroom import db
-from strongroom.api import OperatorGuard
-from strongroom.identity.models import AuthToken
+from strongroom.adjustments import service as adjustments
+from strongroom.api import OperatorGuard, ServiceKeyGuard
+from strongroom.db import Base
+from strongroom.identity import roles
+from strongroom.identity.models import AuditEvent, AuthToken, User
 from strongroom.identity.service import OPERATOR_ROLES
+from strongroom.ledger import service as ledger
 from strongroom.ledger.models import Account
 from strongroom.notify.models import OutboxEmail
+from strongroom.settings import LedgerLimits
 from tests.api.conftest import Caller, operator, signup
+from tests.api.service_keys import foreign_scope_key, make_key, revoked_key
 
 PUBLIC = {
     ("GET", "/health"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
-    ("GET", "/docs/oauth2-redirect"),
     ("GET", "/redoc"),
     ("POST", "/v1/auth/register"),
     ("POST", "/v1/auth/login"),
@@ -43,7 +54,8 @@ PUBLIC = {
 class Endpoint:
     method: str
     path: str
-    roles: tuple[str, ...] | None  # None: not an operator endpoint; (): any operator role
+    roles: frozenset[str] | None  # the roles an operator endpoint opens to; None: not one
+    scope: str | None = None  # the service key scope a key endpoint takes; None: not one
 
     @property
     def params(self) -> list[str]:
@@ -62,22 +74,25 @@ def _route_contexts(app: FastAPI) -> Iterator[object]:
     yield from iter_route_contexts(app.routes)
 
 
-def _operator_roles(route: object) -> tuple[str, ...] | None:
+def _guards(route: object) -> tuple[frozenset[str] | None, str | None]:
+    """The roles of the route's ``OperatorGuard`` and the scope of its ``ServiceKeyGuard``."""
     original = getattr(route, "original_route", route)
     if not isinstance(original, APIRoute):
-        return None
-    pending, found = [original.dependant], None
+        return None, None
+    pending, found_roles, found_scope = [original.dependant], None, None
     while pending:
         dependant = pending.pop()
         if isinstance(dependant.call, OperatorGuard):
-            found = dependant.call.roles or tuple(OPERATOR_ROLES)
+            found_roles = dependant.call.roles
+        if isinstance(dependant.call, ServiceKeyGuard):
+            found_scope = dependant.call.scope
         pending.extend(dependant.dependencies)
-    return found
+    return found_roles, found_scope
 
 
 # The web pages (the Lite app, the operator console) sign in with a cookie, not a bearer
 # token, and answer in HTML: their matrices (sign-in redirects, CSRF on every form, the console's
-# roles) are tests/web/test_lite_http.py and tests/web/test_console_http.py.
+# roles) are tests/web/test_lite_http.py, test_console_http.py and test_console_roles.py.
 WEB_PAGES = ("/app", "/console")
 
 
@@ -90,13 +105,30 @@ def endpoints(app: FastAPI) -> list[Endpoint]:
         if any(path == prefix or path.startswith(prefix + "/") for prefix in WEB_PAGES):
             continue
         for method in sorted(methods - {"HEAD", "OPTIONS"}):
-            found.append(Endpoint(method, path, _operator_roles(route)))
+            found.append(Endpoint(method, path, *_guards(route)))
     return found
+
+
+def rows(engine: Engine) -> dict[str, int]:
+    """Every table's row count but the audit log's (a refused operator's attempt is recorded
+    there on purpose)."""
+    with engine.connect() as connection:
+        return {
+            table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+            for table in Base.metadata.sorted_tables
+            if table.name != AuditEvent.__tablename__
+        }
+
+
+def audit_actions(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(connection.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
 
 
 @pytest.fixture
 def world(client, pg_db) -> dict[str, object]:
-    """A victim with a session, a wallet and an email; an attacker; operators of every role."""
+    """A victim with a session, a wallet and an email; an attacker; operators of every role;
+    a pending adjustment proposed by a finance operator who is none of them; service keys."""
     victim = signup(client, "Victim")
     victim.topup("10.00")
     factory = db.make_session_factory(pg_db)
@@ -110,12 +142,14 @@ def world(client, pg_db) -> dict[str, object]:
         email = session.scalars(
             select(OutboxEmail.id).where(OutboxEmail.user_id == victim.user_id)
         ).first()
+    maker = operator(client, pg_db, "finance")
     values = {
         "session_id": str(token),
         "account_id": str(account),
         "email_id": str(email),
         "user_id": victim.user_id,
         "id": str(token),
+        "adjustment_id": str(_pending_adjustment(pg_db, maker.user_id, int(account or 0))),
     }
     operators = {role: operator(client, pg_db, role) for role in OPERATOR_ROLES}
     return {
@@ -124,11 +158,33 @@ def world(client, pg_db) -> dict[str, object]:
         "values": values,
         "operators": operators,
         "no_2fa": operator(client, pg_db, "admin", two_factor=False),
+        "keys": {
+            "ledger": make_key(pg_db),
+            "other_scope": foreign_scope_key(pg_db),
+            "revoked": revoked_key(pg_db),
+            "made_up": "srk_" + "A" * 43,
+        },
     }
 
 
-def call(client, endpoint: Endpoint, path: str, token: str | None) -> httpx.Response:
+def _pending_adjustment(engine: Engine, maker_id: str, wallet_id: int) -> int:
+    with db.unit_of_work(db.make_session_factory(engine)) as session:
+        omnibus = ledger.operator_account(session=session, kind="bank_omnibus", asset="HKD")
+        row = adjustments.propose(
+            session=session,
+            proposer=session.get_one(User, maker_id),
+            proposal=adjustments.Proposal(omnibus.id, wallet_id, "HKD", 1_00, "matrix"),
+            limits=LedgerLimits(),
+        )
+        return row.id
+
+
+def call(
+    client, endpoint: Endpoint, path: str, token: str | None, key: str | None = None
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if key is not None:
+        headers["X-Api-Key"] = key
     body = None if endpoint.method in ("GET", "DELETE") else {}
     return client.request(endpoint.method, path, json=body, headers=headers)
 
@@ -140,7 +196,7 @@ def assert_refused(
     body = response.json()
     assert set(body) == {"error"}, body
     if code is not None:
-        assert body["error"]["code"] == code, body
+        assert body["error"]["code"] == code, (response.request.url, body)
     assert victim.email not in response.text and victim.user_id not in response.text
     assert "Traceback" not in response.text
 
@@ -149,23 +205,50 @@ def test_the_route_table_is_covered(app):
     found = endpoints(app)
     assert {(e.method, e.path) for e in found} >= PUBLIC - {("GET", "/redoc")}
     assert len([e for e in found if (e.method, e.path) not in PUBLIC]) >= 20
-    assert any(e.roles == ("admin",) for e in found)
-    assert any(e.roles == tuple(OPERATOR_ROLES) for e in found)
+    admin_routes = [e for e in found if e.path.startswith("/v1/admin/")]
+    assert len(admin_routes) >= 10
+    for endpoint in admin_routes:  # no operator route without a guard, and never both
+        assert (endpoint.roles is None) != (endpoint.scope is None), endpoint
+        assert endpoint.roles is None or endpoint.roles in roles.TABLE.values(), endpoint
+    writes = {(e.method, e.path) for e in found if e.scope == "ledger"}
+    assert writes == {
+        ("POST", "/v1/admin/ledger/transfers"),
+        ("POST", "/v1/admin/ledger/accounts"),
+    }
+    money = roles.holders("balances")
+    for path in (
+        "/v1/admin/ledger/accounts/{account_id}",
+        "/v1/admin/ledger/accounts/{account_id}/statement",
+    ):
+        assert next(e.roles for e in found if e.path == path) == money == {"admin", "finance"}
+    assert next(e.roles for e in found if e.path == "/v1/admin/audit") == {"admin"}
 
 
-def test_anonymous_callers_are_refused_everywhere_but_public_endpoints(client, app, world):
+def test_anonymous_callers_are_refused_everywhere_but_public_endpoints(client, app, world, pg_db):
     victim = world["victim"]
+    before = rows(pg_db)
     for endpoint in endpoints(app):
         if (endpoint.method, endpoint.path) in PUBLIC:
             continue
         path = endpoint.fill(world["values"])
-        for token in (None, "sr_not-a-real-token"):
-            assert_refused(call(client, endpoint, path, token), (401,), victim)
+        nothing = call(client, endpoint, path, None)
+        if endpoint.scope is not None:
+            assert_refused(nothing, (401,), victim, "api_key_required")
+            # a made-up bearer token is still a person's: not what these routes take
+            made_up = call(client, endpoint, path, "sr_not-a-real-token")
+            assert_refused(made_up, (403,), victim, "service_key_required")
+        else:
+            assert_refused(nothing, (401,), victim)
+            assert_refused(call(client, endpoint, path, "sr_not-a-real-token"), (401,), victim)
+    assert rows(pg_db) == before
 
 
-def test_operator_endpoints_refuse_users_operators_without_2fa_and_other_roles(client, app, world):
+def test_operator_endpoints_answer_exactly_as_the_role_table_says(client, app, world, pg_db):
+    """Users, operators without 2FA and every role outside the table's row are refused (403,
+    nothing written but the audit event of the attempt); every role in it is let through."""
     victim, attacker = world["victim"], world["attacker"]
-    checked = 0
+    checked, let_through = 0, []
+    before, audited = rows(pg_db), len(audit_actions(pg_db))
     for endpoint in endpoints(app):
         if endpoint.roles is None:
             continue
@@ -178,12 +261,49 @@ def test_operator_endpoints_refuse_users_operators_without_2fa_and_other_roles(c
             "two_factor_required",
         )
         for role, caller in world["operators"].items():
-            if role not in endpoint.roles:
-                assert_refused(
-                    call(client, endpoint, path, caller.token), (403,), victim, "forbidden"
-                )
+            if role in endpoint.roles:
+                let_through.append((endpoint, role, caller))
+            else:
+                answer = call(client, endpoint, path, caller.token)
+                assert_refused(answer, (403,), victim, "forbidden")
+                assert answer.json()["error"]["details"]["roles"] == sorted(endpoint.roles)
         checked += 1
-    assert checked >= 6
+    assert checked >= 10
+    assert rows(pg_db) == before  # refusals wrote nothing ...
+    assert set(audit_actions(pg_db)[audited:]) == {"operator.api"}  # ... but the attempts
+    for endpoint, role, caller in let_through:
+        answer = call(client, endpoint, endpoint.fill(world["values"]), caller.token)
+        assert answer.status_code not in (401, 403), (endpoint, role, answer.text)
+
+
+def test_raw_ledger_writes_take_only_a_ledger_service_key(client, app, world, pg_db):
+    """R-SEC-10: a person's token is refused on the raw ledger writes whatever the role (403
+    ``service_key_required``), and so are keys of another scope, revoked and made-up keys;
+    a key with the ``ledger`` scope is let through (here to the body's validation)."""
+    victim, keys = world["victim"], world["keys"]
+    writes = [e for e in endpoints(app) if e.scope is not None]
+    assert len(writes) == 2
+    before = rows(pg_db)
+    for endpoint in writes:
+        path = endpoint.fill(world["values"])
+        people = [world["attacker"], world["no_2fa"], *world["operators"].values()]
+        for person in people:
+            answer = call(client, endpoint, path, person.token)
+            assert_refused(answer, (403,), victim, "service_key_required")
+        for name, code, status in (
+            ("other_scope", "insufficient_scope", 403),
+            ("revoked", "invalid_api_key", 401),
+            ("made_up", "invalid_api_key", 401),
+        ):
+            answer = call(client, endpoint, path, None, keys[name])
+            assert_refused(answer, (status,), victim, code)
+        admin = world["operators"]["admin"]
+        both = call(client, endpoint, path, admin.token, keys["revoked"])
+        assert_refused(both, (401,), victim, "invalid_api_key")  # a token does not help a key
+    assert rows(pg_db) == before
+    for endpoint in writes:
+        answer = call(client, endpoint, endpoint.fill(world["values"]), None, keys["ledger"])
+        assert answer.status_code == 422, answer.text  # let in, then the empty body refused
 
 
 def test_another_user_cannot_reach_a_victims_resources(client, app, world):
@@ -191,7 +311,9 @@ def test_another_user_cannot_reach_a_victims_resources(client, app, world):
     and no page shows the victim."""
     victim, attacker = world["victim"], world["attacker"]
     for endpoint in endpoints(app):
-        if endpoint.roles is not None or (endpoint.method, endpoint.path) in PUBLIC:
+        if endpoint.roles is not None or endpoint.scope is not None:
+            continue
+        if (endpoint.method, endpoint.path) in PUBLIC:
             continue
         path = endpoint.fill(world["values"])
         if endpoint.params:

@@ -14,6 +14,7 @@ from strongroom import db
 from strongroom.identity.models import AuthToken
 from strongroom.ledger.models import Transfer
 from tests.api.conftest import Caller, operator, signup
+from tests.api.service_keys import ledger_integration
 
 
 def transfer_count(engine) -> int:
@@ -271,10 +272,10 @@ def test_missing_bad_and_expired_tokens(client, pg_db):
 
 
 def test_operator_batch_all_or_nothing_per_linked_group(client, pg_db):
-    admin = operator(client, pg_db)
+    integration, admin = ledger_integration(client, pg_db), operator(client, pg_db)
     accounts = []
     for i in range(3):
-        made = admin.post(
+        made = integration.post(
             "/v1/admin/ledger/accounts",
             {
                 "owner_type": "operator",
@@ -283,7 +284,6 @@ def test_operator_batch_all_or_nothing_per_linked_group(client, pg_db):
                 "asset": "HKD",
                 "allow_negative": i == 0,
             },
-            key=None,
         )
         assert made.status_code == 201, made.text
         accounts.append(made.json()["id"])
@@ -306,11 +306,11 @@ def test_operator_batch_all_or_nothing_per_linked_group(client, pg_db):
             "amount": "2.00",
         },
     ]
-    result = admin.post("/v1/admin/ledger/transfers", {"transfers": transfers}, key=None).json()
+    result = integration.post("/v1/admin/ledger/transfers", {"transfers": transfers}).json()
     assert [r["status"] for r in result["results"]] == ["created", "failed", "failed", "created"]
     assert result["results"][2]["error"]["code"] == "insufficient_funds"
     assert (result["created"], result["failed"]) == (2, 2)
-    replay = admin.post("/v1/admin/ledger/transfers", {"transfers": transfers[3:]}, key=None)
+    replay = integration.post("/v1/admin/ledger/transfers", {"transfers": transfers[3:]})
     assert replay.json()["results"][0]["status"] == "exists"
     account = admin.get(f"/v1/admin/ledger/accounts/{a}").json()
     assert (account["total"], account["available"]) == ("8.00", "8.00")
@@ -318,27 +318,31 @@ def test_operator_batch_all_or_nothing_per_linked_group(client, pg_db):
     assert [i["balance_after"] for i in statement["items"]] == ["8.00", "10.00"]
 
 
-def test_batch_refuses_oversize_and_non_operators(client, pg_db):
-    admin, alice = operator(client, pg_db), signup(client, "Alice")
+def test_batch_refuses_oversize_and_callers_without_a_ledger_key(client, pg_db):
+    integration, alice = ledger_integration(client, pg_db), signup(client, "Alice")
+    admin = operator(client, pg_db)
     one = {"debit_account_id": 1, "credit_account_id": 2, "asset": "HKD", "amount": "0.01"}
     before = transfer_count(pg_db)
     assert_error(
-        admin.post("/v1/admin/ledger/transfers", {"transfers": [one] * 8001}, key=None),
+        integration.post("/v1/admin/ledger/transfers", {"transfers": [one] * 8001}),
         400,
         "batch_too_large",
     )
+    for person in (alice, admin):  # people, whatever their role, use adjustments (R-SEC-10)
+        assert_error(
+            person.post("/v1/admin/ledger/transfers", {"transfers": [one]}, key=None),
+            403,
+            "service_key_required",
+        )
     assert_error(
-        alice.post("/v1/admin/ledger/transfers", {"transfers": [one]}, key=None), 403, "forbidden"
+        client.post("/v1/admin/ledger/transfers", json={"transfers": [one]}),
+        401,
+        "api_key_required",
     )
-    assert_error(
-        client.post("/v1/admin/ledger/transfers", json={"transfers": [one]}), 401, "unauthorized"
-    )
-    bad = admin.post(
-        "/v1/admin/ledger/transfers", {"transfers": [one | {"amount": "0.001"}]}, key=None
-    )
+    bad = integration.post("/v1/admin/ledger/transfers", {"transfers": [one | {"amount": "0.001"}]})
     assert_error(bad, 422, "invalid_amount")
-    unknown = admin.post(
-        "/v1/admin/ledger/transfers", {"transfers": [one | {"debit_account_id": 424242}]}, key=None
+    unknown = integration.post(
+        "/v1/admin/ledger/transfers", {"transfers": [one | {"debit_account_id": 424242}]}
     ).json()
     assert unknown["results"][0]["error"]["code"] == "account_not_found"
     assert transfer_count(pg_db) == before

@@ -40,6 +40,7 @@ from .console_support import console_sign_in, make_operator, password_step
 SCREENS = {  # a console page of each screen
     "dashboard": "/console/",
     "users": "/console/users",
+    "adjustments": "/console/adjustments",
     "audit": "/console/audit",
     "outbox": "/console/outbox",
 }
@@ -273,8 +274,8 @@ def test_each_role_sees_and_opens_only_its_screens_and_every_request_is_audited(
                     assert _h1(response.text) == "Not for your role"
                     assert _nav(response.text) == {SCREENS[s] for s in allowed}  # in the layout
             user_page = client.get(f"/console/users/{customer_id}").text
-            assert ('data-asset="HKD"' in user_page) is (role in ACCESS["user.balances"]), role
-            assert ('id="events-title"' in user_page) is (role in ACCESS["user.events"]), role
+            assert ('data-asset="HKD"' in user_page) is (role in ACCESS["balances"]), role
+            assert ('id="events-title"' in user_page) is (role in ACCESS["security_events"]), role
         recorded = _events(pg_db, action="operator.api", actor_id=operator_id)
         paths = [audit.details(event)["path"] for event in recorded]
         assert paths == ["/console/", *SCREENS.values(), f"/console/users/{customer_id}"], role
@@ -429,7 +430,7 @@ def test_a_users_page_shows_balances_and_security_events_a_page_at_a_time(
                 session=session, user=row, code=f"Qx{number:02d}", settings=settings
             )
     user_id = _user_id(pg_db, user.email)
-    console_sign_in(http, make_operator(pg_db, "support"))
+    console_sign_in(http, make_operator(pg_db, "admin"))  # balances: admin, finance (R-SEC-10)
     first = http.get(f"/console/users/{user_id}").text
     assert re.search(
         r'data-asset="HKD"><th scope="row">HKD</th><td class="num">1,234,567.89<', first

@@ -13,7 +13,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from strongroom import db
+from strongroom.errors import Forbidden
+from strongroom.identity import api_keys, roles
 from strongroom.identity import service as identity_service
+from strongroom.identity.audit import Origin
 from strongroom.identity.models import User
 from strongroom.ledger.domain import TransferSpec
 from strongroom.money import AssetRegistry, Money
@@ -63,28 +66,28 @@ UserDep = Annotated[User, Depends(current_user)]
 
 
 class OperatorGuard:
-    """Operators only (R-SEC-7, issue #3): the role must be one of ``roles`` (any operator role
-    when empty), 2FA must be on (``two_factor_required``), and the call is written to the audit
-    log (who, what, when, from where) as a kept record, so it stays even when the action itself
-    is refused later."""
+    """Operators only (R-SEC-7, R-SEC-10): the role must hold ``capability`` in the one role
+    table (``identity.roles.TABLE``), 2FA must be on (``two_factor_required``), and the call is
+    written to the audit log (who, what, when, from where) as a kept record, so it stays even
+    when the action itself is refused later (a refusal by role included: it is an operator's
+    attempt)."""
 
-    def __init__(self, *roles: str) -> None:
-        self.roles = roles
+    def __init__(self, capability: str) -> None:
+        self.capability = capability
+        self.roles = roles.holders(capability)
 
     def __call__(self, request: Request, user: UserDep, session: SessionDep) -> User:
-        identity_service.require_operator(user, *self.roles)
+        identity_service.require_operator(user)
         audit_operator_request(request, session, user)
+        roles.require(user.operator_role, self.capability)
         return user
 
 
 def audit_operator_request(request: Request, session: Session, operator: User) -> None:
     """Record an operator's request in the audit log (who, what, when, from where) as a kept
     record (``db.keep``): it stays even when the action is refused afterwards."""
-    route = request.scope.get("route")
-    method, path, query = request.method, request.url.path, str(request.url.query)
-    route_path: str = getattr(route, "path", path)
-    ip = request.client.host if request.client else None
-    user_agent = request.headers.get("user-agent")
+    route_path, method, path, query = _what(request)
+    origin = origin_of(request)
     operator_id = operator.id
 
     def write(kept: Session) -> None:
@@ -95,20 +98,81 @@ def audit_operator_request(request: Request, session: Session, operator: User) -
             route=route_path,
             path=path,
             query=query,
-            ip=ip,
-            user_agent=user_agent,
+            ip=origin.ip,
+            user_agent=origin.user_agent,
         )
 
     db.keep(session, write)
 
 
-operator = OperatorGuard()
-OperatorDep = Annotated[User, Depends(operator)]
+def _what(request: Request) -> tuple[str, str, str, str]:
+    """The route template, method, path and query of a request (for the audit log)."""
+    route = request.scope.get("route")
+    path = request.url.path
+    return getattr(route, "path", path), request.method, path, str(request.url.query)
 
 
-def operator_with(*roles: str) -> Any:
-    """``Depends`` for an endpoint open to some operator roles only."""
-    return Depends(OperatorGuard(*roles))
+def origin_of(request: Request) -> Origin:
+    return Origin(
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+def operator_with(capability: str) -> Any:
+    """``Depends`` for an endpoint open to the operator roles that hold ``capability``."""
+    return Depends(OperatorGuard(capability))
+
+
+ApiKeyHeader = Annotated[str | None, Header(alias="X-Api-Key")]
+
+
+class ServiceKeyGuard:
+    """Integrations only (R-SEC-10): a live service key with ``scope`` in ``X-Api-Key``.
+    People are refused: a bearer token without a key gets 403 ``service_key_required`` (a
+    person is who it is, and this route is not for people, whatever their role); no
+    credentials 401 ``api_key_required``; an unknown or revoked key 401 ``invalid_api_key``; a
+    key of another scope 403 ``insufficient_scope``. Every request made with a key is written to
+    the audit log (the key's id and name, the route, when, from where) as a kept record."""
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+
+    def __call__(
+        self,
+        request: Request,
+        session: SessionDep,
+        key: ApiKeyHeader = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> api_keys.Caller:
+        if not key and authorization:
+            raise Forbidden(
+                "this route serves integrations: send a service key with the "
+                f"{self.scope} scope in X-Api-Key (operators use /v1/admin/adjustments)",
+                code="service_key_required",
+                scope=self.scope,
+            )
+        caller = api_keys.authenticate(session=session, key=key, scope=self.scope)
+        route_path, method, path, query = _what(request)
+        origin = origin_of(request)
+
+        def write(kept: Session) -> None:
+            api_keys.record_use(
+                session=kept,
+                caller=caller,
+                method=method,
+                route=route_path,
+                path=path,
+                query=query,
+                origin=origin,
+            )
+
+        db.keep(session, write)
+        return caller
+
+
+LedgerKeyDep = Annotated[api_keys.Caller, Depends(ServiceKeyGuard(api_keys.LEDGER))]
+"""A service key with the ``ledger`` scope: the raw ledger writes."""
 
 
 async def assets(request: Request) -> AssetRegistry:

@@ -60,7 +60,7 @@ def current_auth(
 
 
 AuthDep = Annotated[tuple[User, AuthToken], Depends(current_auth)]
-AdminDep = Annotated[User, operator_with("admin")]
+AuditReaderDep = Annotated[User, operator_with("audit")]
 
 
 # --------------------------------------------------------------------------- sign-up, sign-in
@@ -369,7 +369,7 @@ def security_events(
 
 @router.get("/admin/audit", tags=["operator"])
 def audit_search(
-    operator: AdminDep,
+    operator: AuditReaderDep,
     session: SessionDep,
     settings: SettingsDep,
     actor: Annotated[str | None, Query(max_length=254)] = None,

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from strongroom.api import AssetsDep, OperatorDep, SessionDep, SettingsDep, UserDep
+from strongroom.api import (
+    AssetsDep,
+    LedgerKeyDep,
+    SessionDep,
+    SettingsDep,
+    UserDep,
+    operator_with,
+)
 from strongroom.errors import DomainError, InvalidAmount
 from strongroom.identity.models import User
 from strongroom.ledger import reports, service
@@ -152,13 +159,50 @@ def _transaction(
     )
 
 
-# --------------------------------------------------------------------------- operators
+# --------------------------------------------------------------------------- the raw ledger
+#
+# R-SEC-10: its writes serve integrations, not people: a service key with the ``ledger`` scope
+# (``X-Api-Key``, ``strongroom admin create-api-key --scope ledger --name N``); a person's token
+# is refused (403 ``service_key_required``), whatever the role: operators move money by hand
+# through maker-checker adjustments (``api/adjustments.py``). Its reads are for the roles that
+# hold ``balances`` (finance, admin).
+
+BalancesReaderDep = Annotated[User, operator_with("balances")]
+KEY_REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "no service key (`api_key_required`), or not a live one (`invalid_api_key`)"
+    },
+    403: {
+        "description": "a bearer token instead of a key (`service_key_required`: these routes "
+        "are for integrations, whatever the person's role), or a key of another scope "
+        "(`insufficient_scope`)"
+    },
+}
+READER_REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no valid token (`unauthorized`, `invalid_token`, `token_expired`)"},
+    403: {
+        "description": "not an operator whose role holds `balances` (finance, admin): "
+        "`forbidden`; an operator without 2FA: `two_factor_required`"
+    },
+    404: {"description": "`account_not_found`"},
+}
 
 
-@router.post("/admin/ledger/transfers", tags=["operator"])
+@router.post(
+    "/admin/ledger/transfers",
+    tags=["operator"],
+    responses={
+        **KEY_REFUSALS,
+        400: {"description": "`batch_too_large` (`details.max`), `malformed_json`"},
+        422: {
+            "description": "`invalid_amount`, `unknown_asset`, `validation_error`; a "
+            "transfer's own refusal is in its result, not the status"
+        },
+    },
+)
 def batch(
     body: BatchIn,
-    operator: OperatorDep,
+    service_key: LedgerKeyDep,
     session: SessionDep,
     settings: SettingsDep,
     registry: AssetsDep,
@@ -221,10 +265,23 @@ def _spec(item: TransferIn, registry: AssetRegistry) -> TransferSpec:
     )
 
 
-@router.post("/admin/ledger/accounts", status_code=201, tags=["operator"])
+@router.post(
+    "/admin/ledger/accounts",
+    status_code=201,
+    tags=["operator"],
+    responses={
+        **KEY_REFUSALS,
+        422: {
+            "description": "`user_account_may_not_go_negative` (a `user` account with "
+            "`allow_negative`: nothing is written), `unknown_asset`, `validation_error`"
+        },
+    },
+)
 def create_account(
-    body: AccountIn, operator: OperatorDep, session: SessionDep, registry: AssetsDep
+    body: AccountIn, service_key: LedgerKeyDep, session: SessionDep, registry: AssetsDep
 ) -> AccountOut:
+    """The account of (owner, kind, asset), made if missing. A user's account never goes
+    negative: ``allow_negative`` on a ``user`` account is refused, for every caller."""
     registry.get(body.asset)
     account = service.ensure_account(
         session=session,
@@ -237,18 +294,25 @@ def create_account(
     return _account_out(account, registry, service.balance(session=session, account_id=account.id))
 
 
-@router.get("/admin/ledger/accounts/{account_id}", tags=["operator"])
+@router.get("/admin/ledger/accounts/{account_id}", tags=["operator"], responses=READER_REFUSALS)
 def get_account(
-    account_id: int, operator: OperatorDep, session: SessionDep, registry: AssetsDep
+    account_id: int, operator: BalancesReaderDep, session: SessionDep, registry: AssetsDep
 ) -> AccountOut:
     account = service.get_account(session=session, account_id=account_id)
     return _account_out(account, registry, service.balance(session=session, account_id=account_id))
 
 
-@router.get("/admin/ledger/accounts/{account_id}/statement", tags=["operator"])
+@router.get(
+    "/admin/ledger/accounts/{account_id}/statement",
+    tags=["operator"],
+    responses={
+        **READER_REFUSALS,
+        422: {"description": "`invalid_cursor`, `validation_error`"},
+    },
+)
 def account_statement(
     account_id: int,
-    operator: OperatorDep,
+    operator: BalancesReaderDep,
     session: SessionDep,
     settings: SettingsDep,
     registry: AssetsDep,

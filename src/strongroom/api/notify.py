@@ -16,8 +16,8 @@ from strongroom.notify import outbox
 from strongroom.notify.models import OutboxEmail
 
 router = APIRouter(prefix="/v1/admin", tags=["operator"])
-ReaderDep = Annotated[User, operator_with("admin", "support")]
-AdminDep = Annotated[User, operator_with("admin")]
+ReaderDep = Annotated[User, operator_with("outbox")]
+RetryDep = Annotated[User, operator_with("outbox.retry")]
 
 
 class OutboxEmailOut(BaseModel):
@@ -55,7 +55,7 @@ def _out(row: OutboxEmail) -> OutboxEmailOut:
     )
 
 
-@router.get("/outbox")
+@router.get("/outbox", responses={422: {"description": "`invalid_status`, `invalid_cursor`"}})
 def list_outbox(
     operator: ReaderDep,
     session: SessionDep,
@@ -81,8 +81,14 @@ def list_outbox(
     return OutboxPageOut(items=[_out(row) for row in page.items], next_cursor=page.next_cursor)
 
 
-@router.post("/outbox/{email_id}/retry")
-def retry_email(email_id: int, operator: AdminDep, session: SessionDep) -> OutboxEmailOut:
+@router.post(
+    "/outbox/{email_id}/retry",
+    responses={
+        404: {"description": "`email_not_found`"},
+        409: {"description": "`email_not_failed`: only a failed email is retried"},
+    },
+)
+def retry_email(email_id: int, operator: RetryDep, session: SessionDep) -> OutboxEmailOut:
     """Give a failed email a fresh set of delivery attempts."""
     row = outbox.requeue(session=session, email_id=email_id)
     return _out(row)

@@ -32,7 +32,7 @@ from strongroom.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from strongroom.identity import antiphishing, audit, lockout, passwords, two_factor
+from strongroom.identity import antiphishing, audit, lockout, passwords, roles, two_factor
 from strongroom.identity.audit import NOWHERE, Origin
 from strongroom.identity.errors import TwoFactorRequired
 from strongroom.identity.models import AuthToken, LoginThrottle, User
@@ -40,7 +40,7 @@ from strongroom.notify import outbox
 from strongroom.settings import AuthSettings
 
 REGIONS = ("HK", "CN")
-OPERATOR_ROLES = ("admin", "kyc_reviewer", "finance", "support")
+OPERATOR_ROLES = roles.ROLES  # the one role table: identity/roles.py
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}")
 
 

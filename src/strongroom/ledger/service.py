@@ -37,6 +37,7 @@ from strongroom.ledger.models import Account, Lock, Transfer
 from strongroom.settings import LedgerLimits, get_settings
 
 OPERATOR = "operator"
+USER = "user"
 BALANCE_READ_MAX = 1000
 """The most accounts one balance read takes (a user holds one wallet per asset)."""
 
@@ -90,7 +91,12 @@ def ensure_account_id(
     negative_limit_minor: int = 0,
 ) -> int:
     """The id of the account for (owner, kind, asset), created if missing: one indexed read on
-    the hot path. Safe under concurrency: the insert is ``ON CONFLICT DO NOTHING``."""
+    the hot path. Safe under concurrency: the insert is ``ON CONFLICT DO NOTHING``. A user's
+    account never goes negative (R-SEC-10; also a database CHECK since migration 0006)."""
+    if owner_type == USER and (allow_negative or negative_limit_minor):
+        raise LedgerError(
+            "a user's account may not go negative", code="user_account_may_not_go_negative"
+        )
     table = writer.ACCOUNTS
     lookup = select(table.c.id).where(
         table.c.owner_type == owner_type,

@@ -21,10 +21,26 @@ from typing import Final
 from fastapi import APIRouter, Depends
 
 from strongroom.web import csrf, errors
-from strongroom.web.console import access, account, audit_log, dashboard, layout, mail, users
+from strongroom.web.console import (
+    access,
+    account,
+    adjustments,
+    audit_log,
+    dashboard,
+    layout,
+    mail,
+    users,
+)
 from strongroom.web.i18n import N_
 
-SCREENS: Final = (account.router, dashboard.router, users.router, audit_log.router, mail.router)
+SCREENS: Final = (
+    account.router,
+    dashboard.router,
+    users.router,
+    adjustments.router,
+    audit_log.router,
+    mail.router,
+)
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf.protect)])
 for screen in SCREENS:

@@ -1,24 +1,13 @@
-"""Who may use which console screen, and the guard every console page goes through (R-SEC-7).
+"""Who may use which console screen, and the guard every console page goes through (R-SEC-7,
+R-SEC-10).
 
-``ACCESS`` is the one table of the console's permissions: a screen (or a part of one) and the
-operator roles that may use it. The navigation shows only what the role may use, and the guard
-answers 403 (a page in the console's layout) for everything else.
-
-| screen                   | admin | support | finance | kyc_reviewer |
-|--------------------------|:-----:|:-------:|:-------:|:------------:|
-| dashboard                |   ✓   |    ✓    |    ✓    |      ✓       |
-| users (search, a user)   |   ✓   |    ✓    |    ✓    |      ✓       |
-| a user's balances        |   ✓   |    ✓    |    ✓    |              |
-| a user's security events |   ✓   |    ✓    |         |      ✓       |
-| audit log                |   ✓   |         |         |              |
-| email outbox             |   ✓   |    ✓    |         |              |
-| inbox (demo only)        |   ✓   |    ✓    |         |              |
-
-Why: support answers users (who are they, what do they hold, what happened to their account,
-did the email go out); finance looks at money, not at sign-in histories; a KYC reviewer checks
-identities and so sees sign-in and security events, not balances; the audit log records what
-every operator did, so only admins read it. The operator API's own routes keep their rules
-(``notify.router``: admin and support read the outbox; ``/v1/admin/audit``: admins).
+The permissions are the operator roles' one table, ``identity.roles.TABLE`` (capability →
+roles), which the operator API reads too: a console screen, or a part of one, is a capability
+there (``dashboard``, ``users``, ``balances``, ``security_events``, ``audit``, ``outbox``,
+``inbox``, ``adjustments``...). ``ACCESS`` is that table, under the name the console has always
+used. The navigation shows only what the role may use, and the guard answers 403 (a page in
+the console's layout) for everything else; the table and the reasons for it are in
+``identity/roles.py``.
 
 ``ConsoleGuard(screen)`` is the dependency of every console page: the browser's session must be
 an operator's with 2FA on (``identity.service.require_operator``); the request is written to the
@@ -36,26 +25,18 @@ from fastapi import Request
 
 from strongroom.api import SessionDep, audit_operator_request
 from strongroom.errors import Forbidden, invariant
+from strongroom.identity import roles
 from strongroom.identity import service as identity
 from strongroom.identity.models import AuthToken, User
 from strongroom.web import sessions
 
-ALL_ROLES: Final = frozenset(identity.OPERATOR_ROLES)
-ACCESS: Final[dict[str, frozenset[str]]] = {
-    "dashboard": ALL_ROLES,
-    "users": ALL_ROLES,
-    "user.balances": frozenset({"admin", "support", "finance"}),
-    "user.events": frozenset({"admin", "support", "kyc_reviewer"}),
-    "audit": frozenset({"admin"}),
-    "outbox": frozenset({"admin", "support"}),
-    "inbox": frozenset({"admin", "support"}),
-}
-"""Screen → the operator roles that may use it (the table of the module docstring)."""
+ACCESS: Final = roles.TABLE
+"""Screen (capability) → the operator roles that may use it: the one role table."""
 
 
 def allowed(role: str | None, screen: str) -> bool:
     """Whether an operator of ``role`` may use ``screen`` (a key of ``ACCESS``)."""
-    return role is not None and role in ACCESS[screen]
+    return roles.may(role, screen)
 
 
 class NotAnOperator(Forbidden):

@@ -1,9 +1,10 @@
 """Users: search by email (any part of it) or id, and a user's page with their balances per
 asset and their security events, a page at a time (newest first).
 
-What a user's page shows follows the role (``access.ACCESS``): balances for admin, support and
-finance; security events for admin, support and KYC reviewers. The anti-phishing code itself is
-never shown, only whether one is set: it is the user's proof that an email comes from us.
+What a user's page shows follows the role (``access.ACCESS``, the one role table): balances
+for admin and finance (R-SEC-10); security events for admin, support and KYC reviewers. The
+anti-phishing code itself is never shown, only whether one is set: it is the user's proof that
+an email comes from us.
 """
 
 from __future__ import annotations
@@ -84,15 +85,13 @@ def user_page(
         "two_factor": two_factor.is_enabled(user),
         "joined": lang.when(user.created_at),
         "frozen_until": _frozen_until(user, lang),
-        "balances": _balances(session, user, registry, lang)
-        if operator.may("user.balances")
-        else None,
+        "balances": _balances(session, user, registry, lang) if operator.may("balances") else None,
         "events": None,
         "next_events": None,
         "events_cursor": events,
         "may_outbox": operator.may("outbox"),
     }
-    if operator.may("user.events"):
+    if operator.may("security_events"):
         found = audit.security_events(
             session=session, user_id=user.id, limit=EVENTS_PAGE_SIZE, cursor=events or None
         )
