@@ -5,15 +5,19 @@ from strongroom.identity.api_keys import ApiKey
 from strongroom.identity.models import (
     AuditEvent,
     AuthToken,
+    EmailVerification,
     LoginThrottle,
     PasswordReset,
+    PendingSignIn,
     RecoveryCode,
+    StepUpFailures,
     TotpFactor,
     User,
 )
 from strongroom.ledger.models import Account, Entry, Lock, Transfer
 from strongroom.movements.models import IdempotencyKey
 from strongroom.notify.models import OutboxEmail
+from strongroom.ratelimit.models import RateLimitBucket
 from strongroom.reserves.models import PorAudit, PorReserve
 
 __all__ = [
@@ -22,15 +26,19 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "AuthToken",
+    "EmailVerification",
     "Entry",
     "IdempotencyKey",
     "Lock",
     "LoginThrottle",
     "OutboxEmail",
     "PasswordReset",
+    "PendingSignIn",
     "PorAudit",
     "PorReserve",
+    "RateLimitBucket",
     "RecoveryCode",
+    "StepUpFailures",
     "TotpFactor",
     "Transfer",
     "User",

@@ -96,7 +96,7 @@ def test_other_environments_run_with_defaults_and_have_the_sandbox(env: str) -> 
 def test_the_sandbox_needs_a_cap_for_every_asset_it_can_top_up() -> None:
     with pytest.raises(ValueError, match="no cap for HKD"):
         Settings(env="test", funding={"sandbox_max_topup": {"CNY": "100"}})  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="sandbox_max_topup.HKD: .* decimals"):
+    with pytest.raises(ValueError, match=r"sandbox_max_topup\.HKD: .* decimals"):
         Settings(
             env="test",
             funding={"sandbox_max_topup": {"HKD": "1.001"}},  # type: ignore[arg-type]

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from strongroom.db import Base, UTCDateTime, utcnow
@@ -29,6 +38,8 @@ class User(Base):
     two_factor_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # R-SEC-5: withdrawals are refused until then
     withdrawals_frozen_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # R-SEC-11: when the current email was verified by its link; no money moves before that
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class AuthToken(Base):
@@ -59,12 +70,15 @@ class LoginThrottle(Base):
 
 
 class TotpFactor(Base):
-    """A user's TOTP secret (R-SEC-3): pending until confirmed with a code."""
+    """A user's TOTP secret (R-SEC-3): pending until confirmed with a code. The secret is
+    sealed with the vault key (R-SEC-11, ``identity.two_factor.secret_of``), with the id of the
+    key that sealed it."""
 
     __tablename__ = "identity_totp"
 
     user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id"), primary_key=True)
-    secret: Mapped[str] = mapped_column(String(64))
+    secret_sealed: Mapped[str] = mapped_column(String(255))
+    secret_key_id: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_used_step: Mapped[int] = mapped_column(BigId, default=-1)
@@ -86,16 +100,50 @@ class RecoveryCode(Base):
 
 
 class PasswordReset(Base):
-    """A single-use emailed reset token (R-SEC-4); only its SHA-256 is stored."""
+    """A single-use emailed reset token (R-SEC-4); only its SHA-256 is stored. A request for
+    an email without an account writes a row too (``user_id`` None, never usable): both answers
+    do the same work, and the hourly limit counts per email string."""
 
     __tablename__ = "identity_password_resets"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id"), index=True)
+    user_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("users.id"), index=True, nullable=True
+    )
+    email: Mapped[str] = mapped_column(String(254), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class EmailVerification(Base):
+    """A single-use emailed token that verifies one address of a user (R-SEC-11); only its
+    SHA-256 is stored. It verifies the address it was sent to, not a later one."""
+
+    __tablename__ = "identity_email_verifications"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class StepUpFailures(Base):
+    """Wrong passwords in a row at a step-up (R-SEC-8) by one session: counted here, not in
+    the sign-in lockout, so a stolen token cannot lock the owner out of signing in; at
+    ``auth.step_up_failures_max`` the session is signed out."""
+
+    __tablename__ = "identity_step_up_failures"
+
+    session_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("auth_tokens.id"), primary_key=True
+    )
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AuditEvent(Base):
@@ -118,3 +166,21 @@ class AuditEvent(Base):
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(String(300), nullable=True)
     details_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class PendingSignIn(Base):
+    """A right password waiting for its 2FA code in the web's two-step sign-in (issue #10):
+    single use and short-lived (``auth.sign_in_pending_ttl_s``). The browser holds only the
+    nonce; its SHA-256 is stored here, with the user, never the password
+    (``identity.pending_sign_in``)."""
+
+    __tablename__ = "identity_pending_sign_ins"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id"), index=True)
+    nonce_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # the console's sign-in (operators only) and the Lite app's do not complete each other's
+    operators_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

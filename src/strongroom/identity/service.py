@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,11 +31,27 @@ from strongroom.errors import (
     NotFound,
     Unauthorized,
     ValidationFailed,
+    present,
 )
-from strongroom.identity import antiphishing, audit, lockout, passwords, roles, two_factor
+from strongroom.identity import (
+    antiphishing,
+    audit,
+    lockout,
+    passwords,
+    pending_sign_in,
+    roles,
+    two_factor,
+    verification,
+)
 from strongroom.identity.audit import NOWHERE, Origin
 from strongroom.identity.errors import TwoFactorRequired
-from strongroom.identity.models import AuthToken, LoginThrottle, User
+from strongroom.identity.models import AuditEvent, AuthToken, LoginThrottle, User
+from strongroom.identity.step_up import (
+    ReauthenticationRequired,
+    StepUp,
+    forget_failures,
+    password_check,
+)
 from strongroom.notify import outbox
 from strongroom.settings import AuthSettings
 
@@ -78,14 +94,11 @@ def register(
     origin: Origin = NOWHERE,
     now: datetime | None = None,
 ) -> User:
+    """Open an account (the CLI, the demo, ``sign_up``); ``email_taken`` if the email has one.
+    The email is not verified yet (``verification.send_link``); the welcome email follows the
+    first verification."""
     now = now or utcnow()
-    email = normalise_email(email)
-    check_password(password, settings)
-    name = name.strip()
-    if not 1 <= len(name) <= 200:
-        raise ValidationFailed("name must be 1 to 200 characters", code="invalid_name")
-    if region not in REGIONS:
-        raise ValidationFailed(f"region must be one of {', '.join(REGIONS)}", code="invalid_region")
+    email, name = _checked_account(email, password, name, region, settings)
     if operator_role is not None and operator_role not in OPERATOR_ROLES:
         raise ValidationFailed(
             f"role must be one of {', '.join(OPERATOR_ROLES)}", code="invalid_role"
@@ -116,8 +129,112 @@ def register(
         now=now,
         details={"operator_role": operator_role},
     )
-    outbox.send_to_user(session=session, user=user, template_id="account.welcome", now=now)
     return user
+
+
+def _checked_account(
+    email: str, password: str, name: str, region: str, settings: AuthSettings
+) -> tuple[str, str]:
+    """R-SEC-1's checks of a new account: the normalised email and the name."""
+    email = normalise_email(email)
+    check_password(password, settings)
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise ValidationFailed("name must be 1 to 200 characters", code="invalid_name")
+    if region not in REGIONS:
+        raise ValidationFailed(f"region must be one of {', '.join(REGIONS)}", code="invalid_region")
+    return email, name
+
+
+@dataclass(frozen=True, slots=True)
+class SignedUp:
+    """What a sign-up answers: the same shape whether or not the email had an account."""
+
+    user_id: str
+
+
+def sign_up(
+    *,
+    session: Session,
+    email: str,
+    password: str,
+    name: str,
+    region: str,
+    settings: AuthSettings,
+    public_url: str,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> SignedUp:
+    """Public registration (``POST /v1/auth/register``, the Lite app's sign-up): the answer
+    never tells whether the email has an account (issue #10, finding 6). A new address gets
+    an account and the verification link; an address that has an account gets nothing new:
+    its owner is told someone tried (at most ``auth.verify_emails_per_hour_max`` such emails an
+    hour), and the answer carries a fresh id no account will ever have. Both hash the password
+    (Argon2id), so both take as long."""
+    now = now or utcnow()
+    address, _ = _checked_account(email, password, name, region, settings)
+    owner = session.scalars(select(User).where(User.email == address)).first()
+    if owner is None:
+        try:
+            with session.begin_nested():
+                user = register(
+                    session=session,
+                    email=address,
+                    password=password,
+                    name=name,
+                    region=region,
+                    settings=settings,
+                    origin=origin,
+                    now=now,
+                )
+        except Conflict:  # registered by a parallel request meanwhile
+            owner = present(
+                session.scalars(select(User).where(User.email == address)).first(),
+                "email_taken means an account has the email",
+            )
+        else:
+            verification.send_link(
+                session=session,
+                user=user,
+                settings=settings,
+                public_url=public_url,
+                origin=origin,
+                now=now,
+            )
+            return SignedUp(user_id=user.id)
+    passwords.hash_password(password)  # the same work as a new account: the same time
+    _tell_owner_of_sign_up(session, owner, settings, origin, now)
+    return SignedUp(user_id="u_" + secrets.token_hex(8))
+
+
+def _tell_owner_of_sign_up(
+    session: Session, owner: User, settings: AuthSettings, origin: Origin, now: datetime
+) -> None:
+    recent = session.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(
+            AuditEvent.subject_user_id == owner.id,
+            AuditEvent.action == "account.sign_up_attempted",
+            AuditEvent.occurred_at > now - timedelta(hours=1),
+        )
+    )
+    audit.record(
+        session=session,
+        action="account.sign_up_attempted",
+        subject_user_id=owner.id,
+        origin=origin,
+        now=now,
+    )
+    if (recent or 0) < settings.verify_emails_per_hour_max:
+        outbox.send_to_user(
+            session=session,
+            user=owner,
+            template_id="account.sign_up_attempted",
+            context={"at": now, "ip": origin.ip},
+            now=now,
+        )
+    session.flush()
 
 
 def sign_in_locked_until(
@@ -166,25 +283,118 @@ def login(
     once the password is right, before any session is issued."""
     now = now or utcnow()
     origin = Origin(ip=ip, user_agent=user_agent)
+    user = _password_verified(session, email, password, settings, origin, now, operators_only)
+    if two_factor.is_enabled(user):
+        two_factor.verify(
+            session=session, user=user, code=otp, settings=settings, now=now, origin=origin
+        )
+    return _signed_in(session, user, settings, origin, now)
+
+
+@dataclass(frozen=True, slots=True)
+class CodeAwaited:
+    """The password was right and 2FA is on: the sign-in waits for the code under ``nonce``
+    (single use, until ``expires_at``: ``identity.pending_sign_in``)."""
+
+    nonce: str
+    expires_at: datetime
+
+
+def login_password_step(
+    *,
+    session: Session,
+    email: str,
+    password: str,
+    settings: AuthSettings,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    now: datetime | None = None,
+    operators_only: bool = False,
+) -> IssuedToken | CodeAwaited:
+    """The first of two steps (the web's sign-in forms): the password, counted, locked and
+    audited as ``login``'s. Without 2FA, the session; with it, a pending sign-in that
+    ``login_code_step`` completes, so that the password is held nowhere in between."""
+    now = now or utcnow()
+    origin = Origin(ip=ip, user_agent=user_agent)
+    user = _password_verified(session, email, password, settings, origin, now, operators_only)
+    if not two_factor.is_enabled(user):
+        return _signed_in(session, user, settings, origin, now)
+    opened = pending_sign_in.open_sign_in(
+        session=session,
+        user_id=user.id,
+        operators_only=operators_only,
+        ttl_s=settings.sign_in_pending_ttl_s,
+        now=now,
+    )
+    return CodeAwaited(nonce=opened.nonce, expires_at=opened.expires_at)
+
+
+def login_code_step(
+    *,
+    session: Session,
+    nonce: str,
+    otp: str,
+    settings: AuthSettings,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    now: datetime | None = None,
+    operators_only: bool = False,
+) -> IssuedToken:
+    """The second step: the 2FA code for the pending sign-in ``nonce``, used up with the
+    session it gives (``sign_in_expired`` when it is unknown, used, expired or of the other
+    sign-in, or its user turned 2FA off since). A wrong code leaves it for another try (2FA's
+    blocks and alerts apply); a lock the email got meanwhile still refuses."""
+    now = now or utcnow()
+    origin = Origin(ip=ip, user_agent=user_agent)
+    user_id = pending_sign_in.consume(
+        session=session, nonce=nonce, operators_only=operators_only, now=now
+    )
+    user = session.get_one(User, user_id)
+    if not two_factor.is_enabled(user) or (operators_only and user.operator_role is None):
+        raise pending_sign_in.SignInExpired()
+    throttle = session.get(LoginThrottle, lockout.email_key(user.email))
+    if throttle is not None:
+        lockout.refuse_if_locked(throttle, now)
+    two_factor.verify(
+        session=session, user=user, code=otp, settings=settings, now=now, origin=origin
+    )
+    return _signed_in(session, user, settings, origin, now)
+
+
+def _password_verified(
+    session: Session,
+    email: str,
+    password: str,
+    settings: AuthSettings,
+    origin: Origin,
+    now: datetime,
+    operators_only: bool,
+) -> User:
+    """The sign-in's password step (a kept step, ``_password_check``); an operator without
+    2FA is refused here. A hash of older parameters is renewed."""
     check = _password_check(email, password, settings, origin, now, operators_only=operators_only)
     user = session.get_one(User, keep(session, check))
     if operators_only and not two_factor.is_enabled(user):
         raise TwoFactorRequired(
             "operators must turn on two-factor authentication before signing in here"
         )
-    if two_factor.is_enabled(user):
-        two_factor.verify(
-            session=session, user=user, code=otp, settings=settings, now=now, origin=origin
-        )
-    lockout.unlock(session=session, email=email)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
+    return user
+
+
+def _signed_in(
+    session: Session, user: User, settings: AuthSettings, origin: Origin, now: datetime
+) -> IssuedToken:
+    """Every factor passed: forget the email's failures, issue the session, audit it and
+    email the sign-in notice."""
+    lockout.unlock(session=session, email=user.email)
     issued = issue_token(
         session=session,
         user=user,
         ttl_s=settings.token_ttl_s,
-        ip=ip,
-        user_agent=user_agent,
+        ip=origin.ip,
+        user_agent=origin.user_agent,
         now=now,
     )
     audit.record(
@@ -199,7 +409,7 @@ def login(
         session=session,
         user=user,
         template_id="security.login_alert",
-        context={"at": now, "ip": ip, "user_agent": user_agent},
+        context={"at": now, "ip": origin.ip, "user_agent": origin.user_agent},
         now=now,
     )
     return issued
@@ -513,6 +723,38 @@ def record_security_change(
     return user.withdrawals_frozen_until
 
 
+# --------------------------------------------------------------------------- R-SEC-8 step-up
+
+
+def step_up(
+    *,
+    session: Session,
+    user: User,
+    session_id: str,
+    password: str | None,
+    otp: str | None,
+    settings: AuthSettings,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> StepUp:
+    """The password again, and the 2FA code when 2FA is on (R-SEC-8): the proof every
+    sensitive change takes (``identity.step_up``). A missing password is
+    ``reauthentication_required`` (403); a wrong one counts toward this session's step-up
+    limit (a kept record: it signs the session out at the limit), never the sign-in lockout;
+    a wrong code counts toward the 2FA block as at sign-in. For the withdrawal destinations
+    too (``POST /v1/bank-accounts``)."""
+    now = now or utcnow()
+    if not password:
+        raise ReauthenticationRequired()
+    keep(session, password_check(user.id, session_id, password, settings, origin, now))
+    if two_factor.is_enabled(user):
+        two_factor.verify(
+            session=session, user=user, code=otp, settings=settings, now=now, origin=origin
+        )
+    forget_failures(session=session, session_id=session_id)
+    return StepUp(user_id=user.id, session_id=session_id, at=now)
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -521,10 +763,12 @@ def set_anti_phishing_code(
     session: Session,
     user: User,
     code: str,
+    proof: StepUp,
     settings: AuthSettings,
     origin: Origin = NOWHERE,
     now: datetime | None = None,
 ) -> None:
+    proof.require(user)
     antiphishing.validate(code, password_hash=user.password_hash)
     if user.anti_phishing_code == code:
         return
@@ -544,10 +788,12 @@ def remove_anti_phishing_code(
     *,
     session: Session,
     user: User,
+    proof: StepUp,
     settings: AuthSettings,
     origin: Origin = NOWHERE,
     now: datetime | None = None,
 ) -> None:
+    proof.require(user)
     if user.anti_phishing_code is None:
         return
     user.anti_phishing_code = None
@@ -562,45 +808,24 @@ def remove_anti_phishing_code(
     )
 
 
-def _reauthenticate(
-    session: Session,
-    user: User,
-    password: str,
-    otp: str | None,
-    settings: AuthSettings,
-    origin: Origin,
-    now: datetime,
-) -> None:
-    """A sensitive change asks for the password again (counted like a sign-in, in the same
-    kept step) and the 2FA code when 2FA is on."""
-    email = user.email
-    keep(session, _password_check(email, password, settings, origin, now))
-    if two_factor.is_enabled(user):
-        two_factor.verify(
-            session=session, user=user, code=otp, settings=settings, now=now, origin=origin
-        )
-    lockout.unlock(session=session, email=email)
-
-
 def change_password(
     *,
     session: Session,
     user: User,
-    current_password: str,
     new_password: str,
-    otp: str | None,
+    proof: StepUp,
     settings: AuthSettings,
-    keep_session_id: str | None,
     origin: Origin = NOWHERE,
     now: datetime | None = None,
 ) -> None:
-    """Change the password; every other session is signed out."""
+    """Change the password (the current one was the step-up); every other session is signed
+    out."""
     now = now or utcnow()
-    _reauthenticate(session, user, current_password, otp, settings, origin, now)
+    proof.require(user)
     check_password(new_password, settings)
     user.password_hash = passwords.hash_password(new_password)
     revoke_other_sessions(
-        session=session, user=user, keep_session_id=keep_session_id, origin=origin, now=now
+        session=session, user=user, keep_session_id=proof.session_id, origin=origin, now=now
     )
     record_security_change(
         session=session,
@@ -618,16 +843,17 @@ def change_email(
     session: Session,
     user: User,
     new_email: str,
-    password: str,
-    otp: str | None,
+    proof: StepUp,
     settings: AuthSettings,
+    public_url: str,
     origin: Origin = NOWHERE,
     now: datetime | None = None,
 ) -> None:
-    """Change the sign-in email; the old address is told too."""
+    """Change the sign-in email; the old address is told too. The new address must be
+    verified (its link is emailed) before money moves again."""
     now = now or utcnow()
+    proof.require(user)
     new_email = normalise_email(new_email)
-    _reauthenticate(session, user, password, otp, settings, origin, now)
     if new_email == user.email:
         return
     if session.scalars(select(User.id).where(User.email == new_email)).first() is not None:
@@ -638,6 +864,7 @@ def change_email(
             session.flush()
     except IntegrityError as error:
         raise Conflict("an account with this email exists", code="email_taken") from error
+    verification.unverify(session=session, user=user)
     record_security_change(
         session=session,
         user=user,
@@ -648,11 +875,21 @@ def change_email(
         now=now,
         also_notify=old_email,
     )
+    verification.send_link(
+        session=session, user=user, settings=settings, public_url=public_url, origin=origin, now=now
+    )
 
 
 def begin_two_factor(
-    *, session: Session, user: User, settings: AuthSettings, now: datetime | None = None
+    *,
+    session: Session,
+    user: User,
+    proof: StepUp,
+    settings: AuthSettings,
+    now: datetime | None = None,
 ) -> two_factor.Enrolment:
+    """Start (or restart) an enrolment: a new secret, on only after ``confirm_two_factor``."""
+    proof.require(user)
     return two_factor.enrol(session=session, user=user, settings=settings, now=now or utcnow())
 
 
@@ -661,24 +898,51 @@ def confirm_two_factor(
     session: Session,
     user: User,
     otp: str,
+    proof: StepUp,
     settings: AuthSettings,
-    keep_session_id: str | None,
     origin: Origin = NOWHERE,
     now: datetime | None = None,
 ) -> list[str]:
-    """Turn 2FA on; every other session (signed in without 2FA) is signed out."""
+    """Turn 2FA on with a first code; every other session (signed in without 2FA) is signed
+    out. The step-up too, so that a token alone cannot finish an enrolment its owner began."""
     now = now or utcnow()
+    proof.require(user)
     codes = two_factor.confirm(
         session=session, user=user, otp=otp, settings=settings, now=now, origin=origin
     )
     revoke_other_sessions(
-        session=session, user=user, keep_session_id=keep_session_id, origin=origin, now=now
+        session=session, user=user, keep_session_id=proof.session_id, origin=origin, now=now
     )
     record_security_change(
         session=session,
         user=user,
         action="two_factor.enabled",
         change="two-factor authentication turned on",
+        settings=settings,
+        origin=origin,
+        now=now,
+    )
+    return codes
+
+
+def regenerate_recovery_codes(
+    *,
+    session: Session,
+    user: User,
+    proof: StepUp,
+    settings: AuthSettings,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> list[str]:
+    """New recovery codes (shown once); the old ones stop working."""
+    now = now or utcnow()
+    proof.require(user)
+    codes = two_factor.new_recovery_codes(session=session, user=user, settings=settings, now=now)
+    record_security_change(
+        session=session,
+        user=user,
+        action="two_factor.recovery_codes_regenerated",
+        change="new recovery codes",
         settings=settings,
         origin=origin,
         now=now,
@@ -716,15 +980,15 @@ def disable_two_factor(
     *,
     session: Session,
     user: User,
-    otp: str | None,
+    proof: StepUp,
     settings: AuthSettings,
     origin: Origin = NOWHERE,
     now: datetime | None = None,
 ) -> None:
+    """Turn 2FA off: the step-up checked the password and a current or recovery code."""
     now = now or utcnow()
-    two_factor.disable(
-        session=session, user=user, code=otp, settings=settings, now=now, origin=origin
-    )
+    proof.require(user)
+    two_factor.disable(session=session, user=user)
     record_security_change(
         session=session,
         user=user,

@@ -7,9 +7,9 @@ is: the same message, status, counting and lockout, so the form never tells who 
 An operator whose password is right but who has not turned 2FA on is told to turn it on first
 (in the Lite app's security settings), and no session is issued.
 
-The steps are the Lite app's (``web.signin.SignInFlow``): the password step waits for the code
-sealed in ``sr_pending`` (here bound to ``/console/signin``), and each step commits what a
-refusal recorded before showing it.
+The steps are the Lite app's (``web.signin.SignInFlow``): a right password waits for the code
+as a single-use pending sign-in on the server, its signed nonce in ``sr_pending`` (here bound to
+``/console/signin``), and each step commits what a refusal recorded before showing it.
 """
 
 from __future__ import annotations
@@ -116,15 +116,15 @@ def sign_in(
 
 
 @router.get("/signin/code", response_class=HTMLResponse)
-def code_page(request: Request) -> Response:
-    return FLOW.code_page(request)
+def code_page(request: Request, session: SessionDep) -> Response:
+    return FLOW.code_page(request, session)
 
 
 @router.post("/signin/code", response_class=HTMLResponse)
 def sign_in_with_code(
     otp: OtpField, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    """The 2FA step: the same sign-in again, now with the code."""
+    """The 2FA step: the code completes the pending sign-in, once."""
     return FLOW.code_step(otp, request, session, settings)
 
 

@@ -17,11 +17,10 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from strongroom import db
-from strongroom.api import SessionDep, SettingsDep
+from strongroom.api import SessionDep, SettingsDep, throttle
 from strongroom.api.identity import origin_of
 from strongroom.errors import DomainError
 from strongroom.identity import service as identity
-from strongroom.identity.errors import AccountLocked
 from strongroom.identity.schemas import LoginIn, RegisterIn
 from strongroom.web import core, errors, sessions, signin
 from strongroom.web.i18n import N_, Lang, lang_of
@@ -46,6 +45,7 @@ REFUSALS: Final = {
     "invalid_name": N_("Enter your name (up to 200 characters)."),
     "invalid_region": N_("Choose a region from the list."),
     "email_taken": N_("An account with this email exists already. Sign in instead."),
+    "rate_limited": N_("Too many attempts: try again after %(until)s."),
 }
 UNKNOWN_REFUSAL: Final = N_("That did not work. Check what you entered and try again.")
 REGIONS: Final = (("HK", N_("Hong Kong")), ("CN", N_("Mainland China")))
@@ -79,7 +79,7 @@ FLOW: Final = SignInFlow(
     home=HOME,
     sign_in=SIGN_IN,
     code_path=CODE_PATH,
-    next_prefixes=(HOME,),
+    next_prefixes=(HOME, "/reserves/verify"),
     operators_only=False,
     refusal=refusal_text,
     password_form=_sign_in_form,
@@ -119,31 +119,27 @@ def sign_up(
     session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
-    """Open an account, then sign in to it; if wrong guesses locked its email before it had an
-    account, the account is opened and the sign-in form says until when the email is locked."""
+    """Open an account and email its verification link; the same page whether or not the
+    email had an account (``identity.service.sign_up``: its owner is told instead), so this
+    form tells no one who has an account. Nobody is signed in here: the new user confirms the
+    address by the emailed link, then signs in."""
     try:
-        identity.register(
+        throttle.registration(request, session)  # before Argon2 (R-SEC-9)
+        identity.sign_up(
             session=session,
             email=body.email,
             password=body.password,
             name=body.name,
             region=body.region,
             settings=settings.auth,
+            public_url=settings.mail.public_url,
             origin=origin_of(request),
         )
     except DomainError as refused:
         error = db.settle_refusal(session, refused)
         shown = body.model_copy(update={"password": ""})
         return _sign_up_form(request, shown, refusal_text(lang_of(request), error), error.status)
-    email, auth = body.email, settings.auth
-    locked_until = identity.sign_in_locked_until(session=session, email=email, settings=auth)
-    if locked_until is not None:  # no refusal: that would roll the new account back
-        locked = AccountLocked(locked_until)
-        message = refusal_text(lang_of(request), locked)
-        return _sign_in_form(request, email, message, locked.status)
-    # the email's throttle row is locked now: this sign-in is not refused
-    issued = FLOW.login(session, settings, request, LoginIn(email=email, password=body.password))
-    return FLOW.signed_in_now(request, issued)
+    return page(request, "lite/signup_sent.html", {"email": body.email.strip()}, user=None)
 
 
 # --------------------------------------------------------------------------- sign in
@@ -165,20 +161,20 @@ def sign_in(
     session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
-    """The password step; with 2FA on, the sealed first step waits for the code."""
+    """The password step; with 2FA on, a single-use pending sign-in waits for the code."""
     return FLOW.password_step(body, request, session, settings)
 
 
 @router.get("/signin/code", response_class=HTMLResponse)
-def code_page(request: Request) -> Response:
-    return FLOW.code_page(request)
+def code_page(request: Request, session: SessionDep) -> Response:
+    return FLOW.code_page(request, session)
 
 
 @router.post("/signin/code", response_class=HTMLResponse)
 def sign_in_with_code(
     otp: OtpField, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    """The 2FA step: the same sign-in again, now with the code."""
+    """The 2FA step: the code completes the pending sign-in, once."""
     return FLOW.code_step(otp, request, session, settings)
 
 
