@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,10 +61,16 @@ def failed_checks(page: Page) -> list[str]:
 
 
 def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
-    page.fill("#email", email)
-    page.fill("#password", password)
-    page.click("#sign-in-button")
-    page.wait_for_selector("#signed-in:not([hidden])")
+    """Through the page's link to the Lite app's sign-in, which comes back here signed in (the
+    verify page has no password form of its own)."""
+    page.click("#sign-in-link")
+    page.wait_for_url(re.compile(r"/app/signin\?next="))
+    page.fill("form[action^='/app/signin'] input[name=email]", email)
+    page.fill("form[action^='/app/signin'] input[name=password]", password)
+    page.click("form[action^='/app/signin'] button[type=submit]")
+    page.wait_for_url(re.compile(r"/reserves/verify$"))
+    page.wait_for_selector("body[data-ready='true']")
+    page.wait_for_selector("#signed-in")
 
 
 def drop(page: Page, proof: object, name: str = "proof.json") -> None:
@@ -107,11 +114,13 @@ def test_sign_in_and_verify_now(
     assert page.inner_text("#published") == "Published root for audit 2026-12-01: matches"
     assert page.is_visible("#download")
     assert page.get_attribute("#download", "download") == "proof-2026-12-01.json"
-    # the token lives in this tab's sessionStorage only
-    storage = page.evaluate(
-        "() => [Object.keys(sessionStorage), localStorage.length, document.cookie]"
+    # no token is kept anywhere the page's script (or an injected one) could read it later
+    # (the Lite app's htmx keeps its history path in sessionStorage: nothing secret)
+    kept = page.evaluate(
+        "() => JSON.stringify([Object.entries(sessionStorage), Object.entries(localStorage)])"
     )
-    assert storage == [["strongroom.reserves.token", "strongroom.reserves.email"], 0, ""]
+    assert "prf1." not in kept and "token" not in kept.lower(), kept
+    assert page.evaluate("() => document.cookie") == ""  # the session cookie is HttpOnly
     screenshot(page, "verify-valid")
     assert console.errors == []
 
@@ -124,21 +133,19 @@ def test_signed_in_user_without_a_balance_is_told_so(
     page.click("#verify-now")
     page.wait_for_selector("#verdict.problem")
     assert "is not in audit 2026-12-01" in page.inner_text("#verdict")
-    page.click("#sign-out")
-    page.wait_for_selector("#sign-in:not([hidden])")
-    assert page.evaluate("() => sessionStorage.length") == 0
-    assert page.is_disabled("#verify-now")
+    assert "prf1." not in page.evaluate("() => JSON.stringify(Object.entries(sessionStorage))")
     assert [e for e in console.errors if "404" not in e] == []  # the proof request's 404 only
 
 
-def test_wrong_password_is_refused(page: Page, live_url: str, published: Published) -> None:
+def test_a_stranger_is_sent_to_the_apps_sign_in(
+    page: Page, live_url: str, published: Published
+) -> None:
+    """No password form here: a link to the Lite app's sign-in that comes back, and nothing to
+    fetch before it."""
     open_verify(page, live_url)
-    page.fill("#email", published.alice.email)
-    page.fill("#password", "not-the-password")
-    page.click("#sign-in-button")
-    page.wait_for_selector("#sign-in-error:not([hidden])")
-    assert page.inner_text("#sign-in-error").startswith("Sign-in failed:")
-    assert page.evaluate("() => sessionStorage.length") == 0
+    assert page.get_attribute("#sign-in-link", "href") == "/app/signin?next=/reserves/verify"
+    assert page.is_disabled("#verify-now")
+    assert page.locator("input[type=password]").count() == 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -397,7 +404,7 @@ def test_verify_page_in_chinese_verifies_a_valid_proof(
     page = open_verify_in(open_page, live_url, "zh_Hant")
     assert page.get_attribute("html", "lang") == "zh-Hant"
     assert page.inner_text("h1") == "驗證我的儲備證明"
-    assert page.get_attribute("#verify-now", "title") == "請先登入"  # set by the script
+    assert page.get_attribute("#verify-now", "title") == "請先登入"
     sign_in(page, published.alice.email)
     assert "已登入" in page.inner_text("#signed-in")
     page.click("#verify-now")
@@ -466,15 +473,12 @@ def test_verify_page_in_chinese_rejects_tampered_proofs(
     assert console.errors == []
 
 
-def test_verify_page_in_chinese_says_why_sign_in_failed(
+def test_verify_page_in_chinese_links_to_sign_in(
     open_page: Opener, live_url: str, published: Published
 ) -> None:
     page = open_verify_in(open_page, live_url, "zh_Hant")
-    page.fill("#email", published.alice.email)
-    page.fill("#password", "not-the-password")
-    page.click("#sign-in-button")
-    page.wait_for_selector("#sign-in-error:not([hidden])")
-    assert page.inner_text("#sign-in-error") == "登入失敗：電郵或密碼不正確。"
+    assert page.inner_text("#sign-in-link") == "登入"
+    assert "Strongroom" in page.inner_text("#sign-in")
 
 
 def test_audits_page_in_chinese(

@@ -34,20 +34,22 @@ from datetime import UTC, date
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from babel.dates import format_date
 from babel.messages.extract import extract
 from babel.numbers import get_decimal_symbol, get_group_symbol
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 
-from strongroom.api import SessionDep
+from strongroom.api import SessionDep, SettingsDep
+from strongroom.api.reserves import mint_proof_token
+from strongroom.db import utcnow
 from strongroom.errors import NotFound
 from strongroom.reserves import service
 from strongroom.reserves.audit import parse_utc
 from strongroom.reserves.models import PorAudit
-from strongroom.web import i18n
+from strongroom.web import i18n, sessions
 from strongroom.web.core import render
 
 LISTED_AUDITS = 50
@@ -62,6 +64,8 @@ SCRIPT_KEYWORDS: Final = {"N_": None}
 SCRIPT_OPTIONS: Final = {"parse_template_string": True}
 CACHE_CONTROL: Final = "private, no-cache"
 VARY: Final = "Accept-Language, Cookie"
+SIGN_IN_URL: Final = "/app/signin?next=/reserves/verify"
+"""The Lite app's sign-in, coming back here (the verify page has no password form of its own)."""
 DECIMAL_TEXT: Final = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -220,6 +224,7 @@ def verify_page(request: Request, session: SessionDep, audit: str | None = None)
             audit = None  # unknown: fall back to the latest
     selected = audit if audit is not None else (rows[0].audit_id if rows else None)
     lang = i18n.lang_of(request)
+    signed_in = sessions.optional_user(request, session)
     return _page(
         request,
         "reserves/verify.html",
@@ -228,5 +233,24 @@ def verify_page(request: Request, session: SessionDep, audit: str | None = None)
             "selected": selected,
             "page": "verify",
             "script_i18n": script_i18n(lang.code),
+            "signed_in_as": signed_in.user.email if signed_in is not None else None,
+            "sign_in_url": SIGN_IN_URL,
         },
+    )
+
+
+@router.post("/reserves/proof-token")
+def proof_token(
+    audit_id: Annotated[str, Form(min_length=1, max_length=MAX_AUDIT_ID_CHARS)],
+    user: sessions.SignedInDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    """For the verify page's script: a proof-only token (``api.reserves``) for the signed-in
+    browser's proof in one audit, valid minutes. The session cookie stays HttpOnly; the script
+    never holds a credential that can do more (CSRF-checked, as every POST here)."""
+    row = service.get_audit(session=session, audit_id=audit_id)
+    minted = mint_proof_token(settings, user_id=user.user.id, audit_id=row.audit_id, now=utcnow())
+    return JSONResponse(
+        minted.model_dump(mode="json"), status_code=201, headers={"Cache-Control": "no-store"}
     )

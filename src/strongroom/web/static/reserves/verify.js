@@ -1,9 +1,11 @@
-// The verify page (/reserves/verify): sign in, fetch my proof or read a dropped file, verify it
-// here with por_v1.js, compare its root with the published one, and show every step.
+// The verify page (/reserves/verify): fetch my proof or read a dropped file, verify it here with
+// por_v1.js, compare its root with the published one, and show every step.
 //
-// Sign-in is a stopgap until the Lite app's cookie sign-in exists: the bearer token from
-// POST /v1/auth/login is kept in sessionStorage ONLY (this tab, gone when it closes; never
-// localStorage, never a cookie) and sent only to this origin's /v1 API.
+// Signing in happens in the Lite app (its session cookie is HttpOnly: this script never sees
+// it). "Verify now" asks the page's own server, with the CSRF token, for a proof-only token
+// (POST /reserves/proof-token): it reads this user's proof of this audit for a few minutes and
+// nothing else (/v1/me, balances, transfers refuse it). It lives in a variable for one fetch and
+// is never stored (no sessionStorage, no localStorage).
 //
 // Languages: every message is marked N_('msgid', {params}) (here and in por_v1.js; the
 // `reserves` catalog domain). The page renders the translations of those msgids, and the
@@ -11,9 +13,6 @@
 // run, so the CSP allows it); `say()` fills a message's placeholders from them.
 
 import { CHECK_LABELS, MAX_PROOF_BYTES, N_, amountParam, fill, verifyProof } from './por_v1.js';
-
-const TOKEN_KEY = 'strongroom.reserves.token';
-const EMAIL_KEY = 'strongroom.reserves.email';
 
 const $ = (id) => document.getElementById(id);
 
@@ -74,21 +73,12 @@ function localAmount(text) {
 
 /** The reasons the API gives that this page can say in the page's language (by error code). */
 const API_ERRORS = {
-  invalid_credentials: N_('The email or password is wrong.'),
-  otp_required: N_('Enter the one-time code from your authenticator app.'),
-  invalid_otp: N_('The one-time code is wrong.'),
-  account_locked: N_('Too many failed attempts: the account is locked for a while.'),
-  two_factor_blocked: N_('Too many wrong codes: try again later.'),
   not_in_audit: N_('your account is not in audit %(audit)s'),
   audit_not_found: N_('audit %(audit)s is not published on this server'),
   rate_limited: N_('Too many requests: wait a moment and try again.'),
 };
 
 const SESSION_ENDED = N_('Your session has ended: please sign in again.');
-
-function token() {
-  return sessionStorage.getItem(TOKEN_KEY);
-}
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -115,67 +105,39 @@ async function errorMessage(response, params = {}) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Signing in
+// A proof-only token from the signed-in page
 
-function showSignedIn() {
-  const signedIn = token() !== null;
-  $('sign-in').hidden = signedIn;
-  $('signed-in').hidden = !signedIn;
-  $('signed-in-as').textContent = sessionStorage.getItem(EMAIL_KEY) || '';
-  const verifyNow = $('verify-now');
-  if (verifyNow) {
-    verifyNow.disabled = !signedIn;
-    verifyNow.title = signedIn ? '' : say(N_('Sign in first'));
-  }
+function csrfToken() {
+  const headers = document.body.getAttribute('hx-headers');
+  return headers ? JSON.parse(headers)['X-CSRF-Token'] : '';
 }
 
-function signOut(notice) {
-  const current = token();
-  sessionStorage.removeItem(TOKEN_KEY);
-  sessionStorage.removeItem(EMAIL_KEY);
-  if (current !== null) {
-    fetch('/v1/auth/logout', { method: 'POST', headers: { Authorization: `Bearer ${current}` } })
-      .catch(() => {});
-  }
-  showSignedIn();
-  if (notice) showSignInError(notice);
-}
-
-function showSignInError(message) {
-  const box = $('sign-in-error');
+function showFetchError(message) {
+  const box = $('fetch-error');
   box.textContent = message ? say(message) : '';
   box.hidden = !message;
 }
 
-async function signIn(event) {
-  event.preventDefault();
-  showSignInError('');
-  const button = $('sign-in-button');
-  button.disabled = true;
-  const body = { email: $('email').value.trim(), password: $('password').value };
-  const otp = $('otp').value.trim();
-  if (otp) body.otp = otp;
-  try {
-    const response = await fetch('/v1/auth/login', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    if (!response.ok) {
-      showSignInError(N_('Sign-in failed: %(reason)s', { reason: await errorMessage(response) }));
-      return;
-    }
-    const issued = await response.json();
-    sessionStorage.setItem(TOKEN_KEY, issued.token);
-    sessionStorage.setItem(EMAIL_KEY, body.email);
-    $('password').value = '';
-    $('otp').value = '';
-    showSignedIn();
-  } catch (error) {
-    showSignInError(N_('Sign-in failed: %(reason)s', { reason: error.message }));
-  } finally {
-    button.disabled = false;
+/** A token that reads only this user's proof of `auditId`, for a few minutes; null (and the
+ * reason shown) when the browser is not signed in any more or the server refused. */
+async function proofToken(auditId) {
+  const response = await fetch('/reserves/proof-token', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'X-CSRF-Token': csrfToken(), 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ audit_id: auditId }),
+  });
+  if (response.status === 401 || response.status === 403) {
+    showFetchError(SESSION_ENDED);
+    showProblem(N_('Sign in again to fetch your proof.'));
+    return null;
   }
+  if (!response.ok) {
+    const reason = await errorMessage(response, { audit: auditId });
+    showProblem(N_('No proof: %(reason)s', { reason }));
+    return null;
+  }
+  return (await response.json()).token;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -183,23 +145,21 @@ async function signIn(event) {
 
 async function verifyNow() {
   const auditId = $('audit-id').value;
-  const current = token();
-  if (current === null) {
-    showSignedIn();
-    return;
-  }
+  showFetchError('');
   showBusy(N_('Fetching your proof for audit %(audit)s…', { audit: auditId }));
   let response;
   try {
+    const proofOnly = await proofToken(auditId);
+    if (proofOnly === null) return;
     response = await fetch(`/v1/reserves/${encodeURIComponent(auditId)}/proof`, {
-      headers: { Authorization: `Bearer ${current}` },
+      headers: { Authorization: `Bearer ${proofOnly}` },
     });
   } catch (error) {
     showProblem(N_('Could not fetch your proof: %(reason)s', { reason: error.message }));
     return;
   }
   if (response.status === 401) {
-    signOut(SESSION_ENDED);
+    showFetchError(SESSION_ENDED);
     showProblem(N_('Sign in again to fetch your proof.'));
     return;
   }
@@ -437,22 +397,10 @@ function wireDropZone() {
   for (const name of ['dragover', 'drop']) window.addEventListener(name, (event) => event.preventDefault());
 }
 
-async function checkToken() {
-  const current = token();
-  if (current === null) return;
-  const response = await fetch('/v1/me', { headers: { Authorization: `Bearer ${current}` } }).catch(() => null);
-  if (response && response.status === 401) signOut(SESSION_ENDED);
-}
-
 function start() {
-  $('sign-in').addEventListener('submit', signIn);
-  $('sign-in-button').disabled = false;
-  $('sign-out').addEventListener('click', () => signOut(''));
   const button = $('verify-now');
-  if (button) button.addEventListener('click', verifyNow);
+  if (button && $('signed-in')) button.addEventListener('click', verifyNow);
   wireDropZone();
-  showSignedIn();
-  checkToken();
   document.body.dataset.ready = 'true';
 }
 
