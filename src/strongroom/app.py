@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strongroom import worker
 from strongroom.api.adjustments import router as adjustments_router
@@ -27,8 +27,9 @@ from strongroom.db import make_engine, make_session_factory
 from strongroom.errors import DomainError
 from strongroom.movements.batcher import Batcher
 from strongroom.notify import delivery as mail_delivery
+from strongroom.ratelimit.service import RateLimiter
 from strongroom.settings import Settings, get_settings
-from strongroom.web import console, lite
+from strongroom.web import api_docs, console, lite
 from strongroom.web import core as web_core
 from strongroom.web import errors as web_errors
 from strongroom.web import reserves as reserves_pages
@@ -65,7 +66,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        stops = [worker.start_thread(factory, settings.idempotency)] if settings.run_worker else []
+        stops = (
+            [worker.start_thread(factory, settings.idempotency, limits=settings.rate_limits)]
+            if settings.run_worker
+            else []
+        )
         if settings.run_worker and settings.mail.deliver:
             stops.append(mail_delivery.start_thread(factory, settings))
         yield
@@ -78,6 +83,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         version="0.1.0",
         lifespan=lifespan,
         description="Stored-value wallet back office: ledger, payments, reserves.",
+        # /docs is Swagger UI from the package (web.api_docs), not FastAPI's CDN page; no ReDoc
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -85,7 +94,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     batcher = Batcher(factory, max_batch=settings.ledger.group_commit_max)
     app.state.batcher = batcher
     app.state.assets = settings.asset_registry()
+    app.state.rate_limiter = RateLimiter(factory, settings.rate_limits)
     app.add_middleware(BodyLimit, max_bytes=settings.request_body_max_bytes)
+    app.add_middleware(SecurityHeaders, headers=transport_headers(settings))
     _install_error_handlers(app)
     for router in (
         identity_router,
@@ -98,6 +109,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         reserves_pages.router,
         lite.router,
         console.router,
+        api_docs.router,
     ):
         app.include_router(router)
     app.mount(web_core.STATIC_URL, StaticFiles(packages=STATIC_PACKAGES), name="static")
@@ -117,8 +129,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         if page is not None:
             return page
         return JSONResponse(
-            error_body(error.code, error.message, error.details), status_code=error.status
+            error_body(error.code, error.message, error.details),
+            status_code=error.status,
+            headers=getattr(error, "headers", None),  # e.g. a 429's Retry-After
         )
+
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(_request: Request, error: BodyTooLarge) -> Response:
+        return error.response()
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> Response:
@@ -155,29 +173,96 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error", exc_info=error)
         page = web_errors.page_for(request, 500)
         if page is not None:
+            page.headers.update(transport_headers(request.app.state.settings))
             return page
         return JSONResponse(
-            error_body("internal_error", "something went wrong on our side"), status_code=500
+            error_body("internal_error", "something went wrong on our side"),
+            status_code=500,
+            headers=transport_headers(request.app.state.settings),
         )
 
 
+def transport_headers(settings: Settings) -> dict[str, str]:
+    """What every answer carries: HSTS in production (only there: the demo and a developer's
+    server run on plain http, where a browser would then refuse them)."""
+    if settings.env != "production":
+        return {}
+    return {"Strict-Transport-Security": f"max-age={settings.hsts_max_age_s}"}
+
+
+class SecurityHeaders:
+    """Adds ``headers`` to every answer, errors and static files included (the outermost of our
+    middleware; the 500 handler adds them itself, its answer is sent outside)."""
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str]) -> None:
+        self.app = app
+        self.raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.raw:
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.raw]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """A request body that passed ``request_body_max_bytes`` while it was being received. An
+    ``HTTPException``, so that FastAPI's body parsing passes it on instead of answering 400."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(status_code=413, detail="request body too large")
+        self.max_bytes = max_bytes
+
+    def response(self) -> JSONResponse:
+        details = {"max_bytes": self.max_bytes}
+        body = error_body("payload_too_large", "request body too large", details)
+        return JSONResponse(body, status_code=413, headers={"Connection": "close"})
+
+
 class BodyLimit:
-    """Refuse request bodies over the configured size before reading them (P5)."""
+    """Refuse request bodies over the configured size (P5): a ``Content-Length`` over it before
+    anything is read, and any body (``Transfer-Encoding: chunked`` too, which has no length) as
+    soon as the bytes received pass it: 413 ``payload_too_large``, ``details.max_bytes``. The
+    rest of the body is never read; the server closes the connection."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope.get("headers", [])).get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-                response = JSONResponse(
-                    error_body(
-                        "payload_too_large", "request body too large", {"max_bytes": self.max_bytes}
-                    ),
-                    status_code=413,
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await BodyTooLarge(self.max_bytes).response()(scope, receive, send)
+            return
+        received_bytes = 0
+        response_started = False
+
+        async def counted() -> Message:
+            nonlocal received_bytes
+            message = await receive()
+            if message["type"] == "http.request":
+                received_bytes += len(message.get("body", b""))
+                if received_bytes > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLarge as refused:  # raised where no exception handler saw it
+            if response_started:
+                raise
+            await refused.response()(scope, receive, send)

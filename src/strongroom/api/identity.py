@@ -7,11 +7,11 @@ operators' audit search. Thin: the services decide; the request's unit of work
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from strongroom.api import SessionDep, SettingsDep, UserDep, bearer_token, operator_with
+from strongroom.api import SessionDep, SettingsDep, UserDep, bearer_token, operator_with, throttle
 from strongroom.identity import antiphishing, audit, reset, service, totp, two_factor
 from strongroom.identity.audit import Origin
 from strongroom.identity.models import AuditEvent, AuthToken, User
@@ -60,16 +60,23 @@ def current_auth(
 
 
 AuthDep = Annotated[tuple[User, AuthToken], Depends(current_auth)]
+LOGIN_REFUSALS: Final[dict[int | str, dict[str, Any]]] = {
+    429: {
+        "description": "`rate_limited` (`details.rule`, `details.retry_after_s`, `Retry-After`), "
+        "`account_locked` (`details.locked_until`), `two_factor_blocked`"
+    }
+}
 AuditReaderDep = Annotated[User, operator_with("audit")]
 
 
 # --------------------------------------------------------------------------- sign-up, sign-in
 
 
-@router.post("/auth/register", status_code=201)
+@router.post("/auth/register", status_code=201, responses=throttle.THROTTLED)
 def register(
     body: RegisterIn, request: Request, session: SessionDep, settings: SettingsDep
 ) -> RegisterOut:
+    throttle.registration(request, session)  # before Argon2 (R-SEC-9)
     user = service.register(
         session=session,
         email=body.email,
@@ -82,9 +89,12 @@ def register(
     return RegisterOut(user_id=user.id)
 
 
-@router.post("/auth/login")
+@router.post("/auth/login", responses=LOGIN_REFUSALS)
 def login(body: LoginIn, request: Request, session: SessionDep, settings: SettingsDep) -> LoginOut:
     origin = origin_of(request)
+    counted = throttle.login(request, session, body.email)  # before Argon2 (R-SEC-9)
+    if body.otp is not None:
+        counted += throttle.two_factor(request, session, body.email)
     issued = service.login(
         session=session,
         email=body.email,
@@ -94,6 +104,7 @@ def login(body: LoginIn, request: Request, session: SessionDep, settings: Settin
         ip=origin.ip,
         user_agent=origin.user_agent,
     )
+    throttle.give_back(request, session, counted)  # the limits count wrong guesses
     return LoginOut(token=issued.token, expires_at=issued.expires_at)
 
 
@@ -106,11 +117,12 @@ def logout(auth: AuthDep, request: Request, session: SessionDep) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/auth/password-reset", status_code=202)
+@router.post("/auth/password-reset", status_code=202, responses=throttle.THROTTLED)
 def password_reset(
     body: PasswordResetIn, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """The same 202 whether or not an account has this email."""
+    throttle.password_reset(request, session, body.email)
     reset.request_reset(
         session=session,
         email=body.email,
@@ -125,10 +137,11 @@ def _reset_url(settings: Settings) -> str:
     return settings.mail.public_url.rstrip("/") + "/reset-password"
 
 
-@router.post("/auth/password-reset/confirm", status_code=204)
+@router.post("/auth/password-reset/confirm", status_code=204, responses=throttle.THROTTLED)
 def password_reset_confirm(
     body: PasswordResetConfirmIn, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
+    throttle.password_reset(request, session, None)  # before Argon2 (R-SEC-9)
     reset.confirm_reset(
         session=session,
         token=body.token,
@@ -260,7 +273,7 @@ def two_factor_qr(user: UserDep, session: SessionDep, settings: SettingsDep) -> 
     return Response(content=totp.qr_svg(uri), media_type="image/svg+xml", headers=NO_STORE)
 
 
-@router.post("/me/2fa/confirm")
+@router.post("/me/2fa/confirm", responses=throttle.THROTTLED)
 def confirm_two_factor(
     body: OtpIn,
     auth: AuthDep,
@@ -270,6 +283,7 @@ def confirm_two_factor(
     response: Response,
 ) -> RecoveryCodesOut:
     user, token = auth
+    throttle.two_factor(request, session, user.email)
     codes = service.confirm_two_factor(
         session=session,
         user=user,
@@ -282,11 +296,12 @@ def confirm_two_factor(
     return RecoveryCodesOut(recovery_codes=codes)
 
 
-@router.post("/me/2fa/disable", status_code=204)
+@router.post("/me/2fa/disable", status_code=204, responses=throttle.THROTTLED)
 def disable_two_factor(
     body: OtpIn, user: UserDep, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Turn 2FA off with a current code or a recovery code."""
+    throttle.two_factor(request, session, user.email)
     service.disable_two_factor(
         session=session,
         user=user,

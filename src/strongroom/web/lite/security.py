@@ -132,7 +132,7 @@ def security_page(
     a change just made (shown once)."""
     lang = lang_of(request)
     frozen = identity.withdrawals_frozen_until(session=session, user_id=user.user.id)
-    done = request.cookies.get(DONE_COOKIE)
+    done = cookies.get(request, DONE_COOKIE, path=PATH)
     response = page(
         request,
         template,
