@@ -144,7 +144,7 @@ def test_refused_request_is_not_remembered_by_its_key(client):
 
 def test_concurrent_duplicates_make_exactly_one_transfer(app, live_url, pg_db):
     with httpx.Client(base_url=live_url) as setup:
-        alice, bob = signup(setup, "Alice"), signup(setup, "Bob")
+        alice, bob = signup(setup, "Alice", engine=pg_db), signup(setup, "Bob", engine=pg_db)
         alice.topup("100.00")
     before = transfer_count(pg_db)
     body = {"to": bob.email, "asset": "HKD", "amount": "7.00"}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from urllib.parse import urlencode
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -16,7 +15,7 @@ from strongroom.errors import DomainError, present
 from strongroom.identity import audit, lockout, passwords, service, two_factor
 from strongroom.identity.audit import NOWHERE, Origin
 from strongroom.identity.models import PasswordReset, User
-from strongroom.notify import outbox
+from strongroom.notify import outbox, render
 from strongroom.settings import AuthSettings
 
 TOKEN_MAX_CHARS = 200
@@ -31,68 +30,88 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+RESET_PATH = "/app/reset-password"
+"""The Lite page the emailed link opens (the token in its fragment)."""
+TEMPLATE_ID = "security.password_reset"
+
+
+def link(public_url: str, token: str) -> str:
+    """The emailed link: the reset page, with the token in the URL's fragment, which browsers
+    never send to a server: it stays out of access logs and Referer headers."""
+    return f"{public_url.rstrip('/')}{RESET_PATH}#token={token}"
+
+
 def request_reset(
     *,
     session: Session,
     email: str,
     settings: AuthSettings,
-    reset_url: str,
+    public_url: str,
     origin: Origin = NOWHERE,
     now: datetime | None = None,
 ) -> None:
-    """Email a reset token if an account has this email. The caller answers the same either way
-    (202). At most ``reset_emails_per_hour_max`` per account an hour, so no one can flood it."""
+    """Email a reset token if an account has this email; the caller answers 202 either way.
+
+    Both cases do the same work, so the answer's time does not tell (issue #10, finding 6):
+    count the email's requests of the last hour, make and hash a token, render the email,
+    write a reset row (for an unknown email one that can never be used) and an audit event;
+    only the outbox row differs, as only an account is mailed. At most
+    ``reset_emails_per_hour_max`` per email string an hour, so no one can flood an inbox."""
     now = now or utcnow()
-    user = service.find_user(session=session, reference=email) if "@" in email else None
-    if user is None:
-        return
+    key = lockout.email_key(email)
+    user = service.find_user(session=session, reference=key) if "@" in key else None
     recent = session.scalar(
         select(func.count())
         .select_from(PasswordReset)
-        .where(
-            PasswordReset.user_id == user.id, PasswordReset.created_at > now - timedelta(hours=1)
-        )
+        .where(PasswordReset.email == key, PasswordReset.created_at > now - timedelta(hours=1))
     )
+    subject = user.id if user is not None else None
     if (recent or 0) >= settings.reset_emails_per_hour_max:
-        audit.record(
-            session=session,
-            action="password.reset_throttled",
-            subject_user_id=user.id,
-            origin=origin,
-            now=now,
-        )
+        _audit(session, "password.reset_throttled", subject, key, origin, now)
         return
     token = secrets.token_urlsafe(32)
     expires_at = now + timedelta(seconds=settings.reset_token_ttl_s)
     session.add(
         PasswordReset(
             id="r_" + secrets.token_hex(8),
-            user_id=user.id,
+            user_id=subject,
+            email=key,
             token_hash=_digest(token),
             created_at=now,
             expires_at=expires_at,
         )
     )
-    link = f"{reset_url}?{urlencode({'token': token})}"
-    outbox.send_to_user(
-        session=session,
-        user=user,
-        template_id="security.password_reset",
-        now=now,
-        context={
-            "token": token,
-            "expires_at": expires_at,
-            "reset_url": link,
-            "ip": origin.ip,
-            "two_factor": two_factor.is_enabled(user),
-        },
-    )
+    context = {
+        "token": token,
+        "expires_at": expires_at,
+        "reset_url": link(public_url, token),
+        "ip": origin.ip,
+        "two_factor": user is not None and two_factor.is_enabled(user),
+    }
+    if user is not None:
+        outbox.send_to_user(
+            session=session, user=user, template_id=TEMPLATE_ID, now=now, context=context
+        )
+    else:  # the rendering an account's email costs, for nobody
+        render.render(TEMPLATE_ID, {"name": "", **context}, anti_phishing_code=None)
+    _audit(session, "password.reset_requested", subject, key, origin, now)
+
+
+def _audit(
+    session: Session,
+    action: str,
+    subject: str | None,
+    email: str,
+    origin: Origin,
+    now: datetime,
+) -> None:
     audit.record(
         session=session,
-        action="password.reset_requested",
-        subject_user_id=user.id,
+        action=action,
+        subject_user_id=subject,
         origin=origin,
         now=now,
+        details={} if subject is not None else {"email": email},
     )
     session.flush()
 
@@ -113,7 +132,7 @@ def confirm_reset(
     a refused reset changes nothing else and leaves the token usable."""
     now = now or utcnow()
     row = _usable(session, token, now)
-    user = present(session.get(User, row.user_id), "a reset token belongs to a user")
+    user = present(session.get(User, row.user_id), "a usable reset token belongs to a user")
     passwords.check_policy(new_password, settings)
     if two_factor.is_enabled(user):
         two_factor.verify(
@@ -150,6 +169,6 @@ def _usable(session: Session, token: str, now: datetime) -> PasswordReset:
     row = session.scalars(
         select(PasswordReset).where(PasswordReset.token_hash == _digest(token)).with_for_update()
     ).first()
-    if row is None or row.used_at is not None or row.expires_at <= now:
+    if row is None or row.user_id is None or row.used_at is not None or row.expires_at <= now:
         raise refused
     return row

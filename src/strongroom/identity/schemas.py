@@ -38,10 +38,32 @@ class MeOut(BaseModel):
     anti_phishing_code_set: bool
     operator_role: str | None = None
     withdrawals_frozen_until: datetime | None = None
+    email_verified: bool = False
 
 
-class AntiPhishingCodeIn(BaseModel):
+PasswordField = Field(default=None, max_length=1024, description="R-SEC-8 step-up: the password")
+OtpField = Field(
+    default=None, max_length=32, description="the 2FA code (or a recovery code) when 2FA is on"
+)
+
+
+class StepUpIn(BaseModel):
+    """R-SEC-8: the password again, and the 2FA code when 2FA is on."""
+
+    password: str | None = PasswordField
+    otp: str | None = OtpField
+
+
+class AntiPhishingCodeIn(StepUpIn):
     code: str = Field(max_length=64)
+
+
+class AntiPhishingPreviewIn(BaseModel):
+    """A code to preview (nothing more needed), or none: the saved code, after a step-up."""
+
+    code: str | None = Field(default=None, max_length=64)
+    password: str | None = PasswordField
+    otp: str | None = OtpField
 
 
 class AntiPhishingPreviewOut(BaseModel):
@@ -61,15 +83,13 @@ class PasswordResetConfirmIn(BaseModel):
 
 
 class PasswordChangeIn(BaseModel):
-    current_password: str = Field(max_length=1024)
+    current_password: str | None = PasswordField
     new_password: str = Field(max_length=1024)
     otp: str | None = Field(default=None, max_length=32)
 
 
-class EmailChangeIn(BaseModel):
+class EmailChangeIn(StepUpIn):
     email: str = Field(max_length=254)
-    password: str = Field(max_length=1024)
-    otp: str | None = Field(default=None, max_length=32)
 
 
 class TwoFactorEnrolOut(BaseModel):
@@ -79,6 +99,24 @@ class TwoFactorEnrolOut(BaseModel):
 
 class OtpIn(BaseModel):
     otp: str = Field(max_length=32)
+
+
+class TwoFactorConfirmIn(BaseModel):
+    """The first code of the new authenticator, and the step-up's password (2FA is off)."""
+
+    otp: str = Field(max_length=32)
+    password: str | None = PasswordField
+
+
+class TwoFactorDisableIn(BaseModel):
+    """The step-up: the password and a current code or a recovery code."""
+
+    otp: str | None = OtpField
+    password: str | None = PasswordField
+
+
+class VerifyEmailIn(BaseModel):
+    token: str = Field(max_length=200)
 
 
 class RecoveryCodesOut(BaseModel):

@@ -7,6 +7,9 @@ block 2FA for 15 minutes and every 5th sends a security alert. The check is a ke
 refused, and the unit of work runs the step again (under the lock, from ids) after rolling the
 rest back. What a right code changes (the step used, the count reset, a recovery code spent) is
 written in the unit of work itself, so it goes if the request is refused later.
+
+The seed is stored sealed with the vault key (R-SEC-11, ``strongroom.vault``): ``secret_of``
+opens it for a check, bound to the user's row, so the database alone never shows a seed.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from strongroom.identity.errors import InvalidOtp, OtpRequired, TwoFactorBlocked
 from strongroom.identity.models import RecoveryCode, TotpFactor, User
 from strongroom.notify import outbox
 from strongroom.settings import AuthSettings
+from strongroom.vault import Sealed
 
 CODE_MAX_CHARS = 32
 
@@ -53,24 +57,42 @@ def _factor(session: Session, user_id: str) -> TotpFactor | None:
     return session.get(TotpFactor, user_id, with_for_update=True, populate_existing=True)
 
 
+def secret_context(user_id: str) -> str:
+    """What a user's seed is sealed for (the vault's associated data): a sealed seed copied
+    to another user's row does not open."""
+    return f"identity_totp.secret:{user_id}"
+
+
+def _seal(factor: TotpFactor, secret: str, settings: AuthSettings) -> None:
+    sealed = settings.vault.seal(secret, context=secret_context(factor.user_id))
+    factor.secret_sealed, factor.secret_key_id = sealed.ciphertext, sealed.key_id
+
+
+def secret_of(factor: TotpFactor, settings: AuthSettings) -> str:
+    """The seed, opened with the vault key that sealed it (R-SEC-11); ``VaultError`` if it
+    was altered, moved or sealed with a key this server does not have."""
+    sealed = Sealed(key_id=factor.secret_key_id, ciphertext=factor.secret_sealed)
+    return settings.vault.open(sealed, context=secret_context(factor.user_id))
+
+
 def enrol(*, session: Session, user: User, settings: AuthSettings, now: datetime) -> Enrolment:
     """Start (or restart) enrolment with a new secret; on only after ``confirm``."""
     if is_enabled(user):
         raise Conflict("two-factor authentication is already on", code="two_factor_already_enabled")
     factor = _factor(session, user.id)
+    secret = totp.new_secret()
     if factor is None:
-        factor = TotpFactor(
-            user_id=user.id, secret=totp.new_secret(), created_at=now, last_used_step=-1, failures=0
-        )
+        factor = TotpFactor(user_id=user.id, created_at=now, last_used_step=-1, failures=0)
         session.add(factor)
     else:  # a new secret, but the failure count and any block stay
-        factor.secret, factor.created_at, factor.last_used_step = totp.new_secret(), now, -1
+        factor.created_at, factor.last_used_step = now, -1
+    _seal(factor, secret, settings)
     session.flush()
-    return Enrolment(secret=factor.secret, otpauth_uri=_uri(factor, user, settings))
+    return Enrolment(secret=secret, otpauth_uri=_uri(secret, user, settings))
 
 
-def _uri(factor: TotpFactor, user: User, settings: AuthSettings) -> str:
-    return totp.provisioning_uri(factor.secret, account=user.email, issuer=settings.totp_issuer)
+def _uri(secret: str, user: User, settings: AuthSettings) -> str:
+    return totp.provisioning_uri(secret, account=user.email, issuer=settings.totp_issuer)
 
 
 def pending_uri(*, session: Session, user: User, settings: AuthSettings) -> str:
@@ -78,7 +100,7 @@ def pending_uri(*, session: Session, user: User, settings: AuthSettings) -> str:
     factor = session.get(TotpFactor, user.id)
     if factor is None or factor.confirmed_at is not None or is_enabled(user):
         raise NotFound("no two-factor enrolment in progress", code="no_enrolment_in_progress")
-    return _uri(factor, user, settings)
+    return _uri(secret_of(factor, settings), user, settings)
 
 
 def confirm(
@@ -118,6 +140,15 @@ def _activate(
     return _new_recovery_codes(session, user, settings, now)
 
 
+def new_recovery_codes(
+    *, session: Session, user: User, settings: AuthSettings, now: datetime
+) -> list[str]:
+    """Replace the user's recovery codes with new ones (shown once); 2FA must be on."""
+    if not is_enabled(user):
+        raise _not_enabled()
+    return _new_recovery_codes(session, user, settings, now)
+
+
 def _new_recovery_codes(
     session: Session, user: User, settings: AuthSettings, now: datetime
 ) -> list[str]:
@@ -131,19 +162,11 @@ def _new_recovery_codes(
     return codes
 
 
-def disable(
-    *,
-    session: Session,
-    user: User,
-    code: str | None,
-    settings: AuthSettings,
-    now: datetime,
-    origin: Origin,
-) -> None:
-    """Turn 2FA off; needs a current code or a recovery code."""
+def disable(*, session: Session, user: User) -> None:
+    """Turn 2FA off. The caller has checked a current code or a recovery code (the step-up of
+    ``identity.service.disable_two_factor``)."""
     if not is_enabled(user):
         raise _not_enabled()
-    verify(session=session, user=user, code=code, settings=settings, now=now, origin=origin)
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     session.execute(delete(TotpFactor).where(TotpFactor.user_id == user.id))
     user.two_factor_enabled_at = None
@@ -219,7 +242,10 @@ def _decide(
     code = code[:CODE_MAX_CHARS]
     if totp.looks_like_totp(code) or not recovery:
         match, step = totp.check(
-            factor.secret, code.replace(" ", ""), now=now, last_used_step=factor.last_used_step
+            secret_of(factor, settings),
+            code.replace(" ", ""),
+            now=now,
+            last_used_step=factor.last_used_step,
         )
         if match is totp.Match.ACCEPTED and step is not None:
             return Passed(step=step)

@@ -97,7 +97,7 @@ PASSWORD_RESET = register(
             "name": "Alice Chan",
             "token": "sample-token",
             "expires_at": _SAMPLE_TIME,
-            "reset_url": "https://wallet.example/reset?token=sample-token",
+            "reset_url": "https://wallet.example/app/reset-password#token=sample-token",
             "ip": "203.0.113.7",
             "two_factor": True,
         },
@@ -128,5 +128,32 @@ TWO_FACTOR_ALERT = register(
             "ip": "203.0.113.7",
             "blocked_until": _SAMPLE_TIME,
         },
+    )
+)
+VERIFY_EMAIL = register(
+    EmailTemplate(
+        id="account.verify_email",
+        # no name: nothing a stranger typed goes to an address nobody has confirmed
+        subject="Confirm your email address for Strongroom",
+        sample={
+            "token": "sample-token",
+            "verify_url": "https://wallet.example/app/verify-email#token=sample-token",
+            "expires_at": _SAMPLE_TIME,
+        },
+        sensitive=True,
+    )
+)
+SIGN_UP_ATTEMPTED = register(
+    EmailTemplate(
+        id="account.sign_up_attempted",
+        subject="Someone tried to open an account with your email address",
+        sample={"name": "Alice Chan", "at": _SAMPLE_TIME, "ip": "203.0.113.7"},
+    )
+)
+STEP_UP_SIGNED_OUT = register(
+    EmailTemplate(
+        id="security.step_up_signed_out",
+        subject="Security alert: a session of your Strongroom account was signed out",
+        sample={"name": "Alice Chan", "failures": 5, "at": _SAMPLE_TIME, "ip": "203.0.113.7"},
     )
 )

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from strongroom.errors import DomainError, InsufficientFunds, NotFound
 from strongroom.identity import service as identity
+from strongroom.identity import verification
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
@@ -35,6 +36,7 @@ def check_send(
     """Everything a send is refused for, without writing anything: the recipient (a user, not
     oneself, the same region), the note, and the sender's available balance (the ledger's
     ``Balance``: total - pending - locked), so a refused send creates no wallet either."""
+    verification.require_verified(sender)  # R-SEC-11: email_unverified before anything else
     if note is not None and len(note) > limits.note_max_chars:
         raise DomainError(
             f"note is longer than {limits.note_max_chars} characters", code="invalid_note"

@@ -17,11 +17,14 @@ from strongroom.cli import app as cli
 from strongroom.settings import Settings, get_settings
 
 runner = CliRunner()
+VAULT_KEY = "cli-test-vault-key-0123456789-abcdefghij"
 
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("STRONGROOM_DATABASE_URL", raising=False)
+    # the CLI seals the TOTP seed with the vault key the app below opens it with (R-SEC-11)
+    monkeypatch.setenv("STRONGROOM_VAULT_KEY", VAULT_KEY)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -51,7 +54,11 @@ def test_create_operator_with_totp_secret(pg_db: Engine) -> None:
     assert re.search(r"^otpauth_uri: otpauth://totp/", made.output, re.M)
     assert len(re.search(r"^recovery_codes: (.+)$", made.output, re.M).group(1).split()) == 10
     settings = Settings(
-        env="test", database_url=url, run_worker=False, secret_key="test-secret-key-0123456789"
+        env="test",
+        database_url=url,
+        run_worker=False,
+        secret_key="test-secret-key-0123456789",
+        vault_key=VAULT_KEY,
     )
     with TestClient(create_app(settings, pg_db)) as client:
         login = {"email": "ops@example.com", "password": "operator-pass-77"}

@@ -17,7 +17,14 @@ from strongroom.identity import service as identity
 from strongroom.identity.models import AuditEvent, LoginThrottle, RecoveryCode, TotpFactor, User
 from strongroom.notify.models import OutboxEmail
 from strongroom.settings import Settings
-from tests.integration.identity.conftest import PASSWORD, T0, make_user, reload
+from tests.integration.identity.conftest import (
+    PASSWORD,
+    T0,
+    make_user,
+    reload,
+    signed_in,
+    stepped_up,
+)
 from tests.integration.identity.test_lockout import attempt
 from tests.integration.identity.test_two_factor import enrol, login
 
@@ -45,10 +52,13 @@ def tables(factory: sessionmaker[Session]) -> Tables:
         )
 
 
-def other_writes(session: Session, settings: Settings, user_id: str) -> None:
+def other_writes(
+    session: Session, settings: Settings, user_id: str, session_id: str, otp: str | None = None
+) -> None:
     """Writes that are not kept, made before the refusal in the same unit of work: a new account
-    (its audit entry and welcome email) and a security change of the user's (code, freeze,
-    audit entry, email)."""
+    (its audit entry) and a security change of the user's after a step-up in ``session_id``
+    (code, freeze, audit entry, email)."""
+    user = session.get_one(User, user_id)
     identity.register(
         session=session,
         email="bob@example.com",
@@ -60,21 +70,28 @@ def other_writes(session: Session, settings: Settings, user_id: str) -> None:
     )
     identity.set_anti_phishing_code(
         session=session,
-        user=session.get_one(User, user_id),
+        user=user,
         code="Ab12Z9",
+        proof=stepped_up(session, user, settings, session_id, otp=otp),
         settings=settings.auth,
         now=T0,
     )
 
 
 def sign_in_after_other_writes(
-    factory: sessionmaker[Session], settings: Settings, user: User, password: str, otp=None
+    factory: sessionmaker[Session],
+    settings: Settings,
+    user: User,
+    password: str,
+    otp=None,
+    step_up_otp: str | None = None,
 ) -> DomainError:
     """A sign-in refused after ``other_writes`` in one unit of work; the refusal. Checks that
     the other writes were rolled back."""
     frozen_until = reload(factory, user).withdrawals_frozen_until
+    session_id = signed_in(factory, user)
     with pytest.raises(DomainError) as refused, unit_of_work(factory) as session:
-        other_writes(session, settings, user.id)
+        other_writes(session, settings, user.id, session_id, step_up_otp)
         identity.login(
             session=session,
             email=user.email,
@@ -117,11 +134,13 @@ def test_the_locking_failure_keeps_the_lock_its_audit_entries_and_email(factory,
 
 def test_a_wrong_code_keeps_its_count_block_audit_entry_and_alert(factory, settings):
     alice = make_user(factory, settings)
-    enrol(factory, settings, alice)
+    recovery = enrol(factory, settings, alice)
     with unit_of_work(factory) as session:  # the 5th wrong code in a row alerts
         session.execute(update(TotpFactor).values(failures=4))
     before = tables(factory)
-    refused = sign_in_after_other_writes(factory, settings, alice, PASSWORD, otp="000000")
+    refused = sign_in_after_other_writes(
+        factory, settings, alice, PASSWORD, otp="000000", step_up_otp=recovery[0]
+    )
     assert refused.code == "two_factor_blocked"
     after = tables(factory)
     assert after.actions == [*before.actions, "two_factor.failed"]
@@ -136,16 +155,16 @@ def test_a_check_passed_in_a_request_refused_later_spends_nothing(factory, setti
     alice = make_user(factory, settings)
     recovery = enrol(factory, settings, alice)
     assert attempt(factory, settings, alice.email, "wrong-password-1", T0) == "invalid_credentials"
+    session_id = signed_in(factory, alice)
     before = tables(factory)
     with pytest.raises(DomainError) as refused, unit_of_work(factory) as session:
+        user = session.get_one(User, alice.id)
         identity.change_password(
             session=session,
-            user=session.get_one(User, alice.id),
-            current_password=PASSWORD,
+            user=user,
             new_password="short",
-            otp=recovery[0],
+            proof=stepped_up(session, user, settings, session_id, otp=recovery[0]),
             settings=settings.auth,
-            keep_session_id=None,
             now=T0,
         )
     assert refused.value.code == "weak_password"

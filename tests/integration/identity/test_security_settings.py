@@ -17,7 +17,15 @@ from strongroom.identity import service as identity
 from strongroom.identity.models import AuthToken, User
 from strongroom.notify.models import OutboxEmail
 from strongroom.settings import Settings
-from tests.integration.identity.conftest import PASSWORD, T0, make_user, reload
+from tests.integration.identity.conftest import (
+    PASSWORD,
+    PUBLIC_URL,
+    T0,
+    make_user,
+    reload,
+    signed_in,
+    stepped_up,
+)
 from tests.integration.identity.test_lockout import attempt
 
 
@@ -28,13 +36,37 @@ def as_user(factory: sessionmaker[Session], user: User, work) -> None:
         work(session, found)
 
 
-def set_code(factory, settings: Settings, user: User, code: str, at=T0) -> None:
+def changing(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    user: User,
+    work,
+    *,
+    password: str = PASSWORD,
+    at=T0,
+    session_id: str | None = None,
+) -> None:
+    """``work(session, user, proof)`` after the step-up (R-SEC-8) in a session of the user."""
+    session_id = session_id or signed_in(factory, user, at)
     as_user(
         factory,
         user,
-        lambda s, u: identity.set_anti_phishing_code(
-            session=s, user=u, code=code, settings=settings.auth, now=at
+        lambda s, u: work(s, u, stepped_up(s, u, settings, session_id, password=password, now=at)),
+    )
+
+
+def set_code(
+    factory, settings: Settings, user: User, code: str, at=T0, password: str = PASSWORD
+) -> None:
+    changing(
+        factory,
+        settings,
+        user,
+        lambda s, u, proof: identity.set_anti_phishing_code(
+            session=s, user=u, code=code, proof=proof, settings=settings.auth, now=at
         ),
+        at=at,
+        password=password,
     )
 
 
@@ -81,9 +113,9 @@ def test_the_code_may_not_be_the_password(factory, settings):
         assert found is not None
         found.password_hash = passwords.hash_password("Zq9Xw2")
     with pytest.raises(DomainError) as error:
-        set_code(factory, settings, user, "Zq9Xw2")
+        set_code(factory, settings, user, "Zq9Xw2", password="Zq9Xw2")
     assert error.value.details["reason"] == "equals_password"
-    set_code(factory, settings, user, "Zq9Xw3")
+    set_code(factory, settings, user, "Zq9Xw3", password="Zq9Xw2")
 
 
 def test_set_change_remove_each_freeze_withdrawals_and_email(factory, settings):
@@ -102,11 +134,12 @@ def test_set_change_remove_each_freeze_withdrawals_and_email(factory, settings):
             identity.withdrawals_frozen_until(session=session, user_id=user.id, now=later) is None
         )
     set_code(factory, settings, user, "Cd34", at=later)
-    as_user(
+    changing(
         factory,
+        settings,
         user,
-        lambda s, u: identity.remove_anti_phishing_code(
-            session=s, user=u, settings=settings.auth, now=later + timedelta(hours=1)
+        lambda s, u, proof: identity.remove_anti_phishing_code(
+            session=s, user=u, proof=proof, settings=settings.auth, now=later + timedelta(hours=1)
         ),
     )
     assert reload(factory, user).anti_phishing_code is None
@@ -140,22 +173,20 @@ def test_password_change_needs_the_current_one_and_signs_out_others(factory, set
     with factory() as session:
         keep, other = session.scalars(select(AuthToken.id).order_by(AuthToken.id)).all()
 
-    def change(current: str):
-        return lambda s, u: identity.change_password(
+    def change(s, u, proof):
+        identity.change_password(
             session=s,
             user=u,
-            current_password=current,
             new_password="new-passphrase-42",
-            otp=None,
+            proof=proof,
             settings=settings.auth,
-            keep_session_id=keep,
             now=T0,
         )
 
     with pytest.raises(DomainError) as error:
-        as_user(factory, user, change("not-my-password"))
+        changing(factory, settings, user, change, password="not-my-password", session_id=keep)
     assert error.value.code == "invalid_credentials"
-    as_user(factory, user, change(PASSWORD))
+    changing(factory, settings, user, change, session_id=keep)
     with factory() as session:
         assert session.get(AuthToken, keep).revoked_at is None  # type: ignore[union-attr]
         assert session.get(AuthToken, other).revoked_at == T0  # type: ignore[union-attr]
@@ -165,16 +196,17 @@ def test_password_change_needs_the_current_one_and_signs_out_others(factory, set
 
 def test_email_change_tells_the_old_and_the_new_address(factory, settings):
     user = make_user(factory, settings)
-    as_user(
+    changing(
         factory,
+        settings,
         user,
-        lambda s, u: identity.change_email(
+        lambda s, u, proof: identity.change_email(
             session=s,
             user=u,
             new_email="Alice.New@Example.com",
-            password=PASSWORD,
-            otp=None,
+            proof=proof,
             settings=settings.auth,
+            public_url=PUBLIC_URL,
             now=T0,
         ),
     )
@@ -183,16 +215,17 @@ def test_email_change_tells_the_old_and_the_new_address(factory, settings):
     assert sent == {"alice@example.com", "alice.new@example.com"}
     bob = make_user(factory, settings, "Bob Wong")
     with pytest.raises(DomainError) as error:
-        as_user(
+        changing(
             factory,
+            settings,
             bob,
-            lambda s, u: identity.change_email(
+            lambda s, u, proof: identity.change_email(
                 session=s,
                 user=u,
                 new_email="alice.new@example.com",
-                password=PASSWORD,
-                otp=None,
+                proof=proof,
                 settings=settings.auth,
+                public_url=PUBLIC_URL,
                 now=T0,
             ),
         )

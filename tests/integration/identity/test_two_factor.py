@@ -19,7 +19,15 @@ from strongroom.identity import totp
 from strongroom.identity.models import AuthToken, RecoveryCode, TotpFactor, User
 from strongroom.notify.models import OutboxEmail
 from strongroom.settings import Settings
-from tests.integration.identity.conftest import PASSWORD, T0, make_user, reload
+from tests.integration.identity.conftest import (
+    PASSWORD,
+    T0,
+    make_user,
+    reload,
+    seed,
+    signed_in,
+    stepped_up,
+)
 
 # RFC 6238, appendix B: (time, SHA1, SHA256, SHA512), 8 digits
 RFC6238 = [
@@ -75,29 +83,28 @@ def test_a_code_is_never_accepted_twice_nor_an_older_one():
 # --------------------------------------------------------------------------- the service
 
 
-def code(factory: sessionmaker[Session], user: User, at=T0, offset: int = 0) -> str:
-    with factory() as session:
-        factor = session.get(TotpFactor, user.id)
-        assert factor is not None
-        return totp.code_at(factor.secret, totp.time_step(at) + offset)
+def code(
+    factory: sessionmaker[Session], settings: Settings, user: User, at=T0, offset: int = 0
+) -> str:
+    return totp.code_at(seed(factory, settings, user), totp.time_step(at) + offset)
 
 
 def enrol(factory: sessionmaker[Session], settings: Settings, user: User) -> list[str]:
+    session_id = signed_in(factory, user)
     with unit_of_work(factory) as session:
         found = session.get(User, user.id)
         assert found is not None
-        identity.begin_two_factor(session=session, user=found, settings=settings.auth, now=T0)
-    first = code(factory, user)  # before the next transaction: SQLite has one writer
+        proof = stepped_up(session, found, settings, session_id)
+        identity.begin_two_factor(
+            session=session, user=found, proof=proof, settings=settings.auth, now=T0
+        )
+    first = code(factory, settings, user)  # before the next transaction: SQLite has one writer
     with unit_of_work(factory) as session:
         found = session.get(User, user.id)
         assert found is not None
+        proof = stepped_up(session, found, settings, session_id)
         return identity.confirm_two_factor(
-            session=session,
-            user=found,
-            otp=first,
-            settings=settings.auth,
-            keep_session_id=None,
-            now=T0,
+            session=session, user=found, otp=first, proof=proof, settings=settings.auth, now=T0
         )
 
 
@@ -146,16 +153,18 @@ def test_enrol_confirm_then_login_needs_a_fresh_code(factory, settings):
     assert reload(factory, user).two_factor_enabled_at == T0
     assert refused(login, factory, settings, user, None).code == "otp_required"
     later = T0 + timedelta(seconds=30)
-    first = code(factory, user, later)
+    first = code(factory, settings, user, later)
     login(factory, settings, user, first, at=later)
     assert refused(login, factory, settings, user, first, at=later).code == "otp_reused"
-    login(factory, settings, user, code(factory, user, later, offset=1), at=later)
+    login(factory, settings, user, code(factory, settings, user, later, offset=1), at=later)
 
 
 def test_the_enrolment_code_cannot_be_replayed_at_login(factory, settings):
     user = make_user(factory, settings)
     enrol(factory, settings, user)
-    assert refused(login, factory, settings, user, code(factory, user)).code == "otp_reused"
+    assert (
+        refused(login, factory, settings, user, code(factory, settings, user)).code == "otp_reused"
+    )
 
 
 def test_three_wrong_codes_block_for_15_minutes_five_send_an_alert(factory, settings):
@@ -170,7 +179,7 @@ def test_three_wrong_codes_block_for_15_minutes_five_send_an_alert(factory, sett
     assert blocked.code == "two_factor_blocked"
     assert blocked.details["blocked_until"] == (at + timedelta(minutes=15)).isoformat()
     during = at + timedelta(minutes=14)
-    right = code(factory, user, during)
+    right = code(factory, settings, user, during)
     assert refused(login, factory, settings, user, right, at=during).code == "two_factor_blocked"
     assert outbox_count(factory, "security.two_factor_alert") == 0
     after = at + timedelta(minutes=16)
@@ -179,7 +188,7 @@ def test_three_wrong_codes_block_for_15_minutes_five_send_an_alert(factory, sett
     refused(login, factory, settings, user, "222222", at=after)  # 5th: the alert goes out
     assert outbox_count(factory, "security.two_factor_alert") == 1
     after = after + timedelta(minutes=16)
-    login(factory, settings, user, code(factory, user, after), at=after)
+    login(factory, settings, user, code(factory, settings, user, after), at=after)
     with factory() as session:
         factor = session.get(TotpFactor, user.id)
         assert factor is not None and factor.failures == 0
@@ -197,19 +206,22 @@ def test_disable_needs_a_valid_code(factory, settings):
     user = make_user(factory, settings)
     enrol(factory, settings, user)
     at = T0 + timedelta(minutes=5)
+    session_id = signed_in(factory, user, at)
     with pytest.raises(DomainError) as error, unit_of_work(factory) as session:
         found = session.get(User, user.id)
         assert found is not None
+        proof = stepped_up(session, found, settings, session_id, otp="123456", now=at)
         identity.disable_two_factor(
-            session=session, user=found, otp="123456", settings=settings.auth, now=at
+            session=session, user=found, proof=proof, settings=settings.auth
         )
     assert error.value.code == "invalid_otp"
-    current = code(factory, user, at)
+    current = code(factory, settings, user, at)
     with unit_of_work(factory) as session:
         found = session.get(User, user.id)
         assert found is not None
+        proof = stepped_up(session, found, settings, session_id, otp=current, now=at)
         identity.disable_two_factor(
-            session=session, user=found, otp=current, settings=settings.auth, now=at
+            session=session, user=found, proof=proof, settings=settings.auth, now=at
         )
     assert reload(factory, user).two_factor_enabled_at is None
     login(factory, settings, user, None, at=at)

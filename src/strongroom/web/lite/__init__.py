@@ -18,12 +18,14 @@ from strongroom.web.lite import (
     history,
     home,
     language,
+    password_reset,
     pwa,
     security,
     security_2fa,
     security_apc,
     send,
     topup,
+    verify_email,
 )
 
 SCREENS: Final = (
@@ -35,6 +37,8 @@ SCREENS: Final = (
     security_2fa.router,
     security_apc.router,
     account.router,
+    verify_email.router,
+    password_reset.router,
     language.router,
     pwa.router,
 )

@@ -60,6 +60,9 @@ REFUSALS: Final = {
     "idempotency_key_required": N_("This form has expired. Check the details and send it again."),
     "invalid_idempotency_key": N_("This form has expired. Check the details and send it again."),
     "busy": N_("We are busy right now. Wait a moment and try again."),
+    "email_unverified": N_(
+        "Confirm your email address first: open the link we sent you (Home has a new one)."
+    ),
 }
 AMOUNT_REFUSALS: Final = {
     "decimals": N_("%(asset)s amounts have at most %(scale)s decimal places."),

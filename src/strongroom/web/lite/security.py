@@ -12,6 +12,12 @@ from elsewhere can make the page say "your password was changed".
 Handlers call the identity service as its API router does, in the request's unit of work: a
 refusal shown in a form is settled first (``db.settle_refusal``), so what the service kept (wrong
 passwords and codes count towards lockouts and blocks) is committed and the rest rolled back.
+
+Every change asks for the password again, and the 2FA code when it is on, in the same form
+(R-SEC-8, ``step_up``): a browser left signed in, or a stolen session cookie, changes no security
+setting alone. Wrong passwords there count toward this session's own limit, not the sign-in
+lockout; at the limit the session is signed out (``session_revoked``) and the browser is sent
+to the sign-in page.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from strongroom.api import SessionDep, SettingsDep
 from strongroom.errors import DomainError
 from strongroom.identity import audit, two_factor
 from strongroom.identity import service as identity
+from strongroom.identity.step_up import StepUp
+from strongroom.settings import Settings
 from strongroom.web import cookies, core, sessions
 from strongroom.web.i18n import N_, Lang, lang_of
 from strongroom.web.lite import forms
@@ -48,6 +56,8 @@ OtpField = Annotated[str, Form(max_length=32)]
 DONE_COOKIE: Final = "sr_done"
 DONE_COOKIE_MAX_AGE_S: Final = 60
 CursorQuery = Annotated[str | None, Query(max_length=64)]
+SIGNED_OUT: Final = frozenset({"session_revoked", "invalid_token"})
+"""Step-up refusals after which this browser's session no longer exists."""
 
 DONE: Final = {
     "password": N_("Your password was changed. Your other devices were signed out."),
@@ -56,6 +66,11 @@ DONE: Final = {
     "apc_removed": N_("Your anti-phishing code was removed."),
     "session_revoked": N_("That session was signed out."),
     "others_revoked": N_("Every other session was signed out."),
+}
+STEP_UP_REFUSALS: Final = {
+    "reauthentication_required": N_("Enter your password to make this change."),
+    "invalid_credentials": N_("Your password is wrong."),
+    "otp_required": N_("Enter the 6-digit code from your authenticator app."),
 }
 PASSWORD_REFUSALS: Final = {
     "invalid_credentials": N_("Your current password is wrong."),
@@ -82,6 +97,12 @@ EVENTS: Final = {
     "two_factor.recovery_code_used": N_("Recovery code used"),
     "anti_phishing_code.set": N_("Anti-phishing code set"),
     "anti_phishing_code.removed": N_("Anti-phishing code removed"),
+    "account.sign_up_attempted": N_("Someone tried to sign up with your email"),
+    "email.verification_sent": N_("Email confirmation link sent"),
+    "email.verified": N_("Email address confirmed"),
+    "step_up.failed": N_("Wrong password in security settings"),
+    "step_up.session_signed_out": N_("Session signed out after wrong passwords"),
+    "two_factor.recovery_codes_regenerated": N_("New recovery codes made"),
 }
 
 
@@ -147,6 +168,44 @@ def security_page(
     )
     cookies.drop(response, request, DONE_COOKIE, path=PATH)
     return response
+
+
+def step_up(
+    request: Request,
+    session: Session,
+    user: SignedIn,
+    settings: Settings,
+    password: str,
+    otp: str = "",
+) -> StepUp:
+    """R-SEC-8: the password typed in the form again (and the code when 2FA is on), for this
+    browser's session."""
+    return identity.step_up(
+        session=session,
+        user=user.user,
+        session_id=user.session.id,
+        password=password or None,
+        otp=otp or None,
+        settings=settings.auth,
+        origin=forms.origin(request),
+    )
+
+
+def step_up_refusal(lang: Lang, error: DomainError) -> str:
+    """The sentence for a refused step-up (or the identity service's other refusals)."""
+    if error.code in STEP_UP_REFUSALS:
+        return lang.gettext(STEP_UP_REFUSALS[error.code])
+    return refusal_text(lang, error)
+
+
+def signed_out(request: Request, error: DomainError) -> Response | None:
+    """The answer to a step-up that signed this session out (too many wrong passwords): to
+    the sign-in page, the browser's cookie dropped; None for any other refusal."""
+    if error.code not in SIGNED_OUT:
+        return None
+    response = RedirectResponse(sessions.SIGN_IN_PATH, status_code=303)
+    sessions.end(response, request)
+    return core.secure_headers(response)
 
 
 def after_change(request: Request, path: str, done: str) -> Response:
@@ -216,7 +275,7 @@ def password_refusal(lang: Lang, error: DomainError) -> str:
         }
     if error.code == "invalid_credentials":
         return lang.gettext(PASSWORD_REFUSALS["invalid_credentials"])
-    return refusal_text(lang, error)
+    return step_up_refusal(lang, error)
 
 
 @router.post("/security/password", response_class=HTMLResponse)
@@ -236,19 +295,21 @@ def change_password(
         message = lang.gettext(PASSWORD_REFUSALS["mismatch"])
         return _password_form(request, user, session, message, 422)
     try:
+        proof = step_up(request, session, user, settings, current_password, otp)
         identity.change_password(
             session=session,
             user=user.user,
-            current_password=current_password,
             new_password=new_password,
-            otp=otp or None,
+            proof=proof,
             settings=settings.auth,
-            keep_session_id=user.session.id,
             origin=forms.origin(request),
         )
     except DomainError as refused:
         error = db.settle_refusal(session, refused)  # a wrong password or code still counts
-        return _password_form(request, user, session, password_refusal(lang, error), error.status)
+        message = password_refusal(lang, error)
+        return signed_out(request, error) or _password_form(
+            request, user, session, message, error.status
+        )
     return after_change(request, PATH, "password")
 
 

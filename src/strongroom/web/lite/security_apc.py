@@ -14,13 +14,26 @@ which answers the preview, or the R-APC-1 refusal: the format and the common-pas
 The last rule (the code must not be the password) needs the password hash and is only checked
 when saving, like every rule, by ``identity.service.set_anti_phishing_code``: running Argon2 on
 every keystroke would cost a hash per pause and make a password oracle of a text field.
+
+The saved code is never shown (issue #10, finding 3): a stolen session would read it, and with
+it forge our emails to its owner. The page says whether one is set; the preview shows only the
+code typed. Saving or removing it asks for the password (and the 2FA code when it is on) in the
+same form (R-SEC-8). The frame's address carries the typed code sealed (AES-GCM under a key
+derived from the secret key, bound to this session, for ``FRAME_TTL_S``), never in clear: a
+URL's query string ends up in access logs (finding 6).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import secrets
 from datetime import timedelta
 from typing import Annotated, Final
+from urllib.parse import urlencode
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
@@ -28,17 +41,26 @@ from strongroom import db
 from strongroom.api import SessionDep, SettingsDep
 from strongroom.db import utcnow
 from strongroom.errors import DomainError, NotFound
-from strongroom.identity import antiphishing, passwords
+from strongroom.identity import antiphishing, passwords, two_factor
 from strongroom.identity import service as identity
 from strongroom.identity.errors import InvalidAntiPhishingCode
 from strongroom.identity.models import User
 from strongroom.notify import render as mail
 from strongroom.settings import Settings
-from strongroom.web import core
+from strongroom.web import cookies, core
 from strongroom.web.i18n import N_, Lang, lang_of
 from strongroom.web.lite import forms
 from strongroom.web.lite.layout import PREFIX
-from strongroom.web.lite.security import PATH, after_change, security_page
+from strongroom.web.lite.security import (
+    PATH,
+    OtpField,
+    PasswordField,
+    after_change,
+    security_page,
+    signed_out,
+    step_up,
+    step_up_refusal,
+)
 from strongroom.web.sessions import SignedIn, SignedInDep
 
 router = APIRouter(prefix=PREFIX)
@@ -59,11 +81,46 @@ REFUSALS: Final = {
     "equals_password": N_("The code must not be your password."),
     "empty": N_("Enter a code, or remove the one you have."),
 }
+FRAME_TTL_S: Final = 10 * 60
+NONCE_BYTES: Final = 12
+SEALED_MAX_CHARS: Final = 256
 
 
 def _refusal(lang: Lang, error: DomainError) -> str:
     reason = str(error.details.get("reason", ""))
-    return lang.gettext(REFUSALS.get(reason, forms.UNKNOWN_REFUSAL))
+    if error.code == "invalid_anti_phishing_code":
+        return lang.gettext(REFUSALS.get(reason, forms.UNKNOWN_REFUSAL))
+    return step_up_refusal(lang, error)
+
+
+def _aead(request: Request) -> AESGCM:
+    return AESGCM(cookies.derived_key(request, "anti-phishing-preview"))
+
+
+def seal_code(request: Request, user: SignedIn, code: str) -> str:
+    """``code`` sealed for this session's preview frame, for ``FRAME_TTL_S``."""
+    expires = int(utcnow().timestamp()) + FRAME_TTL_S
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    plain = f"{expires}:{code}".encode()
+    sealed = nonce + _aead(request).encrypt(nonce, plain, user.session.id.encode())
+    return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
+
+
+def unseal_code(request: Request, user: SignedIn, value: str) -> str | None:
+    """The code of a frame address sealed for this session; None when it is not one, is
+    another session's, or expired."""
+    if not value or len(value) > SEALED_MAX_CHARS:
+        return None
+    try:
+        sealed = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        plain = _aead(request).decrypt(
+            sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], user.session.id.encode()
+        )
+        expires, _, code = plain.decode().partition(":")
+        alive = int(expires) > utcnow().timestamp()
+    except (binascii.Error, InvalidTag, ValueError):
+        return None
+    return code if alive else None
 
 
 def _check_while_typing(code: str) -> None:
@@ -94,7 +151,7 @@ def _preview_context(
 ) -> dict[str, object]:
     """What ``lite/_apc_preview.html`` shows for ``code`` (the saved one when empty)."""
     lang = lang_of(request)
-    shown = code.strip() or (user.user.anti_phishing_code or "")
+    shown = code.strip()  # never the saved code: a session alone does not show it
     if not shown:
         return {"preview": None, "preview_error": None}
     try:
@@ -109,7 +166,7 @@ def _preview_context(
             "to": user.user.email,
             "subject": email.subject,
             "text_top": "\n".join(email.text.splitlines()[:2]),
-            "frame": f"{EMAIL_PATH}?code={shown}",
+            "frame": f"{EMAIL_PATH}?{urlencode({'p': seal_code(request, user, shown)})}",
         },
         "preview_error": None,
     }
@@ -125,12 +182,12 @@ def _page(
     error: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    current = user.user.anti_phishing_code
     return security_page(
         request,
         "lite/security_apc.html",
         {
-            "current": current,
+            "code_set": user.user.anti_phishing_code is not None,
+            "two_factor": two_factor.is_enabled(user.user),
             "typed": typed,
             "error": error,
             **_preview_context(request, user, settings, typed),
@@ -161,10 +218,13 @@ def preview(
 @router.get("/security/anti-phishing/email", response_class=HTMLResponse)
 def email_frame(
     user: SignedInDep,
+    request: Request,
     settings: SettingsDep,
-    code: Annotated[str, Query(max_length=CODE_MAX_CHARS)] = "",
+    p: Annotated[str, Query(max_length=SEALED_MAX_CHARS)] = "",
 ) -> Response:
-    """The HTML part of the sample email, as its own document for the preview's frame."""
+    """The HTML part of the sample email, as its own document for the preview's frame: for
+    the code sealed in ``p`` by this session's preview (``seal_code``)."""
+    code = unseal_code(request, user, p) or ""
     try:
         _check_while_typing(code)
     except DomainError as error:
@@ -187,24 +247,29 @@ def save(
     session: SessionDep,
     settings: SettingsDep,
     code: CodeField = "",
+    password: PasswordField = "",
+    otp: OtpField = "",
 ) -> Response:
-    """Set or change the code (R-APC-1 in full, by the identity service)."""
+    """Set or change the code (R-APC-1 in full, by the identity service), with the password
+    (and the 2FA code when it is on)."""
     lang = lang_of(request)
     typed = code.strip()
     if not typed:
         message = lang.gettext(REFUSALS["empty"])
         return _page(request, user, session, settings, error=message, status_code=422)
     try:
+        proof = step_up(request, session, user, settings, password, otp)
         identity.set_anti_phishing_code(
             session=session,
             user=user.user,
             code=typed,
+            proof=proof,
             settings=settings.auth,
             origin=forms.origin(request),
         )
     except DomainError as refused:
-        error = db.settle_refusal(session, refused)
-        return _page(
+        error = db.settle_refusal(session, refused)  # a wrong password or code still counts
+        return signed_out(request, error) or _page(
             request,
             user,
             session,
@@ -216,11 +281,29 @@ def save(
     return after_change(request, PATH, "apc_set")
 
 
-@router.post("/security/anti-phishing/remove")
+@router.post("/security/anti-phishing/remove", response_class=HTMLResponse)
 def remove(
-    user: SignedInDep, request: Request, session: SessionDep, settings: SettingsDep
+    user: SignedInDep,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    password: PasswordField = "",
+    otp: OtpField = "",
 ) -> Response:
-    identity.remove_anti_phishing_code(
-        session=session, user=user.user, settings=settings.auth, origin=forms.origin(request)
-    )
+    """Remove the code, with the password (and the 2FA code when it is on)."""
+    try:
+        proof = step_up(request, session, user, settings, password, otp)
+        identity.remove_anti_phishing_code(
+            session=session,
+            user=user.user,
+            proof=proof,
+            settings=settings.auth,
+            origin=forms.origin(request),
+        )
+    except DomainError as refused:
+        error = db.settle_refusal(session, refused)
+        message = _refusal(lang_of(request), error)
+        return signed_out(request, error) or _page(
+            request, user, session, settings, error=message, status_code=error.status
+        )
     return after_change(request, PATH, "apc_removed")

@@ -14,3 +14,25 @@
     });
   });
 })();
+
+// Emailed links (verify an email, reset a password) carry their one-time token in the URL's
+// fragment (#token=...), which the browser never sends to a server: it stays out of access logs
+// and Referer headers. A form marked data-fragment-token takes it into its token field and drops
+// it from the address bar and the history; data-autosubmit then sends the form at once (it is a
+// POST: the token travels in the body). Without JavaScript, the field takes the token by hand.
+(function takeFragmentToken() {
+  var form = document.querySelector("form[data-fragment-token]");
+  var found = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (!form || !found) {
+    return;
+  }
+  var field = form.querySelector("input[name=token]");
+  if (!field) {
+    return;
+  }
+  field.value = decodeURIComponent(found[1]);
+  history.replaceState(null, "", location.pathname);
+  if (form.hasAttribute("data-autosubmit")) {
+    form.requestSubmit();
+  }
+})();
