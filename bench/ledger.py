@@ -3,16 +3,17 @@
 Every figure is printed next to an anchor measured in the same run, and as a ratio:
 
 * single transfers through ``POST /v1/transfers``   vs  pgbench TPC-B-like TPS  (target >= 0.5)
-* batched transfers through the operator endpoint  vs  pgbench TPC-B-like TPS  (target >= 5)
+* batched transfers through the raw ledger API     vs  pgbench TPC-B-like TPS  (target >= 5)
 * hot account (every transfer credits one merchant) vs  the spread-out figure   (target >= 0.5)
 
 The run creates two throw-away databases on the given server (one for Strongroom, one for
 pgbench), starts the real server (``strongroom serve``) as a subprocess, seeds users and accounts
-through the API and the CLI, measures, then runs ``strongroom ledger check`` and checks that every
-acknowledged transfer is in the journal. Both databases are dropped at the end, also on Ctrl-C or
-failure. Exit status: 0 when the run is correct (targets missed are reported, not fatal); 1 when
-the ledger check fails, an acknowledged transfer is missing, or any request failed; 130 when
-interrupted.
+through the API and the CLI (accounts and batches with a ledger service key, as an integration
+calls them: ``strongroom admin create-api-key --scope ledger``), measures, then runs
+``strongroom ledger check`` and checks that every acknowledged transfer is in the journal. Both
+databases are dropped at the end, also on Ctrl-C or failure. Exit status: 0 when the run is
+correct (targets missed are reported, not fatal); 1 when the ledger check fails, an acknowledged
+transfer is missing, or any request failed; 130 when interrupted.
 
     .venv/bin/python bench/ledger.py [--clients 16] [--seconds 20] [--workers 2]
 """
@@ -21,9 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import math
 import os
@@ -515,7 +513,7 @@ class BenchUser:
 
 @dataclass(slots=True)
 class Seed:
-    operator_token: str = ""
+    ledger_key: str = ""  # X-Api-Key of the raw ledger API (accounts, batches)
     users: list[BenchUser] = field(default_factory=list)
     merchant: BenchUser | None = None
     account_ids: list[int] = field(default_factory=list)
@@ -583,48 +581,19 @@ def _make_account(client: httpx.Client, index: int) -> int:
     return int(body["id"])
 
 
-def totp(secret: str, at: float, step_s: int = 30, digits: int = 6) -> str:
-    """RFC 6238 code (HMAC-SHA1) of a base32 secret at a moment."""
-    key = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
-    digest = hmac.new(key, (int(at) // step_s).to_bytes(8, "big"), hashlib.sha1).digest()
-    offset = digest[-1] & 0x0F
-    code = (int.from_bytes(digest[offset : offset + 4], "big") & 0x7FFFFFFF) % 10**digits
-    return f"{code:0{digits}d}"
-
-
-def _enable_two_factor(client: httpx.Client, token: str) -> None:
-    """Operators need two-factor authentication for operator endpoints; turn it on for the bench
-    operator (enrol, confirm with a current code). A server without 2FA answers 404: skipped."""
-    headers = {"Authorization": f"Bearer {token}"}
-    response = client.post("/v1/me/2fa", headers=headers)
-    if response.status_code in (404, 405):
-        return
-    secret = str(_ok(response, 200, 201)["secret"])
-    code = totp(secret, time.time())
-    _ok(client.post("/v1/me/2fa/confirm", json={"otp": code}, headers=headers), 200, 201)
+def ledger_key(server: Server, name: str) -> str:
+    """A service key with the ``ledger`` scope, made with the CLI: the raw ledger API's writes
+    serve integrations and take no person's token (R-SEC-10)."""
+    done = server.cli("admin", "create-api-key", "--scope", "ledger", "--name", name)
+    found = re.search(r"^api_key: (\S+)$", done.stdout, re.M)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"create-api-key failed:\n{done.stdout}\n{done.stderr}")
+    return found.group(1)
 
 
 def seed(server: Server, opts: Options) -> Seed:
     run_id = secrets.token_hex(3)
-    operator_email = f"ops-{run_id}@bench.example"
-    done = server.cli(
-        "admin",
-        "create-operator",
-        "--email",
-        operator_email,
-        "--role",
-        "admin",
-        "--name",
-        "Bench operator",
-        "--password",
-        PASSWORD,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"create-operator failed:\n{done.stdout}\n{done.stderr}")
-    result = Seed()
-    with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
-        result.operator_token = _login(client, operator_email)
-        _enable_two_factor(client, result.operator_token)
+    result = Seed(ledger_key=ledger_key(server, f"bench-{run_id}"))
     started = time.monotonic()
     emails = [f"user{i}-{run_id}@bench.example" for i in range(opts.users)]
     emails.append(f"merchant-{run_id}@bench.example")
@@ -643,7 +612,7 @@ def seed(server: Server, opts: Options) -> Seed:
             client = httpx.Client(
                 base_url=server.base_url,
                 timeout=60.0,
-                headers={"Authorization": f"Bearer {result.operator_token}"},
+                headers={"X-Api-Key": result.ledger_key},
             )
             local.client = client
             with lock:
@@ -905,12 +874,12 @@ def single_transfers(
 
 
 def batch_transfers(
-    operator_token: str, account_ids: list[int], batch_size: int, bodies_per_client: int = 3
+    key: str, account_ids: list[int], batch_size: int, bodies_per_client: int = 3
 ) -> Callable[[int], Request]:
     """Prebuilt request bodies of ``batch_size`` random transfers among ``account_ids`` (no
     client ids: every replay of a body creates new transfers), so building JSON costs the load
     generator nothing while the clock runs."""
-    headers = f"Authorization: Bearer {operator_token}\r\nContent-Type: application/json\r\n"
+    headers = f"X-Api-Key: {key}\r\nContent-Type: application/json\r\n"
 
     def make(index: int) -> Request:
         rng = random.Random(f"batch-bodies-{index}")
@@ -1135,7 +1104,7 @@ def run(opts: Options) -> int:
             PhasePlan(
                 "batch",
                 f"batch of {opts.batch_size:,}",
-                batch_transfers(data.operator_token, data.account_ids, opts.batch_size),
+                batch_transfers(data.ledger_key, data.account_ids, opts.batch_size),
                 read_timeout_s=900.0,
             ),
         ]

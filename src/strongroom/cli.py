@@ -21,10 +21,11 @@ from strongroom.settings import ProductionRefused, Settings, get_settings
 
 if TYPE_CHECKING:
     from strongroom.demo import Login
+    from strongroom.identity.api_keys import ApiKey
 
 app = typer.Typer(help="Strongroom: a stored-value wallet back office.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-admin_app = typer.Typer(help="Operator accounts.", no_args_is_help=True)
+admin_app = typer.Typer(help="Operator accounts and service keys.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Ledger checks and statements.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
@@ -242,6 +243,80 @@ def create_operator(
         typer.echo(f"totp_secret: {enrolled.secret}")
         typer.echo(f"otpauth_uri: {enrolled.otpauth_uri}")
         typer.echo(f"recovery_codes: {' '.join(enrolled.recovery_codes)}")
+
+
+@admin_app.command("create-api-key")
+def create_api_key(
+    scope: Annotated[str, typer.Option(help="what the key may call: ledger (the raw ledger API)")],
+    name: Annotated[str, typer.Option(help="what uses it, e.g. settlement-batch (unique)")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Make a service key (X-Api-Key) and print it once: only its hash is stored."""
+    from strongroom.errors import DomainError
+    from strongroom.identity import api_keys
+
+    settings = _settings(database_url)
+    factory = db.make_session_factory(db.make_engine(settings.database_url))
+    try:
+        with db.unit_of_work(factory) as session:
+            issued = api_keys.create(session=session, name=name, scope=scope)
+    except DomainError as error:
+        err.print(f"[red]refused:[/red] {escape(error.code)}: {escape(error.message)}")
+        raise typer.Exit(2) from error
+    console.print(escape(f"api key {issued.id} name={issued.name} scope={issued.scope}"))
+    err.print("shown once: store it now, it cannot be shown again (revoke-api-key to stop it)")
+    typer.echo(f"api_key: {issued.key}")  # a plain line, for scripts
+
+
+@admin_app.command("revoke-api-key")
+def revoke_api_key(
+    key_id: Annotated[str, typer.Argument(help="the key's id (key_...), from list-api-keys")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Stop a service key now (a revoked key is refused with 401 invalid_api_key)."""
+    from strongroom.errors import DomainError
+    from strongroom.identity import api_keys
+
+    settings = _settings(database_url)
+    factory = db.make_session_factory(db.make_engine(settings.database_url))
+    try:
+        with db.unit_of_work(factory) as session:
+            row = api_keys.revoke(session=session, key_id=key_id)
+            revoked_at = row.revoked_at
+    except DomainError as error:
+        err.print(f"[red]refused:[/red] {escape(error.code)}: {escape(error.message)}")
+        raise typer.Exit(2) from error
+    console.print(escape(f"api key {key_id} revoked at {revoked_at}"))
+
+
+@admin_app.command("list-api-keys")
+def list_api_keys(database_url: DatabaseUrl = None) -> None:
+    """The service keys, newest first: id, name, scope, owner, first characters, made, revoked."""
+    from strongroom.identity import api_keys
+
+    settings = _settings(database_url)
+    factory = db.make_session_factory(db.make_engine(settings.database_url))
+    with db.unit_of_work(factory) as session:
+        lines = [_key_line(row) for row in api_keys.listing(session=session)]
+    typer.echo("id\tname\tscope\towner\tkey\tcreated\tstatus")
+    for line in lines:
+        typer.echo(line)
+
+
+def _key_line(row: ApiKey) -> str:
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    status = f"revoked {row.revoked_at:{stamp}}" if row.revoked_at else "live"
+    return "\t".join(
+        [
+            row.id,
+            row.name,
+            row.scope,
+            f"{row.owner_type}:{row.owner_id}",
+            f"{row.key_prefix}...",
+            f"{row.created_at:{stamp}}",
+            status,
+        ]
+    )
 
 
 @ledger_app.command("check")

@@ -43,10 +43,14 @@ PUBLIC = {
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/auth/password-reset"),
     ("POST", "/v1/auth/password-reset/confirm"),
+    ("POST", "/v1/auth/verify-email"),  # the emailed link's token is the credential
     ("GET", "/v1/reserves/latest"),  # the published proof-of-reserves summary is for everyone
     ("GET", "/v1/reserves/{audit_id}"),  # ... and so is each published audit's
     ("GET", "/reserves"),  # the public reserves page
     ("GET", "/reserves/verify"),  # the verify page (the proof itself needs a token)
+}
+BROWSER_FORMS = {  # pages' POSTs: a signed-in browser's CSRF token first (403 csrf_failed)
+    ("POST", "/reserves/proof-token"),
 }
 
 
@@ -232,7 +236,9 @@ def test_anonymous_callers_are_refused_everywhere_but_public_endpoints(client, a
             continue
         path = endpoint.fill(world["values"])
         nothing = call(client, endpoint, path, None)
-        if endpoint.scope is not None:
+        if (endpoint.method, endpoint.path) in BROWSER_FORMS:
+            assert_refused(nothing, (403,), victim, "csrf_failed")
+        elif endpoint.scope is not None:
             assert_refused(nothing, (401,), victim, "api_key_required")
             # a made-up bearer token is still a person's: not what these routes take
             made_up = call(client, endpoint, path, "sr_not-a-real-token")

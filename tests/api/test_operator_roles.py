@@ -46,7 +46,7 @@ def error_code(response: httpx.Response) -> str:
 
 
 def funded_victim(client, engine: Engine) -> tuple[Caller, int, int]:
-    victim = signup(client, "Victim")
+    victim = signup(client, "Victim", engine=engine)
     victim.topup("10.00")
     omnibus, wallet = accounts_of(engine, victim)
     return victim, omnibus, wallet

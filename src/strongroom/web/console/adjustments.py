@@ -39,6 +39,7 @@ router = APIRouter(prefix=PREFIX)
 PATH: Final = "/console/adjustments"
 PAGE_SIZE: Final = 25
 FIELD_MAX_CHARS: Final = 300
+DEFAULT_ASSET: Final = "HKD"
 ReaderGuard = Annotated[Operator, Depends(ConsoleGuard("adjustments"))]
 MakerGuard = Annotated[Operator, Depends(ConsoleGuard("adjustments.propose"))]
 CheckerGuard = Annotated[Operator, Depends(ConsoleGuard("adjustments.approve"))]
@@ -148,7 +149,7 @@ def _list(
         "status": status if status in STATUSES else "all",
         "statuses": list(STATUS_NAMES.items()),
         "may_propose": operator.may("adjustments.propose"),
-        "form": form or ProposalForm(asset=registry.all()[0].code),
+        "form": form or ProposalForm(asset=DEFAULT_ASSET),
         "assets": [asset.code for asset in registry.all()],
         "key": secrets.token_urlsafe(24),
         "error": error,
