@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import DateTime, MetaData, Numeric, String, create_engine, event
 from sqlalchemy.engine import Dialect, Engine
@@ -78,11 +78,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+ROW_ID_LIMIT: Final = 2**63
+"""Ids are below it (a BIGINT key): a larger number names no row, and must not reach the
+database, which refuses the number itself. A power of two, exact in the JSON Schema tools'
+floating point."""
+
+
 def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, future=True
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=1800,
+        future=True,
+        hide_parameters=True,  # a statement's values (emails, hashes) stay out of errors and logs
     )
 
 
@@ -90,7 +101,9 @@ def _sqlite_engine(url: str) -> Engine:
     path = url.removeprefix("sqlite:///")
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -13,6 +13,7 @@ write-back; every message carries a Message-ID fixed per row, so a receiver can 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import smtplib
 import ssl
@@ -35,6 +36,8 @@ from strongroom.notify.outbox import SCRUBBED
 from strongroom.settings import MailSettings, Settings
 
 log = logging.getLogger("strongroom.mail")
+ADDRESS = re.compile(r"[^\s<>'\"@]+@[^\s<>'\"@]+")
+"""An email address inside an SMTP error's text (a refused recipient): kept out of the log."""
 ERROR_MAX_CHARS = 500
 
 
@@ -237,7 +240,7 @@ def deliver_once(
             "SMTP %s:%d unavailable (%s); %d email(s) wait for a retry",
             config.host,
             config.port,
-            error,
+            _without_addresses(str(error)),
             len(pending),
         )
         for claim in pending:
@@ -283,10 +286,18 @@ def _settle_failure(
     if status == FAILED:
         report.failed += 1
         log.error(
-            "outbox email %d failed for good after %d attempts: %s", claim.id, claim.attempts, error
+            "outbox email %d failed for good after %d attempts: %s",
+            claim.id,
+            claim.attempts,
+            _without_addresses(error),
         )
     else:
         report.retrying += 1
+
+
+def _without_addresses(text: str) -> str:
+    """An SMTP error for the log: the email id says whose it was, not the address (issue #10)."""
+    return ADDRESS.sub("<address>", text)
 
 
 def run(factory: sessionmaker[Session], settings: Settings, stop: threading.Event) -> None:
