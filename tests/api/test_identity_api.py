@@ -26,9 +26,12 @@ def error_of(response: httpx.Response, status: int, code: str) -> dict:
     return body["error"]
 
 
-def put_code(caller: Caller, code: str) -> httpx.Response:
+def put_code(caller: Caller, code: str, password: str = PASSWORD) -> httpx.Response:
+    """Set the code with the step-up's password (R-SEC-8)."""
     return caller.client.put(
-        "/v1/me/anti-phishing-code", json={"code": code}, headers=caller.headers()
+        "/v1/me/anti-phishing-code",
+        json={"code": code, "password": password},
+        headers=caller.headers(),
     )
 
 
@@ -51,19 +54,18 @@ def test_anti_phishing_code_set_preview_remove(client, pg_db):
     assert put_code(alice, "Ab12Z9").status_code == 204
     me = alice.get("/v1/me").json()
     assert me["anti_phishing_code_set"] is True and me["withdrawals_frozen_until"]
-    preview = alice.get("/v1/me/anti-phishing-code/preview").json()
+    preview_path = "/v1/me/anti-phishing-code/preview"
+    preview = alice.post(preview_path, {"password": PASSWORD}, key=None).json()
     assert preview["code_set"] is True and preview["text"] == "Anti-phishing code: Ab12Z9"
     assert "Ab12Z9" in preview["html"]
-    other = alice.get("/v1/me/anti-phishing-code/preview", code="Q1").json()
+    other = alice.post(preview_path, {"code": "Q1"}, key=None).json()
     assert other["text"] == "Anti-phishing code: Q1"
-    error_of(
-        alice.get("/v1/me/anti-phishing-code/preview", code="<b>"),
-        422,
-        "invalid_anti_phishing_code",
-    )
+    error_of(alice.post(preview_path, {"code": "<b>"}, key=None), 422, "invalid_anti_phishing_code")
     email = newest_email(pg_db, alice.user_id, "security.settings_changed")
     assert email.body_text.startswith("Anti-phishing code: Ab12Z9")
-    removed = client.delete("/v1/me/anti-phishing-code", headers=alice.headers())
+    removed = client.request(
+        "DELETE", "/v1/me/anti-phishing-code", json={"password": PASSWORD}, headers=alice.headers()
+    )
     assert removed.status_code == 204
     assert alice.get("/v1/me").json()["anti_phishing_code_set"] is False
 
@@ -89,7 +91,8 @@ def test_bad_anti_phishing_codes_are_refused(client, pg_db, code, reason):
                 .where(User.id == alice.user_id)
                 .values(password_hash=passwords.hash_password(code))
             )
-    error = error_of(put_code(alice, code), 422, "invalid_anti_phishing_code")
+    password = code if reason == "equals_password" else PASSWORD
+    error = error_of(put_code(alice, code, password), 422, "invalid_anti_phishing_code")
     assert error["details"]["reason"] == reason
     assert alice.get("/v1/me").json()["anti_phishing_code_set"] is False
 
@@ -103,15 +106,17 @@ def next_code(secret: str, steps_ahead: int = 1) -> str:
 
 def test_two_factor_enrol_login_and_disable(client, pg_db):
     alice = signup(client, "Alice")
-    enrol = alice.post("/v1/me/2fa", {}, key=None)
+    enrol = alice.post("/v1/me/2fa", {"password": PASSWORD}, key=None)
     assert enrol.status_code == 200 and enrol.headers["cache-control"] == "no-store"
     secret = enrol.json()["secret"]
     assert enrol.json()["otpauth_uri"].startswith("otpauth://totp/Strongroom:")
     qr = client.get("/v1/me/2fa/qr.svg", headers=alice.headers())
     assert qr.status_code == 200 and qr.headers["content-type"] == "image/svg+xml"
     assert "<svg" in qr.text
-    error_of(alice.post("/v1/me/2fa/confirm", {"otp": "000000"}, key=None), 401, "invalid_otp")
-    confirmed = alice.post("/v1/me/2fa/confirm", {"otp": pyotp.TOTP(secret).now()}, key=None)
+    first = {"otp": "000000", "password": PASSWORD}
+    error_of(alice.post("/v1/me/2fa/confirm", first, key=None), 401, "invalid_otp")
+    first["otp"] = pyotp.TOTP(secret).now()
+    confirmed = alice.post("/v1/me/2fa/confirm", first, key=None)
     assert confirmed.status_code == 200, confirmed.text
     codes = confirmed.json()["recovery_codes"]
     assert len(codes) == 10
@@ -125,7 +130,7 @@ def test_two_factor_enrol_login_and_disable(client, pg_db):
     assert signed.status_code == 200, signed.text
     with_recovery = client.post("/v1/auth/login", json=login | {"otp": codes[0]})
     assert with_recovery.status_code == 200
-    disabled = alice.post("/v1/me/2fa/disable", {"otp": codes[1]}, key=None)
+    disabled = alice.post("/v1/me/2fa/disable", {"otp": codes[1], "password": PASSWORD}, key=None)
     assert disabled.status_code == 204, disabled.text
     assert client.post("/v1/auth/login", json=login).status_code == 200
 
@@ -134,11 +139,9 @@ def test_operator_without_2fa_can_only_enrol(client, pg_db):
     op = operator(client, pg_db, "admin", two_factor=False)
     for path in ("/v1/admin/audit", "/v1/admin/outbox", "/v1/admin/ledger/accounts/1"):
         error_of(op.get(path), 403, "two_factor_required")
-    secret = op.post("/v1/me/2fa", {}, key=None).json()["secret"]
-    assert (
-        op.post("/v1/me/2fa/confirm", {"otp": pyotp.TOTP(secret).now()}, key=None).status_code
-        == 200
-    )
+    secret = op.post("/v1/me/2fa", {"password": PASSWORD}, key=None).json()["secret"]
+    first = {"otp": pyotp.TOTP(secret).now(), "password": PASSWORD}
+    assert op.post("/v1/me/2fa/confirm", first, key=None).status_code == 200
     assert op.get("/v1/admin/audit").status_code == 200  # the same session goes on
 
 
@@ -237,10 +240,20 @@ def test_own_security_events_page_by_cursor(client):
     assert [e["action"] for e in first["items"]] == ["anti_phishing_code.set", "login.failed"]
     assert first["items"][1]["ip"] == "testclient"
     rest = alice.get("/v1/me/security-events", cursor=first["next_cursor"]).json()
-    assert [e["action"] for e in rest["items"]] == ["login.succeeded", "account.registered"]
+    assert [e["action"] for e in rest["items"]] == [
+        "login.succeeded",
+        "email.verified",
+        "email.verification_sent",
+        "account.registered",
+    ]
     assert rest["next_cursor"] is None
     bobs = bob.get("/v1/me/security-events").json()["items"]
-    assert {e["action"] for e in bobs} == {"login.succeeded", "account.registered"}
+    assert {e["action"] for e in bobs} == {
+        "login.succeeded",
+        "email.verified",
+        "email.verification_sent",
+        "account.registered",
+    }
     error_of(alice.get("/v1/me/security-events", cursor="nope"), 422, "invalid_cursor")
 
 
@@ -259,7 +272,11 @@ def test_operators_audit_search_and_outbox(client, pg_db):
     assert since == {"items": [], "next_cursor": None}
     error_of(support.get("/v1/admin/audit"), 403, "forbidden")
     mails = support.get("/v1/admin/outbox", user_id=alice.user_id).json()["items"]
-    assert {m["template_id"] for m in mails} == {"account.welcome", "security.login_alert"}
+    assert {m["template_id"] for m in mails} == {
+        "account.verify_email",
+        "account.welcome",
+        "security.login_alert",
+    }
     assert all("body" not in key for m in mails for key in m)
     assert mails[0]["status"] == "pending" and mails[0]["to"] == alice.email
     error_of(

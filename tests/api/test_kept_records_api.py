@@ -1,6 +1,7 @@
 """Issue #9 over HTTP: a refused request keeps only what the identity service marks as kept. A
 wrong password answers 401 and still counts towards the lock, with its audit entry; a wrong
-current password in a password change counts the same and changes nothing else."""
+current password in a password change counts toward the session's step-up limit (R-SEC-8), not
+the sign-in lockout, and changes nothing else."""
 
 from __future__ import annotations
 
@@ -54,8 +55,10 @@ def test_a_wrong_current_password_counts_and_changes_nothing_else(client, pg_db)
     change = {"current_password": "wrong-password-1", "new_password": "a-new-passphrase-42"}
     response = client.post("/v1/me/password", json=change, headers=alice.headers())
     refused(response, 401, "invalid_credentials")
-    assert failures(pg_db, alice.email) == 1
-    assert actions(pg_db, alice.user_id) == [*before, ("login.failed", {"email": alice.email})]
+    assert failures(pg_db, alice.email) is None  # the sign-in lockout is not the thief's to use
+    session_id = alice.get("/v1/me/sessions").json()["items"][0]["id"]
+    counted = {"session_id": session_id, "failures_in_a_row": 1}
+    assert actions(pg_db, alice.user_id) == [*before, ("step_up.failed", counted)]
     with db.make_session_factory(pg_db)() as session:
         user = session.get_one(User, alice.user_id)
         assert passwords.verify(user.password_hash, PASSWORD)

@@ -367,8 +367,9 @@ def test_the_dashboard_counts_users_todays_volume_and_the_backlog(
         update={"smtp_port": 9, "mail": MailSettings(max_attempts=1, smtp_timeout_s=2, lease_s=10)}
     )
     report = delivery.deliver_once(db.make_session_factory(pg_db), dead)
-    assert report.failed == report.claimed == 2  # the two welcome emails
-    operator = make_operator(pg_db)  # its welcome email waits; signing in adds a notice
+    # each user's verification link and welcome email (R-SEC-11)
+    assert report.failed == report.claimed == 4
+    operator = make_operator(pg_db)  # signing in adds a notice (an operator gets no welcome)
     console_sign_in(http, operator)
     html = http.get("/console/").text
 
@@ -380,7 +381,7 @@ def test_the_dashboard_counts_users_todays_volume_and_the_backlog(
         return found.group(1)
 
     assert (figure("users"), figure("operators")) == ("2", "1")
-    assert (figure("pending"), figure("failed")) == ("2", "2")
+    assert (figure("pending"), figure("failed")) == ("1", "4")
     assert re.search(r'data-asset="HKD"><th scope="row">HKD</th><td class="num">1,334.50<', html)
     assert re.search(r'data-asset="USDT"><th scope="row">USDT</th><td class="num">0.500000<', html)
     assert datetime.now(UTC).date().isoformat() in html
@@ -425,9 +426,18 @@ def test_a_users_page_shows_balances_and_security_events_a_page_at_a_time(
     with db.unit_of_work(db.make_session_factory(pg_db)) as session:
         row = identity.find_user(session=session, reference=user.email)
         assert row is not None
+        issued = identity.issue_token(session=session, user=row, ttl_s=600)
+        proof = identity.step_up(  # R-SEC-8: the password again, in a session of the user
+            session=session,
+            user=row,
+            session_id=issued.session_id,
+            password=user.password,
+            otp=None,
+            settings=settings,
+        )
         for number in range(24):  # 24 code changes: more than one page of events
             identity.set_anti_phishing_code(
-                session=session, user=row, code=f"Qx{number:02d}", settings=settings
+                session=session, user=row, code=f"Qx{number:02d}", proof=proof, settings=settings
             )
     user_id = _user_id(pg_db, user.email)
     console_sign_in(http, make_operator(pg_db, "admin"))  # balances: admin, finance (R-SEC-10)
@@ -443,7 +453,12 @@ def test_a_users_page_shows_balances_and_security_events_a_page_at_a_time(
     assert next_link is not None
     second = http.get(next_link.group(1).replace("&amp;", "&")).text
     older = re.findall(r'<tr data-action="([^"]+)">', second)
-    assert older == ["anti_phishing_code.set"] * 4 + ["login.failed", "account.registered"]
+    assert older == ["anti_phishing_code.set"] * 4 + [
+        "login.failed",
+        "email.verified",
+        "email.verification_sent",
+        "account.registered",
+    ]
     assert 'rel="next"' not in second and "First page" in second
     bad = http.get(f"/console/users/{user_id}", params={"events": "not-a-cursor"})
     assert bad.status_code == 422
@@ -504,7 +519,8 @@ def test_the_outbox_lists_status_template_recipient_attempts_and_errors(
     dead = make_settings(pg_db).model_copy(
         update={"smtp_port": 9, "mail": MailSettings(max_attempts=1, smtp_timeout_s=2, lease_s=10)}
     )
-    delivery.deliver_once(db.make_session_factory(pg_db), dead)  # the welcome email fails
+    # the verification link and the welcome email fail
+    delivery.deliver_once(db.make_session_factory(pg_db), dead)
     with db.unit_of_work(db.make_session_factory(pg_db)) as session:
         row = identity.find_user(session=session, reference=user.email)
         assert row is not None
@@ -518,7 +534,7 @@ def test_the_outbox_lists_status_template_recipient_attempts_and_errors(
     console_sign_in(http, make_operator(pg_db, "support"))
     failed = http.get("/console/outbox", params={"status": "failed"}).text
     rows = re.findall(r'<tr data-template="([^"]+)" data-status="([^"]+)">', failed)
-    assert rows == [("account.welcome", "failed")]
+    assert rows == [("account.welcome", "failed"), ("account.verify_email", "failed")]
     assert user.email in failed and "ConnectionRefusedError" in failed
     assert re.search(r'<td class="num">1</td>', failed)  # attempts
     assert "Your Strongroom account is ready" not in failed  # never a body
@@ -527,9 +543,10 @@ def test_the_outbox_lists_status_template_recipient_attempts_and_errors(
     next_link = re.search(r'href="([^"]+)" rel="next"', mine)
     assert next_link is not None
     rest = http.get(next_link.group(1).replace("&amp;", "&")).text
-    assert len(re.findall(r"<tr data-template=", rest)) == 6  # 5 alerts, the welcome email
+    # 5 alerts, the welcome email, the verification link
+    assert len(re.findall(r"<tr data-template=", rest)) == 7
     with db.make_session_factory(pg_db)() as session:
-        assert session.scalar(select(func.count()).where(OutboxEmail.status == FAILED)) == 1
+        assert session.scalar(select(func.count()).where(OutboxEmail.status == FAILED)) == 2
 
 
 def test_the_inbox_exists_only_in_the_demo(http: httpx.Client, pg_db: Engine) -> None:

@@ -193,7 +193,7 @@ def test_send_asks_to_confirm_then_sends_once(
     review = _review(http, to=bob.email.upper(), asset="HKD", amount="12.50", note="Lunch")
     assert review.status_code == 200
     assert "Confirm the transfer" in review.text
-    assert '<strong class="recipient">Bob</strong>' in review.text
+    assert '<strong class="recipient">B**</strong>' in review.text  # masked (issue #10)
     assert '<span class="figure">12.50</span>' in review.text and "Lunch" in review.text
     assert fingerprint(pg_db) == before  # checking wrote nothing, not even a wallet for Bob
     fields = _form_fields(review.text)
@@ -382,10 +382,14 @@ def test_change_password_refusals_and_success(
 def test_the_done_sentence_is_shown_once_and_only_after_a_change(
     http: httpx.Client, pg_db: Engine
 ) -> None:
-    _signed_in(http, pg_db)
+    user = _signed_in(http, pg_db)
     assert 'class="success"' not in http.get("/app/security?done=password").text
     saved = _post_form(
-        http, "/app/security/anti-phishing", "/app/security/anti-phishing", code="Zz9"
+        http,
+        "/app/security/anti-phishing",
+        "/app/security/anti-phishing",
+        code="Zz9",
+        password=user.password,
     )
     assert saved.status_code == 303 and saved.headers["location"] == "/app/security"
     assert "Path=/app/security" in saved.headers["set-cookie"]
@@ -401,7 +405,7 @@ def test_two_factor_enrolment_codes_once_and_disable(http: httpx.Client, pg_db: 
     user = _signed_in(http, pg_db)
     page = http.get("/app/security/2fa")
     assert "Set up two-step verification" in page.text
-    start = _post_form(http, "/app/security/2fa", "/app/security/2fa/start")
+    start = _post_form(http, "/app/security/2fa", "/app/security/2fa/start", password=user.password)
     assert start.status_code == 303 and start.headers["location"] == "/app/security/2fa"
     page = http.get("/app/security/2fa").text
     secret = re.search(r'<code class="secret" id="totp-secret">([A-Z2-7 ]+)</code>', page)
@@ -409,11 +413,17 @@ def test_two_factor_enrolment_codes_once_and_disable(http: httpx.Client, pg_db: 
     key = secret.group(1).replace(" ", "")
     assert len(key) == 32
     assert re.search(r'<img src="data:image/svg\+xml;base64,[A-Za-z0-9+/=]+" width="232"', page)
-    wrong = _post_form(http, "/app/security/2fa", "/app/security/2fa/confirm", otp="000000")
+    wrong = _post_form(
+        http, "/app/security/2fa", "/app/security/2fa/confirm", otp="000000", password=user.password
+    )
     assert wrong.status_code == 401 and "That code is not right" in _alert(wrong.text)
     assert key in wrong.text.replace(" ", "")  # still enrolling, same key
     right = _post_form(
-        http, "/app/security/2fa", "/app/security/2fa/confirm", otp=pyotp.TOTP(key).now()
+        http,
+        "/app/security/2fa",
+        "/app/security/2fa/confirm",
+        otp=pyotp.TOTP(key).now(),
+        password=user.password,
     )
     assert right.status_code == 200 and right.headers["cache-control"] == "no-store"
     codes = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", right.text)
@@ -422,14 +432,19 @@ def test_two_factor_enrolment_codes_once_and_disable(http: httpx.Client, pg_db: 
     # sent again (a refresh): 2FA is on, the codes are not shown again
     again = http.post(
         "/app/security/2fa/confirm",
-        data={"csrf_token": csrf_token(right.text), "otp": pyotp.TOTP(key).now()},
+        data={
+            "csrf_token": csrf_token(right.text),
+            "otp": pyotp.TOTP(key).now(),
+            "password": user.password,
+        },
     )
     assert again.status_code == 409 and not any(code in again.text for code in codes)
     status = http.get("/app/security/2fa").text
     assert "You have 10 unused recovery codes." in status and key not in status.replace(" ", "")
-    refused = _post_form(http, "/app/security/2fa", "/app/security/2fa/disable", otp="123456")
+    disable = "/app/security/2fa/disable"
+    refused = _post_form(http, "/app/security/2fa", disable, otp="123456", password=user.password)
     assert refused.status_code == 401
-    off = _post_form(http, "/app/security/2fa", "/app/security/2fa/disable", otp=codes[0])
+    off = _post_form(http, "/app/security/2fa", disable, otp=codes[0], password=user.password)
     assert off.status_code == 303
     assert off.headers["location"] == "/app/security"
     assert "Two-step verification is off." in http.get("/app/security").text
@@ -488,7 +503,8 @@ def test_sessions_list_revoke_one_and_all_others(
 
 def test_security_events_are_paged(http: httpx.Client, live_url: str, pg_db: Engine) -> None:
     user = _signed_in(http, pg_db)
-    for _ in range(22):  # sign-ins elsewhere: 1 registration + 23 sign-ins = 24 events
+    # sign-ins elsewhere: registration, verification link and its use, 23 sign-ins = 26 events
+    for _ in range(22):
         with new_client(live_url) as other:
             web_sign_in(other, user)
     first = http.get("/app/security/events")
@@ -498,7 +514,7 @@ def test_security_events_are_paged(http: httpx.Client, live_url: str, pg_db: Eng
     older = re.search(r'<a class="button" href="([^"]+)" rel="next">', first.text)
     assert older is not None
     second = http.get(unescape(older.group(1)))
-    assert second.text.count('<li class="card event">') == 4
+    assert second.text.count('<li class="card event">') == 6
     assert "Account created" in second.text and 'rel="next"' not in second.text
     chinese = http.get("/app/security/events", headers={"Accept-Language": "zh-HK"})
     assert "已登入" in chinese.text
@@ -541,17 +557,20 @@ def test_anti_phishing_preview_is_the_real_emails_banner(http: httpx.Client, pg_
         assert "mail-frame" not in refused.text
         assert http.get(f"/app/security/anti-phishing/email?code={code}").status_code == 404
     assert fingerprint(pg_db) == before  # previews write nothing
-    saved = http.post("/app/security/anti-phishing", data={"csrf_token": token, "code": "Ab12Z9"})
+    assert "Ab12Z9" not in unescape(email.headers.get("location", "") + frame.group(1))
+    stepped = {"csrf_token": token, "password": user.password}
+    saved = http.post("/app/security/anti-phishing", data={**stepped, "code": "Ab12Z9"})
     assert saved.status_code == 303 and saved.headers["location"] == "/app/security"
     assert "withdrawals are paused until" in http.get(saved.headers["location"]).text
     with db.make_session_factory(pg_db)() as session:
         row = session.scalars(select(User).filter_by(email=user.email)).one()
         assert row.anti_phishing_code == "Ab12Z9" and row.withdrawals_frozen_until is not None
-    common = http.post("/app/security/anti-phishing", data={"csrf_token": token, "code": "qwerty"})
+    assert "Ab12Z9" not in http.get("/app/security/anti-phishing").text  # never shown again
+    common = http.post("/app/security/anti-phishing", data={**stepped, "code": "qwerty"})
     assert common.status_code == 422 and "most common passwords" in _alert(common.text)
-    empty = http.post("/app/security/anti-phishing", data={"csrf_token": token, "code": " "})
+    empty = http.post("/app/security/anti-phishing", data={**stepped, "code": " "})
     assert empty.status_code == 422 and "Enter a code" in _alert(empty.text)
-    removed = http.post("/app/security/anti-phishing/remove", data={"csrf_token": token})
+    removed = http.post("/app/security/anti-phishing/remove", data=stepped)
     assert removed.headers["location"] == "/app/security"
     assert "anti-phishing code was removed" in http.get("/app/security").text
     with db.make_session_factory(pg_db)() as session:

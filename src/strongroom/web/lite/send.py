@@ -3,10 +3,10 @@
 1. **The form** (``/app/send``): recipient's email, asset, amount, an optional note. Sending it
    checks everything the API would refuse, by running ``payments.service.check_send`` (the
    recipient, same region, not oneself, the note, the available funds); nothing is written.
-2. **The confirmation** shows the recipient's name and the amount, with a new idempotency key.
-   "Send" (``/app/send/confirm``) moves the money as ``POST /v1/transfers`` does (see
-   ``lite.forms``): once per key, whatever the number of clicks or refreshes. "Change" goes back
-   to the form with the same values.
+2. **The confirmation** shows the recipient's name, masked (``C** T** M**``), and the amount,
+   with a new idempotency key. "Send" (``/app/send/confirm``) moves the money as
+   ``POST /v1/transfers`` does (see ``lite.forms``): once per key, whatever the number of clicks
+   or refreshes. "Change" goes back to the form with the same values.
 
 Refusals say what the API says and no more: an unknown email reads "no Strongroom user with
 that email" (the API's ``recipient_not_found``); a wallet in another region reads so
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from strongroom import db
 from strongroom.api import AssetsDep, SessionDep, SettingsDep
 from strongroom.errors import DomainError, InvalidAmount
+from strongroom.identity import names
 from strongroom.money import AssetRegistry, Money
 from strongroom.payments import service as payments
 from strongroom.settings import Settings
@@ -119,7 +120,9 @@ def _check(
     session: Session, user: SignedIn, settings: Settings, values: SendForm, money: Money
 ) -> str:
     """Everything ``POST /v1/transfers`` would refuse, without writing (``payments.check_send``):
-    the recipient's name, or the refusal raised."""
+    the recipient's name masked (``identity.names.masked``: each word's first letter, so a
+    sender recognises someone they know, but no one reads the full name behind any email
+    they type), or the refusal raised."""
     checked = payments.check_send(
         session=session,
         sender=user.user,
@@ -128,7 +131,7 @@ def _check(
         note=values.note_or_none,
         limits=settings.ledger,
     )
-    return checked.recipient.name
+    return names.masked(checked.recipient.name)
 
 
 @router.post("/send", response_class=HTMLResponse)
