@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strongroom import worker
+from strongroom.api import openapi
 from strongroom.api.adjustments import router as adjustments_router
 from strongroom.api.funding import router as funding_router
 from strongroom.api.identity import router as identity_router
@@ -52,6 +53,9 @@ HTTP_CODES = {
     422: "validation_error",
     429: "too_many_requests",
 }
+
+
+UNREADABLE_BODY = "There was an error parsing the body"  # FastAPI's 400 for a body it cannot read
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -113,6 +117,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     ):
         app.include_router(router)
     app.mount(web_core.STATIC_URL, StaticFiles(packages=STATIC_PACKAGES), name="static")
+    openapi.install(app)  # the shared answers, error schema and security schemes
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:
@@ -162,10 +167,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         if page is not None:
             return page
         code = HTTP_CODES.get(error.status_code, "http_error")
+        if error.status_code == 400 and error.detail == UNREADABLE_BODY:
+            code = "malformed_json"  # a body that is not even text (FastAPI reads it first)
+        headers = getattr(error, "headers", None)
+        if error.status_code == 405:  # every route of this path, not only the first one's
+            headers = {"Allow": ", ".join(openapi.allowed_methods(request.app, request.scope))}
         return JSONResponse(
-            error_body(code, str(error.detail)),
-            status_code=error.status_code,
-            headers=getattr(error, "headers", None),
+            error_body(code, str(error.detail)), status_code=error.status_code, headers=headers
         )
 
     @app.exception_handler(Exception)

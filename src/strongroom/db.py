@@ -78,10 +78,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-ROW_ID_LIMIT: Final = 2**63
-"""Ids are below it (a BIGINT key): a larger number names no row, and must not reach the
-database, which refuses the number itself. A power of two, exact in the JSON Schema tools'
-floating point."""
+ROW_ID_LIMIT: Final = 2**53
+"""Ids the API takes are below it: JSON's exact integers (a client in JavaScript reads no more),
+far inside a BIGINT key. A larger number names no row and is refused before it reaches the
+database, which would refuse one over 2^63 - 1 with an error of its own."""
 
 
 def make_engine(url: str, *, pool_size: int = 20) -> Engine:

@@ -6,12 +6,48 @@ Decimal strings exist only at the edges; they are parsed exactly and never round
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Final
 
 from strongroom.errors import InvalidAmount, UnknownAsset, invariant
 
 MAX_AMOUNT_MINOR = 2**128 - 1
 """Amounts fit in 128-bit unsigned integers (R-ASSET-1)."""
+
+AMOUNT_TEXT_MAX_CHARS: Final = 80
+AMOUNT_JSON_SCHEMA: Final[dict[str, Any]] = {
+    "type": "string",
+    "pattern": r"^[0-9]+(\.[0-9]+)?$",
+    "maxLength": AMOUNT_TEXT_MAX_CHARS,
+    "examples": ["12.50"],
+    "description": "A decimal string over zero with at most the asset's decimals "
+    "(`invalid_amount` otherwise)",
+}
+"""How an amount is declared in the API's document (``parse_amount``'s rules)."""
+
+ASSET_JSON_SCHEMA: Final[dict[str, Any]] = {
+    "type": "string",
+    "pattern": r"^[A-Z][A-Z0-9]{1,9}$",
+    "examples": ["HKD"],
+    "description": "An asset code of this deployment (`unknown_asset` otherwise)",
+}
+"""How an asset code is declared in the API's document."""
+
+
+def required_in_schema(*names: str) -> Callable[[dict[str, Any]], None]:
+    """A model's ``json_schema_extra``: the document says ``names`` are required (no default),
+    though the model takes them as optional, so that the service refuses a missing or mistyped
+    amount or asset with its own code (``invalid_amount``, ``unknown_asset``) rather than
+    ``validation_error``."""
+
+    def declare(schema: dict[str, Any]) -> None:
+        schema["required"] = sorted({*schema.get("required", []), *names})
+        for name in names:
+            schema["properties"][name].pop("default", None)
+
+    return declare
+
 
 MAX_SCALE = 18
 
@@ -63,7 +99,7 @@ def parse_amount(text: object, scale: int, *, allow_zero: bool = False) -> int:
     """
     if not isinstance(text, str):
         raise InvalidAmount('amount must be a decimal string such as "12.50"', value=repr(text))
-    if len(text) > 80:
+    if len(text) > AMOUNT_TEXT_MAX_CHARS:
         raise InvalidAmount("amount is too long")
     match = _DECIMAL.fullmatch(text)
     if match is None:

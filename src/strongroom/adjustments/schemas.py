@@ -4,17 +4,22 @@ everywhere in the API."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from strongroom.adjustments.service import TEXT_CHARS_MAX
+from strongroom.db import ROW_ID_LIMIT
+from strongroom.money import AMOUNT_JSON_SCHEMA, ASSET_JSON_SCHEMA
 
 
 class AdjustmentIn(BaseModel):
-    debit_account_id: int = Field(ge=1)
-    credit_account_id: int = Field(ge=1)
-    asset: str = Field(min_length=1, max_length=10)
-    amount: str = Field(min_length=1, max_length=64, examples=["125.00"])
+    debit_account_id: int = Field(ge=1, lt=ROW_ID_LIMIT)
+    credit_account_id: int = Field(ge=1, lt=ROW_ID_LIMIT)
+    asset: Annotated[str, WithJsonSchema(ASSET_JSON_SCHEMA)] = Field(min_length=1, max_length=10)
+    amount: Annotated[str, WithJsonSchema({**AMOUNT_JSON_SCHEMA, "maxLength": 64})] = Field(
+        min_length=1, max_length=64, examples=["125.00"]
+    )
     reason: str = Field(min_length=1, max_length=TEXT_CHARS_MAX)
 
 

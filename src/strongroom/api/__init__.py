@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -123,6 +123,9 @@ def operator_with(capability: str) -> Any:
     """``Depends`` for an endpoint open to the operator roles that hold ``capability``."""
     return Depends(OperatorGuard(capability))
 
+
+RowIdPath = Annotated[int, Path(ge=1, lt=db.ROW_ID_LIMIT)]
+"""A row id in a path: a number the database's BIGINT key can hold."""
 
 ApiKeyHeader = Annotated[str | None, Header(alias="X-Api-Key")]
 

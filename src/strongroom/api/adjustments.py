@@ -18,6 +18,7 @@ from strongroom.adjustments.schemas import AdjustmentIn, AdjustmentOut, Adjustme
 from strongroom.api import (
     AssetsDep,
     IdempotencyKeyHeader,
+    RowIdPath,
     SessionDep,
     SettingsDep,
     operator_with,
@@ -111,7 +112,7 @@ def list_adjustments(
 
 @router.get("/{adjustment_id}", responses={**REFUSED, **ONE})
 def get_adjustment(
-    adjustment_id: int, operator: ReaderDep, session: SessionDep, registry: AssetsDep
+    adjustment_id: RowIdPath, operator: ReaderDep, session: SessionDep, registry: AssetsDep
 ) -> AdjustmentOut:
     return adjustment_out(service.get(session=session, adjustment_id=adjustment_id), registry)
 
@@ -133,7 +134,7 @@ def get_adjustment(
     },
 )
 def approve(
-    adjustment_id: int,
+    adjustment_id: RowIdPath,
     request: Request,
     operator: CheckerDep,
     session: SessionDep,
@@ -162,7 +163,7 @@ def approve(
     },
 )
 def reject(
-    adjustment_id: int,
+    adjustment_id: RowIdPath,
     request: Request,
     operator: CheckerDep,
     session: SessionDep,

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from strongroom.api import (
     AssetsDep,
@@ -15,13 +15,16 @@ from strongroom.api import (
     submit_transfer,
 )
 from strongroom.funding import service
+from strongroom.money import AMOUNT_JSON_SCHEMA, ASSET_JSON_SCHEMA, required_in_schema
 
 router = APIRouter(prefix="/v1", tags=["funding"])
 
 
 class TopupIn(BaseModel):
-    asset: Any = None
-    amount: Any = None
+    model_config = ConfigDict(json_schema_extra=required_in_schema("asset", "amount"))
+
+    asset: Annotated[Any, WithJsonSchema(ASSET_JSON_SCHEMA)] = None
+    amount: Annotated[Any, WithJsonSchema(AMOUNT_JSON_SCHEMA)] = None
     channel: str = Field(max_length=32)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from strongroom.api import (
     AssetsDep,
     LedgerKeyDep,
+    RowIdPath,
     SessionDep,
     SettingsDep,
     UserDep,
@@ -296,7 +297,7 @@ def create_account(
 
 @router.get("/admin/ledger/accounts/{account_id}", tags=["operator"], responses=READER_REFUSALS)
 def get_account(
-    account_id: int, operator: BalancesReaderDep, session: SessionDep, registry: AssetsDep
+    account_id: RowIdPath, operator: BalancesReaderDep, session: SessionDep, registry: AssetsDep
 ) -> AccountOut:
     account = service.get_account(session=session, account_id=account_id)
     return _account_out(account, registry, service.balance(session=session, account_id=account_id))
@@ -311,7 +312,7 @@ def get_account(
     },
 )
 def account_statement(
-    account_id: int,
+    account_id: RowIdPath,
     operator: BalancesReaderDep,
     session: SessionDep,
     settings: SettingsDep,

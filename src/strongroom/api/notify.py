@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from strongroom.api import SessionDep, SettingsDep, operator_with
+from strongroom.api import RowIdPath, SessionDep, SettingsDep, operator_with
 from strongroom.identity.models import User
 from strongroom.notify import outbox
 from strongroom.notify.models import OutboxEmail
@@ -88,7 +88,7 @@ def list_outbox(
         409: {"description": "`email_not_failed`: only a failed email is retried"},
     },
 )
-def retry_email(email_id: int, operator: RetryDep, session: SessionDep) -> OutboxEmailOut:
+def retry_email(email_id: RowIdPath, operator: RetryDep, session: SessionDep) -> OutboxEmailOut:
     """Give a failed email a fresh set of delivery attempts."""
     row = outbox.requeue(session=session, email_id=email_id)
     return _out(row)

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from strongroom.api import (
     AssetsDep,
@@ -14,15 +14,18 @@ from strongroom.api import (
     UserDep,
     submit_transfer,
 )
+from strongroom.money import AMOUNT_JSON_SCHEMA, ASSET_JSON_SCHEMA, required_in_schema
 from strongroom.payments import service
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
 
 class TransferIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra=required_in_schema("asset", "amount"))
+
     to: str = Field(min_length=1, max_length=254)
-    asset: Any = None
-    amount: Any = None
+    asset: Annotated[Any, WithJsonSchema(ASSET_JSON_SCHEMA)] = None
+    amount: Annotated[Any, WithJsonSchema(AMOUNT_JSON_SCHEMA)] = None
     note: str | None = Field(default=None, max_length=140)
 
 

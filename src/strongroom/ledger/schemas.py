@@ -1,9 +1,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from strongroom.db import ROW_ID_LIMIT
+from strongroom.ledger.domain import TransferKind
+from strongroom.money import AMOUNT_JSON_SCHEMA, ASSET_JSON_SCHEMA
+
+KIND_JSON_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "enum": [kind.value for kind in TransferKind],
+    "default": TransferKind.POSTED.value,
+}
+
+
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}], "default": None}
 
 
 class Unlock(BaseModel):
@@ -55,11 +69,11 @@ class TransferIn(BaseModel):
     """One transfer of an operator batch. ``linked`` ties it to the next one (all or nothing)."""
 
     id: str | None = Field(default=None, max_length=64)
-    kind: str = "posted"
-    debit_account_id: int | None = None
-    credit_account_id: int | None = None
-    asset: str | None = None
-    amount: Any = None
+    kind: Annotated[str, WithJsonSchema(KIND_JSON_SCHEMA)] = "posted"
+    debit_account_id: int | None = Field(default=None, ge=1, lt=ROW_ID_LIMIT)
+    credit_account_id: int | None = Field(default=None, ge=1, lt=ROW_ID_LIMIT)
+    asset: Annotated[str | None, WithJsonSchema(_or_null(ASSET_JSON_SCHEMA))] = None
+    amount: Annotated[Any, WithJsonSchema(_or_null(AMOUNT_JSON_SCHEMA))] = None
     pending_id: str | None = Field(default=None, max_length=64)
     timeout_s: int | None = None
     code: str = Field(default="operator", max_length=32, pattern=r"^[a-z0-9_]+$")
@@ -88,7 +102,7 @@ class AccountIn(BaseModel):
     owner_type: str = Field(pattern=r"^(user|merchant|card|operator)$")
     owner_id: str = Field(min_length=1, max_length=64)
     kind: str = Field(min_length=1, max_length=24, pattern=r"^[a-z][a-z0-9_]*$")
-    asset: str
+    asset: Annotated[str, WithJsonSchema(ASSET_JSON_SCHEMA)]
     allow_negative: bool = False
 
 
