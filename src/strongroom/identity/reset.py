@@ -81,6 +81,7 @@ def request_reset(
             expires_at=expires_at,
         )
     )
+    session.flush()  # written now in both cases: the same statements in the same order
     context = {
         "token": token,
         "expires_at": expires_at,
