@@ -280,7 +280,6 @@ def password_refusal(lang: Lang, error: DomainError) -> str:
 
 @router.post("/security/password", response_class=HTMLResponse)
 def change_password(
-    current_password: PasswordField,
     new_password: PasswordField,
     repeat_password: PasswordField,
     user: SignedInDep,
@@ -288,6 +287,7 @@ def change_password(
     session: SessionDep,
     settings: SettingsDep,
     otp: OtpField = "",
+    current_password: PasswordField = "",  # empty: the step-up says to enter it
 ) -> Response:
     """Current password (and code with 2FA on), then the new one twice; other sessions end."""
     lang = lang_of(request)
