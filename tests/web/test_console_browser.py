@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from strongroom import db
 from strongroom.identity import service as identity
-from tests.api.conftest import make_settings
+from tests.api.conftest import emailed_token, make_settings
 
 from .conftest import Console, web_user
 from .console_support import browser_sign_in, make_operator
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 OpenPage = Callable[..., "Page"]
 EXPECTED_REFUSALS = ("status of 401", "status of 403", "status of 404")
+VERIFY = "account.verify_email"
 
 
 def expect(target: Any) -> Any:
@@ -46,7 +47,10 @@ def test_an_operator_finds_a_user_their_security_events_and_their_emails(
     app.fill("#password", "a-long-password-1")
     app.select_option("#region", "HK")
     app.get_by_role("button", name="Create account").click()
-    app.wait_for_url(f"{live_url}/app/")
+    expect(app.get_by_role("heading", level=1)).to_have_text("Check your email")
+    token = emailed_token(db.make_session_factory(pg_db), "mei.ling@example.com", VERIFY)
+    app.goto(f"{live_url}/app/verify-email#token={token}")  # the emailed link
+    expect(app.locator(".success")).to_have_text("Your email address is confirmed.")
     intruder = open_page("en")
     intruder.goto(f"{live_url}/app/signin")
     intruder.fill("#email", "mei.ling@example.com")
@@ -56,8 +60,18 @@ def test_an_operator_finds_a_user_their_security_events_and_their_emails(
     with db.unit_of_work(db.make_session_factory(pg_db)) as session:
         mei = identity.find_user(session=session, reference="mei.ling@example.com")
         assert mei is not None
+        settings = make_settings(pg_db).auth
+        signed_in = identity.issue_token(session=session, user=mei, ttl_s=600)
+        proof = identity.step_up(  # R-SEC-8: her password again, in a session of hers
+            session=session,
+            user=mei,
+            session_id=signed_in.session_id,
+            password="a-long-password-1",
+            otp=None,
+            settings=settings,
+        )
         identity.set_anti_phishing_code(
-            session=session, user=mei, code="Mei88", settings=make_settings(pg_db).auth
+            session=session, user=mei, code="Mei88", proof=proof, settings=settings
         )
     # the operator: sign in, find her, read her security events and her emails
     page = open_page("en")
@@ -74,13 +88,17 @@ def test_an_operator_finds_a_user_their_security_events_and_their_emails(
     events = page.locator("table.events tbody tr")
     actions = [row.get_attribute("data-action") for row in events.all()]
     assert actions[0] == "anti_phishing_code.set"
-    assert {"login.failed", "login.succeeded", "account.registered"} <= set(actions)
+    assert {"login.failed", "email.verified", "account.registered"} <= set(actions)
     page.get_by_role("link", name="Emails to this user").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Email outbox")
     templates = {
         row.get_attribute("data-template") for row in page.locator("table.outbox tbody tr").all()
     }
-    assert templates == {"account.welcome", "security.login_alert", "security.settings_changed"}
+    assert templates == {
+        "account.verify_email",
+        "account.welcome",
+        "security.settings_changed",
+    }
     expect(page.locator('a[aria-current="page"]')).to_have_text("Email outbox")
     assert page.locator("table.outbox").inner_text().count("mei.ling@example.com") == 3
     assert _unexpected(console) == []

@@ -14,6 +14,9 @@ import pyotp
 import pytest
 from sqlalchemy.engine import Engine
 
+from strongroom import db
+from tests.api.conftest import emailed_token
+
 from .conftest import Console, WebUser, sandbox_topup, screenshot, settle, web_user
 
 if TYPE_CHECKING:
@@ -23,6 +26,8 @@ LANGUAGES = ("en", "zh_Hant")
 TEXT = {  # what the tests look for, per language (the catalogs' translations)
     "en": {
         "create": "Create account",
+        "check_email": "Check your email",
+        "confirmed": "Your email address is confirmed.",
         "sign_in": "Sign in",
         "verify": "Verify and sign in",
         "hello": "Hello, {name}",
@@ -34,6 +39,8 @@ TEXT = {  # what the tests look for, per language (the catalogs' translations)
     },
     "zh_Hant": {
         "create": "建立帳戶",
+        "check_email": "請查看你的電郵",
+        "confirmed": "你的電郵地址已確認。",
         "sign_in": "登入",
         "verify": "驗證並登入",
         "hello": "{name}，你好",
@@ -56,7 +63,9 @@ def expect(target: Any) -> Any:
     return playwright_expect(target)
 
 
-def _sign_up(page: Page, url: str, language: str, name: str) -> str:
+def _sign_up(page: Page, url: str, language: str, name: str, engine: Engine) -> str:
+    """Sign up, open the emailed verification link (its token in the fragment: the page posts
+    it), then sign in, as a new user does (R-SEC-11); the email."""
     email = f"{name.lower()}.{abs(hash((name, url))) % 10**6}@example.com"
     page.goto(f"{url}/app/signup")
     page.fill("#name", name)
@@ -64,6 +73,12 @@ def _sign_up(page: Page, url: str, language: str, name: str) -> str:
     page.fill("#password", "a-long-password-1")
     page.select_option("#region", "HK")
     page.get_by_role("button", name=TEXT[language]["create"]).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(TEXT[language]["check_email"])
+    token = emailed_token(db.make_session_factory(engine), email, "account.verify_email")
+    page.goto(f"{url}/app/verify-email#token={token}")
+    expect(page.locator(".success")).to_have_text(TEXT[language]["confirmed"])
+    assert "#" not in page.url  # the token left the address bar
+    _sign_in(page, url, language, WebUser(email, "a-long-password-1", name), "a-long-password-1")
     page.wait_for_url(f"{url}/app/")
     return email
 
@@ -79,7 +94,7 @@ def test_sign_up_then_home_shows_the_balances(
     open_page: OpenPage, live_url: str, pg_db: Engine, console: Console
 ) -> None:
     page = open_page("en")
-    email = _sign_up(page, live_url, "en", "Ann")
+    email = _sign_up(page, live_url, "en", "Ann", pg_db)
     expect(page.get_by_role("heading", level=1)).to_have_text("Hello, Ann")
     expect(page.locator(".balances .empty")).to_be_visible()
     expect(page.locator('nav.tabs a[aria-current="page"]')).to_have_attribute("href", "/app/")

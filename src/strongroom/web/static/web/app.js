@@ -20,19 +20,20 @@
 // and Referer headers. A form marked data-fragment-token takes it into its token field and drops
 // it from the address bar and the history; data-autosubmit then sends the form at once (it is a
 // POST: the token travels in the body). Without JavaScript, the field takes the token by hand.
-(function takeFragmentToken() {
-  var form = document.querySelector("form[data-fragment-token]");
-  var found = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-  if (!form || !found) {
-    return;
+(function fragmentTokens() {
+  function take() {
+    var form = document.querySelector("form[data-fragment-token]");
+    var found = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+    var field = form && form.querySelector("input[name=token]");
+    if (!field || !found) {
+      return;
+    }
+    field.value = decodeURIComponent(found[1]);
+    history.replaceState(null, "", location.pathname);
+    if (form.hasAttribute("data-autosubmit")) {
+      form.requestSubmit();
+    }
   }
-  var field = form.querySelector("input[name=token]");
-  if (!field) {
-    return;
-  }
-  field.value = decodeURIComponent(found[1]);
-  history.replaceState(null, "", location.pathname);
-  if (form.hasAttribute("data-autosubmit")) {
-    form.requestSubmit();
-  }
+  take();
+  window.addEventListener("hashchange", take); // a link opened on the page it points to
 })();
