@@ -534,7 +534,29 @@ def _login(client: httpx.Client, email: str) -> str:
     return str(body["token"])
 
 
-def _make_user(base_url: str, email: str) -> BenchUser:
+VERIFY_LINK = re.compile(r"/app/verify-email#token=([A-Za-z0-9_-]+)")
+
+
+def _verify_email(client: httpx.Client, engine: Engine, email: str) -> None:
+    """Open the emailed verification link as its owner would (R-SEC-11: no money moves from an
+    unverified address): the token from the outbox's email, posted to the API."""
+    with engine.connect() as connection:
+        body = connection.execute(
+            text(
+                "SELECT body_text FROM mail_outbox WHERE to_address = :email"
+                " AND template_id = 'account.verify_email' ORDER BY id DESC LIMIT 1"
+            ),
+            {"email": email},
+        ).scalar_one()
+    found = VERIFY_LINK.search(body)
+    if found is None:
+        raise RuntimeError(f"no verification link in the email to {email}")
+    verified = client.post("/v1/auth/verify-email", json={"token": found.group(1)})
+    if verified.status_code != 204:
+        raise RuntimeError(f"verify-email -> {verified.status_code}: {verified.text[:500]}")
+
+
+def _make_user(base_url: str, engine: Engine, email: str) -> BenchUser:
     with httpx.Client(base_url=base_url, timeout=60.0) as client:
         _ok(
             client.post(
@@ -548,6 +570,7 @@ def _make_user(base_url: str, email: str) -> BenchUser:
             ),
             201,
         )
+        _verify_email(client, engine, email)
         token = _login(client, email)
         _ok(
             client.post(
@@ -597,10 +620,15 @@ def seed(server: Server, opts: Options) -> Seed:
     started = time.monotonic()
     emails = [f"user{i}-{run_id}@bench.example" for i in range(opts.users)]
     emails.append(f"merchant-{run_id}@bench.example")
-    with ThreadPoolExecutor(max_workers=opts.clients) as pool:
-        made = list(pool.map(lambda email: _make_user(server.base_url, email), emails))
+    engine = make_engine(server.database_url, pool_size=opts.clients)
+    try:
+        with ThreadPoolExecutor(max_workers=opts.clients) as pool:
+            made = list(pool.map(lambda email: _make_user(server.base_url, engine, email), emails))
+    finally:
+        engine.dispose()
     result.users, result.merchant = made[:-1], made[-1]
-    say(f"seeded {len(made)} users (register, login, top-up) in {time.monotonic() - started:.1f} s")
+    seconds = time.monotonic() - started
+    say(f"seeded {len(made)} users (register, verify, login, top-up) in {seconds:.1f} s")
     started = time.monotonic()
     local = threading.local()
     clients: list[httpx.Client] = []
