@@ -166,21 +166,20 @@ def _verify_email(session: Session, settings: Settings, user: User) -> None:
 
 
 def _security_events(session: Session, settings: Settings, users: dict[str, User]) -> None:
-    """Alice signs in and sets an anti-phishing code (with her password again: R-SEC-8); a
-    wrong password for Bob."""
+    """An anti-phishing code for Alice (set in a session of hers, with her password again:
+    R-SEC-8), then her sign-in, whose email shows the code; a wrong password for Bob."""
     alice, bob = users["alice"], users["bob"]
-    signed_in = identity.login(
+    earlier = identity.issue_token(
         session=session,
-        email=alice.email,
-        password=DEMO_PASSWORD,
-        settings=settings.auth,
+        user=alice,
+        ttl_s=settings.auth.token_ttl_s,
         ip=DEMO_ORIGIN.ip,
         user_agent=DEMO_ORIGIN.user_agent,
     )
     proof = identity.step_up(
         session=session,
         user=alice,
-        session_id=signed_in.session_id,
+        session_id=earlier.session_id,
         password=DEMO_PASSWORD,
         otp=None,
         settings=settings.auth,
@@ -193,6 +192,14 @@ def _security_events(session: Session, settings: Settings, users: dict[str, User
         proof=proof,
         settings=settings.auth,
         origin=DEMO_ORIGIN,
+    )
+    identity.login(
+        session=session,
+        email=alice.email,
+        password=DEMO_PASSWORD,
+        settings=settings.auth,
+        ip=DEMO_ORIGIN.ip,
+        user_agent=DEMO_ORIGIN.user_agent,
     )
     try:
         identity.login(
