@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strongroom import worker
-from strongroom.api import openapi
+from strongroom.api import openapi, request_checks
 from strongroom.api.adjustments import router as adjustments_router
 from strongroom.api.funding import router as funding_router
 from strongroom.api.identity import router as identity_router
@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         console.router,
         api_docs.router,
     ):
-        app.include_router(router)
+        app.include_router(router, dependencies=request_checks(router))
     app.mount(web_core.STATIC_URL, StaticFiles(packages=STATIC_PACKAGES), name="static")
     openapi.install(app)  # the shared answers, error schema and security schemes
 

@@ -3,7 +3,7 @@ requests from ``/openapi.json`` for every operation and runs its default checks 
 (no 5xx, every status code documented, the documented content type, the response schema, the
 ``Allow`` header of a 405, schema-valid input accepted and invalid input refused, ...).
 
-Twice: without credentials, and signed in (a user's bearer token; an ``admin`` operator's for
+Twice: without credentials, and with them (a user's bearer token; an ``admin`` operator's for
 the ``/v1/admin`` routes; a service key with the ``ledger`` scope for the raw ledger writes).
 Money-moving requests get a fresh ``Idempotency-Key`` on every call, so they get past the
 header's checks to the money-movement service.
@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 from strongroom.app import create_app
 from strongroom.settings import Settings
 from tests.api.conftest import make_settings, operator, signup
+from tests.api.service_keys import make_key
 from tests.conftest import _truncate
 
 EXAMPLES = int(os.environ.get("STRONGROOM_CONFORMANCE_EXAMPLES", "12"))
@@ -43,6 +44,18 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 class Credentials:
     user_token: str
     operator_token: str
+    ledger_key: str
+
+    def headers(self, case: Any) -> dict[str, str]:
+        """What the operation's security asks for: a service key for the raw ledger writes,
+        an admin's token for the other /v1/admin routes, a user's token for the rest."""
+        schemes = {
+            name for item in case.operation.definition.raw.get("security", []) for name in item
+        }
+        if "serviceKey" in schemes:
+            return {"X-Api-Key": self.ledger_key}
+        admin = case.operation.path.startswith("/v1/admin")
+        return {"Authorization": f"Bearer {self.operator_token if admin else self.user_token}"}
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +78,12 @@ def credentials(fresh_database: Engine) -> Credentials:
     user = signup(client, "Conformance")
     user.topup("500.00")
     admin = operator(client, fresh_database, role="admin")
-    return Credentials(user_token=user.token, operator_token=admin.token)
+    return Credentials(
+        user_token=user.token, operator_token=admin.token, ledger_key=make_key(fresh_database)
+    )
 
 
-def _load_schema() -> Any:
+def _load_schema(*, generated_credentials: bool) -> Any:
     """The document as the app serves it, read at import (Schemathesis parametrizes the tests by
     operation when they are collected) from an app on an unused SQLite engine: the document
     depends on the code, not on the database. The requests go to ``conformance_app``."""
@@ -80,21 +95,22 @@ def _load_schema() -> Any:
         rate_limits_enabled=False,
     )
     loaded = schemathesis.openapi.from_asgi("/openapi.json", create_app(placeholder))
-    loaded.config.generation.update(max_examples=EXAMPLES)
+    loaded.config.generation.update(
+        max_examples=EXAMPLES, with_security_parameters=generated_credentials
+    )
     return loaded
 
 
-schema = _load_schema()
+anonymous = _load_schema(generated_credentials=True)  # no token, or a made-up one
+signed_in = _load_schema(generated_credentials=False)  # the test's own credentials only
 
 
-def _headers(case: Any, token: str | None) -> dict[str, str]:
-    """A fresh Idempotency-Key for a money-moving operation; the bearer token if any."""
-    headers: dict[str, str] = {}
+def _headers(case: Any, credentials: dict[str, str]) -> dict[str, str]:
+    """A fresh Idempotency-Key for a money-moving operation, and the credentials if any."""
+    headers = dict(credentials)
     declared = {p.name.lower() for p in case.operation.headers}
     if IDEMPOTENCY_HEADER.lower() in declared:
         headers[IDEMPOTENCY_HEADER] = uuid.uuid4().hex
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
     return headers
 
 
@@ -146,9 +162,9 @@ def schema_valid_input_accepted(ctx: CheckContext, response: Any, case: Any) -> 
     return positive_data_acceptance(ctx, response, case)
 
 
-def _validate(case: Any, app: FastAPI, token: str | None) -> None:
+def _validate(case: Any, app: FastAPI, credentials: dict[str, str]) -> None:
     case.call_and_validate(
-        headers=_headers(case, token),
+        headers=_headers(case, credentials),
         app=app,
         excluded_checks=[positive_data_acceptance],
         additional_checks=[schema_valid_input_accepted, error_code_documented],
@@ -163,15 +179,13 @@ CHECK_SETTINGS = settings(
 )
 
 
-@schema.parametrize()
+@anonymous.parametrize()
 @CHECK_SETTINGS
 def test_without_credentials(case: Any, conformance_app: FastAPI) -> None:
-    _validate(case, conformance_app, None)
+    _validate(case, conformance_app, {})
 
 
-@schema.parametrize()
+@signed_in.parametrize()
 @CHECK_SETTINGS
 def test_signed_in(case: Any, credentials: Credentials, conformance_app: FastAPI) -> None:
-    admin = case.operation.path.startswith("/v1/admin")
-    token = credentials.operator_token if admin else credentials.user_token
-    _validate(case, conformance_app, token)
+    _validate(case, conformance_app, credentials.headers(case))

@@ -9,13 +9,13 @@ from typing import Annotated
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from strongroom.adjustments.service import TEXT_CHARS_MAX
-from strongroom.db import ROW_ID_LIMIT
+from strongroom.ledger.schemas import AccountIdIn
 from strongroom.money import AMOUNT_JSON_SCHEMA, ASSET_JSON_SCHEMA
 
 
 class AdjustmentIn(BaseModel):
-    debit_account_id: int = Field(ge=1, lt=ROW_ID_LIMIT)
-    credit_account_id: int = Field(ge=1, lt=ROW_ID_LIMIT)
+    debit_account_id: AccountIdIn
+    credit_account_id: AccountIdIn
     asset: Annotated[str, WithJsonSchema(ASSET_JSON_SCHEMA)] = Field(min_length=1, max_length=10)
     amount: Annotated[str, WithJsonSchema({**AMOUNT_JSON_SCHEMA, "maxLength": 64})] = Field(
         min_length=1, max_length=64, examples=["125.00"]

@@ -5,15 +5,16 @@ operator check, amounts and money-moving requests. Each request is one unit of w
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from strongroom import db
-from strongroom.errors import Forbidden
+from strongroom.errors import Forbidden, ValidationFailed
 from strongroom.identity import api_keys, roles
 from strongroom.identity import service as identity_service
 from strongroom.identity.audit import Origin
@@ -122,6 +123,24 @@ def origin_of(request: Request) -> Origin:
 def operator_with(capability: str) -> Any:
     """``Depends`` for an endpoint open to the operator roles that hold ``capability``."""
     return Depends(OperatorGuard(capability))
+
+
+async def single_valued_query(request: Request) -> None:
+    """A query parameter given twice is refused (422 ``validation_error``): the API reads one
+    value of each, and which of two a client meant is not for it to guess."""
+    counts = Counter(key for key, _ in request.query_params.multi_items())
+    repeated = sorted(key for key, count in counts.items() if count > 1)
+    if repeated:
+        problems = [
+            {"field": f"query.{key}", "problem": "given more than once"} for key in repeated
+        ]
+        raise ValidationFailed("a query parameter is given more than once", problems=problems[:20])
+
+
+def request_checks(router: APIRouter) -> list[Any]:
+    """What every HTTP API route checks before its own dependencies (app.py includes the API's
+    routers with it; the web pages' forms are their own)."""
+    return [Depends(single_valued_query)] if router.prefix.startswith("/v1") else []
 
 
 RowIdPath = Annotated[int, Path(ge=1, lt=db.ROW_ID_LIMIT)]

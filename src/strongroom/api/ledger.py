@@ -194,7 +194,10 @@ READER_REFUSALS: dict[int | str, dict[str, Any]] = {
     tags=["operator"],
     responses={
         **KEY_REFUSALS,
-        400: {"description": "`batch_too_large` (`details.max`), `malformed_json`"},
+        400: {
+            "description": "`batch_too_large` (`details.max`), `validation_error` (a `kind` "
+            "that is not one of the four), `malformed_json`"
+        },
         422: {
             "description": "`invalid_amount`, `unknown_asset`, `validation_error`; a "
             "transfer's own refusal is in its result, not the status"

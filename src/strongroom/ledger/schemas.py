@@ -3,12 +3,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool, WithJsonSchema
 
 from strongroom.db import ROW_ID_LIMIT
 from strongroom.ledger.domain import TransferKind
 from strongroom.money import AMOUNT_JSON_SCHEMA, ASSET_JSON_SCHEMA
 
+
+def _number_not_text(value: object) -> object:
+    """A JSON number, as documented: `"5"` or `true` is not 5 (lax Pydantic would take them;
+    strict Pydantic would refuse `5.0`, which JSON Schema calls an integer)."""
+    if isinstance(value, str | bool):
+        raise ValueError("must be a number")
+    return value
+
+
+AccountIdIn = Annotated[int, Field(ge=1, lt=ROW_ID_LIMIT), BeforeValidator(_number_not_text)]
+"""An account id in a request body: a number the database's key can hold."""
 KIND_JSON_SCHEMA: dict[str, Any] = {
     "type": "string",
     "enum": [kind.value for kind in TransferKind],
@@ -70,15 +81,15 @@ class TransferIn(BaseModel):
 
     id: str | None = Field(default=None, max_length=64)
     kind: Annotated[str, WithJsonSchema(KIND_JSON_SCHEMA)] = "posted"
-    debit_account_id: int | None = Field(default=None, ge=1, lt=ROW_ID_LIMIT)
-    credit_account_id: int | None = Field(default=None, ge=1, lt=ROW_ID_LIMIT)
+    debit_account_id: AccountIdIn | None = None
+    credit_account_id: AccountIdIn | None = None
     asset: Annotated[str | None, WithJsonSchema(_or_null(ASSET_JSON_SCHEMA))] = None
     amount: Annotated[Any, WithJsonSchema(_or_null(AMOUNT_JSON_SCHEMA))] = None
     pending_id: str | None = Field(default=None, max_length=64)
-    timeout_s: int | None = None
+    timeout_s: Annotated[int, BeforeValidator(_number_not_text)] | None = None
     code: str = Field(default="operator", max_length=32, pattern=r"^[a-z0-9_]+$")
     note: str | None = Field(default=None, max_length=280)
-    linked: bool = False
+    linked: StrictBool = False
 
 
 class BatchIn(BaseModel):
@@ -103,7 +114,7 @@ class AccountIn(BaseModel):
     owner_id: str = Field(min_length=1, max_length=64)
     kind: str = Field(min_length=1, max_length=24, pattern=r"^[a-z][a-z0-9_]*$")
     asset: Annotated[str, WithJsonSchema(ASSET_JSON_SCHEMA)]
-    allow_negative: bool = False
+    allow_negative: StrictBool = False
 
 
 class AccountOut(BaseModel):
