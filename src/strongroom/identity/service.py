@@ -7,6 +7,13 @@ refused, and rolls back everything else. A kept step decides under the row lock 
 the unit of work runs it again on a refusal, so it reads ids and values, never objects of the
 refused transaction. What a passed check changes (failures forgotten, a code used) is written
 by the caller in the unit of work, not by the kept step.
+
+Every security change takes a ``StepUp`` proof (R-SEC-8, ``step_up``: the password again, and
+the 2FA code when 2FA is on, in a session of the user; wrong passwords count toward that
+session's limit, not the sign-in lockout). Public registration is ``sign_up``, whose answer is
+the same whether or not the email has an account; ``register`` opens an account for trusted
+callers (the CLI, the demo) and refuses a taken email. An email is verified by its emailed link
+(``verification``) before money moves; the welcome email follows the first verification.
 """
 
 from __future__ import annotations
@@ -235,17 +242,6 @@ def _tell_owner_of_sign_up(
             now=now,
         )
     session.flush()
-
-
-def sign_in_locked_until(
-    *, session: Session, email: str, settings: AuthSettings, now: datetime | None = None
-) -> datetime | None:
-    """The end of the sign-in lock on ``email`` (R-SEC-2), None when there is none. The email's
-    throttle row stays locked for the rest of the transaction, so a sign-in later in it is not
-    refused for a lock (the Lite app signs a new account in straight away)."""
-    now = now or utcnow()
-    throttle = lockout.acquire(session=session, email=email, now=now, settings=settings)
-    return lockout.locked_until(throttle, now)
 
 
 def find_user(*, session: Session, reference: str) -> User | None:
