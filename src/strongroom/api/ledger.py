@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -87,7 +87,16 @@ def transactions(
     return TransactionsOut(items=items, next_cursor=page.next_cursor)
 
 
-@router.get("/transactions.csv")
+@router.get(
+    "/transactions.csv",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The wallet's history as CSV (an attachment, `history.csv`)",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def transactions_csv(
     user: UserDep, session: SessionDep, settings: SettingsDep, registry: AssetsDep
 ) -> StreamingResponse:
