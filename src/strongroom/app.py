@@ -69,7 +69,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     factory = make_session_factory(engine)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(started: FastAPI) -> AsyncIterator[None]:
+        if started.state.batcher.closed:  # a second lifespan of the same app (tests)
+            started.state.batcher = Batcher(factory, max_batch=settings.ledger.group_commit_max)
         stops = (
             [worker.start_thread(factory, settings.idempotency, limits=settings.rate_limits)]
             if settings.run_worker
@@ -80,7 +82,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         yield
         for stop in stops:
             stop.set()
-        batcher.close()
+        started.state.batcher.close()
 
     app = FastAPI(
         title="Strongroom",
@@ -95,8 +97,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = factory
-    batcher = Batcher(factory, max_batch=settings.ledger.group_commit_max)
-    app.state.batcher = batcher
+    app.state.batcher = Batcher(factory, max_batch=settings.ledger.group_commit_max)
     app.state.assets = settings.asset_registry()
     app.state.rate_limiter = RateLimiter(factory, settings.rate_limits)
     app.add_middleware(BodyLimit, max_bytes=settings.request_body_max_bytes)

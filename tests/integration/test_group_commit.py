@@ -113,3 +113,18 @@ def test_concurrent_submitters_all_get_their_own_results(factory, wallets):
         bank_account = session.get(Account, bank)
         assert bank_account is not None
         assert bank_account.debits_posted == 10_00 + 60
+
+
+def test_an_app_started_twice_moves_money_both_times(pg_db):
+    """A second lifespan of the same app (a second TestClient, Schemathesis' runs) gets a live
+    batcher, not the one the first lifespan closed."""
+    from fastapi.testclient import TestClient
+
+    from strongroom.app import create_app
+    from tests.api.conftest import make_settings, signup
+
+    app = create_app(make_settings(pg_db), pg_db)
+    for _ in range(2):
+        with TestClient(app) as client:
+            signup(client, "Twice").topup("1.00")
+    assert app.state.batcher.closed

@@ -68,6 +68,11 @@ class Batcher:
             raise DomainError("the ledger is busy; retry shortly", code="busy") from error
         return job.future.result(timeout=self.result_timeout_s)
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` ended the batching thread (a new ``Batcher`` is needed then)."""
+        return not self._thread.is_alive()
+
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=10)
