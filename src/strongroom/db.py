@@ -223,11 +223,10 @@ def alembic_config(url: str) -> Any:
 
 
 def upgrade(engine: Engine) -> None:
-    """Apply every migration, every branch head (``strongroom db upgrade``; also on ``serve``
-    start)."""
+    """Apply every migration (``strongroom db upgrade``; also on ``serve`` start)."""
     from alembic import command
 
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "heads")
+        command.upgrade(config, "head")

@@ -32,9 +32,7 @@ def upgrade() -> None:
         sa.Column("hits", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("rule", "key_digest", name="pk_rate_limit_buckets"),
     )
-    op.create_index(
-        "ix_rate_limit_buckets_window_end_ms", "rate_limit_buckets", ["window_end_ms"]
-    )
+    op.create_index("ix_rate_limit_buckets_window_end_ms", "rate_limit_buckets", ["window_end_ms"])
     if op.get_bind().dialect.name == "postgresql":
         for name, condition in CHECKS.items():
             op.create_check_constraint(name, "rate_limit_buckets", condition)
