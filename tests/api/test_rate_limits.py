@@ -291,3 +291,28 @@ def test_sqlite_counts_before_and_inside_a_request_without_waiting_on_itself(
         assert second.status_code == 429, second.text
         assert second.json()["error"]["details"]["rule"] == "two_factor_per_account"
     assert _buckets(engine) >= 1
+
+
+def test_verification_resend_is_throttled_per_address(pg_db: Engine) -> None:
+    """A signed-in user asking for link after link from one address gets 429 once the address
+    limit is spent, before the service's own hourly cap; nothing is sent for it."""
+    settings = limited(pg_db, verification_resend_per_address=RateLimitRule(limit=1, window_s=60))
+    app, clock = app_with(settings, pg_db)
+    from tests.api.conftest import signup
+
+    with _client(app, ATTACKER) as client:
+        caller = signup(client, "Resend", verify=False)
+        first = client.post("/v1/me/verify-email/resend", headers=caller.headers())
+        assert first.status_code == 202, first.text
+        before = fingerprint(pg_db)
+        second = client.post("/v1/me/verify-email/resend", headers=caller.headers())
+        assert second.status_code == 429, second.text
+        assert second.json()["error"]["code"] == "rate_limited"
+        assert int(second.headers["Retry-After"]) > 0
+        assert {k: v for k, v in fingerprint(pg_db).items() if k != "rate_limit_buckets"} == {
+            k: v for k, v in before.items() if k != "rate_limit_buckets"
+        }
+        clock.advance(61)
+        assert (
+            client.post("/v1/me/verify-email/resend", headers=caller.headers()).status_code == 202
+        )

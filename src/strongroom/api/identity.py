@@ -275,8 +275,9 @@ def resend_verification(
     user: UserDep, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """A new verification link for the account's email (R-SEC-11)."""
-    # R-SEC-9 hook: part D's limiter counts this route per address and per account here,
-    # before the service's own cap of auth.verify_emails_per_hour_max links an hour.
+    # R-SEC-9: per address and per account, before the service's own cap of
+    # auth.verify_emails_per_hour_max links an hour
+    throttle.verification_resend(request, session, user.email)
     verification.resend(
         session=session,
         user=user,

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse
 
 from strongroom import db
-from strongroom.api import SessionDep, SettingsDep
+from strongroom.api import SessionDep, SettingsDep, throttle
 from strongroom.errors import DomainError
 from strongroom.identity import verification
 from strongroom.web import sessions
@@ -76,9 +76,10 @@ def verify(
 def resend(
     user: SignedInDep, request: Request, session: SessionDep, settings: SettingsDep
 ) -> HTMLResponse:
-    """A new link to the account's address (R-SEC-9: part D's limiter hooks in here too)."""
+    """A new link to the account's address, throttled as the API's resend is (R-SEC-9)."""
     lang = lang_of(request)
     try:
+        throttle.verification_resend(request, session, user.user.email)
         verification.resend(
             session=session,
             user=user.user,
