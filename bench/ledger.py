@@ -433,6 +433,9 @@ class Server:
             "STRONGROOM_DATABASE_URL": database_url,
             "STRONGROOM_ENV": "development",
             "STRONGROOM_SECRET_KEY": secrets.token_hex(16),
+            # a load test from one address: R-SEC-9's limits are off for local benchmarks
+            # (production refuses this setting)
+            "STRONGROOM_RATE_LIMITS_ENABLED": "false",
         }
         self.database_url = database_url
         self.workers = workers
