@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import DateTime, MetaData, Numeric, String, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from strongroom.errors import DomainError
+from strongroom.errors import DomainError, present
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -188,8 +189,7 @@ def hand_off(session: Session) -> None:
     transaction (the group-commit batcher applies transfers in its own). Only the money-movement
     service calls it, after writing nothing but idempotent get-or-creates (wallets opened on
     first use); the unit of work goes on in a new transaction."""
-    session.commit()
-    session.info.pop(KEPT_WRITERS, None)
+    finish(session, None)
 
 
 @contextmanager
@@ -201,12 +201,17 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
             yield session
         except BaseException as error:
             raised = finish(session, error)
-            if raised is None or raised is error:
+            if raised is error:
                 raise
-            raise raised from error
+            raise present(raised, "a refused unit of work reports a refusal") from error
         finish(session, None)
     finally:
         session.close()
+
+
+def insert_for(session: Session) -> Callable[..., Any]:
+    """The dialect's ``insert`` (``on_conflict_do_nothing`` and ``returning`` on both)."""
+    return postgresql.insert if is_postgres(session) else sqlite.insert
 
 
 def is_postgres(session: Session) -> bool:

@@ -36,7 +36,6 @@ FORMAT: Final = "v1"
 NONCE_BYTES: Final = 12
 KEY_BYTES: Final = 32
 KEY_ID_HEX_CHARS: Final = 12
-KEY_ID_MAX_CHARS: Final = 16
 RETIRED_KEYS_MAX: Final = 16
 SEALED_MAX_CHARS: Final = 4096
 SALT: Final = b"strongroom-vault-v1"

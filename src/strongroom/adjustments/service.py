@@ -198,13 +198,11 @@ def approve(
             code="own_adjustment",
             adjustment_id=row.id,
         )
-    (result,) = ledger.create_transfers(
-        session=session, specs=[_spec(row, transfer_id_of(row.id))], limits=limits
+    transfer_id = ledger.transfer(
+        session=session, spec=_spec(row, transfer_id_of(row.id)), limits=limits
     )
-    if result.error is not None:
-        raise result.error
     row.status, row.decided_by, row.decided_at = APPROVED, approver.id, db.utcnow()
-    row.transfer_id = result.id
+    row.transfer_id = transfer_id
     session.flush()
     _record(session, "adjustment.approved", row, approver, origin)
     return row

@@ -20,7 +20,7 @@ from strongroom.identity import service as identity_service
 from strongroom.identity.audit import Origin
 from strongroom.identity.models import User
 from strongroom.ledger.domain import TransferSpec
-from strongroom.money import AssetRegistry, Money
+from strongroom.money import AssetRegistry
 from strongroom.movements import service as movements
 from strongroom.movements.batcher import Batcher
 from strongroom.settings import Settings
@@ -34,18 +34,8 @@ async def get_settings_dep(request: Request) -> Settings:
 def get_session(request: Request) -> Iterator[Session]:
     """The request's unit of work (``db.finish``): committed after the endpoint returns and
     before the response is sent; on a refusal only the kept records are committed."""
-    session: Session = request.app.state.session_factory()
-    try:
-        try:
-            yield session
-        except BaseException as error:
-            raised = db.finish(session, error)
-            if raised is None or raised is error:
-                raise
-            raise raised from error
-        db.finish(session, None)
-    finally:
-        session.close()
+    with db.unit_of_work(request.app.state.session_factory) as session:
+        yield session
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -203,10 +193,6 @@ async def assets(request: Request) -> AssetRegistry:
 
 
 AssetsDep = Annotated[AssetRegistry, Depends(assets)]
-
-
-def money(registry: AssetRegistry, amount: object, asset: object) -> Money:
-    return registry.money(amount, asset)
 
 
 IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]

@@ -12,7 +12,15 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from strongroom.api import SessionDep, SettingsDep, UserDep, bearer_token, operator_with, throttle
+from strongroom.api import (
+    SessionDep,
+    SettingsDep,
+    UserDep,
+    bearer_token,
+    operator_with,
+    origin_of,
+    throttle,
+)
 from strongroom.errors import ValidationFailed
 from strongroom.identity import (
     antiphishing,
@@ -23,7 +31,6 @@ from strongroom.identity import (
     two_factor,
     verification,
 )
-from strongroom.identity.audit import Origin
 from strongroom.identity.models import AuditEvent, AuthToken, User
 from strongroom.identity.schemas import (
     AntiPhishingCodeIn,
@@ -69,13 +76,6 @@ SinceQuery = Annotated[
     ),
 ]
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-def origin_of(request: Request) -> Origin:
-    return Origin(
-        ip=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
-    )
 
 
 def current_auth(
@@ -146,9 +146,8 @@ def verify_email(body: VerifyEmailIn, request: Request, session: SessionDep) -> 
 @router.post("/auth/login", responses=LOGIN_REFUSALS)
 def login(body: LoginIn, request: Request, session: SessionDep, settings: SettingsDep) -> LoginOut:
     origin = origin_of(request)
-    counted = throttle.login(request, session, body.email)  # before Argon2 (R-SEC-9)
-    if body.otp is not None:
-        counted += throttle.two_factor(request, session, body.email)
+    # before Argon2 (R-SEC-9); a code given with the password counts as a 2FA step too
+    counted = throttle.login(request, session, body.email, otp=body.otp is not None)
     issued = service.login(
         session=session,
         email=body.email,

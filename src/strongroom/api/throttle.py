@@ -67,13 +67,16 @@ def give_back(request: Request, session: Session, counted: Sequence[Counted]) ->
     limiter(request).give_back(counted, request_session=session)
 
 
-def login(request: Request, session: Session, email: str) -> list[Counted]:
-    """A sign-in attempt: per address, then per account."""
-    return hit(
-        request,
-        session,
-        [Check("login_per_address", address(request)), Check("login_per_account", account(email))],
-    )
+def login(request: Request, session: Session, email: str, *, otp: bool = False) -> list[Counted]:
+    """A sign-in attempt: per address, then per account; with ``otp`` (a code sent with the
+    password) also a 2FA step, counted in the same round trip."""
+    checks = [
+        Check("login_per_address", address(request)),
+        Check("login_per_account", account(email)),
+    ]
+    if otp:
+        checks += _two_factor_checks(request, email)
+    return hit(request, session, checks)
 
 
 def registration(request: Request, session: Session) -> list[Counted]:
@@ -91,14 +94,14 @@ def password_reset(request: Request, session: Session, email: str | None) -> lis
 
 def two_factor(request: Request, session: Session, email: str) -> list[Counted]:
     """A 2FA code checked: per address, then per account."""
-    return hit(
-        request,
-        session,
-        [
-            Check("two_factor_per_address", address(request)),
-            Check("two_factor_per_account", account(email)),
-        ],
-    )
+    return hit(request, session, _two_factor_checks(request, email))
+
+
+def _two_factor_checks(request: Request, email: str) -> list[Check]:
+    return [
+        Check("two_factor_per_address", address(request)),
+        Check("two_factor_per_account", account(email)),
+    ]
 
 
 def verification_resend(request: Request, session: Session, email: str) -> list[Counted]:
@@ -111,16 +114,6 @@ def verification_resend(request: Request, session: Session, email: str) -> list[
             Check("verification_resend_per_account", account(email)),
         ],
     )
-
-
-def payment_code_charge(request: Request, session: Session, user_id: str) -> list[Counted]:
-    """A merchant's charge with a user's payment code (a later issue): per paying account."""
-    return hit(request, session, [Check("payment_code_charges_per_account", user_id)])
-
-
-def webhook(request: Request, session: Session) -> list[Counted]:
-    """A connector's notification (a later issue): per sending address."""
-    return hit(request, session, [Check("webhooks_per_address", address(request))])
 
 
 THROTTLED: Final[dict[int | str, dict[str, Any]]] = {

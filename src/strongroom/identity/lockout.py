@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from strongroom.db import is_postgres
+from strongroom.db import insert_for
 from strongroom.errors import present
 from strongroom.identity.errors import AccountLocked
 from strongroom.identity.models import LoginThrottle
@@ -34,7 +34,7 @@ def acquire(
 ) -> LoginThrottle:
     """The throttle row of this email, created if missing and locked for this transaction."""
     key = email_key(email)
-    insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    insert = insert_for(session)
     session.execute(
         insert(LoginThrottle)
         .values(email=key, failures=0, locks=0, updated_at=now)
@@ -56,17 +56,9 @@ def _forget_stale(throttle: LoginThrottle, now: datetime, settings: AuthSettings
         throttle.failures, throttle.locks, throttle.locked_until = 0, 0, None
 
 
-def locked_until(throttle: LoginThrottle, now: datetime) -> datetime | None:
-    """The end of the email's lock; None when it is not locked at ``now``."""
-    if throttle.locked_until is not None and throttle.locked_until > now:
-        return throttle.locked_until
-    return None
-
-
 def refuse_if_locked(throttle: LoginThrottle, now: datetime) -> None:
-    until = locked_until(throttle, now)
-    if until is not None:
-        raise AccountLocked(until)
+    if throttle.locked_until is not None and throttle.locked_until > now:
+        raise AccountLocked(throttle.locked_until)
 
 
 def record_failure(
@@ -84,14 +76,7 @@ def record_failure(
     return throttle.locked_until
 
 
-def clear(*, session: Session, throttle: LoginThrottle) -> None:
-    """A successful sign-in (or a completed reset) forgets the email's failures."""
-    session.delete(throttle)
-    session.flush()
-
-
 def unlock(*, session: Session, email: str) -> None:
-    """Forget an email's failures and lock, if it has any (after a password reset)."""
-    throttle = session.get(LoginThrottle, email_key(email), with_for_update=True)
-    if throttle is not None:
-        clear(session=session, throttle=throttle)
+    """Forget an email's failures and lock, if it has any (after a password reset or a
+    sign-in): one statement, which also drops the row from the session if it is loaded."""
+    session.execute(delete(LoginThrottle).where(LoginThrottle.email == email_key(email)))

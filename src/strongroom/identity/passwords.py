@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 
@@ -54,6 +55,19 @@ def check_policy(password: str, settings: AuthSettings) -> None:
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+def verifier(password: str) -> Callable[[str], bool]:
+    """``verify`` of one password against stored hashes, Argon2 run once per hash: for kept
+    steps that run again after a refusal's rollback (``db.keep``)."""
+    verified: dict[str, bool] = {}
+
+    def matches(password_hash: str) -> bool:
+        if password_hash not in verified:
+            verified[password_hash] = verify(password_hash, password)
+        return verified[password_hash]
+
+    return matches
 
 
 def verify(password_hash: str, password: str) -> bool:

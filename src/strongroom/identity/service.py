@@ -420,17 +420,12 @@ def _password_check(
     *,
     operators_only: bool = False,
 ) -> Callable[[Session], str]:
-    """The kept step of a sign-in or a re-authentication (R-SEC-2): lock the email's throttle
+    """The kept step of a sign-in (R-SEC-2): lock the email's throttle
     row, refuse while it is locked, check the password and count a wrong one; the user's id
     when it is right. Run again as a whole when the unit of work is refused, so each run decides
     under the lock and parallel guesses cannot get past the limit (a run's refusal is the one
     reported). Argon2 runs once per stored hash, not once per run."""
-    verified: dict[str, bool] = {}
-
-    def matches(password_hash: str) -> bool:
-        if password_hash not in verified:
-            verified[password_hash] = passwords.verify(password_hash, password)
-        return verified[password_hash]
+    matches = passwords.verifier(password)
 
     def check(kept: Session) -> str:
         throttle = lockout.acquire(session=kept, email=email, now=now, settings=settings)

@@ -23,10 +23,9 @@ from datetime import datetime
 from typing import NoReturn
 
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from strongroom.db import is_postgres
+from strongroom.db import insert_for
 from strongroom.errors import Forbidden, Unauthorized, invariant, present
 from strongroom.identity import audit, passwords
 from strongroom.identity.audit import Origin
@@ -72,12 +71,7 @@ def password_check(
 ) -> Callable[[Session], None]:
     """The kept step: lock the session, refuse it if it was signed out meanwhile, check the
     password and count a wrong one (``_wrong_password``). Argon2 runs once per stored hash."""
-    verified: dict[str, bool] = {}
-
-    def matches(password_hash: str) -> bool:
-        if password_hash not in verified:
-            verified[password_hash] = passwords.verify(password_hash, password)
-        return verified[password_hash]
+    matches = passwords.verifier(password)
 
     def check(kept: Session) -> None:
         token = kept.get(AuthToken, session_id, with_for_update=True, populate_existing=True)
@@ -91,7 +85,7 @@ def password_check(
 
 
 def _failures(session: Session, session_id: str, now: datetime) -> StepUpFailures:
-    insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    insert = insert_for(session)
     session.execute(
         insert(StepUpFailures)
         .values(session_id=session_id, failures=0, updated_at=now)

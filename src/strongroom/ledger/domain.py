@@ -63,7 +63,7 @@ class AccountState:
 
     @property
     def total(self) -> int:
-        return self.credits_posted - self.debits_posted
+        return total_minor(credits_posted=self.credits_posted, debits_posted=self.debits_posted)
 
     @property
     def unreserved(self) -> int:

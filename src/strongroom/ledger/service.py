@@ -12,12 +12,12 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session
 
-from strongroom.db import utcnow
+from strongroom.db import insert_for, utcnow
 from strongroom.errors import DomainError, NotFound, invariant, present
 from strongroom.ledger import writer
 from strongroom.ledger.domain import (
@@ -97,13 +97,7 @@ def ensure_account_id(
         raise LedgerError(
             "a user's account may not go negative", code="user_account_may_not_go_negative"
         )
-    table = writer.ACCOUNTS
-    lookup = select(table.c.id).where(
-        table.c.owner_type == owner_type,
-        table.c.owner_id == owner_id,
-        table.c.kind == kind,
-        table.c.asset == asset,
-    )
+    lookup = _account_lookup(owner_type, owner_id, kind, asset)
     found = session.execute(lookup).scalar()
     if found is not None:
         return int(found)
@@ -120,9 +114,8 @@ def ensure_account_id(
         "credits_pending": 0,
         "created_at": utcnow(),
     }
-    dialect = session.get_bind().dialect.name
-    statement = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    session.execute(statement.values(**values).on_conflict_do_nothing())
+    insert = insert_for(session)
+    session.execute(insert(writer.ACCOUNTS).values(**values).on_conflict_do_nothing())
     return int(session.execute(lookup).scalar_one())
 
 
@@ -143,6 +136,16 @@ def get_account(*, session: Session, account_id: int) -> Account:
     if account is None:
         raise NotFound(f"account {account_id} does not exist", code="account_not_found")
     return account
+
+
+def get_accounts(*, session: Session, account_ids: Iterable[int]) -> dict[int, Account]:
+    """The accounts with these ids, in one read (missing ids are left out); they stay in the
+    session, so ``get_account`` of any of them needs no further query."""
+    ids = sorted(set(account_ids))
+    invariant(len(ids) <= BALANCE_READ_MAX, "too many accounts for one read")
+    if not ids:
+        return {}
+    return {row.id: row for row in session.scalars(select(Account).where(Account.id.in_(ids)))}
 
 
 def accounts_of(
@@ -249,20 +252,33 @@ def lock(
 
 def user_wallet_id_if_any(*, session: Session, user_id: str, asset: str) -> int | None:
     """A user's wallet in one asset if it exists (no account is created)."""
-    found = session.execute(
-        select(Account.id).filter_by(
-            owner_type="user", owner_id=user_id, kind="wallet", asset=asset
-        )
-    ).scalar()
+    found = session.execute(_account_lookup(USER, user_id, "wallet", asset)).scalar()
     return None if found is None else int(found)
+
+
+def _account_lookup(owner_type: str, owner_id: str, kind: str, asset: str) -> Select[Any]:
+    """The id of the account for (owner, kind, asset): one indexed read."""
+    table = writer.ACCOUNTS
+    return select(table.c.id).where(
+        table.c.owner_type == owner_type,
+        table.c.owner_id == owner_id,
+        table.c.kind == kind,
+        table.c.asset == asset,
+    )
 
 
 # --------------------------------------------------------------------------- transfers
 
 
-def transfer(*, session: Session, spec: TransferSpec, now: datetime | None = None) -> str:
+def transfer(
+    *,
+    session: Session,
+    spec: TransferSpec,
+    now: datetime | None = None,
+    limits: LedgerLimits | None = None,
+) -> str:
     """One transfer; raises its error. Returns the transfer id."""
-    (result,) = create_transfers(session=session, specs=[spec], now=now)
+    (result,) = create_transfers(session=session, specs=[spec], now=now, limits=limits)
     if result.error is not None:
         raise result.error
     return result.id

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, and_, bindparam, delete, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from strongroom.db import is_postgres, utcnow
+from strongroom.db import insert_for, utcnow
 from strongroom.errors import Conflict, ValidationFailed, invariant
 from strongroom.movements.models import IdempotencyKey
 
@@ -101,7 +100,7 @@ def claim_all(*, session: Session, claims: list[Claim]) -> set[tuple[str, str]]:
     """Insert every claim's key in one statement; the (scope, key) pairs this call won."""
     if not claims:
         return set()
-    insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    insert = insert_for(session)
     now = utcnow()
     rows = [
         {"scope": c.scope, "key": c.key, "request_hash": c.fingerprint, "created_at": now}
@@ -135,11 +134,8 @@ def settle(*, session: Session, done: list[tuple[Claim, Outcome]], refused: list
             ],
         )
     if refused:
-        session.execute(
-            delete(table).where(
-                or_(*(and_(table.c.scope == c.scope, table.c.key == c.key) for c in refused))
-            )
-        )
+        pairs = [(claim.scope, claim.key) for claim in refused]
+        session.execute(delete(table).where(tuple_(table.c.scope, table.c.key).in_(pairs)))
 
 
 def expire(

@@ -36,10 +36,9 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, case, delete, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from strongroom.db import is_postgres, keep, unit_of_work, utcnow
+from strongroom.db import insert_for, keep, unit_of_work, utcnow
 from strongroom.errors import DomainError, invariant
 from strongroom.ratelimit.models import RateLimitBucket
 from strongroom.settings import RateLimitRule, RateLimitSettings
@@ -132,7 +131,7 @@ def _add_one(
 ) -> tuple[int, int]:
     """The upsert: a new window (1) or one more in the current one; (hits, window end)."""
     table = TABLE
-    insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    insert = insert_for(session)
     upsert = insert(table).values(
         rule=rule_name,
         key_digest=key_digest,

@@ -26,7 +26,6 @@ from strongroom.identity import service as identity
 from strongroom.identity.models import AuthToken, User
 from strongroom.web import cookies
 
-PENDING_PATH: Final = "/app/signin"
 SIGN_IN_PATH: Final = "/app/signin"
 
 
@@ -72,7 +71,7 @@ def start(
     request: Request,
     issued: identity.IssuedToken,
     *,
-    pending_path: str = PENDING_PATH,
+    pending_path: str,
 ) -> None:
     """Give the browser the session ``identity.service.login`` just issued."""
     max_age_s = max(1, int((issued.expires_at - utcnow()).total_seconds()))

@@ -37,8 +37,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from strongroom import db
-from strongroom.api import throttle
-from strongroom.api.identity import origin_of
+from strongroom.api import origin_of, throttle
 from strongroom.db import utcnow
 from strongroom.errors import DomainError
 from strongroom.identity import pending_sign_in

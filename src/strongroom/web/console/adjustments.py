@@ -142,6 +142,11 @@ def _list(
         status=status if status in STATUSES else None,
         cursor=cursor or None,
     )
+    ledger.get_accounts(  # one read for the page's account labels (``_account_label``)
+        session=session,
+        account_ids=[i.debit_account_id for i in found.items]
+        + [i.credit_account_id for i in found.items],
+    )
     values: dict[str, Any] = {
         "rows": [_row(session, item, registry, lang, operator) for item in found.items],
         "next_cursor": found.next_cursor,

@@ -17,8 +17,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from strongroom import db
-from strongroom.api import SessionDep, SettingsDep, throttle
-from strongroom.api.identity import origin_of
+from strongroom.api import SessionDep, SettingsDep, origin_of, throttle
 from strongroom.errors import DomainError
 from strongroom.identity import service as identity
 from strongroom.identity.schemas import LoginIn, RegisterIn

@@ -26,8 +26,8 @@ from typing import Any, Final
 from fastapi import Request
 from sqlalchemy.orm import Session
 
+from strongroom.api import origin_of
 from strongroom.errors import DomainError, InvalidAmount
-from strongroom.identity.audit import Origin
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
@@ -74,12 +74,8 @@ AMOUNT_REFUSALS: Final = {
 UNKNOWN_REFUSAL: Final = N_("That did not work. Check what you entered and try again.")
 
 
-def origin(request: Request) -> Origin:
-    """Where a request came from, for the audit log."""
-    return Origin(
-        ip=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
-    )
+origin = origin_of
+"""Where a request came from, for the audit log (the API's ``origin_of``)."""
 
 
 def new_key() -> str:
@@ -160,11 +156,6 @@ def available_by_asset(*, session: Session, user: User) -> dict[str, int]:
         held.asset: held.available_minor
         for held in ledger.wallet_balances(session=session, user_id=user.id)
     }
-
-
-def available_minor(*, session: Session, user: User, asset: str) -> int:
-    """What the user may spend now in ``asset``; 0 without a wallet."""
-    return available_by_asset(session=session, user=user).get(asset, 0)
 
 
 def default_asset(user: User) -> str:
