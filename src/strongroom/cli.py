@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import threading
@@ -27,10 +28,12 @@ app = typer.Typer(help="Strongroom: a stored-value wallet back office.", no_args
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 admin_app = typer.Typer(help="Operator accounts and service keys.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Ledger checks and statements.", no_args_is_help=True)
+emv_app = typer.Typer(help="EMVCo merchant-presented QR payloads.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(por_app, name="por")
+app.add_typer(emv_app, name="emv")
 # Rich reads what it prints as markup ("[red]") and emoji codes (":smile:"): every text that is
 # not our own markup (a message, a path, a URL, an email) goes through escape(), and no emoji.
 console = Console(emoji=False)
@@ -358,6 +361,39 @@ def ledger_statement(
             max_rows=settings.ledger.export_rows_max,
         ):
             typer.echo(chunk, nl=False)
+
+
+@emv_app.command("decode")
+def emv_decode(payload: Annotated[str, typer.Argument(help="the QR code's text")]) -> None:
+    """Print a payload's fields as JSON; exit 1 on a bad CRC or a malformed TLV."""
+    from strongroom import emv
+
+    try:
+        decoded = emv.decode(payload.strip())
+    except emv.EmvError as error:
+        typer.echo(f"strongroom emv decode: {error.code}: {error.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(emv.payload_to_json(decoded), ensure_ascii=False, indent=2))
+
+
+@emv_app.command("encode")
+def emv_encode(
+    file: Annotated[Path, typer.Argument(help='JSON: {"fields": [...]} as decode prints it')],
+) -> None:
+    """Print the payload of a JSON file's fields, with its CRC (a CRC field in the file is
+    ignored); exit 1 on fields that do not make a payload."""
+    from strongroom import emv
+
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        typer.echo(f"strongroom emv encode: cannot read {file}: {error}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        typer.echo(emv.encode(emv.fields_from_json(document)))
+    except emv.EmvError as error:
+        typer.echo(f"strongroom emv encode: {error.code}: {error.message}", err=True)
+        raise typer.Exit(1) from None
 
 
 if __name__ == "__main__":
