@@ -22,8 +22,10 @@ from strongroom.api.funding import router as funding_router
 from strongroom.api.identity import router as identity_router
 from strongroom.api.ledger import router as ledger_router
 from strongroom.api.notify import router as notify_router
+from strongroom.api.paycodes import router as paycodes_router
 from strongroom.api.payments import router as payments_router
 from strongroom.api.reserves import router as reserves_router
+from strongroom.api.tokens import router as tokens_router
 from strongroom.db import make_engine, make_session_factory
 from strongroom.errors import DomainError
 from strongroom.movements.batcher import Batcher
@@ -109,6 +111,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         adjustments_router,
         funding_router,
         payments_router,
+        paycodes_router,
+        tokens_router,
         notify_router,
         reserves_router,
         reserves_pages.router,

@@ -17,8 +17,10 @@ from strongroom.identity.models import (
 from strongroom.ledger.models import Account, Entry, Lock, Transfer
 from strongroom.movements.models import IdempotencyKey
 from strongroom.notify.models import OutboxEmail
+from strongroom.paycodes.models import CodeUse, Device
 from strongroom.ratelimit.models import RateLimitBucket
 from strongroom.reserves.models import PorAudit, PorReserve
+from strongroom.tokens.models import VirtualCard
 
 __all__ = [
     "Account",
@@ -26,6 +28,8 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "AuthToken",
+    "CodeUse",
+    "Device",
     "EmailVerification",
     "Entry",
     "IdempotencyKey",
@@ -42,4 +46,5 @@ __all__ = [
     "TotpFactor",
     "Transfer",
     "User",
+    "VirtualCard",
 ]

@@ -201,6 +201,44 @@ class IdempotencySettings(BaseModel):
     expire_batch_max: int = Field(default=1000, ge=1, le=10_000)
 
 
+class PaymentCodeSettings(BaseModel):
+    """Consumer-presented payment codes (R-CODE-1, ``strongroom.paycodes``; the algorithm is
+    in docs/payment-codes.md). A code of time step T (``step_s`` seconds since the epoch) is
+    accepted from T's start until ``past_steps + 1`` steps later (60 s with the defaults), and
+    ``future_steps`` early for a device clock that runs ahead."""
+
+    issuer_id: str = Field(default="88880001", pattern=r"^[0-9]{8}$")
+    step_s: int = Field(default=30, ge=5, le=300)
+    past_steps: int = Field(default=1, ge=0, le=10)
+    future_steps: int = Field(default=1, ge=0, le=2)
+    # older steps still checked, only to answer ``payment_code_expired`` rather than invalid
+    expired_lookback_steps: int = Field(default=20, ge=0, le=200)
+    devices_per_user_max: int = Field(default=10, ge=1, le=100)
+    device_name_max_chars: int = Field(default=60, ge=1, le=200)
+
+    @property
+    def window_s(self) -> int:
+        """How long a code is accepted after its step starts."""
+        return (self.past_steps + 1) * self.step_s
+
+
+class VirtualCardSettings(BaseModel):
+    """Virtual card numbers (R-TOKEN-1, ``strongroom.tokens``): 16 digits whose first
+    ``len(bin_start)`` digits lie in ``bin_start..bin_end`` (6 to 8 digits, the same length),
+    then random digits, then the Luhn check digit."""
+
+    bin_start: str = Field(default="48950000", pattern=r"^[0-9]{6,8}$")
+    bin_end: str = Field(default="48959999", pattern=r"^[0-9]{6,8}$")
+    tokens_per_user_max: int = Field(default=20, ge=1, le=1000)
+    merchant_id_max_chars: int = Field(default=64, ge=1, le=200)
+
+    @model_validator(mode="after")
+    def _range_is_a_range(self) -> VirtualCardSettings:
+        if len(self.bin_start) != len(self.bin_end) or self.bin_start > self.bin_end:
+            raise ValueError("virtual_cards.bin_start..bin_end: same length, start <= end")
+        return self
+
+
 def _default_database_url() -> str:
     data_dir = Path(platformdirs.user_data_dir("strongroom"))
     return f"sqlite:///{data_dir / 'strongroom.sqlite3'}"
@@ -233,6 +271,8 @@ class Settings(BaseSettings):
     mail: MailSettings = Field(default_factory=MailSettings)
     funding: FundingSettings = Field(default_factory=FundingSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    payment_codes: PaymentCodeSettings = Field(default_factory=PaymentCodeSettings)
+    virtual_cards: VirtualCardSettings = Field(default_factory=VirtualCardSettings)
     # the flat STRONGROOM_RATE_LIMITS_ENABLED of R-SEC-9: when set, it decides rate_limits.enabled
     rate_limits_enabled: bool | None = None
     run_worker: bool = True
