@@ -19,6 +19,7 @@ from strongroom import worker
 from strongroom.api import openapi, request_checks
 from strongroom.api.adjustments import router as adjustments_router
 from strongroom.api.funding import router as funding_router
+from strongroom.api.fx import router as fx_router
 from strongroom.api.identity import router as identity_router
 from strongroom.api.ledger import router as ledger_router
 from strongroom.api.notify import router as notify_router
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         payments_router,
         paycodes_router,
         tokens_router,
+        fx_router,
         notify_router,
         reserves_router,
         reserves_pages.router,

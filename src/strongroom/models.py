@@ -1,6 +1,7 @@
 """Imports every domain's tables so that ``Base.metadata`` knows them all."""
 
 from strongroom.adjustments.models import Adjustment
+from strongroom.fx.models import FxConversion, FxQuote, FxRate
 from strongroom.identity.api_keys import ApiKey
 from strongroom.identity.models import (
     AuditEvent,
@@ -32,6 +33,9 @@ __all__ = [
     "Device",
     "EmailVerification",
     "Entry",
+    "FxConversion",
+    "FxQuote",
+    "FxRate",
     "IdempotencyKey",
     "Lock",
     "LoginThrottle",

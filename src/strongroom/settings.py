@@ -237,6 +237,15 @@ class VirtualCardSettings(BaseModel):
         if len(self.bin_start) != len(self.bin_end) or self.bin_start > self.bin_end:
             raise ValueError("virtual_cards.bin_start..bin_end: same length, start <= end")
         return self
+class FxSettings(BaseModel):
+    """Operator FX rates, quotes and conversions (R-FX-1, ``strongroom.fx``): how long a quote
+    lives, the widest spread an operator may set, and how precise a mid rate may be written."""
+
+    quote_ttl_s: int = Field(default=10, ge=1, le=300)
+    spread_bps_max: int = Field(default=1000, ge=0, le=5000)
+    rate_decimals_max: int = Field(default=18, ge=1, le=30)
+    rate_integer_digits_max: int = Field(default=12, ge=1, le=30)
+    rates_max: int = Field(default=500, ge=1, le=10_000)
 
 
 def _default_database_url() -> str:
@@ -270,6 +279,7 @@ class Settings(BaseSettings):
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     funding: FundingSettings = Field(default_factory=FundingSettings)
+    fx: FxSettings = Field(default_factory=FxSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     payment_codes: PaymentCodeSettings = Field(default_factory=PaymentCodeSettings)
     virtual_cards: VirtualCardSettings = Field(default_factory=VirtualCardSettings)

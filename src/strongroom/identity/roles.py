@@ -17,6 +17,7 @@ its navigation, the parts of a page) read ``TABLE``; nothing else decides who ma
 | adjustments         |   ✓   |         |    ✓    |              | list and read adjustments      |
 | adjustments.propose |   ✓   |         |    ✓    |              | propose one (the maker)        |
 | adjustments.approve |   ✓   |         |    ✓    |              | approve or reject (checker)    |
+| fx.rates            |   ✓   |         |    ✓    |              | FX rates: read, set, delete    |
 | ledger.write        |       |         |         |              | raw ledger batches, accounts   |
 
 Why: only finance and admin see money (SPEC R-SEC-10: balances and statements); support
@@ -57,6 +58,7 @@ TABLE: Final[dict[str, frozenset[str]]] = {
     "adjustments": MONEY,
     "adjustments.propose": MONEY,
     "adjustments.approve": MONEY,
+    "fx.rates": MONEY,
     "ledger.write": NOBODY,  # service keys with the ledger scope only
 }
 """Capability → the operator roles that hold it (the table of the module docstring)."""

@@ -250,3 +250,48 @@ def _check_flags(debit: AccountState, amount_minor: int) -> None:
             available_minor=str(max(available_before, 0)),
             requested_minor=str(amount_minor),
         )
+
+
+def consumed_lots(before: Balance, after: Balance) -> list[Unlock]:
+    """The locked money a debit used, lot by lot, earliest unlock first: what ``before.unlocks``
+    holds that ``after.unlocks`` no longer does (``balance_of`` spends free money first, then the
+    lots that unlock soonest). Lots that unlock at the same moment are one lot here."""
+    invariant(before.account_id == after.account_id, "two balances of one account")
+    remaining: dict[datetime, int] = {}
+    for lot in after.unlocks:
+        remaining[lot.at] = remaining.get(lot.at, 0) + lot.amount_minor
+    held: dict[datetime, int] = {}
+    for lot in before.unlocks:
+        held[lot.at] = held.get(lot.at, 0) + lot.amount_minor
+    used = []
+    for at in sorted(held):
+        amount = held[at] - remaining.get(at, 0)
+        invariant(amount >= 0, "a debit never adds locked money")
+        if amount:
+            used.append(Unlock(amount_minor=amount, at=at))
+    return used
+
+
+def carried_lots(used: Sequence[Unlock], *, spent_minor: int, received_minor: int) -> list[Unlock]:
+    """The lots a conversion carries to the received asset (R-TN-2): each used lot's share of
+    what was received, ``lot x received / spent``, with the same unlock time.
+
+    Rounding: the shares are rounded UP cumulatively (lot k carries ceil(sum of lots 1..k x
+    received / spent) minus what lots 1..k-1 carried), so the hold never covers less than the
+    locked share of what was received, the total carried exceeds the exact pro-rata amount by
+    less than one minor unit, and never exceeds ``received_minor``."""
+    invariant(spent_minor > 0 and received_minor >= 0, "a conversion spent something")
+    total_used = sum(lot.amount_minor for lot in used)
+    invariant(total_used <= spent_minor, "a conversion uses no more locked money than it spent")
+    carried: list[Unlock] = []
+    cumulative = 0
+    carried_so_far = 0
+    for lot in used:
+        cumulative += lot.amount_minor
+        target = -(-cumulative * received_minor // spent_minor)  # ceiling
+        amount = target - carried_so_far
+        if amount > 0:
+            carried.append(Unlock(amount_minor=amount, at=lot.at))
+        carried_so_far = target
+    invariant(carried_so_far <= received_minor, "a conversion carries no more than it received")
+    return carried

@@ -31,6 +31,8 @@ from strongroom.ledger.domain import (
     Unlock,
     apply_movement,
     balance_of,
+    carried_lots,
+    consumed_lots,
     validate_spec,
 )
 from strongroom.ledger.models import Account, Lock, Transfer
@@ -248,6 +250,69 @@ def lock(
     session.add(row)
     session.flush()
     return row.id
+
+
+def carry_locks(
+    *,
+    session: Session,
+    from_account_id: int,
+    to_account_id: int,
+    spent_minor: int,
+    received_minor: int,
+    now: datetime | None = None,
+    transfer_id: str | None = None,
+) -> list[Unlock]:
+    """Carry the T+N lock of a conversion's locked funds to the received asset (R-TN-2). Call it
+    in the transaction of the conversion's legs, after them: ``from_account_id`` (locked by the
+    legs until commit) has been debited ``spent_minor``, ``to_account_id`` credited
+    ``received_minor``. The locked money the debit used (free money first, then the lots that
+    unlock soonest, as ``balances`` spends them) is carried lot by lot to the received account
+    pro rata, until the same time; the shares are rounded up (``domain.carried_lots``). The lots
+    written, earliest first (none when only free money was used)."""
+    invariant(spent_minor > 0 and received_minor > 0, "a conversion moves money both ways")
+    now = now or utcnow()
+    account = session.execute(
+        select(
+            Account.id,
+            Account.asset,
+            Account.credits_posted,
+            Account.debits_posted,
+            Account.debits_pending,
+        ).where(Account.id == from_account_id)
+    ).one()
+    lots = [
+        Unlock(row.amount_minor, row.unlocks_at)
+        for row in session.execute(
+            select(Lock.amount_minor, Lock.unlocks_at).where(
+                Lock.account_id == from_account_id, Lock.unlocks_at > now
+            )
+        )
+    ]
+
+    def balance_with(debits_posted: int) -> Balance:
+        return balance_of(
+            account_id=account.id,
+            asset=account.asset,
+            debits_posted=debits_posted,
+            credits_posted=account.credits_posted,
+            debits_pending=account.debits_pending,
+            lots=lots,
+            now=now,
+        )
+
+    after = balance_with(account.debits_posted)
+    before = balance_with(account.debits_posted - spent_minor)
+    used = consumed_lots(before, after)
+    carried = carried_lots(used, spent_minor=spent_minor, received_minor=received_minor)
+    for lot in carried:
+        lock(
+            session=session,
+            account_id=to_account_id,
+            amount_minor=lot.amount_minor,
+            unlocks_at=lot.at,
+            transfer_id=transfer_id,
+        )
+    return carried
 
 
 def user_wallet_id_if_any(*, session: Session, user_id: str, asset: str) -> int | None:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from strongroom import db
+from strongroom.errors import Conflict
 from strongroom.ledger.domain import TransferSpec
 from strongroom.movements import idempotency
 from strongroom.movements.batcher import Batcher
@@ -49,3 +50,43 @@ def submit(
     spec = prepare(session)
     db.hand_off(session)
     return batcher.submit(spec, claim)
+
+
+def run_once(
+    *,
+    session: Session,
+    settings: Settings,
+    actor_id: str,
+    operation: str,
+    key: str | None,
+    request: Any,
+    work: Callable[[Session], Outcome],
+) -> Outcome:
+    """A money-moving request of several legs (an FX conversion: two linked transfers and the
+    locks they carry) done in the caller's own unit of work, once per (actor, operation, key),
+    as ``submit`` does for single transfers: a replay answers the stored outcome; otherwise the
+    key is claimed, ``work`` moves the money and the outcome is stored, all in this transaction
+    (the unit of work commits or rolls back the claim with the money). A second request with the
+    same key that runs meanwhile waits for the first (the key's row) on PostgreSQL and answers
+    its outcome."""
+    claim = idempotency.claim_for(
+        actor_id=actor_id,
+        operation=operation,
+        key=key,
+        request=request,
+        key_max_chars=settings.idempotency.key_max_chars,
+    )
+    replay = idempotency.stored_outcome(session=session, claim=claim)
+    if replay is not None:
+        return replay
+    if not idempotency.claim_all(session=session, claims=[claim]):
+        replay = idempotency.stored_outcome(session=session, claim=claim)
+        if replay is not None:
+            return replay
+        raise Conflict(
+            "a request with this Idempotency-Key is still in progress",
+            code="idempotency_key_in_progress",
+        )
+    outcome = work(session)
+    idempotency.settle(session=session, done=[(claim, outcome)], refused=[])
+    return outcome
