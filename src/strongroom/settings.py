@@ -237,6 +237,8 @@ class VirtualCardSettings(BaseModel):
         if len(self.bin_start) != len(self.bin_end) or self.bin_start > self.bin_end:
             raise ValueError("virtual_cards.bin_start..bin_end: same length, start <= end")
         return self
+
+
 class FxSettings(BaseModel):
     """Operator FX rates, quotes and conversions (R-FX-1, ``strongroom.fx``): how long a quote
     lives, the widest spread an operator may set, and how precise a mid rate may be written."""
