@@ -126,3 +126,103 @@ def test_the_pay_screen_in_both_languages(
     expect(page.locator("#paycode-digits")).to_have_text(re.compile(r"^(\d{4} ){5}\d{4}$"))
     _shoot(page, "pay", language)
     assert console.errors == []
+
+
+def test_the_page_script_computes_the_documented_codes(
+    open_page: OpenPage, live_url: str, console: Console
+) -> None:
+    """paycode.js (the offline pay screen) against docs/payment-codes.md's test vectors."""
+    from tests.unit.test_payment_code_design import VECTORS
+
+    page = open_page("en")
+    page.goto(f"{live_url}/app/offline")
+    page.wait_for_function("typeof StrongroomPaycode !== 'undefined'")
+    secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA"
+    for unix_time, code in VECTORS:
+        computed = page.evaluate(
+            "([secret, step]) => StrongroomPaycode.code('88880001', '0000042', secret, step)",
+            [secret, unix_time // 30],
+        )
+        assert computed == code, unix_time
+    barcode_uri = page.evaluate("StrongroomPaycode.barcode('888800010000042870385432')")
+    assert barcode_uri == code128.data_uri("888800010000042870385432")
+    assert console.errors == []
+
+
+def test_codes_kept_on_the_device_are_shown_offline(
+    open_page: OpenPage, live_url: str, pg_db: Engine, console: Console
+) -> None:
+    """Keep codes on this device, lose the network: the offline page computes the code in the
+    browser, and the till accepts it (checked by the server's resolve_and_consume)."""
+    user = web_user(pg_db, "Offline")
+    page = open_page("en")
+    _sign_in(page, live_url, "en", user, user.password)
+    page.goto(f"{live_url}/app/pay")
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    page.get_by_role("button", name="Keep codes on this device").click()
+    expect(page.locator("#paycode-kept")).to_be_visible()
+    expect(page.locator("#paycode-keep-form")).to_be_hidden()
+    assert page.locator("#paycode-device").count() == 0  # the secret left the page
+    stored = page.evaluate("JSON.parse(localStorage.getItem('strongroom.paycode.v1'))")
+    assert set(stored) == {"device_id", "secret", "locator", "issuer_id", "step_s"}
+    page.reload()  # a GET (no second device), controlled by the service worker from now on
+    assert page.evaluate("JSON.parse(localStorage.getItem('strongroom.paycode.v1'))") == stored
+    assert page.evaluate("navigator.serviceWorker.controller !== null")
+    page.context.set_offline(True)
+    page.goto(f"{live_url}/app/pay")
+    expect(page.locator("#offline-paycode")).to_be_visible()
+    expect(page.locator("#offline-digits")).to_have_text(re.compile(r"^(\d{4} ){5}\d{4}$"))
+    assert page.locator("#offline-qr").evaluate("img => img.naturalWidth") > 0
+    assert page.locator("#offline-barcode").evaluate("img => img.naturalWidth") > 0
+    code = page.locator("#offline-paycode").get_attribute("data-code")
+    assert code is not None and code[8:15] == stored["locator"]
+    _shoot(page, "pay-offline", "en")
+    with db.unit_of_work(db.make_session_factory(pg_db)) as session:
+        resolved = paycodes.resolve_and_consume(
+            session=session,
+            code=code,
+            settings=make_settings(pg_db).payment_codes,
+            keyring=make_settings(pg_db).auth.vault,
+            now=datetime.now(UTC),
+        )
+    assert resolved.device_id == stored["device_id"]
+    assert not [e for e in console.errors if "ERR_INTERNET_DISCONNECTED" not in e]
+
+
+def test_keeping_codes_on_a_device_over_http(http: httpx.Client, pg_db: Engine) -> None:
+    """The form registers a device and hands its secret over once: in the htmx part it swaps
+    in, or in the whole page without JavaScript; at the devices limit, the reason, and nothing
+    written."""
+    from strongroom.paycodes.models import Device
+
+    from .conftest import csrf_token, fingerprint
+
+    user = web_user(pg_db, "Keeper")
+    web_sign_in(http, user)
+    page = http.get("/app/pay").text
+    assert 'id="paycode-device"' not in page
+    token = csrf_token(page)
+    part = http.post("/app/pay/device", data={"csrf_token": token}, headers={"HX-Request": "true"})
+    assert part.status_code == 200 and "<html" not in part.text
+    secret = re.search(r'data-secret="([A-Z2-7]{52})"', part.text)
+    assert secret is not None
+    whole = http.post("/app/pay/device", data={"csrf_token": token})
+    assert whole.status_code == 200 and "<html" in whole.text
+    assert whole.headers["cache-control"] == "no-store"
+    assert 'data-secret="' in whole.text and secret.group(1) not in whole.text
+    with pg_db.connect() as connection:
+        names = connection.execute(Device.__table__.select()).fetchall()
+    assert len([row for row in names if not row.server_held]) == 2
+    limit = make_settings(pg_db).payment_codes.devices_per_user_max
+    for _ in range(limit - 3):  # the server-held default device counts too
+        http.post("/app/pay/device", data={"csrf_token": token}, headers={"HX-Request": "true"})
+    before = fingerprint(pg_db)
+    refused = http.post(
+        "/app/pay/device", data={"csrf_token": token}, headers={"HX-Request": "true"}
+    )
+    assert refused.status_code == 200
+    assert 'id="paycode-keep-error"' in refused.text and "data-secret" not in refused.text
+    assert "too many devices" in refused.text
+    assert {k: v for k, v in fingerprint(pg_db).items() if k != "audit_events"} == {
+        k: v for k, v in before.items() if k != "audit_events"
+    }

@@ -4,10 +4,12 @@ code part (``/app/pay/code``, an htmx fragment) reloads when the next time step 
 code on screen always has at least one step of its 60 seconds left. Without JavaScript the
 "New code" link reloads the page.
 
-The code is the user's server-held default device's (``paycodes.service.issue_code``, as
-``POST /v1/payment-codes`` without a device): the web app keeps no secret in the browser, so
-it is not shown offline (a code computed in the page from a secret kept on the device is for
-a later change).
+The code on the page is the user's server-held default device's
+(``paycodes.service.issue_code``, as ``POST /v1/payment-codes`` without a device): the server
+computes it. "Keep codes on this device" (``POST /app/pay/device``) registers
+a device for the browser and hands its secret to ``static/web/paycode.js``, which keeps it in
+localStorage and computes codes itself (Web Crypto) on the offline page the service worker
+serves without a network.
 """
 
 from __future__ import annotations
@@ -21,18 +23,23 @@ import segno
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from strongroom.api import SessionDep, SettingsDep
+from strongroom import db
+from strongroom.api import SessionDep, SettingsDep, origin_of
 from strongroom.db import utcnow
+from strongroom.errors import DomainError
 from strongroom.paycodes import domain
 from strongroom.paycodes import service as paycodes
 from strongroom.settings import Settings
 from strongroom.web import code128, core
-from strongroom.web.i18n import lang_of
+from strongroom.web.i18n import N_, lang_of
 from strongroom.web.lite.layout import PREFIX, page
 from strongroom.web.sessions import SignedIn, SignedInDep
 
 router = APIRouter(prefix=PREFIX)
 PATH: Final = "/app/pay"
+DEVICE_NAME: Final = "Lite app in a browser"
+TOO_MANY: Final = N_("You have too many devices for payment codes. Remove one in the app first.")
+FAILED: Final = N_("This device could not be set up for offline codes. Try again.")
 REFRESH_MARGIN_S: Final = 1
 """Seconds after the next step begins that the page asks for its code (the server's clock
 must be in that step already)."""
@@ -75,6 +82,47 @@ def pay_page(
 ) -> HTMLResponse:
     context = _code(request, user, session, settings, utcnow())
     return page(request, "lite/pay.html", context, user=user, current=PATH)
+
+
+@router.post("/pay/device", response_class=HTMLResponse)
+def keep_on_device(
+    user: SignedInDep, request: Request, session: SessionDep, settings: SettingsDep
+) -> HTMLResponse:
+    """Register a device for this browser and hand its secret to paycode.js, once (this answer
+    is the only place it appears; ``no-store``). Refused (the devices limit): the pay page with
+    the reason, nothing written."""
+    codes = settings.payment_codes
+    device: dict[str, Any] | None = None
+    error: str | None = None
+    status_code = 200
+    try:
+        registered = paycodes.register_device(
+            session=session,
+            user=user.user,
+            name=DEVICE_NAME,
+            settings=codes,
+            keyring=settings.auth.vault,
+            origin=origin_of(request),
+        )
+        device = {
+            "device_id": registered.device.id,
+            "secret": registered.secret,
+            "locator": f"{registered.device.locator:0{domain.LOCATOR_DIGITS}d}",
+            "issuer_id": codes.issuer_id,
+            "step_s": codes.step_s,
+        }
+    except DomainError as refused:
+        settled = db.settle_refusal(session, refused)
+        message = TOO_MANY if settled.code == "devices_limit" else FAILED
+        error = lang_of(request).gettext(message)
+        status_code = settled.status
+    if request.headers.get("HX-Request") == "true":
+        part = {"device": device, "error": error}
+        # htmx swaps 2xx answers only: a refusal is shown in the part it replaces
+        return core.render(request, "lite/_paycode_offline.html", part)
+    context = _code(request, user, session, settings, utcnow())
+    context.update(device=device, error=error)
+    return page(request, "lite/pay.html", context, user=user, current=PATH, status_code=status_code)
 
 
 @router.get("/pay/code", response_class=HTMLResponse)
