@@ -147,7 +147,11 @@ def world(client, pg_db) -> dict[str, object]:
             select(OutboxEmail.id).where(OutboxEmail.user_id == victim.user_id)
         ).first()
     maker = operator(client, pg_db, "finance")
+    device = victim.post("/v1/devices", {"name": "victim's phone"}, key=None).json()
+    card = victim.post("/v1/tokens", {}, key=None).json()
     values = {
+        "device_id": device["device_id"],
+        "token_id": card["id"],
         "session_id": str(token),
         "account_id": str(account),
         "email_id": str(email),

@@ -35,6 +35,8 @@ SHELL_FILES: Final = (
     "web/lite.css",
     "web/app.js",
     "web/htmx.min.js",
+    "web/paycode.js",
+    "web/qrcode-generator.js",
     *(name for name, _size, _purpose in ICONS),
 )
 
