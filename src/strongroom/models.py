@@ -14,6 +14,8 @@ from strongroom.identity.models import (
     TotpFactor,
     User,
 )
+from strongroom.kyc.models import Document as KycDocument
+from strongroom.kyc.models import Submission as KycSubmission
 from strongroom.ledger.models import Account, Entry, Lock, Transfer
 from strongroom.movements.models import IdempotencyKey
 from strongroom.notify.models import OutboxEmail
@@ -29,6 +31,8 @@ __all__ = [
     "EmailVerification",
     "Entry",
     "IdempotencyKey",
+    "KycDocument",
+    "KycSubmission",
     "Lock",
     "LoginThrottle",
     "OutboxEmail",
