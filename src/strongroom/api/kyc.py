@@ -9,11 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import FormData
+from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from strongroom import db
 from strongroom.api import RowIdPath, SessionDep, SettingsDep, UserDep, operator_with, origin_of
+from strongroom.errors import DomainError, ValidationFailed
 from strongroom.identity.models import User
 from strongroom.kyc import content, service
 from strongroom.kyc.models import Document, Submission
@@ -42,18 +46,112 @@ DECIDED: dict[int | str, dict[str, Any]] = {
     403: {"description": "`own_submission`, `forbidden`, `two_factor_required`"},
 }
 
-TextField = Annotated[str | None, Form(max_length=TEXT_FIELD_CHARS_MAX)]
-FileField = Annotated[UploadFile | None, File()]
-
 
 def vault(settings: Settings) -> service.DocumentVault:
     return service.vault_for(settings.kyc, settings.auth.vault)
 
 
-def read_upload(upload: UploadFile | None, settings: KycSettings) -> bytes | None:
-    """The file's bytes, at most one more than the limit (``content.clean`` refuses those)."""
-    if upload is None:
-        return None
+FILE_FIELDS: Final = ("front", "back", "selfie")
+TEXT_FIELDS: Final = (
+    "level",
+    "document_type",
+    "document_country",
+    "legal_name",
+    "document_number",
+    "date_of_birth",
+    "residence_country",
+)
+FORM_FIELDS_MAX: Final = 32
+
+
+def _text_schema(description: str, max_length: int = TEXT_FIELD_CHARS_MAX) -> dict[str, Any]:
+    return {"type": "string", "maxLength": max_length, "description": description}
+
+
+FILE_SCHEMA: Final = {
+    "type": "string",
+    "format": "binary",
+    "description": "a JPEG, PNG or PDF (decided by its content), at most `kyc.document_max_bytes`",
+}
+SUBMISSION_BODY: Final[dict[str, Any]] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["level"],
+                "properties": {
+                    "level": {"type": "string", "enum": ["primary", "advanced"]},
+                    "document_type": {
+                        "type": "string",
+                        "enum": ["id_card", "passport", "driving_licence"],
+                    },
+                    "document_country": _text_schema("two letters (ISO 3166-1), e.g. `HK`"),
+                    "legal_name": _text_schema("as on the document"),
+                    "document_number": _text_schema("as on the document"),
+                    "date_of_birth": _text_schema("YYYY-MM-DD", 32),
+                    "residence_country": _text_schema("advanced: two letters, e.g. `HK`"),
+                    "front": FILE_SCHEMA,
+                    "back": FILE_SCHEMA,
+                    "selfie": {**FILE_SCHEMA, "description": "advanced: a photo of the user"},
+                },
+            }
+        }
+    },
+}
+
+
+class MalformedForm(DomainError):
+    code = "malformed_form"
+    status = 400
+
+
+async def multipart_form(request: Request) -> FormData:
+    """The request's multipart body, parsed by Starlette (files spooled to a temporary file,
+    at most ``FILE_FIELDS`` files and ``FORM_FIELDS_MAX`` fields); ``malformed_form`` when it
+    does not parse."""
+    try:
+        return await request.form(max_files=len(FILE_FIELDS), max_fields=FORM_FIELDS_MAX)
+    except (StarletteHTTPException, AssertionError, ValueError) as error:
+        raise MalformedForm(
+            "send the submission as multipart/form-data", max_files=len(FILE_FIELDS)
+        ) from error
+
+
+FormDep = Annotated[FormData, Depends(multipart_form)]
+
+
+def application_from(form: FormData, settings: KycSettings) -> service.Application:
+    """The submission a form holds: its text fields (bounded) and the files' bytes, each read
+    up to ``kyc.document_max_bytes`` and one byte more (``content.clean`` refuses those
+    without the rest being read). A file field sent as text is a missing file."""
+    texts: dict[str, str | None] = {}
+    for name in TEXT_FIELDS:
+        value = form.get(name)
+        text = value if isinstance(value, str) and value.strip() else None
+        if text is not None and len(text) > TEXT_FIELD_CHARS_MAX:
+            raise ValidationFailed(
+                f"{name}: at most {TEXT_FIELD_CHARS_MAX} characters",
+                code="invalid_field",
+                field=name,
+                problem="too long",
+            )
+        texts[name] = text
+    files: dict[str, bytes] = {}
+    for name in FILE_FIELDS:
+        upload = form.get(name)
+        if isinstance(upload, StarletteUploadFile) and (data := read_upload(upload, settings)):
+            files[name] = data
+    return service.Application(
+        level=texts.pop("level") or "",
+        files=files,
+        **texts,
+    )
+
+
+def read_upload(upload: StarletteUploadFile, settings: KycSettings) -> bytes:
+    """The file's bytes, at most one more than the limit."""
+    upload.file.seek(0)
     return upload.file.read(settings.document_max_bytes + 1)
 
 
@@ -61,7 +159,9 @@ def read_upload(upload: UploadFile | None, settings: KycSettings) -> bytes | Non
     SUBMISSIONS_PATH,
     status_code=201,
     response_model=SubmittedOut,
+    openapi_extra={"requestBody": SUBMISSION_BODY},
     responses={
+        400: {"description": "`malformed_form` (not a multipart body, too many parts)"},
         409: {"description": "`kyc_submission_pending`, `kyc_tier_reached`"},
         413: {"description": "`document_too_large` (`details.field`, `max_bytes`)"},
         415: {"description": "`unsupported_document_type` (by content: JPEG, PNG or PDF)"},
@@ -76,39 +176,17 @@ def submit(
     user: UserDep,
     session: SessionDep,
     settings: SettingsDep,
-    level: Annotated[str, Form(max_length=32, description="`primary` or `advanced`")],
-    document_type: Annotated[
-        str | None, Form(max_length=32, description="`id_card`, `passport`, `driving_licence`")
-    ] = None,
-    document_country: TextField = None,
-    legal_name: TextField = None,
-    document_number: TextField = None,
-    date_of_birth: Annotated[str | None, Form(max_length=32, description="YYYY-MM-DD")] = None,
-    residence_country: TextField = None,
-    front: FileField = None,
-    back: FileField = None,
-    selfie: FileField = None,
+    form: FormDep,
 ) -> JSONResponse:
-    """Submit KYC (R-KYC-2, R-KYC-3). Files are JPEG, PNG or PDF, decided by their content;
-    images are stored re-encoded without their metadata, every file sealed with the vault key."""
-    files = {
-        kind: data
-        for kind, upload in (("front", front), ("back", back), ("selfie", selfie))
-        if (data := read_upload(upload, settings.kyc)) is not None
-    }
+    """Submit KYC (R-KYC-2, R-KYC-3), multipart: `level`, `document_country`, `document_type`,
+    `legal_name`, `document_number`, `date_of_birth`, files `front`, `back`; advanced adds
+    `selfie`, `residence_country` (after an approved primary only `document_type`, `selfie` and
+    `residence_country`). Files are JPEG, PNG or PDF, decided by their content; images are
+    stored re-encoded without their metadata, every file sealed with the vault key."""
     row = service.submit(
         session=session,
         user=user,
-        application=service.Application(
-            level=level,
-            document_type=document_type,
-            document_country=document_country,
-            legal_name=legal_name,
-            document_number=document_number,
-            date_of_birth=date_of_birth,
-            residence_country=residence_country,
-            files=files,
-        ),
+        application=application_from(form, settings.kyc),
         settings=settings.kyc,
         vault=vault(settings),
         origin=origin_of(request),
