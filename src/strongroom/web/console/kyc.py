@@ -41,6 +41,11 @@ STATUS_NAMES: Final = {
     "rejected": N_("Rejected"),
 }
 LEVEL_NAMES: Final = {"primary": N_("Primary"), "advanced": N_("Advanced")}
+DOCUMENT_TYPE_NAMES: Final = {
+    "id_card": N_("Identity card"),
+    "passport": N_("Passport"),
+    "driving_licence": N_("Driving licence"),
+}
 KIND_NAMES: Final = {"front": N_("Front"), "back": N_("Back"), "selfie": N_("Selfie")}
 REFUSALS: Final = {
     "kyc_submission_not_pending": N_("This submission was reviewed already. Nothing changed."),
@@ -147,6 +152,9 @@ def _one(
         "row": _row(found, lang, db.utcnow(), settings),
         "submission": found,
         "user": user,
+        "document_type": lang.gettext(
+            DOCUMENT_TYPE_NAMES.get(found.document_type or "", found.document_type or "")
+        ),
         "documents": [_document(document, found, lang) for document in documents],
         "reviewed_at": lang.when(found.reviewed_at) if found.reviewed_at else "",
         "may_decide": found.status == PENDING and found.user_id != operator.user.id,

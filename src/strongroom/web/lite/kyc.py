@@ -121,7 +121,7 @@ def _page(
         "level": form_level,
         "reuse": options["reuse"] if form_level == ADVANCED else None,
         "document_types": [(code, DOCUMENT_TYPE_NAMES[code]) for code in DOCUMENT_TYPES],
-        "values": values or {},
+        "values": dict.fromkeys(TEXT_FIELDS, "") | (values or {}),
         "error": error,
         "max_mb": settings.kyc.document_max_bytes // (1024 * 1024),
     }
