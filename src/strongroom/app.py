@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,6 +21,8 @@ from strongroom.api.adjustments import router as adjustments_router
 from strongroom.api.funding import router as funding_router
 from strongroom.api.fx import router as fx_router
 from strongroom.api.identity import router as identity_router
+from strongroom.api.kyc import SUBMISSIONS_PATH as KYC_SUBMISSIONS_PATH
+from strongroom.api.kyc import router as kyc_router
 from strongroom.api.ledger import router as ledger_router
 from strongroom.api.notify import router as notify_router
 from strongroom.api.paycodes import router as paycodes_router
@@ -103,13 +105,19 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.batcher = Batcher(factory, max_batch=settings.ledger.group_commit_max)
     app.state.assets = settings.asset_registry()
     app.state.rate_limiter = RateLimiter(factory, settings.rate_limits)
-    app.add_middleware(BodyLimit, max_bytes=settings.request_body_max_bytes)
+    uploads = settings.kyc.upload_request_max_bytes()
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.request_body_max_bytes,
+        larger={KYC_SUBMISSIONS_PATH: uploads, "/app/kyc": uploads},
+    )
     app.add_middleware(SecurityHeaders, headers=transport_headers(settings))
     _install_error_handlers(app)
     for router in (
         identity_router,
         ledger_router,
         adjustments_router,
+        kyc_router,
         funding_router,
         payments_router,
         paycodes_router,
@@ -244,19 +252,24 @@ class BodyLimit:
     """Refuse request bodies over the configured size (P5): a ``Content-Length`` over it before
     anything is read, and any body (``Transfer-Encoding: chunked`` too, which has no length) as
     soon as the bytes received pass it: 413 ``payload_too_large``, ``details.max_bytes``. The
-    rest of the body is never read; the server closes the connection."""
+    rest of the body is never read; the server closes the connection. The upload routes
+    (``larger``: path → bytes, e.g. KYC documents) have a limit of their own."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, larger: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.larger.get(scope.get("path", ""), self.max_bytes)
         length = dict(scope.get("headers", [])).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await BodyTooLarge(self.max_bytes).response()(scope, receive, send)
+        if length is not None and (not length.isdigit() or int(length) > max_bytes):
+            await BodyTooLarge(max_bytes).response()(scope, receive, send)
             return
         received_bytes = 0
         response_started = False
@@ -266,8 +279,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received_bytes += len(message.get("body", b""))
-                if received_bytes > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received_bytes > max_bytes:
+                    raise BodyTooLarge(max_bytes)
             return message
 
         async def watched(message: Message) -> None:

@@ -15,6 +15,8 @@ from strongroom.identity.models import (
     TotpFactor,
     User,
 )
+from strongroom.kyc.models import Document as KycDocument
+from strongroom.kyc.models import Submission as KycSubmission
 from strongroom.ledger.models import Account, Entry, Lock, Transfer
 from strongroom.movements.models import IdempotencyKey
 from strongroom.notify.models import OutboxEmail
@@ -37,6 +39,8 @@ __all__ = [
     "FxQuote",
     "FxRate",
     "IdempotencyKey",
+    "KycDocument",
+    "KycSubmission",
     "Lock",
     "LoginThrottle",
     "OutboxEmail",

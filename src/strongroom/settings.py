@@ -137,6 +137,33 @@ class FundingSettings(BaseModel):
     sandbox_max_topup: dict[str, str] = Field(default_factory=lambda: dict(SANDBOX_MAX_TOPUP))
 
 
+class KycSettings(BaseModel):
+    """KYC submissions and their documents (R-KYC-2..5). Each uploaded file is at most
+    ``document_max_bytes`` (10 MB) and an image at most ``image_pixels_max`` pixels (a
+    decompression bomb is refused before it is decoded); a request holds at most
+    ``documents_per_request_max`` files, so its body may be that many files plus
+    ``form_overhead_bytes``. Documents are sealed (AES-GCM, the vault key) and written under
+    ``documents_dir`` (empty: ``kyc-documents`` in the data directory). The review queue's
+    target is ``review_target_hours`` (24): older pending submissions are overdue."""
+
+    document_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    image_pixels_max: int = Field(default=50_000_000, ge=10_000)
+    documents_per_request_max: int = Field(default=3, ge=1, le=10)
+    form_overhead_bytes: int = Field(default=256 * 1024, ge=16 * 1024)
+    documents_dir: str = ""
+    review_target_hours: int = Field(default=24, ge=1, le=24 * 30)
+    queue_page_max: int = Field(default=200, ge=1, le=1000)
+    history_max: int = Field(default=50, ge=1, le=500)
+
+    def upload_request_max_bytes(self) -> int:
+        return self.documents_per_request_max * self.document_max_bytes + self.form_overhead_bytes
+
+    def documents_path(self) -> Path:
+        if self.documents_dir:
+            return Path(self.documents_dir)
+        return Path(platformdirs.user_data_dir("strongroom")) / "kyc-documents"
+
+
 class RateLimitRule(BaseModel):
     """At most ``limit`` requests per key in a window of ``window_s`` seconds that starts at the
     key's first request (``strongroom.ratelimit``)."""
@@ -282,6 +309,7 @@ class Settings(BaseSettings):
     mail: MailSettings = Field(default_factory=MailSettings)
     funding: FundingSettings = Field(default_factory=FundingSettings)
     fx: FxSettings = Field(default_factory=FxSettings)
+    kyc: KycSettings = Field(default_factory=KycSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     payment_codes: PaymentCodeSettings = Field(default_factory=PaymentCodeSettings)
     virtual_cards: VirtualCardSettings = Field(default_factory=VirtualCardSettings)

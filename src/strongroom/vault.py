@@ -1,4 +1,4 @@
-"""Secrets at rest, sealed with the vault key (R-SEC-11): TOTP seeds now, KYC documents later.
+"""Secrets at rest, sealed with the vault key (R-SEC-11): TOTP seeds, KYC documents (bytes).
 
 A ``Keyring`` seals with AES-256-GCM under a key derived (HKDF-SHA256) from
 ``STRONGROOM_VAULT_KEY`` and opens with that key or any retired one
@@ -96,6 +96,32 @@ class Keyring:
             return plain.decode()
         except (binascii.Error, InvalidTag, ValueError) as error:
             raise VaultError("a sealed value was altered or moved: it does not open") from error
+
+    def seal_bytes(self, plaintext: bytes, *, context: str) -> tuple[str, bytes]:
+        """A file's bytes sealed: ``(key id, nonce | ciphertext | tag)``, bound to ``context``
+        (e.g. a document's id) as associated data, as ``seal`` binds a value to its row."""
+        if self.current_id is None:
+            raise VaultError("no vault key: set STRONGROOM_VAULT_KEY")
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        body = AESGCM(self.keys[self.current_id]).encrypt(
+            nonce, plaintext, _associated(context, self.current_id)
+        )
+        return self.current_id, nonce + body
+
+    def open_bytes(self, key_id: str, blob: bytes, *, context: str) -> bytes:
+        """The plaintext of ``seal_bytes``; ``VaultError`` when the key is unknown or the
+        bytes were altered, cut short or belong to another context."""
+        key = self.keys.get(key_id)
+        if key is None:
+            raise VaultError(f"no vault key with id {key_id!r}: is a retired key missing?")
+        if len(blob) < NONCE_BYTES + 16:
+            raise VaultError("a sealed file is cut short: it does not open")
+        try:
+            return AESGCM(key).decrypt(
+                blob[:NONCE_BYTES], blob[NONCE_BYTES:], _associated(context, key_id)
+            )
+        except (InvalidTag, ValueError) as error:
+            raise VaultError("a sealed file was altered or moved: it does not open") from error
 
     def is_current(self, sealed: Sealed) -> bool:
         return sealed.key_id == self.current_id

@@ -18,11 +18,13 @@ its navigation, the parts of a page) read ``TABLE``; nothing else decides who ma
 | adjustments.propose |   ✓   |         |    ✓    |              | propose one (the maker)        |
 | adjustments.approve |   ✓   |         |    ✓    |              | approve or reject (checker)    |
 | fx.rates            |   ✓   |         |    ✓    |              | FX rates: read, set, delete    |
+| kyc                 |   ✓   |         |         |      ✓       | KYC queue, documents, decide   |
 | ledger.write        |       |         |         |              | raw ledger batches, accounts   |
 
 Why: only finance and admin see money (SPEC R-SEC-10: balances and statements); support
 answers users (who they are, what happened to their account, did the email go out); a KYC
-reviewer checks identities and so sees sign-in and security events; the audit log records what
+reviewer checks identities (the KYC queue, its documents, approve or reject: ``kyc``) and so
+sees sign-in and security events; the audit log records what
 every operator did, so only admins read it. Nobody moves money by hand alone: an adjustment is
 proposed by one operator and approved by another (``strongroom.adjustments``). The raw ledger
 writes belong to no role: they take a service key with the ``ledger`` scope (``X-Api-Key``,
@@ -59,6 +61,7 @@ TABLE: Final[dict[str, frozenset[str]]] = {
     "adjustments.propose": MONEY,
     "adjustments.approve": MONEY,
     "fx.rates": MONEY,
+    "kyc": frozenset({ADMIN, KYC_REVIEWER}),
     "ledger.write": NOBODY,  # service keys with the ledger scope only
 }
 """Capability → the operator roles that hold it (the table of the module docstring)."""

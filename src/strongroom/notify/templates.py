@@ -157,3 +157,22 @@ STEP_UP_SIGNED_OUT = register(
         sample={"name": "Alice Chan", "failures": 5, "at": _SAMPLE_TIME, "ip": "203.0.113.7"},
     )
 )
+KYC_APPROVED = register(
+    EmailTemplate(
+        id="kyc.approved",
+        subject="Your identity verification is approved",
+        sample={"name": "Alice Chan", "level": "primary", "tier": "primary", "reason": None},
+    )
+)
+KYC_REJECTED = register(
+    EmailTemplate(
+        id="kyc.rejected",
+        subject="Your identity verification needs another look",
+        sample={
+            "name": "Alice Chan",
+            "level": "advanced",
+            "tier": "primary",
+            "reason": "The photo of the back of the ID card is blurred.",
+        },
+    )
+)

@@ -38,6 +38,7 @@ class NavItem:
 NAVIGATION: Final = (
     NavItem(HOME, N_("Dashboard"), "dashboard"),
     NavItem("/console/users", N_("Users"), "users"),
+    NavItem("/console/kyc", N_("KYC review"), "kyc"),
     NavItem("/console/adjustments", N_("Adjustments"), "adjustments"),
     NavItem("/console/audit", N_("Audit log"), "audit"),
     NavItem("/console/outbox", N_("Email outbox"), "outbox"),

@@ -38,6 +38,7 @@ NAVIGATION: Final = (
     NavItem("/app/send", N_("Send"), "send"),
     NavItem("/app/pay", N_("Pay"), "qr"),
     NavItem("/app/history", N_("History"), "list"),
+    NavItem("/app/kyc", N_("Verify identity"), "id"),
     NavItem("/app/security", N_("Security"), "shield"),
     NavItem(RESERVES_PAGE, N_("My proof of reserves"), "check"),
 )

@@ -37,3 +37,60 @@
   take();
   window.addEventListener("hashchange", take); // a link opened on the page it points to
 })();
+
+// A form marked data-upload-progress (the identity documents) is sent with XMLHttpRequest so
+// that its <progress data-upload-bar> shows how much has gone up. The server answers as it does
+// for the plain form: a redirect (followed here, then the browser goes to where it led) or the
+// form again with the refusal, whose <main> replaces this one. Without JavaScript the form
+// posts as usual.
+(function uploadProgress() {
+  function bind() {
+    var form = document.querySelector("form[data-upload-progress]");
+    if (!form || !window.XMLHttpRequest || !window.FormData) {
+      return;
+    }
+    var bar = form.querySelector("progress[data-upload-bar]");
+    var status = form.querySelector("[data-upload-status]");
+    var button = form.querySelector("button[type=submit]");
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var request = new XMLHttpRequest();
+      request.open("POST", form.action);
+      request.upload.addEventListener("progress", function (progress) {
+        if (bar && progress.lengthComputable) {
+          bar.max = progress.total;
+          bar.value = progress.loaded;
+          bar.textContent = Math.round((100 * progress.loaded) / progress.total) + "%";
+        }
+      });
+      request.addEventListener("load", function () {
+        if (request.status < 400 && request.responseURL) {
+          location.assign(request.responseURL);
+          return;
+        }
+        var next = new DOMParser().parseFromString(request.responseText, "text/html");
+        var main = next.querySelector("main");
+        var here = document.querySelector("main");
+        if (main && here) {
+          here.replaceWith(main);
+          bind();
+        }
+      });
+      request.addEventListener("error", function () {
+        form.submit(); // the network failed: let the browser try and show what happens
+      });
+      if (bar) {
+        bar.hidden = false;
+        bar.value = 0;
+      }
+      if (status) {
+        status.hidden = false;
+      }
+      if (button) {
+        button.disabled = true;
+      }
+      request.send(new FormData(form));
+    });
+  }
+  bind();
+})();
