@@ -280,3 +280,28 @@ def test_a_refused_charge_gives_the_code_back(client, pg_db):
         )
         raise service.DomainError("the charge was refused", code="insufficient_funds")
     assert resolve(pg_db, code, now).user_id == alice.user_id
+
+
+def test_concurrent_first_codes_make_one_default_device(client, live_url, pg_db):
+    import threading
+
+    import httpx
+
+    alice = signup(client, "Alice")
+    barrier = threading.Barrier(8)
+    devices: list[str] = []
+
+    def ask() -> None:
+        with httpx.Client(base_url=live_url, timeout=60) as http:
+            barrier.wait()
+            response = http.post("/v1/payment-codes", json={}, headers=alice.headers())
+            assert response.status_code == 201, response.text
+            devices.append(response.json()["device_id"])
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(devices) == 8 and len(set(devices)) == 1
+    assert len(alice.get("/v1/devices").json()["items"]) == 1

@@ -157,3 +157,74 @@ def test_cli_encode_exits_1_on_bad_fields(tmp_path: Path) -> None:
     assert "emv_format_invalid" in result.stderr
     file.write_text("{not json", encoding="utf-8")
     assert runner.invoke(app, ["emv", "encode", str(file)]).exit_code == 1
+
+
+def test_the_fps_vector_reads_as_a_dynamic_hkd_code() -> None:
+    from strongroom.emv import mpm
+
+    code = mpm.read(emv.decode(FPS_VECTOR))
+    assert code.dynamic and code.amount == "100" and code.currency == "344"
+    assert (code.country, code.name, code.city) == ("HK", "company_1_data", "HK")
+    assert code.reference == "INV/TEST/0001" and code.mcc == "0000"
+    assert [account.id for account in code.accounts] == ["26"]
+
+
+def test_build_makes_the_fps_vector_and_static_codes() -> None:
+    from strongroom.emv import mpm
+
+    built = mpm.build(
+        account_identifier="hk.com.hkicl",
+        account_fields=(emv.Field("03", "+852-67891234"),),
+        mcc="0000",
+        currency="344",
+        country="HK",
+        name="company_1_data",
+        city="HK",
+        amount="100",
+        reference="INV/TEST/0001",
+    )
+    assert built == FPS_VECTOR
+    static = mpm.read(
+        emv.decode(
+            mpm.build(
+                account_identifier="com.example.wallet",
+                mcc="5411",
+                currency="344",
+                country="HK",
+                name="Corner Shop",
+                city="Hong Kong",
+            )
+        )
+    )
+    assert not static.dynamic and static.amount is None and static.reference is None
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"name": "x" * 26}, "emv_name_invalid"),
+        ({"city": "x" * 16}, "emv_name_invalid"),
+        ({"currency": "HKD"}, "emv_currency_invalid"),
+        ({"mcc": "54"}, "emv_mcc_invalid"),
+        ({"country": "hk"}, "emv_country_invalid"),
+        ({"amount": "1,00"}, "emv_amount_invalid"),
+        ({"amount": "01.5"}, "emv_amount_invalid"),
+        ({"amount": "1" * 14}, "emv_amount_invalid"),
+        ({"account_template_id": "52"}, "emv_field_invalid"),
+    ],
+)
+def test_build_refuses_what_the_fields_cannot_hold(change: dict[str, str], code: str) -> None:
+    from strongroom.emv import mpm
+
+    values = {
+        "account_identifier": "com.example.wallet",
+        "mcc": "5411",
+        "currency": "344",
+        "country": "HK",
+        "name": "Corner Shop",
+        "city": "Hong Kong",
+        **change,
+    }
+    with pytest.raises(emv.EmvError) as refused:
+        mpm.build(**values)
+    assert refused.value.code == code

@@ -229,6 +229,8 @@ def issue_code(
 def _default_device(
     session: Session, user: User, settings: PaymentCodeSettings, keyring: Keyring, now: datetime
 ) -> Device:
+    # the user's row lock first: two first codes at once make one default device, not two
+    session.execute(select(User.id).where(User.id == user.id).with_for_update())
     found = session.scalars(
         select(Device)
         .where(Device.user_id == user.id, Device.server_held, Device.revoked_at.is_(None))
