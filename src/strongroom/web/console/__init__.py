@@ -27,6 +27,7 @@ from strongroom.web.console import (
     adjustments,
     audit_log,
     dashboard,
+    fx_rates,
     layout,
     mail,
     users,
@@ -38,6 +39,7 @@ SCREENS: Final = (
     dashboard.router,
     users.router,
     adjustments.router,
+    fx_rates.router,
     audit_log.router,
     mail.router,
 )

@@ -39,6 +39,7 @@ NAVIGATION: Final = (
     NavItem(HOME, N_("Dashboard"), "dashboard"),
     NavItem("/console/users", N_("Users"), "users"),
     NavItem("/console/adjustments", N_("Adjustments"), "adjustments"),
+    NavItem("/console/fx", N_("FX rates"), "fx.rates"),
     NavItem("/console/audit", N_("Audit log"), "audit"),
     NavItem("/console/outbox", N_("Email outbox"), "outbox"),
     NavItem("/console/inbox", N_("Inbox"), "inbox"),
