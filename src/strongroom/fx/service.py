@@ -19,6 +19,7 @@ Services never commit.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -46,6 +47,10 @@ from strongroom.settings import FxSettings
 FX_ACCOUNT: Final = "fx"
 REFERENCE_HOPS_MAX: Final = 4
 """How many pairs a reference price may chain (USDT → HKD → BTC is two)."""
+
+ROW_ID: Final = re.compile(r"[a-z]{1,2}_[0-9a-f]{32}")
+"""The shape of a quote's and a conversion's id (``q_...``, ``cv_...``): anything else names
+none, and is refused before it reaches the database."""
 
 LimitCheck = Callable[[Session, User, Money], None]
 """The limits engine's check for operation kind ``conversion`` (issue #11): raises
@@ -231,6 +236,8 @@ def quote(
 
 def own_quote(*, session: Session, user: User, quote_id: str, lock: bool = False) -> FxQuote:
     """The user's quote; ``quote_not_found`` for any other id (someone else's included)."""
+    if not ROW_ID.fullmatch(quote_id):
+        raise NotFound("no such quote", code="quote_not_found")
     query = select(FxQuote).where(FxQuote.id == quote_id, FxQuote.user_id == user.id)
     row = session.scalars(query.with_for_update() if lock else query).first()
     if row is None:
@@ -360,6 +367,8 @@ def _raise_first(results: Sequence[ledger.TransferResult]) -> None:
 
 
 def conversion_of(*, session: Session, user: User, conversion_id: str) -> FxConversion:
+    if not ROW_ID.fullmatch(conversion_id):
+        raise NotFound("no such conversion", code="conversion_not_found")
     row = session.scalars(
         select(FxConversion).where(
             FxConversion.id == conversion_id, FxConversion.user_id == user.id
