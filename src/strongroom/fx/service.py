@@ -41,7 +41,7 @@ from strongroom.identity.audit import NOWHERE, Origin
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
-from strongroom.money import Asset, AssetRegistry, Money
+from strongroom.money import MAX_AMOUNT_MINOR, Asset, AssetRegistry, Money
 from strongroom.settings import FxSettings
 
 FX_ACCOUNT: Final = "fx"
@@ -212,6 +212,8 @@ def quote(
             "the amount is too small to receive one minor unit of the other asset",
             code="amount_too_small",
         )
+    if to_minor > MAX_AMOUNT_MINOR:
+        raise InvalidAmount("the amount would buy more than an amount can hold")
     now = now or utcnow()
     row = FxQuote(
         id=f"q_{uuid.uuid4().hex}",
