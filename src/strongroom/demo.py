@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from strongroom.db import unit_of_work
 from strongroom.errors import DomainError, invariant, present
 from strongroom.funding import service as funding
+from strongroom.fx import service as fx
 from strongroom.identity import service as identity
 from strongroom.identity import verification
 from strongroom.identity.audit import Origin
@@ -126,11 +127,40 @@ def populate(
             )
             totp = identity.enrol_totp_now(session=session, user=operator, settings=settings.auth)
             logins.append(Login(f"operator ({role})", email, DEMO_PASSWORD, totp.secret))
+            if role == "admin":
+                _fx_rates(session, settings, operator)
         _move_money(session, settings, users)
         _security_events(session, settings, users)
     if audits_dir is not None:
         publish_audit(factory, settings, audits_dir)
     return logins
+
+
+FX_RATES: Final = (  # base, quote, mid, spread in bps: what the demo's admin has set
+    ("BTC", "HKD", "780000", 50),
+    ("ETH", "HKD", "28000", 50),
+    ("USDT", "HKD", "7.8", 10),
+    ("USDC", "HKD", "7.8", 10),
+    ("USD", "HKD", "7.8", 10),
+    ("CNY", "HKD", "1.08", 30),
+)
+
+
+def _fx_rates(session: Session, settings: Settings, admin: User) -> None:
+    """The demo's FX rates (R-FX-1), so the convert screen has prices from the start."""
+    registry = settings.asset_registry()
+    known = {asset.code for asset in registry.all()}
+    for base, quote, mid, spread_bps in FX_RATES:
+        if {base, quote} <= known:
+            fx.set_rate(
+                session=session,
+                operator=admin,
+                base=registry.get(base),
+                quote=registry.get(quote),
+                mid=mid,
+                spread_bps=spread_bps,
+                settings=settings.fx,
+            )
 
 
 def _move_money(session: Session, settings: Settings, users: dict[str, User]) -> None:

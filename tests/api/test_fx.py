@@ -318,6 +318,7 @@ def test_stale_used_foreign_unknown_quotes_and_missing_funds_are_refused_nothing
     _error(_convert(dave, ""), 422, "validation_error")
     _error(_convert(dave, "x" * 65), 422, "validation_error")
     _error(_convert(dave, 12), 422, "validation_error")
+    _error(_convert(dave, "q_\x00"), 422, "validation_error")
     _error(_convert(dave, stale, key=None), 422, "idempotency_key_required")
     too_much = _quote(dave, "HKD", "BTC", "100.01").json()["quote_id"]
     error = _error(_convert(dave, too_much), 422, "insufficient_funds")

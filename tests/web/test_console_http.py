@@ -41,6 +41,7 @@ SCREENS = {  # a console page of each screen
     "dashboard": "/console/",
     "users": "/console/users",
     "adjustments": "/console/adjustments",
+    "fx.rates": "/console/fx",
     "audit": "/console/audit",
     "outbox": "/console/outbox",
 }

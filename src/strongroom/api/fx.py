@@ -112,7 +112,7 @@ class QuoteOut(BaseModel):
 
 
 class ConversionIn(BaseModel):
-    quote_id: str = Field(min_length=1, max_length=64)
+    quote_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")
 
 
 class ConversionOut(BaseModel):

@@ -19,6 +19,7 @@ Services never commit.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -40,12 +41,16 @@ from strongroom.identity.audit import NOWHERE, Origin
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
-from strongroom.money import Asset, AssetRegistry, Money
+from strongroom.money import MAX_AMOUNT_MINOR, Asset, AssetRegistry, Money
 from strongroom.settings import FxSettings
 
 FX_ACCOUNT: Final = "fx"
 REFERENCE_HOPS_MAX: Final = 4
 """How many pairs a reference price may chain (USDT → HKD → BTC is two)."""
+
+ROW_ID: Final = re.compile(r"[a-z]{1,2}_[0-9a-f]{32}")
+"""The shape of a quote's and a conversion's id (``q_...``, ``cv_...``): anything else names
+none, and is refused before it reaches the database."""
 
 LimitCheck = Callable[[Session, User, Money], None]
 """The limits engine's check for operation kind ``conversion`` (issue #11): raises
@@ -207,6 +212,8 @@ def quote(
             "the amount is too small to receive one minor unit of the other asset",
             code="amount_too_small",
         )
+    if to_minor > MAX_AMOUNT_MINOR:
+        raise InvalidAmount("the amount would buy more than an amount can hold")
     now = now or utcnow()
     row = FxQuote(
         id=f"q_{uuid.uuid4().hex}",
@@ -231,6 +238,8 @@ def quote(
 
 def own_quote(*, session: Session, user: User, quote_id: str, lock: bool = False) -> FxQuote:
     """The user's quote; ``quote_not_found`` for any other id (someone else's included)."""
+    if not ROW_ID.fullmatch(quote_id):
+        raise NotFound("no such quote", code="quote_not_found")
     query = select(FxQuote).where(FxQuote.id == quote_id, FxQuote.user_id == user.id)
     row = session.scalars(query.with_for_update() if lock else query).first()
     if row is None:
@@ -360,6 +369,8 @@ def _raise_first(results: Sequence[ledger.TransferResult]) -> None:
 
 
 def conversion_of(*, session: Session, user: User, conversion_id: str) -> FxConversion:
+    if not ROW_ID.fullmatch(conversion_id):
+        raise NotFound("no such conversion", code="conversion_not_found")
     row = session.scalars(
         select(FxConversion).where(
             FxConversion.id == conversion_id, FxConversion.user_id == user.id

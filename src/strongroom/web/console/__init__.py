@@ -28,6 +28,7 @@ from strongroom.web.console import (
     audit_log,
     dashboard,
     kyc,
+    fx_rates,
     layout,
     mail,
     users,
@@ -40,6 +41,7 @@ SCREENS: Final = (
     users.router,
     adjustments.router,
     kyc.router,
+    fx_rates.router,
     audit_log.router,
     mail.router,
 )

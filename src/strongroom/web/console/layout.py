@@ -40,6 +40,7 @@ NAVIGATION: Final = (
     NavItem("/console/users", N_("Users"), "users"),
     NavItem("/console/kyc", N_("KYC review"), "kyc"),
     NavItem("/console/adjustments", N_("Adjustments"), "adjustments"),
+    NavItem("/console/fx", N_("FX rates"), "fx.rates"),
     NavItem("/console/audit", N_("Audit log"), "audit"),
     NavItem("/console/outbox", N_("Email outbox"), "outbox"),
     NavItem("/console/inbox", N_("Inbox"), "inbox"),

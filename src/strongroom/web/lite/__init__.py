@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends
 from strongroom.web import csrf
 from strongroom.web.lite import (
     account,
+    convert,
     history,
     home,
     kyc,
@@ -35,6 +36,7 @@ SCREENS: Final = (
     topup.router,
     send.router,
     pay.router,
+    convert.router,
     history.router,
     kyc.router,
     security.router,

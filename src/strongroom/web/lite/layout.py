@@ -37,6 +37,7 @@ NAVIGATION: Final = (
     NavItem("/app/topup", N_("Top up"), "plus"),
     NavItem("/app/send", N_("Send"), "send"),
     NavItem("/app/pay", N_("Pay"), "qr"),
+    NavItem("/app/convert", N_("Convert"), "refresh"),
     NavItem("/app/history", N_("History"), "list"),
     NavItem("/app/kyc", N_("Verify identity"), "id"),
     NavItem("/app/security", N_("Security"), "shield"),

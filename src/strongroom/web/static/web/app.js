@@ -93,4 +93,29 @@
     });
   }
   bind();
+// A quote's countdown (the Lite convert screen): an element with data-quote-seconds (the seconds
+// the server says it still holds, so the phone's clock plays no part) shows the seconds left in
+// its [data-seconds-left]; at zero it fires "quote-expired", which htmx answers with a new quote
+// in its place. Without JavaScript the countdown stands still and a late "Convert" gets a new
+// quote from the server instead.
+(function quoteCountdowns() {
+  function tick() {
+    var now = Date.now();
+    document.querySelectorAll("[data-quote-seconds]").forEach(function (card) {
+      if (!card.dataset.deadline) {
+        card.dataset.deadline = String(now + Number(card.dataset.quoteSeconds) * 1000);
+      }
+      var left = Math.max(0, Math.ceil((Number(card.dataset.deadline) - now) / 1000));
+      card.querySelectorAll("[data-seconds-left]").forEach(function (shown) {
+        if (shown.textContent !== String(left)) {
+          shown.textContent = String(left);
+        }
+      });
+      if (left === 0 && !card.dataset.expired) {
+        card.dataset.expired = "1";
+        card.dispatchEvent(new CustomEvent("quote-expired"));
+      }
+    });
+  }
+  window.setInterval(tick, 250);
 })();
