@@ -1,6 +1,7 @@
 """Imports every domain's tables so that ``Base.metadata`` knows them all."""
 
 from strongroom.adjustments.models import Adjustment
+from strongroom.banking.models import BankAccount
 from strongroom.identity.api_keys import ApiKey
 from strongroom.identity.models import (
     AuditEvent,
@@ -26,6 +27,7 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "AuthToken",
+    "BankAccount",
     "EmailVerification",
     "Entry",
     "IdempotencyKey",

@@ -137,6 +137,18 @@ class FundingSettings(BaseModel):
     sandbox_max_topup: dict[str, str] = Field(default_factory=lambda: dict(SANDBOX_MAX_TOPUP))
 
 
+class BankingSettings(BaseModel):
+    """Linked bank accounts (R-FUND-2): how many a user may link, and the digits a bank code
+    and an account number may have (HK: a 3-digit bank code and 6-12 digits; mainland China: a
+    12-digit CNAPS code and a card or account number of up to 19 digits)."""
+
+    accounts_max: int = Field(default=5, ge=1, le=50)
+    bank_code_min_digits: int = Field(default=3, ge=1, le=12)
+    bank_code_max_digits: int = Field(default=12, ge=1, le=12)
+    account_number_min_digits: int = Field(default=6, ge=1, le=34)
+    account_number_max_digits: int = Field(default=19, ge=1, le=34)
+
+
 class RateLimitRule(BaseModel):
     """At most ``limit`` requests per key in a window of ``window_s`` seconds that starts at the
     key's first request (``strongroom.ratelimit``)."""
@@ -232,6 +244,7 @@ class Settings(BaseSettings):
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     funding: FundingSettings = Field(default_factory=FundingSettings)
+    banking: BankingSettings = Field(default_factory=BankingSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     # the flat STRONGROOM_RATE_LIMITS_ENABLED of R-SEC-9: when set, it decides rate_limits.enabled
     rate_limits_enabled: bool | None = None

@@ -15,7 +15,8 @@ from strongroom.api import (
     submit_transfer,
 )
 from strongroom.money import AMOUNT_JSON_SCHEMA, ASSET_JSON_SCHEMA, required_in_schema
-from strongroom.payments import service
+from strongroom.movements.batcher import Prepared
+from strongroom.payments import receipts
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
@@ -57,12 +58,14 @@ def create_transfer(
         user=user,
         key=idempotency_key,
         body=body.model_dump(mode="json"),
-        prepare=lambda prepared: service.prepare_send(
-            session=prepared,
-            sender=user,
-            to=body.to,
-            amount=amount,
-            note=body.note,
-            limits=settings.ledger,
+        prepare=lambda prepared: Prepared(
+            *receipts.prepare_send(
+                session=prepared,
+                sender=user,
+                to=body.to,
+                amount=amount,
+                note=body.note,
+                limits=settings.ledger,
+            )
         ),
     )

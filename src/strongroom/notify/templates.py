@@ -157,3 +157,32 @@ STEP_UP_SIGNED_OUT = register(
         sample={"name": "Alice Chan", "failures": 5, "at": _SAMPLE_TIME, "ip": "203.0.113.7"},
     )
 )
+P2P_SENT = register(
+    EmailTemplate(
+        id="payments.p2p_sent",
+        subject="Receipt: you sent {{ amount }}",
+        sample={
+            "name": "Alice Chan",
+            "amount": "HKD 12.50",
+            "counterparty": "B** W**",
+            "reference": "+85251234567",
+            "transfer_id": "9f3c1a52-5b7e-4d0e-9a43-1c2b3d4e5f60",
+            "note": "lunch",
+            "at": _SAMPLE_TIME,
+        },
+    )
+)
+P2P_RECEIVED = register(
+    EmailTemplate(
+        id="payments.p2p_received",
+        subject="Receipt: you received {{ amount }}",
+        sample={
+            "name": "Bob Wong",
+            "amount": "HKD 12.50",
+            "counterparty": "A** C**",
+            "transfer_id": "9f3c1a52-5b7e-4d0e-9a43-1c2b3d4e5f60",
+            "note": "lunch",
+            "at": _SAMPLE_TIME,
+        },
+    )
+)

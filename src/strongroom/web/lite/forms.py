@@ -33,6 +33,7 @@ from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
 from strongroom.money import Asset, AssetRegistry, Money
 from strongroom.movements import service as movements
+from strongroom.movements.batcher import Prepared
 from strongroom.settings import Settings
 from strongroom.web.i18n import N_, Lang
 
@@ -132,7 +133,7 @@ def submit(
     user: User,
     key: str,
     body: dict[str, Any],
-    prepare: Callable[[Session], TransferSpec],
+    prepare: Callable[[Session], TransferSpec | Prepared],
 ) -> Submitted:
     """Move the money once per ``key`` through the money-movement service, as the API does;
     the scope is the user and ``POST <form path>``."""

@@ -27,6 +27,8 @@ from strongroom.api import AssetsDep, SessionDep, SettingsDep
 from strongroom.errors import DomainError, InvalidAmount
 from strongroom.identity import names
 from strongroom.money import AssetRegistry, Money
+from strongroom.movements.batcher import Prepared
+from strongroom.payments import receipts
 from strongroom.payments import service as payments
 from strongroom.settings import Settings
 from strongroom.web import core
@@ -218,13 +220,15 @@ def confirm(
             user=user.user,
             key=values.idempotency_key,
             body=fields,
-            prepare=lambda prepared: payments.prepare_send(
-                session=prepared,
-                sender=user.user,
-                to=values.to,
-                amount=money,
-                note=note_kept,
-                limits=settings.ledger,
+            prepare=lambda prepared: Prepared(
+                *receipts.prepare_send(
+                    session=prepared,
+                    sender=user.user,
+                    to=values.to,
+                    amount=money,
+                    note=note_kept,
+                    limits=settings.ledger,
+                )
             ),
         )
     except DomainError as error:
