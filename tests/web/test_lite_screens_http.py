@@ -245,9 +245,12 @@ def test_send_refusals_are_clear_and_move_nothing(
         ({"to": bob.email, "amount": "20.01"}, "Not enough money: you have 20.00 HKD available."),
         (
             {"to": "nobody@example.com", "amount": "1"},
-            "There is no Strongroom user with that email.",
+            "There is no Strongroom user with that email, phone number or user id.",
         ),
-        ({"to": "not an email", "amount": "1"}, "There is no Strongroom user with that email."),
+        (
+            {"to": "not an email", "amount": "1"},
+            "There is no Strongroom user with that email, phone number or user id.",
+        ),
         ({"to": chen.email, "amount": "1"}, "This person's wallet is in another region"),
         ({"to": alice.email, "amount": "1"}, "You cannot send money to yourself."),
         ({"to": bob.email, "amount": "1.001"}, "HKD amounts have at most 2 decimal places."),

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends
 from strongroom.web import csrf
 from strongroom.web.lite import (
     account,
+    bank_accounts,
     history,
     home,
     language,
@@ -33,6 +34,7 @@ SCREENS: Final = (
     topup.router,
     send.router,
     history.router,
+    bank_accounts.router,
     security.router,
     security_2fa.router,
     security_apc.router,

@@ -46,7 +46,9 @@ SIGNED_DECIMAL: Final = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 REFUSALS: Final = {
     "unknown_asset": N_("Choose an asset from the list."),
     "insufficient_funds": N_("Not enough money: you have %(available)s %(asset)s available."),
-    "recipient_not_found": N_("There is no Strongroom user with that email."),
+    "recipient_not_found": N_(
+        "There is no Strongroom user with that email, phone number or user id."
+    ),
     "same_account": N_("You cannot send money to yourself."),
     "cross_region_transfer": N_(
         "This person's wallet is in another region: transfers between regions are not possible."

@@ -37,6 +37,7 @@ NAVIGATION: Final = (
     NavItem("/app/topup", N_("Top up"), "plus"),
     NavItem("/app/send", N_("Send"), "send"),
     NavItem("/app/history", N_("History"), "list"),
+    NavItem("/app/bank-accounts", N_("Bank accounts"), "bank"),
     NavItem("/app/security", N_("Security"), "shield"),
     NavItem(RESERVES_PAGE, N_("My proof of reserves"), "check"),
 )
