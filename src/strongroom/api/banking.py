@@ -4,9 +4,9 @@ decide (``banking.service``, ``identity.service``); the request's unit of work c
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, Field
 
 from strongroom.api import RowIdPath, SessionDep, SettingsDep, UserDep, origin_of
@@ -110,26 +110,26 @@ def list_bank_accounts(
 
 
 @router.delete(
-    "/bank-accounts/{account_id}",
+    "/bank-accounts/{bank_account_id}",
     status_code=204,
     responses={**STEP_UP_REFUSALS, 404: {"description": "`bank_account_not_found`"}},
 )
 def remove_bank_account(
-    account_id: RowIdPath,
-    body: StepUpIn,
+    bank_account_id: RowIdPath,
     auth: AuthDep,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    body: Annotated[StepUpIn | None, Body()] = None,
 ) -> Response:
     """Remove a linked account, after the step-up (the body: `{password, otp?}`). A security
     change (R-SEC-5): withdrawals freeze for 24 hours and the user is emailed."""
-    service.get_linked(session=session, user=auth[0], account_id=account_id)
-    proof = step_up(request, session, settings, auth, body)
+    service.get_linked(session=session, user=auth[0], account_id=bank_account_id)
+    proof = step_up(request, session, settings, auth, body or StepUpIn())
     service.remove(
         session=session,
         user=auth[0],
-        account_id=account_id,
+        account_id=bank_account_id,
         proof=proof,
         settings=settings.auth,
         origin=origin_of(request),
