@@ -5,6 +5,8 @@ refusal changes nothing."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pyotp
 import pytest
@@ -243,3 +245,35 @@ def test_bad_path_ids_and_no_token(client, pg_db):
         assert remove(alice, bad).status_code == 422
     assert client.get("/v1/bank-accounts").status_code == 401
     assert client.post("/v1/bank-accounts", json={}).status_code in (401, 422)
+
+
+def test_concurrent_links_cannot_pass_the_limit(client, pg_db, live_url):
+    """Four sessions of one user link a fifth account each at once: the user's row lock lets
+    exactly one through."""
+    alice = verified(pg_db, signup(client, "Alice"))
+    for index in range(4):
+        assert link(alice, f"30000000{index}").status_code == 201
+    tokens = []
+    for _ in range(4):
+        login = client.post("/v1/auth/login", json={"email": alice.email, "password": PASSWORD})
+        tokens.append(login.json()["token"])
+
+    def attempt(pair: tuple[int, str]) -> int:
+        index, token = pair
+        with httpx.Client(base_url=live_url, timeout=60) as http:
+            response = http.post(
+                "/v1/bank-accounts",
+                json={
+                    "holder_name": LEGAL,
+                    "bank_code": "004",
+                    "account_number": f"40000000{index}",
+                    "password": PASSWORD,
+                },
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = sorted(pool.map(attempt, enumerate(tokens)))
+    assert statuses == [201, 409, 409, 409]
+    assert len(alice.get("/v1/bank-accounts").json()["items"]) == 5
