@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strongroom import worker
 from strongroom.api import openapi, request_checks
 from strongroom.api.adjustments import router as adjustments_router
+from strongroom.api.banking import router as banking_router
 from strongroom.api.funding import router as funding_router
 from strongroom.api.fx import router as fx_router
 from strongroom.api.identity import router as identity_router
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         paycodes_router,
         tokens_router,
         fx_router,
+        banking_router,
         notify_router,
         reserves_router,
         reserves_pages.router,

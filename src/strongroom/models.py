@@ -2,6 +2,7 @@
 
 from strongroom.adjustments.models import Adjustment
 from strongroom.fx.models import FxConversion, FxQuote, FxRate
+from strongroom.banking.models import BankAccount
 from strongroom.identity.api_keys import ApiKey
 from strongroom.identity.models import (
     AuditEvent,
@@ -33,6 +34,7 @@ __all__ = [
     "AuthToken",
     "CodeUse",
     "Device",
+    "BankAccount",
     "EmailVerification",
     "Entry",
     "FxConversion",

@@ -164,6 +164,18 @@ class KycSettings(BaseModel):
         return Path(platformdirs.user_data_dir("strongroom")) / "kyc-documents"
 
 
+class BankingSettings(BaseModel):
+    """Linked bank accounts (R-FUND-2): how many a user may link, and the digits a bank code
+    and an account number may have (HK: a 3-digit bank code and 6-12 digits; mainland China: a
+    12-digit CNAPS code and a card or account number of up to 19 digits)."""
+
+    accounts_max: int = Field(default=5, ge=1, le=50)
+    bank_code_min_digits: int = Field(default=3, ge=1, le=12)
+    bank_code_max_digits: int = Field(default=12, ge=1, le=12)
+    account_number_min_digits: int = Field(default=6, ge=1, le=34)
+    account_number_max_digits: int = Field(default=19, ge=1, le=34)
+
+
 class RateLimitRule(BaseModel):
     """At most ``limit`` requests per key in a window of ``window_s`` seconds that starts at the
     key's first request (``strongroom.ratelimit``)."""
@@ -310,6 +322,7 @@ class Settings(BaseSettings):
     funding: FundingSettings = Field(default_factory=FundingSettings)
     fx: FxSettings = Field(default_factory=FxSettings)
     kyc: KycSettings = Field(default_factory=KycSettings)
+    banking: BankingSettings = Field(default_factory=BankingSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     payment_codes: PaymentCodeSettings = Field(default_factory=PaymentCodeSettings)
     virtual_cards: VirtualCardSettings = Field(default_factory=VirtualCardSettings)

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from strongroom import db
 from strongroom.adjustments import service as adjustments
 from strongroom.api import OperatorGuard, ServiceKeyGuard
+from strongroom.banking.models import BankAccount
 from strongroom.db import Base
 from strongroom.identity import roles
 from strongroom.identity.models import AuditEvent, AuthToken, User
@@ -131,8 +132,9 @@ def audit_actions(engine: Engine) -> list[str]:
 
 @pytest.fixture
 def world(client, pg_db) -> dict[str, object]:
-    """A victim with a session, a wallet and an email; an attacker; operators of every role;
-    a pending adjustment proposed by a finance operator who is none of them; service keys."""
+    """A victim with a session, a wallet, an email and a bank account; an attacker; operators
+    of every role; a pending adjustment proposed by a finance operator who is none of them;
+    service keys."""
     victim = signup(client, "Victim")
     victim.topup("10.00")
     factory = db.make_session_factory(pg_db)
@@ -146,12 +148,20 @@ def world(client, pg_db) -> dict[str, object]:
         email = session.scalars(
             select(OutboxEmail.id).where(OutboxEmail.user_id == victim.user_id)
         ).first()
+    with db.unit_of_work(factory) as session:  # a linked bank account of the victim's
+        bank_account = BankAccount(
+            user_id=victim.user_id, holder_name="Victim", bank_code="004", account_number="1234567"
+        )
+        session.add(bank_account)
+        session.flush()
+        bank_account_id = bank_account.id
     maker = operator(client, pg_db, "finance")
     device = victim.post("/v1/devices", {"name": "victim's phone"}, key=None).json()
     card = victim.post("/v1/tokens", {}, key=None).json()
     values = {
         "device_id": device["device_id"],
         "token_id": card["id"],
+        "bank_account_id": str(bank_account_id),
         "session_id": str(token),
         "account_id": str(account),
         "email_id": str(email),

@@ -245,9 +245,12 @@ def test_send_refusals_are_clear_and_move_nothing(
         ({"to": bob.email, "amount": "20.01"}, "Not enough money: you have 20.00 HKD available."),
         (
             {"to": "nobody@example.com", "amount": "1"},
-            "There is no Strongroom user with that email.",
+            "There is no Strongroom user with that email, phone number or user id.",
         ),
-        ({"to": "not an email", "amount": "1"}, "There is no Strongroom user with that email."),
+        (
+            {"to": "not an email", "amount": "1"},
+            "There is no Strongroom user with that email, phone number or user id.",
+        ),
         ({"to": chen.email, "amount": "1"}, "This person's wallet is in another region"),
         ({"to": alice.email, "amount": "1"}, "You cannot send money to yourself."),
         ({"to": bob.email, "amount": "1.001"}, "HKD amounts have at most 2 decimal places."),
@@ -630,6 +633,8 @@ def test_every_post_route_under_app_refuses_a_missing_or_wrong_csrf_token(
         "/app/security/anti-phishing/remove",
         "/app/security/sessions/{session_id}/revoke",
         "/app/security/sessions/revoke-others",
+        "/app/bank-accounts",
+        "/app/bank-accounts/{account_id}/remove",
     }
     assert mine <= set(routes)
     form = {  # fields every form would accept, so only the token can be what is refused
@@ -649,10 +654,13 @@ def test_every_post_route_under_app_refuses_a_missing_or_wrong_csrf_token(
         "region": "HK",
         "lang": "zh_Hant",
         "next": "/app/",
+        "holder_name": "Alice",
+        "bank_code": "004",
+        "account_number": "123456789",
     }
     before = fingerprint(pg_db)
     for route in routes:
-        path = route.replace("{session_id}", phone_id)
+        path = route.replace("{session_id}", phone_id).replace("{account_id}", "1")
         assert "{" not in path, f"give {route} a value for its path parameter"
         for token in (None, "", "wrong", foreign, right + "x"):
             data = form if token is None else {**form, "csrf_token": token}

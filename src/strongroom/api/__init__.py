@@ -22,7 +22,7 @@ from strongroom.identity.models import User
 from strongroom.ledger.domain import TransferSpec
 from strongroom.money import AssetRegistry
 from strongroom.movements import service as movements
-from strongroom.movements.batcher import Batcher
+from strongroom.movements.batcher import Batcher, Prepared
 from strongroom.settings import Settings
 
 
@@ -206,7 +206,7 @@ def submit_transfer(
     user: User,
     key: str | None,
     body: dict[str, Any],
-    prepare: Callable[[Session], TransferSpec],
+    prepare: Callable[[Session], TransferSpec | Prepared],
 ) -> JSONResponse:
     """A money-moving request through the money-movement service, once per Idempotency-Key
     in the scope of the user and ``METHOD path``: 201 with ``{id, status}``, also on a replay."""

@@ -259,6 +259,7 @@ def me(user: UserDep) -> MeOut:
         operator_role=user.operator_role,
         withdrawals_frozen_until=user.withdrawals_frozen_until,
         email_verified=verification.is_verified(user),
+        phone=user.phone,
     )
 
 

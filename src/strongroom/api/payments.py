@@ -15,7 +15,8 @@ from strongroom.api import (
     submit_transfer,
 )
 from strongroom.money import AMOUNT_JSON_SCHEMA, ASSET_JSON_SCHEMA, required_in_schema
-from strongroom.payments import service
+from strongroom.movements.batcher import Prepared
+from strongroom.payments import receipts
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
@@ -38,7 +39,24 @@ class TransferOut(BaseModel):
     "/transfers",
     status_code=201,
     response_model=TransferOut,
-    responses={201: {"model": TransferOut}},
+    responses={
+        201: {"model": TransferOut},
+        400: {
+            "description": "`malformed_json`, `busy` (the ledger's queue is full: retry), "
+            "`same_account`, `cross_region_transfer` (`details.from_region`, `to_region`)"
+        },
+        401: {"description": "no valid token (`unauthorized`, `invalid_token`)"},
+        403: {"description": "`email_unverified`: confirm the email first (R-SEC-11)"},
+        404: {
+            "description": "`recipient_not_found`: no user with that email, phone number (any "
+            "common format; without a country code, read in the sender's region) or user id"
+        },
+        409: {"description": "`idempotency_key_reused`, `idempotency_key_in_progress`"},
+        422: {
+            "description": "`insufficient_funds`, `invalid_note`, `invalid_amount`, "
+            "`unknown_asset`, `validation_error`"
+        },
+    },
 )
 def create_transfer(
     body: TransferIn,
@@ -57,12 +75,14 @@ def create_transfer(
         user=user,
         key=idempotency_key,
         body=body.model_dump(mode="json"),
-        prepare=lambda prepared: service.prepare_send(
-            session=prepared,
-            sender=user,
-            to=body.to,
-            amount=amount,
-            note=body.note,
-            limits=settings.ledger,
+        prepare=lambda prepared: Prepared(
+            *receipts.prepare_send(
+                session=prepared,
+                sender=user,
+                to=body.to,
+                amount=amount,
+                note=body.note,
+                limits=settings.ledger,
+            )
         ),
     )

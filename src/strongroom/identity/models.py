@@ -40,6 +40,11 @@ class User(Base):
     withdrawals_frozen_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # R-SEC-11: when the current email was verified by its link; no money moves before that
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # R-P2P-1: E.164 (identity.phones), unique; unverified (no SMS step)
+    phone: Mapped[str | None] = mapped_column(String(16), nullable=True, unique=True)
+    # R-FUND-2: the legal name of the user's approved KYC document (KYC approval sets it);
+    # read only through banking.service.verified_legal_name
+    legal_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class AuthToken(Base):

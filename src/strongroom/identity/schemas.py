@@ -39,6 +39,7 @@ class MeOut(BaseModel):
     operator_role: str | None = None
     withdrawals_frozen_until: datetime | None = None
     email_verified: bool = False
+    phone: str | None = None
 
 
 PasswordField = Field(default=None, max_length=1024, description="R-SEC-8 step-up: the password")

@@ -46,6 +46,7 @@ from strongroom.identity import (
     lockout,
     passwords,
     pending_sign_in,
+    phones,
     roles,
     two_factor,
     verification,
@@ -244,11 +245,17 @@ def _tell_owner_of_sign_up(
     session.flush()
 
 
-def find_user(*, session: Session, reference: str) -> User | None:
-    """A user by id (``u_...``) or email."""
+def find_user(*, session: Session, reference: str, region: str | None = None) -> User | None:
+    """A user by id (``u_...``), email or phone number (any common format; one without a
+    country code is read in ``region``, the sender's: R-P2P-1)."""
     reference = reference.strip()
     if reference.startswith("u_"):
         return session.get(User, reference)
+    if phones.looks_like_phone(reference):
+        e164 = phones.parse(reference, region=region)
+        if e164 is None:
+            return None
+        return session.scalars(select(User).where(User.phone == e164)).first()
     try:
         email = normalise_email(reference)
     except DomainError:
@@ -655,6 +662,56 @@ def record_operator_action(
         origin=Origin(ip=ip, user_agent=user_agent),
         now=now,
         details={"method": method, "route": route[:200], "path": path[:300], "query": query[:500]},
+    )
+    session.flush()
+
+
+# --------------------------------------------------------------------------- phone number
+
+
+def set_phone(
+    *,
+    session: Session,
+    user: User,
+    phone: str,
+    origin: Origin = NOWHERE,
+    now: datetime | None = None,
+) -> str:
+    """Set the user's phone number (R-P2P-1: others can then pay it), normalised to E.164 in
+    the user's region; one account per number (409 ``phone_taken``). Not a security setting
+    (no sign-in or recovery uses it), so no step-up and no freeze; audited. The E.164 form."""
+    e164 = phones.normalise(phone, region=user.region)
+    if user.phone == e164:
+        return e164
+    taken = session.scalars(select(User.id).where(User.phone == e164, User.id != user.id)).first()
+    if taken is not None:
+        raise Conflict("another account has this phone number", code="phone_taken")
+    user.phone = e164
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as error:
+        raise Conflict("another account has this phone number", code="phone_taken") from error
+    audit.record(
+        session=session,
+        action="phone.set",
+        subject_user_id=user.id,
+        origin=origin,
+        now=now,
+        details={"phone_ends_with": e164[-4:]},
+    )
+    return e164
+
+
+def remove_phone(
+    *, session: Session, user: User, origin: Origin = NOWHERE, now: datetime | None = None
+) -> None:
+    """Forget the user's phone number: nobody can pay it any more."""
+    if user.phone is None:
+        return
+    user.phone = None
+    audit.record(
+        session=session, action="phone.removed", subject_user_id=user.id, origin=origin, now=now
     )
     session.flush()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -32,12 +33,27 @@ log = logging.getLogger("strongroom.batcher")
 REPLAY_ATTEMPTS_MAX = 3
 
 
+OnCommit = Callable[[Session, str], None]
+"""Written in the transaction that moves the money, once it went through (the transfer's id):
+e.g. the receipt emails of a P2P transfer (R-P2P-1). Only adds rows (no flush, no query): the
+batch's one flush writes them; a refused transfer never calls it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a money-moving request hands the batcher: the transfer and what it writes with it."""
+
+    spec: TransferSpec
+    on_commit: OnCommit | None = None
+
+
 @dataclass(slots=True)
 class Job:
     spec: TransferSpec
     claim: Claim | None
     future: Future[Outcome] = field(default_factory=Future)
     attempts: int = 0
+    on_commit: OnCommit | None = None
 
 
 class Batcher:
@@ -59,9 +75,11 @@ class Batcher:
         self._thread = threading.Thread(target=self._run, name="sr-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, spec: TransferSpec, claim: Claim | None) -> Outcome:
+    def submit(
+        self, spec: TransferSpec, claim: Claim | None, on_commit: OnCommit | None = None
+    ) -> Outcome:
         """Queue one transfer and wait for its committed outcome (or its error)."""
-        job = Job(spec=spec, claim=claim)
+        job = Job(spec=spec, claim=claim, on_commit=on_commit)
         try:
             self._queue.put(job, timeout=self.result_timeout_s)
         except queue.Full as error:
@@ -158,6 +176,8 @@ def _apply(
             continue
         outcome = Outcome(id=result.id, status=status_of(job.spec))
         outcomes.append((job, outcome))
+        if job.on_commit is not None:
+            job.on_commit(session, result.id)
         if job.claim is not None:
             done.append((job.claim, outcome))
     idempotency.settle(session=session, done=done, refused=refused)

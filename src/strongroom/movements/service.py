@@ -16,7 +16,7 @@ from strongroom import db
 from strongroom.errors import Conflict
 from strongroom.ledger.domain import TransferSpec
 from strongroom.movements import idempotency
-from strongroom.movements.batcher import Batcher
+from strongroom.movements.batcher import Batcher, Prepared
 from strongroom.movements.idempotency import Outcome
 from strongroom.settings import Settings
 
@@ -30,13 +30,14 @@ def submit(
     operation: str,
     key: str | None,
     request: Any,
-    prepare: Callable[[Session], TransferSpec],
+    prepare: Callable[[Session], TransferSpec | Prepared],
 ) -> Outcome:
     """Move money once per (actor, operation, key); the committed outcome.
 
     ``request`` is the request's content as JSON-able data: the same key with another request
-    is refused (``idempotency_key_reused``). A refusal raised by ``prepare`` or by the ledger
-    stores nothing under the key, so a retry runs anew."""
+    is refused (``idempotency_key_reused``). ``prepare`` may return a ``Prepared``: the
+    transfer with rows to write in its transaction once it goes through. A refusal raised by
+    ``prepare`` or by the ledger stores nothing under the key, so a retry runs anew."""
     claim = idempotency.claim_for(
         actor_id=actor_id,
         operation=operation,
@@ -47,7 +48,9 @@ def submit(
     replay = idempotency.stored_outcome(session=session, claim=claim)
     if replay is not None:
         return replay
-    spec = prepare(session)
+    prepared = prepare(session)
+    if isinstance(prepared, TransferSpec):
+        prepared = Prepared(spec=prepared)
     db.hand_off(session)
     return batcher.submit(spec, claim)
 
@@ -90,3 +93,4 @@ def run_once(
     outcome = work(session)
     idempotency.settle(session=session, done=[(claim, outcome)], refused=[])
     return outcome
+    return batcher.submit(prepared.spec, claim, prepared.on_commit)

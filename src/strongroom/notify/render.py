@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 from markupsafe import Markup
 
 from strongroom.errors import invariant
@@ -84,8 +84,14 @@ def render(
     return email
 
 
+@lru_cache(maxsize=256)
+def _subject_template(source: str) -> Template:
+    """A registered subject, compiled once (compiling costs milliseconds; rendering does not)."""
+    return _environment(False).from_string(source)
+
+
 def _subject(source: str, context: Mapping[str, object]) -> str:
-    subject = _environment(False).from_string(source).render(context)
+    subject = _subject_template(source).render(context)
     subject = " ".join(subject.split())  # one line: no header injection through a name
     invariant(0 < len(subject) <= SUBJECT_MAX_CHARS, "a subject is 1-200 characters")
     return subject

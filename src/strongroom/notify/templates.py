@@ -173,6 +173,32 @@ KYC_REJECTED = register(
             "level": "advanced",
             "tier": "primary",
             "reason": "The photo of the back of the ID card is blurred.",
+P2P_SENT = register(
+    EmailTemplate(
+        id="payments.p2p_sent",
+        subject="Receipt: you sent {{ amount }}",
+        sample={
+            "name": "Alice Chan",
+            "amount": "HKD 12.50",
+            "counterparty": "B** W**",
+            "reference": "+85251234567",
+            "transfer_id": "9f3c1a52-5b7e-4d0e-9a43-1c2b3d4e5f60",
+            "note": "lunch",
+            "at": _SAMPLE_TIME,
+        },
+    )
+)
+P2P_RECEIVED = register(
+    EmailTemplate(
+        id="payments.p2p_received",
+        subject="Receipt: you received {{ amount }}",
+        sample={
+            "name": "Bob Wong",
+            "amount": "HKD 12.50",
+            "counterparty": "A** C**",
+            "transfer_id": "9f3c1a52-5b7e-4d0e-9a43-1c2b3d4e5f60",
+            "note": "lunch",
+            "at": _SAMPLE_TIME,
         },
     )
 )

@@ -41,9 +41,9 @@ def check_send(
         raise DomainError(
             f"note is longer than {limits.note_max_chars} characters", code="invalid_note"
         )
-    recipient = identity.find_user(session=session, reference=to)
+    recipient = identity.find_user(session=session, reference=to, region=sender.region)
     if recipient is None or recipient.operator_role is not None:
-        raise NotFound("no user with that email or id", code="recipient_not_found")
+        raise NotFound("no user with that email, phone or id", code="recipient_not_found")
     if recipient.id == sender.id:
         raise DomainError("you cannot send money to yourself", code="same_account")
     if recipient.region != sender.region:
@@ -105,6 +105,13 @@ def prepare_send(
     checked = check_send(
         session=session, sender=sender, to=to, amount=amount, note=note, limits=limits
     )
+    return spec_for(session=session, checked=checked, amount=amount, note=note)
+
+
+def spec_for(
+    *, session: Session, checked: CheckedSend, amount: Money, note: str | None
+) -> TransferSpec:
+    """The transfer of a checked send, to the recipient's wallet (opened on first use)."""
     target = ledger.user_wallet_id(
         session=session, user_id=checked.recipient.id, asset=amount.asset.code
     )

@@ -16,6 +16,7 @@ from strongroom.web import csrf
 from strongroom.web.lite import (
     account,
     convert,
+    bank_accounts,
     history,
     home,
     kyc,
@@ -39,6 +40,7 @@ SCREENS: Final = (
     convert.router,
     history.router,
     kyc.router,
+    bank_accounts.router,
     security.router,
     security_2fa.router,
     security_apc.router,

@@ -33,6 +33,7 @@ from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
 from strongroom.money import Asset, AssetRegistry, Money
 from strongroom.movements import service as movements
+from strongroom.movements.batcher import Prepared
 from strongroom.settings import Settings
 from strongroom.web.i18n import N_, Lang
 
@@ -45,7 +46,9 @@ SIGNED_DECIMAL: Final = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 REFUSALS: Final = {
     "unknown_asset": N_("Choose an asset from the list."),
     "insufficient_funds": N_("Not enough money: you have %(available)s %(asset)s available."),
-    "recipient_not_found": N_("There is no Strongroom user with that email."),
+    "recipient_not_found": N_(
+        "There is no Strongroom user with that email, phone number or user id."
+    ),
     "same_account": N_("You cannot send money to yourself."),
     "cross_region_transfer": N_(
         "This person's wallet is in another region: transfers between regions are not possible."
@@ -132,7 +135,7 @@ def submit(
     user: User,
     key: str,
     body: dict[str, Any],
-    prepare: Callable[[Session], TransferSpec],
+    prepare: Callable[[Session], TransferSpec | Prepared],
 ) -> Submitted:
     """Move the money once per ``key`` through the money-movement service, as the API does;
     the scope is the user and ``POST <form path>``."""

@@ -40,6 +40,7 @@ NAVIGATION: Final = (
     NavItem("/app/convert", N_("Convert"), "refresh"),
     NavItem("/app/history", N_("History"), "list"),
     NavItem("/app/kyc", N_("Verify identity"), "id"),
+    NavItem("/app/bank-accounts", N_("Bank accounts"), "bank"),
     NavItem("/app/security", N_("Security"), "shield"),
     NavItem(RESERVES_PAGE, N_("My proof of reserves"), "check"),
 )

@@ -1,16 +1,18 @@
-"""Send money to another user, by email, in two steps (issue #5, R-P2P-1).
+"""Send money to another user, by email, phone number or user id, in two steps (issue #5,
+issue #12, R-P2P-1); both sides get a receipt email when it commits (``payments.receipts``).
 
-1. **The form** (``/app/send``): recipient's email, asset, amount, an optional note. Sending it
-   checks everything the API would refuse, by running ``payments.service.check_send`` (the
-   recipient, same region, not oneself, the note, the available funds); nothing is written.
+1. **The form** (``/app/send``): recipient's email or phone number (or user id), asset, amount,
+   an optional note. Sending it checks everything the API would refuse, by running
+   ``payments.service.check_send`` (the recipient, same region, not oneself, the note, the
+   available funds); nothing is written.
 2. **The confirmation** shows the recipient's name, masked (``C** T** M**``), and the amount,
    with a new idempotency key. "Send" (``/app/send/confirm``) moves the money as
    ``POST /v1/transfers`` does (see ``lite.forms``): once per key, whatever the number of clicks
    or refreshes. "Change" goes back to the form with the same values.
 
-Refusals say what the API says and no more: an unknown email reads "no Strongroom user with
-that email" (the API's ``recipient_not_found``); a wallet in another region reads so
-(``cross_region_transfer``).
+Refusals say what the API says and no more: an unknown email or number reads "no Strongroom
+user with that email, phone number or user id" (the API's ``recipient_not_found``); a wallet in
+another region reads so (``cross_region_transfer``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from strongroom.api import AssetsDep, SessionDep, SettingsDep
 from strongroom.errors import DomainError, InvalidAmount
 from strongroom.identity import names
 from strongroom.money import AssetRegistry, Money
+from strongroom.movements.batcher import Prepared
+from strongroom.payments import receipts
 from strongroom.payments import service as payments
 from strongroom.settings import Settings
 from strongroom.web import core
@@ -218,13 +222,15 @@ def confirm(
             user=user.user,
             key=values.idempotency_key,
             body=fields,
-            prepare=lambda prepared: payments.prepare_send(
-                session=prepared,
-                sender=user.user,
-                to=values.to,
-                amount=money,
-                note=note_kept,
-                limits=settings.ledger,
+            prepare=lambda prepared: Prepared(
+                *receipts.prepare_send(
+                    session=prepared,
+                    sender=user.user,
+                    to=values.to,
+                    amount=money,
+                    note=note_kept,
+                    limits=settings.ledger,
+                )
             ),
         )
     except DomainError as error:

@@ -1,0 +1,78 @@
+"""Receipt emails for a P2P transfer (R-P2P-1): one to the sender, one to the recipient, through
+the outbox with each one's anti-phishing code. Rendered while the request is checked (in the
+request's thread, not the ledger's one batching thread) and written in the very transaction
+that moves the money (``movements.batcher.OnCommit``): a refused transfer sends none, a
+committed one both, and a replay of its idempotency key sends nothing again. The API and the
+Lite app hand ``prepare_send`` 's pair to the money-movement service as a ``Prepared``."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from strongroom.db import utcnow
+from strongroom.identity import names
+from strongroom.identity.models import User
+from strongroom.ledger.domain import TransferSpec
+from strongroom.money import Money, format_amount
+from strongroom.notify import outbox
+from strongroom.payments import service
+from strongroom.settings import LedgerLimits
+
+OnCommit = Callable[[Session, str], None]  # movements.batcher.OnCommit (a layer above)
+SENT = "payments.p2p_sent"
+RECEIVED = "payments.p2p_received"
+
+
+def receipts(
+    *, sender: User, recipient: User, to: str, amount: Money, note: str | None
+) -> OnCommit:
+    """The writer of both receipts once the transfer has its id."""
+    placeholder = "TRANSFERID" + secrets.token_hex(16)  # nobody can type it into a note
+    shown = f"{amount.asset.code} {format_amount(amount.amount_minor, amount.asset.scale)}"
+    common: dict[str, object] = {
+        "amount": shown,
+        "transfer_id": placeholder,
+        "note": note,
+        "at": utcnow(),
+    }
+    emails = [
+        outbox.prepare_to_user(
+            user=sender,
+            template_id=SENT,
+            context={**common, "counterparty": names.masked(recipient.name), "reference": to},
+        ),
+        outbox.prepare_to_user(
+            user=recipient,
+            template_id=RECEIVED,
+            context={**common, "counterparty": names.masked(sender.name)},
+        ),
+    ]
+
+    def write(session: Session, transfer_id: str) -> None:
+        for email in emails:
+            outbox.add_prepared(session=session, email=email, replace={placeholder: transfer_id})
+
+    return write
+
+
+def prepare_send(
+    *,
+    session: Session,
+    sender: User,
+    to: str,
+    amount: Money,
+    note: str | None,
+    limits: LedgerLimits,
+) -> tuple[TransferSpec, OnCommit]:
+    """``payments.service.prepare_send`` with both receipts to write when it commits."""
+    checked = service.check_send(
+        session=session, sender=sender, to=to, amount=amount, note=note, limits=limits
+    )
+    spec = service.spec_for(session=session, checked=checked, amount=amount, note=note)
+    on_commit = receipts(
+        sender=sender, recipient=checked.recipient, to=to, amount=amount, note=note
+    )
+    return spec, on_commit
