@@ -1,6 +1,7 @@
 """Imports every domain's tables so that ``Base.metadata`` knows them all."""
 
 from strongroom.adjustments.models import Adjustment
+from strongroom.funding.models import Topup, WebhookDelivery
 from strongroom.identity.api_keys import ApiKey
 from strongroom.identity.models import (
     AuditEvent,
@@ -39,7 +40,9 @@ __all__ = [
     "RateLimitBucket",
     "RecoveryCode",
     "StepUpFailures",
+    "Topup",
     "TotpFactor",
     "Transfer",
     "User",
+    "WebhookDelivery",
 ]
