@@ -377,8 +377,9 @@ def ledger_reconcile(
             console.print("[green]reconciled[/green]: no break")
         else:
             table = Table(title=f"{report.break_count} break(s)")
-            for column in ("kind", "top-up", "transfer", "detail"):
-                table.add_column(column)
+            table.add_column("kind", no_wrap=True)
+            for column in ("top-up", "transfer", "detail"):
+                table.add_column(column, overflow="fold")
             for found in report.breaks:
                 table.add_row(
                     escape(found.kind),
