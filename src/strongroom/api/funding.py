@@ -171,12 +171,14 @@ def request_pending(
     body: dict[str, Any],
     amount: Money,
     channel: str,
+    operation: str = OPERATION,
 ) -> Topup:
-    """A top-up that confirms later, once per Idempotency-Key (the key is claimed in the same
-    transaction as the record; a replay answers with the record as it stands now)."""
+    """A top-up that confirms later, once per Idempotency-Key in the scope of the user and
+    ``operation`` (the Lite form's is its own). The key is claimed in the same transaction as
+    the record; a replay answers with the record as it stands now."""
     claim = idempotency.claim_for(
         actor_id=user.id,
-        operation=OPERATION,
+        operation=operation,
         key=key,
         request=body,
         key_max_chars=settings.idempotency.key_max_chars,

@@ -274,13 +274,11 @@ def confirm_at_store(
     record = topup
     if record.status == CONFIRMED:
         return Applied(record, DUPLICATE)
-    if record.status == EXPIRED or (
-        record.status == REQUESTED and _aware(record.expires_at) <= now
-    ):
+    if record.status == EXPIRED or (record.status == REQUESTED and aware(record.expires_at) <= now):
         raise TopupExpired(
             "this barcode has expired: ask the customer for a new one",
             topup_id=record.id,
-            expired_at=_aware(record.expires_at).isoformat(),
+            expired_at=aware(record.expires_at).isoformat(),
         )
     return confirm(
         session=session, topup=record, received_minor=received_minor, now=now, settings=settings
@@ -292,7 +290,7 @@ class TopupExpired(DomainError):
     status = 410
 
 
-def _aware(moment: datetime) -> datetime:  # SQLite gives naive UTC
+def aware(moment: datetime) -> datetime:  # SQLite gives naive UTC
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=utcnow().tzinfo)
 
 

@@ -25,12 +25,14 @@ from strongroom.web.lite import (
     security_apc,
     send,
     topup,
+    topup_pending,
     verify_email,
 )
 
 SCREENS: Final = (
     home.router,
     topup.router,
+    topup_pending.router,
     send.router,
     history.router,
     security.router,
