@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strongroom import db
@@ -225,3 +226,28 @@ def _connectors(settings: Settings) -> list[str]:
     return [
         name for name in connectors.WEBHOOK_CONNECTORS if connectors.webhook_secret(name, settings)
     ]
+
+
+DELIVERIES_PAGE_MAX: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPage:
+    items: list[WebhookDelivery]
+    next_before: int | None
+
+
+def deliveries(
+    *, session: Session, connector: str | None = None, before: int | None = None, limit: int = 50
+) -> DeliveryPage:
+    """Stored deliveries newest first, ``limit`` a page (keyset: ids below ``before``)."""
+    limit = max(1, min(limit, DELIVERIES_PAGE_MAX))
+    query = select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(limit + 1)
+    if connector:
+        query = query.where(WebhookDelivery.connector == connector)
+    if before is not None:
+        query = query.where(WebhookDelivery.id < before)
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return DeliveryPage(rows, rows[-1].id if more and rows else None)

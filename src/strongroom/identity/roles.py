@@ -18,6 +18,8 @@ its navigation, the parts of a page) read ``TABLE``; nothing else decides who ma
 | adjustments.propose |   ✓   |         |    ✓    |              | propose one (the maker)        |
 | adjustments.approve |   ✓   |         |    ✓    |              | approve or reject (checker)    |
 | ledger.write        |       |         |         |              | raw ledger batches, accounts   |
+| webhooks            |   ✓   |         |    ✓    |              | connectors' webhook deliveries |
+| reconciliation      |   ✓   |         |    ✓    |              | ledger vs connector records    |
 
 Why: only finance and admin see money (SPEC R-SEC-10: balances and statements); support
 answers users (who they are, what happened to their account, did the email go out); a KYC
@@ -58,6 +60,8 @@ TABLE: Final[dict[str, frozenset[str]]] = {
     "adjustments.propose": MONEY,
     "adjustments.approve": MONEY,
     "ledger.write": NOBODY,  # service keys with the ledger scope only
+    "webhooks": MONEY,
+    "reconciliation": MONEY,
 }
 """Capability → the operator roles that hold it (the table of the module docstring)."""
 

@@ -27,6 +27,7 @@ from strongroom.web.console import (
     adjustments,
     audit_log,
     dashboard,
+    funding,
     layout,
     mail,
     users,
@@ -38,6 +39,7 @@ SCREENS: Final = (
     dashboard.router,
     users.router,
     adjustments.router,
+    funding.router,
     audit_log.router,
     mail.router,
 )

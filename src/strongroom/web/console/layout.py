@@ -39,6 +39,8 @@ NAVIGATION: Final = (
     NavItem(HOME, N_("Dashboard"), "dashboard"),
     NavItem("/console/users", N_("Users"), "users"),
     NavItem("/console/adjustments", N_("Adjustments"), "adjustments"),
+    NavItem("/console/webhooks", N_("Webhook deliveries"), "webhooks"),
+    NavItem("/console/reconciliation", N_("Reconciliation"), "reconciliation"),
     NavItem("/console/audit", N_("Audit log"), "audit"),
     NavItem("/console/outbox", N_("Email outbox"), "outbox"),
     NavItem("/console/inbox", N_("Inbox"), "inbox"),
