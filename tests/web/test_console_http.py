@@ -41,6 +41,8 @@ SCREENS = {  # a console page of each screen
     "dashboard": "/console/",
     "users": "/console/users",
     "adjustments": "/console/adjustments",
+    "webhooks": "/console/webhooks",
+    "reconciliation": "/console/reconciliation",
     "audit": "/console/audit",
     "outbox": "/console/outbox",
 }
