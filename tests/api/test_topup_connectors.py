@@ -443,3 +443,34 @@ def test_without_secrets_the_webhook_channels_are_not_offered(
         refused = olga.post("/v1/topups", {"asset": "HKD", "amount": "1.00", "channel": "fps"})
         assert _error(refused, 422, "unknown_channel")["details"] == {"channels": ["sandbox"]}
         _error(send_webhook(plain, "fps", b"{}"), 404, "unknown_connector")
+
+
+def test_expiry_is_bounded_per_run_and_skips_a_row_another_worker_holds(
+    client: TestClient, pg_db: Engine, settings: Settings
+) -> None:
+    pat = signup(client, "Pat")
+    ids = [_request(pat, "card")["id"] for _ in range(3)]
+    later = db.utcnow() + timedelta(hours=1)
+    factory = db.make_session_factory(pg_db)
+    with factory() as holder:  # another worker (or a notification) holds the first row
+        holder.execute(select(Topup).where(Topup.id == ids[0]).with_for_update())
+        with db.unit_of_work(factory) as session:
+            assert topups.expire(session=session, now=later, limit=1) == 1
+        with db.unit_of_work(factory) as session:  # not waiting for the held row: skipped
+            assert topups.expire(session=session, now=later, limit=10) == 1
+        assert _status(pat, ids[0]) == "pending"
+        holder.rollback()
+    with db.unit_of_work(factory) as session:
+        assert topups.expire(session=session, now=later, limit=10) == 1
+    assert [_status(pat, topup_id) for topup_id in ids] == ["expired"] * 3
+    settled(pg_db, settings)
+
+
+def test_a_delivery_with_nul_characters_is_stored(
+    client: TestClient, pg_db: Engine, settings: Settings
+) -> None:
+    refused = send_webhook(client, "fps", b'{"event_id": "\x00"}')
+    _error(refused, 422, "invalid_webhook")
+    (stored,) = deliveries(pg_db)
+    assert stored.body == '{"event_id": "\ufffd"}'
+    settled(pg_db, settings)

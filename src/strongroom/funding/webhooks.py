@@ -158,11 +158,11 @@ def handle(
     }
     limit = settings.funding.webhook_body_max_bytes
     delivery = {
-        "connector": connector[:32],
+        "connector": _storable(connector[:32]),
         "received_at": now,
-        "remote_address": (remote_address or "")[:64] or None,
+        "remote_address": _storable((remote_address or "")[:64]) or None,
         "headers_json": json.dumps(stored, sort_keys=True),
-        "body": body[:limit].decode("utf-8", errors="replace"),
+        "body": _storable(body[:limit].decode("utf-8", errors="replace")),
     }
     signature_ok, topup_id = False, None
     try:
@@ -220,6 +220,11 @@ def handle(
     )
     session.flush()
     return Received(applied.outcome, applied.topup.id, topups.api_status(applied.topup))
+
+
+def _storable(text: str) -> str:
+    """``text`` as a database text column takes it (PostgreSQL refuses NUL characters)."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _connectors(settings: Settings) -> list[str]:
