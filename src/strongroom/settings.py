@@ -350,6 +350,11 @@ class Settings(BaseSettings):
             problems.append(
                 "the sandbox top-up channel mints money: unset STRONGROOM_FUNDING__SANDBOX_ENABLED"
             )
+        for connector in ("fps", "card"):
+            secret = getattr(self.funding, connector).webhook_secret
+            if secret:  # a connector switched on signs with a secret nobody can guess
+                name = f"STRONGROOM_FUNDING__{connector.upper()}__WEBHOOK_SECRET"
+                problems.append(_weak_secret(name, secret))
         if self.demo_inbox_enabled():
             problems.append(
                 "the demo inbox shows every email's secrets: unset STRONGROOM_DEMO_INBOX"

@@ -106,6 +106,9 @@ def test_the_form_offers_every_channel_and_a_pending_topup_has_its_page(
     completed = http.get(first.headers["location"]).text
     assert "Completed: the money is in your wallet" in completed
     assert "hx-trigger" not in completed  # nothing left to wait for
+    receipt = f"/app/receipts/topup%3A{topup_id}"
+    assert receipt in http.get("/app/history").text  # in the history, with its receipt
+    assert http.get(receipt).status_code == 200
     settled(pg_db, settings)
 
 
