@@ -79,7 +79,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         if started.state.batcher.closed:  # a second lifespan of the same app (tests)
             started.state.batcher = Batcher(factory, max_batch=settings.ledger.group_commit_max)
         stops = (
-            [worker.start_thread(factory, settings.idempotency, limits=settings.rate_limits)]
+            [
+                worker.start_thread(
+                    factory,
+                    settings.idempotency,
+                    limits=settings.rate_limits,
+                    funding=settings.funding,
+                )
+            ]
             if settings.run_worker
             else []
         )

@@ -98,7 +98,14 @@ def run_worker(
     mail_stop = delivery.start_thread(factory, settings) if settings.mail.deliver else None
     console.print("worker running; Ctrl-C stops it")
     try:
-        worker.run(factory, threading.Event(), settings.idempotency, interval, settings.rate_limits)
+        worker.run(
+            factory,
+            threading.Event(),
+            settings.idempotency,
+            interval,
+            settings.rate_limits,
+            settings.funding,
+        )
     except KeyboardInterrupt:
         console.print("stopped")
     finally:
@@ -342,6 +349,50 @@ def ledger_check(database_url: DatabaseUrl = None) -> None:
     for problem in report.problems:
         err.print(escape(f"  - {problem}"))
     raise typer.Exit(1)
+
+
+@ledger_app.command("reconcile")
+def ledger_reconcile(
+    as_json: Annotated[bool, typer.Option("--json", help="the report as JSON on stdout")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """The ledger against the connectors' records (top-ups): every confirmed top-up has exactly
+    one ledger transfer of the amount received to the user's wallet, and every top-up transfer
+    a confirmed record. Exit 1 with the breaks when there is one."""
+    import json
+
+    from rich.table import Table
+
+    from strongroom.funding.reconcile import reconcile
+
+    settings = _settings(database_url)
+    factory = db.make_session_factory(db.make_engine(settings.database_url))
+    with factory() as session:
+        report = reconcile(session=session, settings=settings)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        console.print(
+            f"confirmed top-ups {report.confirmed_records}, top-up transfers "
+            f"{report.topup_transfers}, sandbox top-ups (no record) {report.sandbox_transfers}"
+        )
+        if report.ok:
+            console.print("[green]reconciled[/green]: no break")
+        else:
+            table = Table(title=f"{report.break_count} break(s)")
+            table.add_column("kind", no_wrap=True)
+            for column in ("top-up", "transfer", "detail"):
+                table.add_column(column, overflow="fold")
+            for found in report.breaks:
+                table.add_row(
+                    escape(found.kind),
+                    escape(found.topup_id or "-"),
+                    escape(found.transfer_id or "-"),
+                    escape(found.detail),
+                )
+            err.print(table)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @ledger_app.command("statement")

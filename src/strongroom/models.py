@@ -3,6 +3,7 @@
 from strongroom.adjustments.models import Adjustment
 from strongroom.fx.models import FxConversion, FxQuote, FxRate
 from strongroom.banking.models import BankAccount
+from strongroom.funding.models import Topup, WebhookDelivery
 from strongroom.identity.api_keys import ApiKey
 from strongroom.identity.models import (
     AuditEvent,
@@ -53,8 +54,10 @@ __all__ = [
     "RateLimitBucket",
     "RecoveryCode",
     "StepUpFailures",
+    "Topup",
     "TotpFactor",
     "Transfer",
     "User",
     "VirtualCard",
+    "WebhookDelivery",
 ]

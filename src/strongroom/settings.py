@@ -126,6 +126,14 @@ SANDBOX_MAX_TOPUP: Final = {
 }
 
 
+class WebhookConnectorSettings(BaseModel):
+    """A connector that confirms by signed webhook: its shared secret (empty: the channel is not
+    offered) and how long its payment instructions stay valid."""
+
+    webhook_secret: str = Field(default="", max_length=256)
+    validity_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+
+
 class FundingSettings(BaseModel):
     """Top-up channels (R-FUND-1). The ``sandbox`` channel confirms at once: money from nothing,
     for the demo, development and tests. ``sandbox_enabled`` unset: on in those environments,
@@ -135,6 +143,22 @@ class FundingSettings(BaseModel):
 
     sandbox_enabled: bool | None = None
     sandbox_max_topup: dict[str, str] = Field(default_factory=lambda: dict(SANDBOX_MAX_TOPUP))
+    # Connectors that confirm later (``funding.topups``). ``fps`` and ``card`` are offered only
+    # with their webhook's secret (HMAC-SHA256, ``POST /v1/webhooks/{connector}``); the store
+    # terminal confirms cash with a ``store_cash`` service key, so that channel is switched on.
+    fps: WebhookConnectorSettings = Field(
+        default_factory=lambda: WebhookConnectorSettings(validity_s=24 * 3600)
+    )
+    card: WebhookConnectorSettings = Field(
+        default_factory=lambda: WebhookConnectorSettings(validity_s=30 * 60)
+    )
+    store_cash_enabled: bool = False
+    store_cash_validity_s: int = Field(default=15 * 60, ge=60, le=24 * 3600)
+    # a webhook's timestamp may be this far from the server's clock, either way (replays)
+    webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
+    webhook_body_max_bytes: int = Field(default=64 * 1024, ge=256, le=1024 * 1024)
+    # requested top-ups past their validity that the worker expires at most per sweep
+    expire_batch_max: int = Field(default=500, ge=1, le=10_000)
 
 
 class KycSettings(BaseModel):
@@ -419,6 +443,11 @@ class Settings(BaseSettings):
             problems.append(
                 "the sandbox top-up channel mints money: unset STRONGROOM_FUNDING__SANDBOX_ENABLED"
             )
+        for connector in ("fps", "card"):
+            secret = getattr(self.funding, connector).webhook_secret
+            if secret:  # a connector switched on signs with a secret nobody can guess
+                name = f"STRONGROOM_FUNDING__{connector.upper()}__WEBHOOK_SECRET"
+                problems.append(_weak_secret(name, secret))
         if self.demo_inbox_enabled():
             problems.append(
                 "the demo inbox shows every email's secrets: unset STRONGROOM_DEMO_INBOX"

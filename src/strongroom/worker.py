@@ -1,6 +1,8 @@
 """Background work: void pending transfers whose timeout passed (R-LEDGER-3), delete
-idempotency keys older than their retention (SPEC P3, ``idempotency.retention_hours``) and rate
-limit buckets whose window ended (R-SEC-9, ``rate_limits.sweep_batch_max`` a sweep).
+idempotency keys older than their retention (SPEC P3, ``idempotency.retention_hours``), rate
+limit buckets whose window ended (R-SEC-9, ``rate_limits.sweep_batch_max`` a sweep), expire
+requested top-ups past their validity and poll the sandbox's timed-out top-ups (R-FUND-1,
+``funding.expire_batch_max`` a sweep, rows taken ``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
 
 Runs inside ``strongroom serve`` (a thread per process) and as ``strongroom worker``. Several
 workers at once are safe: each void locks the accounts, and a second void is refused; deleting
@@ -16,10 +18,11 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from strongroom.db import unit_of_work, utcnow
+from strongroom.funding import topups
 from strongroom.ledger import service as ledger
 from strongroom.movements import idempotency
 from strongroom.ratelimit import service as ratelimit
-from strongroom.settings import IdempotencySettings, RateLimitSettings
+from strongroom.settings import FundingSettings, IdempotencySettings, RateLimitSettings
 
 log = logging.getLogger("strongroom.worker")
 
@@ -29,12 +32,15 @@ class Swept:
     voided: int
     keys_expired: int
     buckets_swept: int = 0
+    topups_expired: int = 0
+    topups_polled: int = 0
 
 
 def sweep_once(
     factory: sessionmaker[Session],
     keys: IdempotencySettings,
     limits: RateLimitSettings | None = None,
+    funding: FundingSettings | None = None,
 ) -> Swept:
     with unit_of_work(factory) as session:
         voided = ledger.expire_pending(session=session)
@@ -46,7 +52,19 @@ def sweep_once(
     if limits is not None:
         with unit_of_work(factory) as session:
             swept = ratelimit.sweep(session=session, now=utcnow(), limit=limits.sweep_batch_max)
-    return Swept(voided=voided, keys_expired=expired, buckets_swept=swept)
+    polled = topups_expired = 0
+    if funding is not None:
+        with unit_of_work(factory) as session:
+            polled = topups.poll_sandbox(session=session, limit=funding.expire_batch_max)
+        with unit_of_work(factory) as session:
+            topups_expired = topups.expire(session=session, limit=funding.expire_batch_max)
+    return Swept(
+        voided=voided,
+        keys_expired=expired,
+        buckets_swept=swept,
+        topups_expired=topups_expired,
+        topups_polled=polled,
+    )
 
 
 def run(
@@ -55,10 +73,11 @@ def run(
     keys: IdempotencySettings,
     interval_s: float = 1.0,
     limits: RateLimitSettings | None = None,
+    funding: FundingSettings | None = None,
 ) -> None:
     while not stop.is_set():
         try:
-            swept = sweep_once(factory, keys, limits)
+            swept = sweep_once(factory, keys, limits, funding)
             if swept.voided:
                 log.info("voided %d expired pending transfers", swept.voided)
             if swept.keys_expired:
@@ -73,10 +92,14 @@ def start_thread(
     keys: IdempotencySettings,
     interval_s: float = 1.0,
     limits: RateLimitSettings | None = None,
+    funding: FundingSettings | None = None,
 ) -> threading.Event:
     stop = threading.Event()
     thread = threading.Thread(
-        target=run, args=(factory, stop, keys, interval_s, limits), name="sr-sweeper", daemon=True
+        target=run,
+        args=(factory, stop, keys, interval_s, limits, funding),
+        name="sr-sweeper",
+        daemon=True,
     )
     thread.start()
     return stop

@@ -49,6 +49,7 @@ PUBLIC = {
     ("GET", "/v1/reserves/{audit_id}"),  # ... and so is each published audit's
     ("GET", "/reserves"),  # the public reserves page
     ("GET", "/reserves/verify"),  # the verify page (the proof itself needs a token)
+    ("POST", "/v1/webhooks/{connector}"),  # a connector's HMAC signature is the credential
 }
 BROWSER_FORMS = {  # pages' POSTs: a signed-in browser's CSRF token first (403 csrf_failed)
     ("POST", "/reserves/proof-token"),
@@ -137,6 +138,8 @@ def world(client, pg_db) -> dict[str, object]:
     service keys."""
     victim = signup(client, "Victim")
     victim.topup("10.00")
+    pending = victim.post("/v1/topups", {"asset": "HKD", "amount": "0.88", "channel": "sandbox"})
+    assert pending.json()["status"] == "pending"  # the sandbox's timed-out top-up: a record
     factory = db.make_session_factory(pg_db)
     with factory() as session:
         account = session.scalars(
@@ -168,6 +171,7 @@ def world(client, pg_db) -> dict[str, object]:
         "user_id": victim.user_id,
         "id": str(token),
         "adjustment_id": str(_pending_adjustment(pg_db, maker.user_id, int(account or 0))),
+        "topup_id": pending.json()["id"],
     }
     operators = {role: operator(client, pg_db, role) for role in OPERATOR_ROLES}
     return {
@@ -178,6 +182,7 @@ def world(client, pg_db) -> dict[str, object]:
         "no_2fa": operator(client, pg_db, "admin", two_factor=False),
         "keys": {
             "ledger": make_key(pg_db),
+            "store_cash": make_key(pg_db, scope="store_cash"),
             "other_scope": foreign_scope_key(pg_db),
             "revoked": revoked_key(pg_db),
             "made_up": "srk_" + "A" * 43,
@@ -299,10 +304,12 @@ def test_operator_endpoints_answer_exactly_as_the_role_table_says(client, app, w
 def test_raw_ledger_writes_take_only_a_ledger_service_key(client, app, world, pg_db):
     """R-SEC-10: a person's token is refused on the raw ledger writes whatever the role (403
     ``service_key_required``), and so are keys of another scope, revoked and made-up keys;
-    a key with the ``ledger`` scope is let through (here to the body's validation)."""
+    a key with the ``ledger`` scope is let through (here to the body's validation). The store
+    terminal's cash confirmation (scope ``store_cash``, issue #12) is held to the same."""
     victim, keys = world["victim"], world["keys"]
     writes = [e for e in endpoints(app) if e.scope is not None]
-    assert len(writes) == 2
+    assert len(writes) == 3
+    assert {e.scope for e in writes} == {"ledger", "store_cash"}
     before = rows(pg_db)
     for endpoint in writes:
         path = endpoint.fill(world["values"])
@@ -322,7 +329,8 @@ def test_raw_ledger_writes_take_only_a_ledger_service_key(client, app, world, pg
         assert_refused(both, (401,), victim, "invalid_api_key")  # a token does not help a key
     assert rows(pg_db) == before
     for endpoint in writes:
-        answer = call(client, endpoint, endpoint.fill(world["values"]), None, keys["ledger"])
+        key = keys[str(endpoint.scope)]
+        answer = call(client, endpoint, endpoint.fill(world["values"]), None, key)
         assert answer.status_code == 422, answer.text  # let in, then the empty body refused
 
 

@@ -58,6 +58,8 @@ def test_production_is_the_default_and_refuses_the_built_in_secret_and_no_vault_
         ({"funding": {"sandbox_enabled": True}}, "STRONGROOM_FUNDING__SANDBOX_ENABLED"),
         ({"demo_inbox": True}, "STRONGROOM_DEMO_INBOX"),
         ({"rate_limits": {"enabled": False}}, "STRONGROOM_RATE_LIMITS__ENABLED"),
+        ({"funding": {"fps": {"webhook_secret": "s3cret"}}}, "STRONGROOM_FUNDING__FPS__"),
+        ({"funding": {"card": {"webhook_secret": "secret"}}}, "STRONGROOM_FUNDING__CARD__"),
     ],
 )
 def test_production_refuses_each_demo_setting_naming_what_to_set(
@@ -69,6 +71,8 @@ def test_production_refuses_each_demo_setting_naming_what_to_set(
 
 
 def test_a_complete_production_configuration_passes() -> None:
+    connectors = {"fps": {"webhook_secret": secrets.token_urlsafe(32)}, "store_cash_enabled": True}
+    assert production(funding=connectors).production_problems() == []
     settings = production()
     settings.check_production()
     assert settings.production_problems() == []

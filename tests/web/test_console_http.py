@@ -42,6 +42,8 @@ SCREENS = {  # a console page of each screen
     "users": "/console/users",
     "adjustments": "/console/adjustments",
     "fx.rates": "/console/fx",
+    "webhooks": "/console/webhooks",
+    "reconciliation": "/console/reconciliation",
     "audit": "/console/audit",
     "outbox": "/console/outbox",
 }

@@ -116,6 +116,11 @@ def verification_resend(request: Request, session: Session, email: str) -> list[
     )
 
 
+def webhook(request: Request, session: Session) -> list[Counted]:
+    """A connector's notification (``POST /v1/webhooks/{connector}``): per address."""
+    return hit(request, session, [Check("webhooks_per_address", address(request))])
+
+
 THROTTLED: Final[dict[int | str, dict[str, Any]]] = {
     429: {
         "description": "`rate_limited`: too many requests from this address or for this "

@@ -36,7 +36,10 @@ PLATFORM: Final = "platform"
 """The owner of the operator's own integrations' keys."""
 LEDGER: Final = "ledger"
 """The scope of the raw ledger writes (``POST /v1/admin/ledger/transfers``, ``.../accounts``)."""
-SCOPES: Final = {LEDGER: PLATFORM}
+STORE_CASH: Final = "store_cash"
+"""The scope of a convenience store's terminal: it confirms the cash it took for a top-up
+barcode (``POST /v1/topups/store-cash/confirmations``)."""
+SCOPES: Final = {LEDGER: PLATFORM, STORE_CASH: PLATFORM}
 """The scopes a key can be made with, and the owner type each belongs to."""
 PREFIX: Final = "srk_"
 KEY_CHARS_MAX: Final = 128

@@ -20,6 +20,8 @@ its navigation, the parts of a page) read ``TABLE``; nothing else decides who ma
 | fx.rates            |   ✓   |         |    ✓    |              | FX rates: read, set, delete    |
 | kyc                 |   ✓   |         |         |      ✓       | KYC queue, documents, decide   |
 | ledger.write        |       |         |         |              | raw ledger batches, accounts   |
+| webhooks            |   ✓   |         |    ✓    |              | connectors' webhook deliveries |
+| reconciliation      |   ✓   |         |    ✓    |              | ledger vs connector records    |
 
 Why: only finance and admin see money (SPEC R-SEC-10: balances and statements); support
 answers users (who they are, what happened to their account, did the email go out); a KYC
@@ -63,6 +65,8 @@ TABLE: Final[dict[str, frozenset[str]]] = {
     "fx.rates": MONEY,
     "kyc": frozenset({ADMIN, KYC_REVIEWER}),
     "ledger.write": NOBODY,  # service keys with the ledger scope only
+    "webhooks": MONEY,
+    "reconciliation": MONEY,
 }
 """Capability → the operator roles that hold it (the table of the module docstring)."""
 

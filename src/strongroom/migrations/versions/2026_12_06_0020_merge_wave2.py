@@ -3,14 +3,20 @@ accounts, connectors, throughput) were written side by side from 0010; this join
 head. It changes no table.
 
 Revision ID: 2026_12_06_0020
-Revises: 2026_12_06_0011, 2026_12_06_0013, 2026_12_06_0014, 2026_12_06_0015
+Revises: 2026_12_06_0011, 2026_12_06_0013, 2026_12_06_0014, 2026_12_06_0015, 2026_12_06_0016
 Create Date: 2026-12-06
 """
 
 from __future__ import annotations
 
 revision = "2026_12_06_0020"
-down_revision = ("2026_12_06_0011", "2026_12_06_0013", "2026_12_06_0014", "2026_12_06_0015")
+down_revision = (
+    "2026_12_06_0011",
+    "2026_12_06_0013",
+    "2026_12_06_0014",
+    "2026_12_06_0015",
+    "2026_12_06_0016",
+)
 branch_labels = None
 depends_on = None
 

@@ -29,6 +29,7 @@ from strongroom.web.console import (
     dashboard,
     kyc,
     fx_rates,
+    funding,
     layout,
     mail,
     users,
@@ -42,6 +43,7 @@ SCREENS: Final = (
     adjustments.router,
     kyc.router,
     fx_rates.router,
+    funding.router,
     audit_log.router,
     mail.router,
 )

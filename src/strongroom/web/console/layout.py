@@ -41,6 +41,8 @@ NAVIGATION: Final = (
     NavItem("/console/kyc", N_("KYC review"), "kyc"),
     NavItem("/console/adjustments", N_("Adjustments"), "adjustments"),
     NavItem("/console/fx", N_("FX rates"), "fx.rates"),
+    NavItem("/console/webhooks", N_("Webhook deliveries"), "webhooks"),
+    NavItem("/console/reconciliation", N_("Reconciliation"), "reconciliation"),
     NavItem("/console/audit", N_("Audit log"), "audit"),
     NavItem("/console/outbox", N_("Email outbox"), "outbox"),
     NavItem("/console/inbox", N_("Inbox"), "inbox"),

@@ -29,12 +29,14 @@ from strongroom.web.lite import (
     security_apc,
     send,
     topup,
+    topup_pending,
     verify_email,
 )
 
 SCREENS: Final = (
     home.router,
     topup.router,
+    topup_pending.router,
     send.router,
     pay.router,
     convert.router,

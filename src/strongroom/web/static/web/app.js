@@ -118,4 +118,25 @@
     });
   }
   window.setInterval(tick, 250);
+// A countdown to a moment (the store top-up barcode's 15 minutes): an element with
+// data-countdown="<ISO time>" shows the minutes and seconds left, then its data-expired-text.
+// Looked up on every tick, so a part htmx swapped in counts down too. The server decides what
+// is expired; this only shows the time.
+(function countdowns() {
+  function pad(n) {
+    return (n < 10 ? "0" : "") + n;
+  }
+  function tick() {
+    var found = document.querySelectorAll("[data-countdown]");
+    for (var i = 0; i < found.length; i++) {
+      var element = found[i];
+      var left = Math.floor((Date.parse(element.getAttribute("data-countdown")) - Date.now()) / 1000);
+      element.textContent =
+        left > 0
+          ? pad(Math.floor(left / 60)) + ":" + pad(left % 60)
+          : element.getAttribute("data-expired-text") || "00:00";
+    }
+  }
+  tick();
+  window.setInterval(tick, 1000);
 })();

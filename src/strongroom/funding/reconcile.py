@@ -1,0 +1,204 @@
+"""``strongroom ledger reconcile``: the ledger against the connectors' records (top-ups; payouts
+join when withdrawals exist).
+
+Every confirmed top-up has exactly one ledger transfer (``topup:<id>``, unique by its id) of the
+amount that arrived, from the operator's bank omnibus account to the user's wallet in the
+top-up's asset; every top-up transfer in the ledger (code ``topup``) belongs to a confirmed
+record. The sandbox's plain top-ups (confirmed at once, money from nothing, never in
+production) have no record: they are counted apart where the sandbox is switched on, and are
+breaks where it is not. Both sides are read in streamed, joined queries (one pass each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from strongroom.funding import topups
+from strongroom.funding.models import Topup
+from strongroom.ledger.domain import TransferKind
+from strongroom.ledger.models import Account, Transfer
+from strongroom.ledger.service import OPERATOR, USER
+from strongroom.settings import Settings
+
+SANDBOX_NOTE: Final = "sandbox top-up"
+STREAM_ROWS: Final = 1000
+BREAKS_MAX: Final = 10_000
+"""The most breaks one report lists (the count goes on)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Break:
+    kind: str
+    topup_id: str | None
+    transfer_id: str | None
+    detail: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "kind": self.kind,
+            "topup_id": self.topup_id,
+            "transfer_id": self.transfer_id,
+            "detail": self.detail,
+        }
+
+
+@dataclass(slots=True)
+class Report:
+    confirmed_records: int = 0
+    topup_transfers: int = 0
+    sandbox_transfers: int = 0
+    break_count: int = 0
+    breaks: list[Break] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.break_count == 0
+
+    def add(self, found: Break) -> None:
+        self.break_count += 1
+        if len(self.breaks) < BREAKS_MAX:
+            self.breaks.append(found)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "confirmed_records": self.confirmed_records,
+            "topup_transfers": self.topup_transfers,
+            "sandbox_transfers": self.sandbox_transfers,
+            "break_count": self.break_count,
+            "breaks": [b.as_dict() for b in self.breaks],
+        }
+
+
+def reconcile(*, session: Session, settings: Settings) -> Report:
+    report = Report()
+    for found in _records_side(session, report):
+        report.add(found)
+    for found in _ledger_side(session, report, sandbox=settings.sandbox_enabled()):
+        report.add(found)
+    return report
+
+
+def _records_side(session: Session, report: Report) -> Iterator[Break]:
+    """Each confirmed record's transfer: there, of the amount received, to the right accounts;
+    and no transfer for a record that is not confirmed."""
+    debit = aliased(Account)
+    credit = aliased(Account)
+    rows = session.execute(
+        select(
+            Topup.id,
+            Topup.user_id,
+            Topup.status,
+            Topup.asset,
+            Topup.received_minor,
+            Topup.transfer_id,
+            Transfer.id.label("found_id"),
+            Transfer.kind,
+            Transfer.asset.label("transfer_asset"),
+            Transfer.amount_minor,
+            debit.owner_type.label("debit_owner"),
+            debit.kind.label("debit_kind"),
+            credit.owner_type.label("credit_owner"),
+            credit.owner_id.label("credit_owner_id"),
+            credit.kind.label("credit_kind"),
+        )
+        .outerjoin(
+            Transfer,
+            or_(
+                Transfer.id == Topup.transfer_id,
+                Transfer.id == topups.TRANSFER_PREFIX + Topup.id,
+            ),
+        )
+        .outerjoin(debit, debit.id == Transfer.debit_account_id)
+        .outerjoin(credit, credit.id == Transfer.credit_account_id)
+        .where(or_(Topup.status == topups.CONFIRMED, Transfer.id.is_not(None)))
+        .order_by(Topup.id)
+        .execution_options(yield_per=STREAM_ROWS)
+    )
+    for row in rows:
+        if row.status != topups.CONFIRMED:
+            yield Break(
+                "transfer_for_unconfirmed_topup",
+                row.id,
+                row.found_id,
+                f"the top-up is {row.status} but the ledger credited it",
+            )
+            continue
+        report.confirmed_records += 1
+        if row.found_id is None:
+            yield Break(
+                "missing_transfer", row.id, row.transfer_id, "confirmed, and no ledger transfer"
+            )
+            continue
+        if row.found_id != row.transfer_id:
+            yield Break(
+                "transfer_id_mismatch", row.id, row.found_id, f"the record names {row.transfer_id}"
+            )
+        if row.amount_minor != row.received_minor or row.transfer_asset != row.asset:
+            yield Break(
+                "amount_mismatch",
+                row.id,
+                row.found_id,
+                f"received {row.received_minor} {row.asset}, the ledger moved "
+                f"{row.amount_minor} {row.transfer_asset}",
+            )
+        right_accounts = (
+            row.kind == TransferKind.POSTED
+            and (row.debit_owner, row.debit_kind) == (OPERATOR, topups.OMNIBUS)
+            and (row.credit_owner, row.credit_owner_id, row.credit_kind)
+            == (USER, row.user_id, "wallet")
+        )
+        if not right_accounts:
+            yield Break(
+                "account_mismatch",
+                row.id,
+                row.found_id,
+                "not a posted transfer from the bank omnibus account to the user's wallet",
+            )
+
+
+def _ledger_side(session: Session, report: Report, *, sandbox: bool) -> Iterator[Break]:
+    """Each top-up transfer's record: a confirmed one (a sandbox plain top-up has none)."""
+    rows = session.execute(
+        select(
+            Transfer.id,
+            Transfer.note,
+            Transfer.amount_minor,
+            Transfer.asset,
+            Topup.id.label("topup_id"),
+        )
+        .outerjoin(Topup, Topup.transfer_id == Transfer.id)
+        .where(
+            and_(
+                Transfer.code == topups.TRANSFER_CODE,
+                Transfer.kind == TransferKind.POSTED,
+            )
+        )
+        .order_by(Transfer.id)
+        .execution_options(yield_per=STREAM_ROWS)
+    )
+    for row in rows:
+        if row.topup_id is not None:
+            report.topup_transfers += 1
+            continue
+        if sandbox and row.note == SANDBOX_NOTE and not row.id.startswith(topups.TRANSFER_PREFIX):
+            report.sandbox_transfers += 1
+            continue
+        if row.id.startswith(topups.TRANSFER_PREFIX):
+            report.topup_transfers += 1
+            # a transfer named after a record that does not name it: the records side reports
+            # it when that record exists; here only when it does not
+            exists = session.get(Topup, row.id.removeprefix(topups.TRANSFER_PREFIX))
+            if exists is not None:
+                continue
+        yield Break(
+            "transfer_without_record",
+            None,
+            row.id,
+            f"a top-up of {row.amount_minor} {row.asset} with no confirmed connector record",
+        )
