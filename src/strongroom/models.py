@@ -1,9 +1,9 @@
 """Imports every domain's tables so that ``Base.metadata`` knows them all."""
 
 from strongroom.adjustments.models import Adjustment
-from strongroom.fx.models import FxConversion, FxQuote, FxRate
 from strongroom.banking.models import BankAccount
 from strongroom.funding.models import Topup, WebhookDelivery
+from strongroom.fx.models import FxConversion, FxQuote, FxRate
 from strongroom.identity.api_keys import ApiKey
 from strongroom.identity.models import (
     AuditEvent,
@@ -33,9 +33,9 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "AuthToken",
+    "BankAccount",
     "CodeUse",
     "Device",
-    "BankAccount",
     "EmailVerification",
     "Entry",
     "FxConversion",

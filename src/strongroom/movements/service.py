@@ -52,7 +52,7 @@ def submit(
     if isinstance(prepared, TransferSpec):
         prepared = Prepared(spec=prepared)
     db.hand_off(session)
-    return batcher.submit(spec, claim)
+    return batcher.submit(prepared.spec, claim, prepared.on_commit)
 
 
 def run_once(
@@ -93,4 +93,3 @@ def run_once(
     outcome = work(session)
     idempotency.settle(session=session, done=[(claim, outcome)], refused=[])
     return outcome
-    return batcher.submit(prepared.spec, claim, prepared.on_commit)

@@ -173,6 +173,9 @@ KYC_REJECTED = register(
             "level": "advanced",
             "tier": "primary",
             "reason": "The photo of the back of the ID card is blurred.",
+        },
+    )
+)
 P2P_SENT = register(
     EmailTemplate(
         id="payments.p2p_sent",

@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends
 from strongroom.web import csrf
 from strongroom.web.lite import (
     account,
-    convert,
     bank_accounts,
+    convert,
     history,
     home,
     kyc,
