@@ -93,6 +93,8 @@
     });
   }
   bind();
+})();
+
 // A quote's countdown (the Lite convert screen): an element with data-quote-seconds (the seconds
 // the server says it still holds, so the phone's clock plays no part) shows the seconds left in
 // its [data-seconds-left]; at zero it fires "quote-expired", which htmx answers with a new quote
@@ -118,6 +120,8 @@
     });
   }
   window.setInterval(tick, 250);
+})();
+
 // A countdown to a moment (the store top-up barcode's 15 minutes): an element with
 // data-countdown="<ISO time>" shows the minutes and seconds left, then its data-expired-text.
 // Looked up on every tick, so a part htmx swapped in counts down too. The server decides what
