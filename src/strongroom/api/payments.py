@@ -64,5 +64,6 @@ def create_transfer(
             amount=amount,
             note=body.note,
             limits=settings.ledger,
+            settings=settings,
         ),
     )

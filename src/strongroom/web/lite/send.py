@@ -130,6 +130,7 @@ def _check(
         amount=money,
         note=values.note_or_none,
         limits=settings.ledger,
+        settings=settings,
     )
     return names.masked(checked.recipient.name)
 
@@ -225,6 +226,7 @@ def confirm(
                 amount=money,
                 note=note_kept,
                 limits=settings.ledger,
+                settings=settings,
             ),
         )
     except DomainError as error:
