@@ -21,6 +21,7 @@ from strongroom.api.adjustments import router as adjustments_router
 from strongroom.api.funding import router as funding_router
 from strongroom.api.identity import router as identity_router
 from strongroom.api.ledger import router as ledger_router
+from strongroom.api.limits import router as limits_router
 from strongroom.api.notify import router as notify_router
 from strongroom.api.payments import router as payments_router
 from strongroom.api.reserves import router as reserves_router
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         adjustments_router,
         funding_router,
         payments_router,
+        limits_router,
         notify_router,
         reserves_router,
         reserves_pages.router,

@@ -38,7 +38,16 @@ class TransferOut(BaseModel):
     "/transfers",
     status_code=201,
     response_model=TransferOut,
-    responses={201: {"model": TransferOut}},
+    responses={
+        201: {"model": TransferOut},
+        403: {"description": "`kyc_required` (`details {required_tier}`)"},
+        422: {
+            "description": "`insufficient_funds`, `funds_locked` (part of the balance is "
+            "locked after a purchase, R-TN-2: `details {asset, locked, unlocks_at}`), "
+            "`limit_exceeded` (the tier's limits, R-LIMIT-1: `details {limit, limit_amount, "
+            "left, frees_at}`), `invalid_amount`, `unknown_asset`, `validation_error`"
+        },
+    },
 )
 def create_transfer(
     body: TransferIn,
