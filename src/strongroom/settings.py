@@ -146,7 +146,7 @@ def _plain_decimal(value: str) -> None:
 
 class TierLimits(BaseModel):
     """One KYC tier's row of SPEC §4's limits table. Amounts are decimal strings in
-    ``LimitsSettings.currency`` (the BTC column in BTC); ``None`` means no limit."""
+    ``LimitsSettings.currency`` (the BTC column in BTC); ``None`` (or "none") means no limit."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -156,6 +156,20 @@ class TierLimits(BaseModel):
     max_balance: str | None
     withdrawals_per_day: int | None = Field(ge=0)
     crypto_withdrawals_24h_btc: str | None
+
+    @field_validator(
+        "per_transaction",
+        "per_day",
+        "per_year",
+        "max_balance",
+        "withdrawals_per_day",
+        "crypto_withdrawals_24h_btc",
+        mode="before",
+    )
+    @classmethod
+    def _none(cls, value: object) -> object:
+        # "none" (SPEC's word, and what an environment variable can say) is no limit
+        return None if isinstance(value, str) and value.strip().lower() == "none" else value
 
     @field_validator(
         "per_transaction", "per_day", "per_year", "max_balance", "crypto_withdrawals_24h_btc"

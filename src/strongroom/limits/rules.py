@@ -240,6 +240,20 @@ def decide(
     return None
 
 
+def reads_windows(row: TierLimits, operation: Operation) -> bool:
+    """Whether ``decide`` needs the operation's windows for this tier (a tier without any
+    window limit for it costs no read)."""
+    if operation is Operation.CRYPTO_WITHDRAWAL:
+        return row.crypto_withdrawals_24h_btc is not None
+    counted = operation is Operation.FIAT_WITHDRAWAL and row.withdrawals_per_day is not None
+    return counted or row.per_day is not None or row.per_year is not None
+
+
+def reads_balance(row: TierLimits, operation: Operation) -> bool:
+    """Whether ``decide`` needs the user's fiat balance (a top-up under a max balance)."""
+    return operation is Operation.TOPUP and row.max_balance is not None
+
+
 def _window(
     name: str, unit: str, cap: Fraction, used: Fraction, value: Fraction, window: timedelta
 ) -> Refusal | None:

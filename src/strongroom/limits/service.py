@@ -77,11 +77,13 @@ from strongroom.limits.rules import (
     frees_at,
     hold_hours,
     locked_refusal,
+    reads_balance,
+    reads_windows,
     require_tier,
     shown,
 )
 from strongroom.money import Money
-from strongroom.settings import Settings
+from strongroom.settings import Settings, TierLimits
 
 TRANSFERS = cast(Table, Transfer.__table__)
 ACCOUNTS = cast(Table, Account.__table__)
@@ -126,14 +128,19 @@ def check(
         if refused is not None:
             raise refused
     prices = prices_of(settings)
-    used = window_sums(session=session, user_ids=[user.id], now=now, prices=prices)
+    row = settings.limits.tier(user.kyc_tier)
+    used = (
+        window_sums(session=session, user_ids=[user.id], now=now, prices=prices)
+        if reads_windows(row, operation)
+        else {}
+    )
     fiat = (
         fiat_balances(session=session, user_ids=[user.id], prices=prices).get(user.id, {})
-        if operation is Operation.TOPUP
+        if reads_balance(row, operation)
         else None
     )
     refusal = decide(
-        row=settings.limits.tier(user.kyc_tier),
+        row=row,
         operation=operation,
         asset=asset,
         amount_minor=amount.amount_minor,
@@ -186,12 +193,15 @@ class _Run:
         self.now = now
         self.settings = guards[0].settings
         self.prices = prices_of(self.settings)
-        users = sorted({g.user_id for g in guards})
-        lock_users(session, users)
-        self.used = window_sums(session=session, user_ids=users, now=now, prices=self.prices)
+        windowed = {g.user_id for g in guards if reads_windows(_row(g), g.operation)}
+        topping_up = {g.user_id for g in guards if reads_balance(_row(g), g.operation)}
+        # a user's limits span all of their wallets: lock the user, not only the accounts
+        lock_users(session, sorted(windowed | topping_up))
+        self.used = window_sums(
+            session=session, user_ids=sorted(windowed), now=now, prices=self.prices
+        )
         self.batch: dict[tuple[str, Operation], list[tuple[str, int]]] = {}
-        topping_up = sorted({g.user_id for g in guards if g.operation is Operation.TOPUP})
-        self.fiat = fiat_balances(session=session, user_ids=topping_up, prices=self.prices)
+        self.fiat = fiat_balances(session=session, user_ids=sorted(topping_up), prices=self.prices)
         debited = {
             spec.debit_account_id
             for spec, g in zip(specs, guards, strict=True)
@@ -228,9 +238,9 @@ class _Run:
             if refused is not None:
                 raise refused
         used = self.used.setdefault((g.user_id, g.operation), Sums())
-        fiat = self.fiat.setdefault(g.user_id, {}) if g.operation is Operation.TOPUP else None
+        fiat = self.fiat.setdefault(g.user_id, {}) if reads_balance(_row(g), g.operation) else None
         refusal = decide(
-            row=g.settings.limits.tier(g.tier),
+            row=_row(g),
             operation=g.operation,
             asset=asset,
             amount_minor=amount,
@@ -257,6 +267,10 @@ class _Run:
             lots.append(Unlock(amount, self.now + timedelta(seconds=spec.lock_s)))
             undo.append(lots.pop)
         return undo
+
+
+def _row(guard: LimitGuard) -> TierLimits:
+    return guard.settings.limits.tier(guard.tier)
 
 
 def _limit_guard(spec: TransferSpec) -> LimitGuard:
