@@ -41,6 +41,7 @@ class TransferOut(BaseModel):
     responses={
         201: {"model": TransferOut},
         403: {"description": "`kyc_required` (`details {required_tier}`)"},
+        404: {"description": "`recipient_not_found`"},
         422: {
             "description": "`insufficient_funds`, `funds_locked` (part of the balance is "
             "locked after a purchase, R-TN-2: `details {asset, locked, unlocks_at}`), "
