@@ -436,6 +436,13 @@ class Server:
             # a load test from one address: R-SEC-9's limits are off for local benchmarks
             # (production refuses this setting)
             "STRONGROOM_RATE_LIMITS_ENABLED": "false",
+            # its unverified users top up 50,000 HKD each and send millions of 0.01: a tier
+            # table for the bench without the spending windows and the max balance (the
+            # guard then reads no window; the limits' own cost is tests/integration/test_limits*)
+            **{
+                f"STRONGROOM_LIMITS__TIERS__UNVERIFIED__{column}": "none"
+                for column in ("PER_TRANSACTION", "PER_DAY", "PER_YEAR", "MAX_BALANCE")
+            },
         }
         self.database_url = database_url
         self.workers = workers

@@ -25,6 +25,7 @@ from strongroom.api.identity import router as identity_router
 from strongroom.api.kyc import SUBMISSIONS_PATH as KYC_SUBMISSIONS_PATH
 from strongroom.api.kyc import router as kyc_router
 from strongroom.api.ledger import router as ledger_router
+from strongroom.api.limits import router as limits_router
 from strongroom.api.notify import router as notify_router
 from strongroom.api.paycodes import router as paycodes_router
 from strongroom.api.payments import router as payments_router
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         tokens_router,
         fx_router,
         banking_router,
+        limits_router,
         notify_router,
         reserves_router,
         reserves_pages.router,

@@ -66,7 +66,7 @@ TOPUPS = (
     ("alice", "1000.00", "HKD"),
     ("bob", "250.00", "HKD"),
     ("carol", "800.00", "CNY"),
-    ("alice", "0.01500000", "BTC"),
+    ("alice", "0.00200000", "BTC"),
     ("erin", "300.00", "HKD"),
     ("dan", "120.00", "CNY"),
     ("erin", "50.000000", "USDT"),
@@ -180,6 +180,7 @@ def _move_money(session: Session, settings: Settings, users: dict[str, User]) ->
             to=users[recipient].email,
             amount=registry.money(amount, asset),
             note=note,
+            settings=settings,
         )
 
 

@@ -200,6 +200,156 @@ class BankingSettings(BaseModel):
     account_number_max_digits: int = Field(default=19, ge=1, le=34)
 
 
+def _plain_decimal(value: str) -> None:
+    try:
+        parse_amount(value, 18, allow_zero=True)
+    except DomainError as error:
+        raise ValueError(str(error)) from None
+
+
+class TierLimits(BaseModel):
+    """One KYC tier's row of SPEC §4's limits table. Amounts are decimal strings in
+    ``LimitsSettings.currency`` (the BTC column in BTC); ``None`` (or "none") means no limit."""
+
+    model_config = ConfigDict(frozen=True)
+
+    per_transaction: str | None
+    per_day: str | None
+    per_year: str | None
+    max_balance: str | None
+    withdrawals_per_day: int | None = Field(ge=0)
+    crypto_withdrawals_24h_btc: str | None
+
+    @field_validator(
+        "per_transaction",
+        "per_day",
+        "per_year",
+        "max_balance",
+        "withdrawals_per_day",
+        "crypto_withdrawals_24h_btc",
+        mode="before",
+    )
+    @classmethod
+    def _none(cls, value: object) -> object:
+        # "none" (SPEC's word, and what an environment variable can say) is no limit
+        return None if isinstance(value, str) and value.strip().lower() == "none" else value
+
+    @field_validator(
+        "per_transaction", "per_day", "per_year", "max_balance", "crypto_withdrawals_24h_btc"
+    )
+    @classmethod
+    def _decimal(cls, value: str | None) -> str | None:
+        if value is not None:
+            _plain_decimal(value)
+        return value
+
+
+DEFAULT_TIERS: Final = {
+    "unverified": TierLimits(
+        per_transaction="2000",
+        per_day="3000",
+        per_year="25000",
+        max_balance="3000",
+        withdrawals_per_day=0,
+        crypto_withdrawals_24h_btc="10",
+    ),
+    "primary": TierLimits(
+        per_transaction="5000",
+        per_day="10000",
+        per_year="100000",
+        max_balance="100000",
+        withdrawals_per_day=10,
+        crypto_withdrawals_24h_btc="80",
+    ),
+    "advanced": TierLimits(
+        per_transaction="5000",
+        per_day="20000",
+        per_year="200000",
+        max_balance="100000",
+        withdrawals_per_day=10,
+        crypto_withdrawals_24h_btc="200",
+    ),
+    "institutional": TierLimits(
+        per_transaction="1000000",
+        per_day="5000000",
+        per_year=None,
+        max_balance=None,
+        withdrawals_per_day=50,
+        crypto_withdrawals_24h_btc="400",
+    ),
+}
+
+
+class AssetPrice(BaseModel):
+    """The operator's reference price of one unit of an asset, for limits only: its value in
+    the limits currency (HKD) and in BTC, and whether it is ``fiat`` or ``crypto``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["fiat", "crypto"]
+    hkd: str
+    btc: str
+
+    @field_validator("hkd", "btc")
+    @classmethod
+    def _decimal(cls, value: str) -> str:
+        _plain_decimal(value)
+        return value
+
+
+DEFAULT_PRICES: Final = {
+    # reference prices for the limits (R-LIMIT-1), not quotes: BTC at HK$800,000
+    "HKD": AssetPrice(kind="fiat", hkd="1", btc="0.00000125"),
+    "CNY": AssetPrice(kind="fiat", hkd="1.08", btc="0.00000135"),
+    "USD": AssetPrice(kind="fiat", hkd="7.8", btc="0.00000975"),
+    "BTC": AssetPrice(kind="crypto", hkd="800000", btc="1"),
+    "ETH": AssetPrice(kind="crypto", hkd="28000", btc="0.035"),
+    "USDT": AssetPrice(kind="crypto", hkd="7.8", btc="0.00000975"),
+    "USDC": AssetPrice(kind="crypto", hkd="7.8", btc="0.00000975"),
+    # loyalty points are worth nothing toward a limit
+    "PTS": AssetPrice(kind="fiat", hkd="0", btc="0"),
+}
+
+
+class LimitsSettings(BaseModel):
+    """Tier limits (SPEC §4, R-LIMIT-1, R-KYC-6) and T+N risk holds (R-TN-1), used by
+    ``strongroom.limits``. ``tiers`` and ``prices`` set in part (one tier's ``per_day``, one
+    asset) keep the defaults of the rest, e.g. ``STRONGROOM_LIMITS__TIERS__UNVERIFIED__PER_DAY``.
+    ``prices`` must name every asset. ``tn_high_risk_*``: users whose KYC tier or nationality
+    (ISO 3166 alpha-2) is listed hold fiat-channel purchases for ``tn_high_risk_hours``."""
+
+    currency: str = "HKD"
+    tiers: dict[str, TierLimits] = Field(default_factory=lambda: dict(DEFAULT_TIERS))
+    prices: dict[str, AssetPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    tn_hours: int = Field(default=24, ge=0, le=24 * 365)
+    tn_high_risk_hours: int = Field(default=72, ge=0, le=24 * 365)
+    tn_high_risk_tiers: list[str] = Field(default_factory=list)
+    tn_high_risk_nationalities: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_tables_keep_defaults(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name, defaults in (("tiers", DEFAULT_TIERS), ("prices", DEFAULT_PRICES)):
+            given = merged.get(name)
+            if isinstance(given, dict):
+                table: dict[str, object] = {k: v.model_dump() for k, v in defaults.items()}
+                for key, value in given.items():
+                    base = table.get(key)
+                    if isinstance(value, dict) and isinstance(base, dict):
+                        table[key] = {**base, **value}
+                    else:
+                        table[key] = value
+                merged[name] = table
+        return merged
+
+    def tier(self, name: str) -> TierLimits:
+        """The row of tier ``name``; an unknown tier is treated as ``unverified``."""
+        return self.tiers.get(name) or self.tiers["unverified"]
+
+
 class RateLimitRule(BaseModel):
     """At most ``limit`` requests per key in a window of ``window_s`` seconds that starts at the
     key's first request (``strongroom.ratelimit``)."""
@@ -350,6 +500,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     payment_codes: PaymentCodeSettings = Field(default_factory=PaymentCodeSettings)
     virtual_cards: VirtualCardSettings = Field(default_factory=VirtualCardSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     # the flat STRONGROOM_RATE_LIMITS_ENABLED of R-SEC-9: when set, it decides rate_limits.enabled
     rate_limits_enabled: bool | None = None
     run_worker: bool = True
@@ -379,6 +530,15 @@ class Settings(BaseSettings):
                     parse_amount(cap, asset.scale)
                 except DomainError as error:
                     raise ValueError(f"funding.sandbox_max_topup.{asset.code}: {error}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _limits_know_every_asset(self) -> Settings:
+        missing = [a.code for a in self.assets if a.code not in self.limits.prices]
+        if missing:
+            raise ValueError(f"limits.prices has no reference price for {', '.join(missing)}")
+        if "unverified" not in self.limits.tiers:
+            raise ValueError("limits.tiers must have the unverified tier")
         return self
 
     @model_validator(mode="after")

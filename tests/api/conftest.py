@@ -23,7 +23,7 @@ from strongroom import db
 from strongroom.app import create_app
 from strongroom.identity import service as identity
 from strongroom.notify.models import OutboxEmail
-from strongroom.settings import Settings
+from strongroom.settings import LimitsSettings, Settings
 
 PASSWORD = "a-long-password-1"
 
@@ -38,7 +38,24 @@ def make_settings(engine: Engine) -> Settings:
         run_worker=False,
         secret_key="test-secret-key-0123456789",
         rate_limits_enabled=False,
+        limits=ROOMY_LIMITS,
     )
+
+
+ROOMY_LIMITS = LimitsSettings(
+    tiers={
+        tier: {
+            "per_transaction": None,
+            "per_day": None,
+            "per_year": None,
+            "max_balance": None,
+            "withdrawals_per_day": None,
+            "crypto_withdrawals_24h_btc": None,
+        }
+        for tier in ("unverified", "primary", "advanced", "institutional")
+    }
+)
+"""No tier limits for the tests of other features (tests/limits use SPEC's table)."""
 
 
 def production_settings(engine: Engine) -> Settings:

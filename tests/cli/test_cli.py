@@ -166,7 +166,7 @@ def test_serve_starts_on_sqlite_and_answers_health(tmp_path: Path) -> None:
         balances = httpx.get(
             f"http://127.0.0.1:{port}/v1/balances", headers={"Authorization": f"Bearer {token}"}
         ).json()["balances"]
-        assert {b["asset"]: b["total"] for b in balances} == {"BTC": "0.01500000", "HKD": "899.50"}
+        assert {b["asset"]: b["total"] for b in balances} == {"BTC": "0.00200000", "HKD": "899.50"}
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -114,8 +114,11 @@ def _instruction(channel: str) -> str:
             "description": "`unknown_channel` (`details.channels`: the channels there are; no "
             "`sandbox` in production), `limit_exceeded` (a sandbox top-up over "
             "`funding.sandbox_max_topup`: `details {limit: sandbox_topup, limit_amount, left, "
-            "frees_at: null}`), `invalid_amount`, `unknown_asset`, `validation_error`, "
-            "`idempotency_key_required`"
+            "frees_at: null}`; over the tier's limits, R-LIMIT-1: `details {limit, "
+            "limit_amount, left, frees_at}` with `limit` one of `per_transaction`, `day`, "
+            "`year`, `max_balance`), `invalid_amount`, `unknown_asset`, `validation_error`, "
+            "`idempotency_key_required`. "
+            "A crypto asset bought through a fiat channel is locked for N hours (R-TN-1)"
         },
     },
 )

@@ -46,15 +46,21 @@ class TransferOut(BaseModel):
             "`same_account`, `cross_region_transfer` (`details.from_region`, `to_region`)"
         },
         401: {"description": "no valid token (`unauthorized`, `invalid_token`)"},
-        403: {"description": "`email_unverified`: confirm the email first (R-SEC-11)"},
+        403: {
+            "description": "`email_unverified`: confirm the email first (R-SEC-11); "
+            "`kyc_required` (`details {required_tier}`)"
+        },
         404: {
             "description": "`recipient_not_found`: no user with that email, phone number (any "
             "common format; without a country code, read in the sender's region) or user id"
         },
         409: {"description": "`idempotency_key_reused`, `idempotency_key_in_progress`"},
         422: {
-            "description": "`insufficient_funds`, `invalid_note`, `invalid_amount`, "
-            "`unknown_asset`, `validation_error`"
+            "description": "`insufficient_funds`, `funds_locked` (part of the balance is "
+            "locked after a purchase, R-TN-2: `details {asset, locked, unlocks_at}`), "
+            "`limit_exceeded` (the tier's limits, R-LIMIT-1: `details {limit, limit_amount, "
+            "left, frees_at}`), `invalid_note`, `invalid_amount`, `unknown_asset`, "
+            "`validation_error`"
         },
     },
 )
@@ -83,6 +89,7 @@ def create_transfer(
                 amount=amount,
                 note=body.note,
                 limits=settings.ledger,
+                settings=settings,
             )
         ),
     )

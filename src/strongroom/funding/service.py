@@ -11,6 +11,8 @@ from strongroom.identity import verification
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
+from strongroom.limits import service as limits
+from strongroom.limits.rules import Operation
 from strongroom.money import Money
 from strongroom.settings import Settings
 
@@ -31,10 +33,15 @@ def prepare_topup(
 ) -> TransferSpec:
     """Confirm with the channel, then name the accounts; the transfer itself is left to the
     caller (directly, or through the group-commit batcher). An unknown or disabled channel
-    (``unknown_channel``) or an amount over its cap (``limit_exceeded``) is refused before
-    anything is written."""
+    (``unknown_channel``), an amount over the user's tier limits or over the channel's cap
+    (``limit_exceeded``) is refused before anything is written. The transfer carries the
+    limits' guard (checked again where it is applied) and, for a crypto asset bought through
+    this fiat channel, its T+N lock (R-TN-1)."""
     verification.require_verified(user)  # R-SEC-11: email_unverified before anything else
     channel_connector = connector(channel, settings)
+    limits.check(
+        session=session, user=user, operation=Operation.TOPUP, amount=amount, settings=settings
+    )
     confirmation = channel_connector.request(user_id=user.id, amount=amount, reference=user.id)
     if not confirmation.confirmed:
         # Real channels confirm by webhook; none exists yet, so this cannot happen today.
@@ -55,6 +62,8 @@ def prepare_topup(
         amount_minor=amount.amount_minor,
         code="topup",
         note=f"{channel_connector.name} top-up",
+        guard=limits.guard(user=user, operation=Operation.TOPUP, settings=settings),
+        lock_s=limits.hold_seconds(user=user, asset=amount.asset.code, settings=settings),
     )
 
 

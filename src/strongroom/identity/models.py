@@ -30,6 +30,8 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(200))
     region: Mapped[str] = mapped_column(String(2))
     kyc_tier: Mapped[str] = mapped_column(String(16), default="unverified")
+    # ISO 3166-1 alpha-2, set by KYC approval; T+N risk rules read it (R-TN-1)
+    nationality: Mapped[str | None] = mapped_column(String(2), nullable=True)
     operator_role: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # R-APC-1: shown in every email, so it is stored as entered (letters and digits only)

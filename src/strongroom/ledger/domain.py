@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
 
 from strongroom.errors import DomainError, InsufficientFunds, InvalidAmount, invariant
 from strongroom.money import MAX_AMOUNT_MINOR
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 BALANCE_FIELD_MAX = 10**39 - 1
 """What a NUMERIC(39,0) balance field can hold."""
@@ -35,7 +39,11 @@ class LedgerError(DomainError):
 @dataclass(frozen=True, slots=True)
 class TransferSpec:
     """A request to move money. For post/void the accounts and asset come from the pending
-    transfer; ``amount_minor`` None on a post means the whole pending amount."""
+    transfer; ``amount_minor`` None on a post means the whole pending amount.
+
+    ``guard``: a rule checked in the applying transaction (see "guards" below; the limits).
+    ``lock_s``: the credited amount is locked for that many seconds from the transfer (a T+N
+    lot in ``ledger_locks``, R-TN-1), written in the same transaction as the credit."""
 
     kind: TransferKind = TransferKind.POSTED
     debit_account_id: int | None = None
@@ -48,6 +56,8 @@ class TransferSpec:
     code: str = "transfer"
     note: str | None = None
     linked: bool = False
+    guard: TransferGuard | None = field(default=None, compare=False, repr=False)
+    lock_s: int | None = None
 
 
 @dataclass(slots=True)
@@ -195,6 +205,8 @@ def validate_spec(spec: TransferSpec, *, timeout_max_s: int, note_max_chars: int
     _check_amount(spec.amount_minor)
     if spec.debit_account_id == spec.credit_account_id:
         raise LedgerError("debit and credit account are the same", code="same_account")
+    if spec.lock_s is not None and (spec.kind is not TransferKind.POSTED or spec.lock_s < 0):
+        raise LedgerError("only posted transfers lock what they credit", code="validation_error")
     if spec.timeout_s is not None:
         if spec.kind is not TransferKind.PENDING:
             raise LedgerError("only pending transfers take a timeout", code="validation_error")
@@ -295,3 +307,47 @@ def carried_lots(used: Sequence[Unlock], *, spent_minor: int, received_minor: in
         carried_so_far = target
     invariant(carried_so_far <= received_minor, "a conversion carries no more than it received")
     return carried
+
+
+# --------------------------------------------------------------------------- guards
+# Rules that other packages check inside the transaction that applies a transfer.
+#
+# A ``TransferSpec`` may carry a ``guard`` (the limits package supplies one: R-LIMIT-1, R-TN-2).
+# The ledger groups a batch's guards by their ``checker`` and, after it has locked every account
+# the batch touches (ascending ids), calls ``checker.begin`` once per checker with all of them:
+# that is where a checker takes its own locks (in a fixed order, after the accounts, so two
+# batches cannot deadlock) and reads what it needs in set-based statements. Then, for each
+# linked group whose movements the ledger accepted, ``admit`` sees the group's guarded
+# transfers with their accounts' staged states (earlier transfers of the batch included) and
+# either accepts them all (and remembers them for the rest of the batch) or names the first one
+# it refuses. The ledger never commits: the caller's transaction holds the locks until its
+# commit, so a check and the write it allows cannot interleave with another's.
+
+
+class TransferGuard(Protocol):
+    @property
+    def checker(self) -> GuardChecker: ...
+
+
+class GuardChecker(Protocol):
+    def begin(
+        self, session: Session, guarded: Sequence[TransferSpec], now: datetime
+    ) -> GuardRun: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Guarded:
+    """One guarded transfer of a group the ledger accepted: the spec, and the staged states of
+    its debit and credit accounts after it (and after every earlier transfer of the batch)."""
+
+    index: int
+    spec: TransferSpec
+    debit: AccountState
+    credit: AccountState
+
+
+class GuardRun(Protocol):
+    def admit(self, group: Sequence[Guarded]) -> tuple[int, DomainError] | None:
+        """``None`` when every transfer of ``group`` is allowed (and then counted for the rest
+        of the batch); else the index of the first refused and its error (nothing counted)."""
+        ...

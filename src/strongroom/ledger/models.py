@@ -66,6 +66,9 @@ class Transfer(Base):
         ),
         # A pending transfer is posted or voided at most once.
         UniqueConstraint("pending_id", name="uq_ledger_transfers_pending_id"),
+        # the limits' windows: a user's transfers of one code, by time (migration 0012)
+        Index("ix_ledger_transfers_debit_code_created", "debit_account_id", "code", "created_at"),
+        Index("ix_ledger_transfers_credit_code_created", "credit_account_id", "code", "created_at"),
         Index(
             "ix_ledger_transfers_open_timeouts",
             "timeout_at",

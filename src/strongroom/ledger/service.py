@@ -23,6 +23,9 @@ from strongroom.ledger import writer
 from strongroom.ledger.domain import (
     AccountState,
     Balance,
+    GuardChecker,
+    Guarded,
+    GuardRun,
     LedgerError,
     Movement,
     PendingInfo,
@@ -386,6 +389,7 @@ class _Batch:
         self.pendings: dict[str, PendingInfo] = {}
         self.states: dict[int, AccountState] = {}
         self.applied: list[tuple[Movement, int, int]] = []
+        self.guards: list[tuple[GuardChecker, GuardRun]] = []
 
     def run(self) -> list[TransferResult]:
         self._validate_shapes()
@@ -393,6 +397,7 @@ class _Batch:
         self._load_pendings()
         self._lock_accounts()
         self._load_resolutions()
+        self._begin_guards()
         for group in _groups(self.specs):
             self._apply_group(group)
         self._write()
@@ -478,6 +483,42 @@ class _Batch:
                 info = self.pendings[pending_id]
                 self.pendings[pending_id] = _resolved(info)
 
+    def _begin_guards(self) -> None:
+        # After the accounts are locked: each checker takes its own locks and reads (domain: guards)
+        by_checker: dict[int, tuple[GuardChecker, list[TransferSpec]]] = {}
+        for index, spec in enumerate(self.specs):
+            if spec.guard is None or index in self.errors or index in self.exists:
+                continue
+            if spec.kind not in (TransferKind.POSTED, TransferKind.PENDING):
+                continue  # a post or void only resolves what was checked when it was made
+            checker = spec.guard.checker
+            by_checker.setdefault(id(checker), (checker, []))[1].append(spec)
+        for checker, specs in by_checker.values():
+            self.guards.append((checker, checker.begin(self.session, specs, self.now)))
+
+    def _admit(self, group: list[int], staged: dict[int, AccountState]) -> int | None:
+        """Ask the guards about a group the ledger accepted; the index of a refused one."""
+        for checker, run in self.guards:
+            guarded = [
+                Guarded(
+                    index=index,
+                    spec=spec,
+                    debit=staged[present(spec.debit_account_id, "guarded transfers move")],
+                    credit=staged[present(spec.credit_account_id, "guarded transfers move")],
+                )
+                for index in group
+                if index not in self.exists
+                and (spec := self.specs[index]).guard is not None
+                and spec.kind in (TransferKind.POSTED, TransferKind.PENDING)
+                and spec.guard.checker is checker
+            ]
+            if guarded:
+                refused = run.admit(guarded)
+                if refused is not None:
+                    self.errors[refused[0]] = refused[1]
+                    return refused[0]
+        return None
+
     # -- stage 2: apply each linked group in memory
 
     def _apply_group(self, group: list[int]) -> None:
@@ -521,6 +562,9 @@ class _Batch:
                 return index
             self._track_pending(move, pendings)
             movements.append((move, debit.total, credit.total))  # running balances
+        refused = self._admit(group, staged) if self.guards else None
+        if refused is not None:
+            return refused
         self.states.update(staged)
         self.pendings = pendings
         self.applied.extend(movements)
@@ -685,6 +729,20 @@ class _Batch:
         writer.write(
             self.session, transfers, entries, [_balance_row(self.states[aid]) for aid in touched]
         )
+        locks = [
+            {
+                "account_id": move.credit_account_id,
+                "asset": move.asset,
+                "amount_minor": move.amount_minor,
+                "unlocks_at": self.now + timedelta(seconds=move.spec.lock_s),
+                "transfer_id": move.id,
+                "created_at": self.now,
+            }
+            for move, _, _ in self.applied
+            if move.spec.lock_s
+        ]
+        if locks:
+            self.session.execute(writer.LOCKS.insert(), locks)
 
     def _results(self) -> list[TransferResult]:
         results = []

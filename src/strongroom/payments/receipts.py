@@ -19,7 +19,7 @@ from strongroom.ledger.domain import TransferSpec
 from strongroom.money import Money, format_amount
 from strongroom.notify import outbox
 from strongroom.payments import service
-from strongroom.settings import LedgerLimits
+from strongroom.settings import LedgerLimits, Settings
 
 OnCommit = Callable[[Session, str], None]  # movements.batcher.OnCommit (a layer above)
 SENT = "payments.p2p_sent"
@@ -66,12 +66,26 @@ def prepare_send(
     amount: Money,
     note: str | None,
     limits: LedgerLimits,
+    settings: Settings,
 ) -> tuple[TransferSpec, OnCommit]:
     """``payments.service.prepare_send`` with both receipts to write when it commits."""
     checked = service.check_send(
-        session=session, sender=sender, to=to, amount=amount, note=note, limits=limits
+        session=session,
+        sender=sender,
+        to=to,
+        amount=amount,
+        note=note,
+        limits=limits,
+        settings=settings,
     )
-    spec = service.spec_for(session=session, checked=checked, amount=amount, note=note)
+    spec = service.spec_for(
+        session=session,
+        sender=sender,
+        checked=checked,
+        amount=amount,
+        note=note,
+        settings=settings,
+    )
     on_commit = receipts(
         sender=sender, recipient=checked.recipient, to=to, amount=amount, note=note
     )

@@ -21,6 +21,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from fastapi import Request
@@ -31,7 +32,7 @@ from strongroom.errors import DomainError, InvalidAmount
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
-from strongroom.money import Asset, AssetRegistry, Money
+from strongroom.money import Asset, AssetRegistry, Money, parse_amount
 from strongroom.movements import service as movements
 from strongroom.movements.batcher import Prepared
 from strongroom.settings import Settings
@@ -66,7 +67,26 @@ REFUSALS: Final = {
     "email_unverified": N_(
         "Confirm your email address first: open the link we sent you (Home has a new one)."
     ),
+    "funds_locked": N_(
+        "%(locked)s %(asset)s of your balance is locked after a purchase until %(when)s."
+    ),
+    "kyc_required": N_("Verify your identity first: this needs a verified account."),
 }
+LIMIT_REFUSALS: Final = {
+    "per_transaction": N_(
+        "One transaction may be at most %(limit)s %(currency)s at your verification level."
+    ),
+    "day": N_("This is over your limit for 24 hours: %(left)s %(currency)s left."),
+    "year": N_("This is over your limit for 365 days: %(left)s %(currency)s left."),
+    "max_balance": N_(
+        "Your wallets may hold at most %(limit)s %(currency)s: %(left)s %(currency)s more fits."
+    ),
+    "withdrawals_per_day": N_("You have made all %(limit)s withdrawals allowed in 24 hours."),
+    "crypto_withdrawals_24h": N_(
+        "This is over your crypto withdrawal limit for 24 hours: %(left)s BTC-equivalent left."
+    ),
+}
+LIMIT_FREES_AT: Final = N_("More is allowed from %(when)s.")
 AMOUNT_REFUSALS: Final = {
     "decimals": N_("%(asset)s amounts have at most %(scale)s decimal places."),
     "whole": N_("%(asset)s amounts are whole numbers."),
@@ -117,7 +137,43 @@ def refusal(lang: Lang, error: DomainError, registry: AssetRegistry, settings: S
         return text % {"available": lang.amount(available, asset.scale), "asset": asset.code}
     if error.code == "invalid_note":
         return text % {"max": settings.ledger.note_max_chars}
+    if error.code == "funds_locked":
+        asset = registry.get(error.details.get("asset"))
+        locked = parse_amount(str(error.details.get("locked")), asset.scale, allow_zero=True)
+        return text % {
+            "locked": lang.amount(locked, asset.scale),
+            "asset": asset.code,
+            "when": _when(lang, error.details.get("unlocks_at")),
+        }
+    if error.code == "limit_exceeded" and error.details.get("limit") in LIMIT_REFUSALS:
+        return _limit_refusal(lang, error.details, settings)
     return text
+
+
+def _limit_refusal(lang: Lang, details: dict[str, Any], settings: Settings) -> str:
+    """A tier limit's refusal (``limit_exceeded``): which limit, what is left, when it frees."""
+    limit = str(details["limit"])
+    btc = limit == "crypto_withdrawals_24h"
+    scale = 8 if btc else 2
+
+    def shown(key: str) -> str:
+        value = str(details.get(key))
+        if limit == "withdrawals_per_day":
+            return value
+        return lang.amount(parse_amount(value, scale, allow_zero=True), scale)
+
+    text = lang.gettext(LIMIT_REFUSALS[limit]) % {
+        "limit": shown("limit_amount"),
+        "left": shown("left"),
+        "currency": "BTC" if btc else settings.limits.currency,
+    }
+    if details.get("frees_at"):
+        text += " " + lang.gettext(LIMIT_FREES_AT) % {"when": _when(lang, details["frees_at"])}
+    return text
+
+
+def _when(lang: Lang, iso: object) -> str:
+    return lang.when(datetime.fromisoformat(str(iso)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,22 +8,40 @@ from the exact minor units. ``/app/balances`` is the same list alone, for HTMX's
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from strongroom.api import AssetsDep, SessionDep
+from strongroom.db import utcnow
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
+from strongroom.ledger.domain import Unlock
 from strongroom.money import AssetRegistry
 from strongroom.web import core
 from strongroom.web.i18n import Lang, lang_of
 from strongroom.web.lite.layout import HOME, PREFIX, page
+from strongroom.web.lite.limits import tier_name
 from strongroom.web.sessions import SignedInDep
 
 router = APIRouter(prefix=PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class UnlockView:
+    """A lot locked after a purchase (T+N, R-TN-3): how much, when it unlocks (the time for
+    the page and ISO for the countdown ``app.js`` keeps running), and the hours and minutes
+    left when the page was made."""
+
+    amount: str
+    at: str
+    at_iso: str
+    hours: int
+    minutes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +51,7 @@ class BalanceView:
     available: str
     all_available: bool
     locked: str | None
+    unlocks: tuple[UnlockView, ...] = ()
 
 
 def balances(
@@ -41,7 +60,8 @@ def balances(
     """One row per wallet the user has, by asset code, formatted for ``lang``: the ledger's
     ``Balance``, exactly as ``GET /v1/balances`` shows it."""
     views = []
-    for held in ledger.wallet_balances(session=session, user_id=user.id):
+    now = utcnow()
+    for held in ledger.wallet_balances(session=session, user_id=user.id, now=now):
         scale = registry.get(held.asset).scale
         views.append(
             BalanceView(
@@ -50,9 +70,21 @@ def balances(
                 available=lang.amount(held.available_minor, scale),
                 all_available=held.available_minor == held.total_minor,
                 locked=lang.amount(held.locked_minor, scale) if held.locked_minor else None,
+                unlocks=tuple(_unlock(lang, lot, scale, now) for lot in held.unlocks),
             )
         )
     return views
+
+
+def _unlock(lang: Lang, lot: Unlock, scale: int, now: datetime) -> UnlockView:
+    left_minutes = max(math.ceil((lot.at - now).total_seconds() / 60), 0)
+    return UnlockView(
+        amount=lang.amount(lot.amount_minor, scale),
+        at=lang.when(lot.at),
+        at_iso=lot.at.isoformat(),
+        hours=left_minutes // 60,
+        minutes=left_minutes % 60,
+    )
 
 
 @router.get("", include_in_schema=False)
@@ -65,8 +97,12 @@ def app_root() -> Response:
 def home(
     user: SignedInDep, request: Request, session: SessionDep, registry: AssetsDep
 ) -> HTMLResponse:
-    rows = balances(session=session, user=user.user, registry=registry, lang=lang_of(request))
-    return page(request, "lite/home.html", {"balances": rows}, user=user, current=HOME)
+    lang = lang_of(request)
+    rows = balances(session=session, user=user.user, registry=registry, lang=lang)
+    tier = tier_name(lang, user.user.kyc_tier)
+    return page(
+        request, "lite/home.html", {"balances": rows, "tier": tier}, user=user, current=HOME
+    )
 
 
 @router.get("/balances", response_class=HTMLResponse)

@@ -134,6 +134,7 @@ def _check(
         amount=money,
         note=values.note_or_none,
         limits=settings.ledger,
+        settings=settings,
     )
     return names.masked(checked.recipient.name)
 
@@ -230,6 +231,7 @@ def confirm(
                     amount=money,
                     note=note_kept,
                     limits=settings.ledger,
+                    settings=settings,
                 )
             ),
         )

@@ -144,3 +144,23 @@
   tick();
   window.setInterval(tick, 1000);
 })();
+
+// The home screen's countdown to each unlock of money locked after a purchase (T+N, R-TN-3):
+// the page shows the hours and minutes left when it was made; this keeps them running.
+(function unlockCountdowns() {
+  function tick() {
+    var now = Date.now();
+    document.querySelectorAll(".countdown[data-unlocks-at]").forEach(function (countdown) {
+      var left = Math.max(Math.ceil((Date.parse(countdown.dataset.unlocksAt) - now) / 60000), 0);
+      var hours = countdown.querySelector("[data-part=hours]");
+      var minutes = countdown.querySelector("[data-part=minutes]");
+      if (hours && minutes) {
+        hours.textContent = String(Math.floor(left / 60));
+        minutes.textContent = String(left % 60);
+      }
+    });
+  }
+  tick();
+  window.setInterval(tick, 15000);
+  document.addEventListener("htmx:afterSwap", tick);
+})();
