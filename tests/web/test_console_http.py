@@ -41,6 +41,7 @@ SCREENS = {  # a console page of each screen
     "dashboard": "/console/",
     "users": "/console/users",
     "adjustments": "/console/adjustments",
+    "kyc": "/console/kyc",
     "audit": "/console/audit",
     "outbox": "/console/outbox",
 }
