@@ -123,6 +123,8 @@ def test_primary_then_advanced_end_to_end(
     assert front.headers["content-type"] == "image/jpeg"
     assert front.headers["cache-control"] == "no-store"
     assert front.headers["content-disposition"].startswith("inline;")
+    assert front.headers["x-content-type-options"] == "nosniff"
+    assert front.headers["content-security-policy"] == "default-src 'none'; sandbox"
     with Image.open(io.BytesIO(front.content)) as image:
         assert image.format == "JPEG" and image.size == (64, 64)
         assert dict(image.getexif()) == {}
