@@ -134,6 +134,9 @@ def demo(
     url = database_url or f"sqlite:///{directory / demo_data.DATABASE_FILE}"
     os.environ["STRONGROOM_ENV"] = "demo"
     settings = _settings(url)
+    if not settings.kyc.documents_dir:  # the demo's documents live with its other files
+        documents = str(directory / demo_data.KYC_DOCUMENTS)
+        settings.kyc = settings.kyc.model_copy(update={"documents_dir": documents})
     engine = db.make_engine(settings.database_url)
     db.upgrade(engine)
     with console.status("creating the demo's users, money and proof of reserves"):

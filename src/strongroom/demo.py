@@ -14,6 +14,7 @@ console's Inbox (demo only) reads that Maildir back.
 
 from __future__ import annotations
 
+import io
 import shutil
 import socket
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Final
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
+from PIL import Image, ImageDraw
 from sqlalchemy.orm import Session, sessionmaker
 
 from strongroom.db import unit_of_work
@@ -34,6 +36,7 @@ from strongroom.identity import service as identity
 from strongroom.identity import verification
 from strongroom.identity.audit import Origin
 from strongroom.identity.models import User
+from strongroom.kyc import service as kyc
 from strongroom.payments import service as payments
 from strongroom.reserves import audit as audit_files
 from strongroom.reserves import service as reserves
@@ -46,6 +49,7 @@ DEMO_PASSWORD = "demo-password-1"  # noqa: S105  (printed for the demo on purpos
 DATABASE_FILE: Final = "demo.sqlite3"
 MAILDIR: Final = "demo-mail"
 AUDITS: Final = "demo-por"
+KYC_DOCUMENTS: Final = "demo-kyc-documents"
 ANTI_PHISHING_CODE: Final = "Ab12Z9"
 """Alice's code: every email to her after it was set shows it at the top."""
 ADMIN_EMAIL: Final = "admin@demo.strongroom.local"
@@ -131,6 +135,7 @@ def populate(
                 _fx_rates(session, settings, operator)
         _move_money(session, settings, users)
         _security_events(session, settings, users)
+        _kyc_submission(session, settings, users["erin"])
     if audits_dir is not None:
         publish_audit(factory, settings, audits_dir)
     return logins
@@ -182,6 +187,40 @@ def _move_money(session: Session, settings: Settings, users: dict[str, User]) ->
             note=note,
             settings=settings,
         )
+
+
+def _kyc_submission(session: Session, settings: Settings, user: User) -> None:
+    """Erin's primary verification, waiting in the console's KYC queue: two drawn "photos" of
+    an identity card, sealed in the vault like any upload."""
+    files = {kind: _drawn_card(f"{user.name} · {kind}") for kind in ("front", "back")}
+    kyc.submit(
+        session=session,
+        user=user,
+        application=kyc.Application(
+            level="primary",
+            document_type="id_card",
+            document_country="HK",
+            legal_name=user.name,
+            document_number="D123456(7)",
+            date_of_birth="1994-07-01",
+            files=files,
+        ),
+        settings=settings.kyc,
+        vault=kyc.vault_for(settings.kyc, settings.auth.vault),
+        origin=DEMO_ORIGIN,
+    )
+
+
+def _drawn_card(label: str) -> bytes:
+    card = Image.new("RGB", (640, 400), (226, 239, 235))
+    drawing = ImageDraw.Draw(card)
+    drawing.rounded_rectangle((16, 16, 624, 384), radius=24, outline=(15, 91, 79), width=6)
+    drawing.rectangle((48, 96, 208, 296), fill=(180, 200, 194))
+    drawing.text((240, 110), "DEMO IDENTITY CARD", fill=(15, 91, 79))
+    drawing.text((240, 160), label, fill=(28, 35, 33))
+    out = io.BytesIO()
+    card.save(out, format="PNG")
+    return out.getvalue()
 
 
 def _verify_email(session: Session, settings: Settings, user: User) -> None:
@@ -289,7 +328,7 @@ def fresh_directory(directory: Path, *, database: bool = True) -> None:
     if database:
         for suffix in ("", "-wal", "-shm"):
             (directory / f"{DATABASE_FILE}{suffix}").unlink(missing_ok=True)
-    for name in (MAILDIR, AUDITS):
+    for name in (MAILDIR, AUDITS, KYC_DOCUMENTS):
         shutil.rmtree(directory / name, ignore_errors=True)
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -121,6 +123,8 @@ def test_primary_then_advanced_end_to_end(
     assert front.headers["content-type"] == "image/jpeg"
     assert front.headers["cache-control"] == "no-store"
     assert front.headers["content-disposition"].startswith("inline;")
+    assert front.headers["x-content-type-options"] == "nosniff"
+    assert front.headers["content-security-policy"] == "default-src 'none'; sandbox"
     with Image.open(io.BytesIO(front.content)) as image:
         assert image.format == "JPEG" and image.size == (64, 64)
         assert dict(image.getexif()) == {}
@@ -453,3 +457,53 @@ def test_a_reviewer_does_not_review_their_own_submission(client: TestClient, pg_
     assert made.status_code == 201, made.text
     own = reviewer.post(f"/v1/admin/kyc/submissions/{made.json()['id']}/approve", {})
     assert own.status_code == 403 and own.json()["error"]["code"] == "own_submission"
+
+
+@pytest.fixture
+def app(kyc_app: FastAPI) -> FastAPI:
+    """The KYC app for ``live_url`` (tests/api/conftest.py serves ``app``)."""
+    return kyc_app
+
+
+def test_concurrent_submissions_of_a_level_make_one(
+    client: TestClient, live_url: str, pg_db: Engine, documents_dir: Path
+) -> None:
+    user = signup(client, "Racer")
+    fields = dict(PRIMARY_FIELDS)
+    bodies = [
+        {
+            "front": ("f.jpg", noise_image("JPEG"), "image/jpeg"),
+            "back": ("b.jpg", noise_image("JPEG"), "image/jpeg"),
+        }
+        for _ in range(8)
+    ]
+
+    def send(files: dict[str, tuple[str, bytes, str]]) -> int:
+        with httpx.Client(base_url=live_url, timeout=60) as racer:
+            answer = racer.post(
+                "/v1/kyc/submissions", data=fields, files=files, headers=user.headers()
+            )
+            return answer.status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(send, bodies))
+    assert statuses == [201] + [409] * 7
+    after = counts(pg_db, documents_dir)
+    assert (after["submissions"], after["documents"], after["files"]) == (1, 2, 2)
+
+
+def test_submit_and_review_on_sqlite(sqlite_db: Engine, tmp_path: Path) -> None:
+    """The embedded default: the partial unique index and the review work on SQLite too."""
+    app = create_app(kyc_settings(sqlite_db, tmp_path / "docs"), sqlite_db)
+    with TestClient(app) as sqlite_client:
+        user = signup(sqlite_client, "Embedded")
+        made = submit(user, PRIMARY_FIELDS)
+        assert made.status_code == 201, made.text
+        assert submit(user, PRIMARY_FIELDS).status_code == 409
+        reviewer = operator(sqlite_client, sqlite_db, role="admin")
+        document = detail(reviewer, made.json()["id"])["documents"][0]["id"]  # type: ignore[index]
+        assert reviewer.get(f"/v1/admin/kyc/documents/{document}").status_code == 200
+        approved = reviewer.post(f"/v1/admin/kyc/submissions/{made.json()['id']}/approve", {})
+        assert approved.json()["status"] == "approved"
+        assert user.get("/v1/me").json()["kyc_tier"] == "primary"
+    assert len(stored_files(tmp_path / "docs")) == 2

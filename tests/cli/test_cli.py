@@ -46,6 +46,8 @@ def test_demo_populates_and_ledger_check_passes_then_catches_tampering(tmp_path:
     assert result.exit_code == 0, result.output
     assert "alice@demo.strongroom.local" in result.output
     assert "admin@demo.strongroom.local" in result.output
+    kyc_files = [p for p in (tmp_path / "demo-kyc-documents").rglob("*") if p.is_file()]
+    assert len(kyc_files) == 2, "Erin's pending primary KYC, sealed with the demo's files"
     check = runner.invoke(app, ["ledger", "check", "--database-url", url])
     assert check.exit_code == 0, check.output
     assert "ledger OK" in check.output

@@ -4,6 +4,7 @@ Pure: no database (the store writes to a temporary directory)."""
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,7 @@ def test_a_pdf_is_decided_by_content_and_kept_as_sent() -> None:
         (minimal_pdf().replace(b"startxref\n", b"startxref\n9"), InvalidDocument),
         (minimal_pdf(b"/OpenAction << /S /Launch /F (calc.exe) >> "), UnsupportedDocumentType),
         (minimal_pdf(b"/Names << /EmbeddedFiles 5 0 R >> "), UnsupportedDocumentType),
+        (minimal_pdf(b"/AA << /O << /S /J#61vaScript >> >> "), UnsupportedDocumentType),
         (b"", InvalidDocument),
     ],
 )
@@ -81,6 +83,17 @@ def test_what_is_refused(data: bytes, refusal: type[Exception]) -> None:
     with pytest.raises(refusal) as refused:
         clean(data)
     assert refused.value.details["field"] == "front"  # type: ignore[attr-defined]
+
+
+def test_a_script_in_a_compressed_stream_is_found() -> None:
+    hidden = zlib.compress(b"<< /S /JavaScript /JS (app.alert(1)) >>")
+    stream = b"/Length %d >>\nstream\n" % len(hidden) + hidden + b"\nendstream"
+    pdf = minimal_pdf(b"/Extra << " + stream + b" ")
+    with pytest.raises(UnsupportedDocumentType):
+        clean(pdf)
+    plain = zlib.compress(b"BT /F1 12 Tf (hello) Tj ET")
+    ok = minimal_pdf(b"/Extra << /Length %d >>\nstream\n" % len(plain) + plain + b"\nendstream ")
+    assert clean(ok).content_type == "application/pdf"
 
 
 def test_sizes_are_bounded_in_bytes_and_pixels() -> None:

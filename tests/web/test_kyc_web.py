@@ -279,3 +279,37 @@ def screenshot_console(page: Page, screen: str, language: str) -> None:
 
     settle(page)
     screenshot(page, f"console-{screen}-{language}")
+
+
+def test_advanced_after_an_approved_primary_asks_only_the_rest(
+    http: httpx.Client, live_url: str, pg_db: Engine
+) -> None:
+    user = web_user(pg_db, "Upgrader")
+    web_sign_in(http, user)
+    assert _post_primary(http, _files()).status_code == 303
+    reviewer = make_operator(pg_db, "admin")
+    with new_client(live_url) as desk:
+        console_sign_in(desk, reviewer)
+        queue = desk.get("/console/kyc").text
+        found = re.search(r'href="/console/kyc/(\d+)"', queue)
+        assert found is not None
+        token = csrf_token(desk.get(f"/console/kyc/{found.group(1)}").text)
+        approved = desk.post(f"/console/kyc/{found.group(1)}/approve", data={"csrf_token": token})
+        assert approved.status_code == 303
+    form = http.get("/app/kyc?level=advanced").text
+    assert 'name="legal_name"' not in form and 'name="selfie"' in form
+    assert "Chan Tai Man" in form, "the reused details are named"
+    assert 'href="/app/kyc?level=primary' not in http.get("/app/kyc").text
+    token = csrf_token(form)
+    done = http.post(
+        "/app/kyc",
+        data={
+            "csrf_token": token,
+            "level": "advanced",
+            "document_type": "id_card",
+            "residence_country": "HK",
+        },
+        files={"selfie": ("me.jpg", noise_image("JPEG"), "image/jpeg")},
+    )
+    assert done.status_code == 303, done.text
+    assert 'data-status="pending"' in http.get("/app/kyc").text

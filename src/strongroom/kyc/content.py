@@ -14,6 +14,8 @@ from __future__ import annotations
 import io
 import re
 import warnings
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -123,6 +125,38 @@ def _pixels_only(image: Image.Image, format_name: str) -> bytes:
     return out.getvalue()
 
 
+NAME_ESCAPE: Final = re.compile(rb"#([0-9A-Fa-f]{2})")
+
+
+def _names_unescaped(data: bytes) -> bytes:
+    """``/J#61vaScript`` is ``/JavaScript``: PDF names may escape any byte as ``#xx``."""
+    return NAME_ESCAPE.sub(lambda found: bytes([int(found.group(1), 16)]), data)
+
+
+STREAM: Final = re.compile(rb"stream\r?\n")
+INFLATED_MAX_BYTES: Final = 64 * 1024 * 1024
+"""How much of a PDF's compressed streams is inflated to look for active content (a bomb
+inflates no further; what it hides past the bound is not looked at, so it is refused)."""
+
+
+def _pdf_texts(data: bytes) -> Iterator[bytes]:
+    """The file, then each Flate stream inflated (object streams may hide the markers)."""
+    yield data
+    budget = INFLATED_MAX_BYTES
+    view = memoryview(data)  # no copy of the rest of the file per stream
+    for found in STREAM.finditer(data):
+        inflater = zlib.decompressobj()
+        try:
+            inflated = inflater.decompress(view[found.end() :], budget)
+        except zlib.error:
+            continue  # not a Flate stream (an image, another filter): nothing to look at
+        budget -= len(inflated)
+        yield inflated
+        if budget <= 0 or inflater.unconsumed_tail:
+            yield b"/JavaScript"  # too much to look at: refused as if it held a script
+            return
+
+
 STARTXREF: Final = re.compile(rb"startxref\s+(\d{1,12})\s+%%EOF\s*$")
 XREF_STREAM_AT: Final = re.compile(rb"\d{1,10}\s+\d{1,5}\s+obj\b")
 
@@ -146,7 +180,7 @@ def _check_pdf(data: bytes, field: str) -> None:
         raise broken("startxref does not point at a cross-reference section")
     if b"/Root" not in data or b"endobj" not in data:
         raise broken("no document catalog")
-    if ACTIVE_PDF_CONTENT.search(data) is not None:
+    if any(ACTIVE_PDF_CONTENT.search(_names_unescaped(part)) for part in _pdf_texts(data)):
         raise UnsupportedDocumentType(
             f"{field}: a PDF with active content (scripts, actions, attachments) is refused",
             field=field,

@@ -154,9 +154,9 @@ def submit(
         residence_country=details.residence_country,
         based_on_id=details.based_on_id,
     )
-    session.add(row)
     try:
-        with session.begin_nested():
+        with session.begin_nested():  # on a conflict the row leaves the session with it
+            session.add(row)
             session.flush()
     except IntegrityError:  # another request of the same user and level, at the same moment
         raise _pending_refusal(_pending_of(session, user.id, level)) from None
