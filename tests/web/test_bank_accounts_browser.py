@@ -41,6 +41,10 @@ WORDS = {
         "send_to": "Send to {name}",
         "sent_to": "Sent to {name}",
         "no_user": "There is no Strongroom user with that email, phone number or user id.",
+        "phone_link": "Let others send you money by your phone number",
+        "save_phone": "Save phone number",
+        "phone_saved": "Your phone number was saved: others can now send you money by it.",
+        "bad_phone": "This is not a valid phone number",
     },
     "zh_Hant": {
         "bank_accounts": "銀行戶口",
@@ -56,6 +60,10 @@ WORDS = {
         "send_to": "轉帳給 {name}",
         "sent_to": "已轉帳給 {name}",
         "no_user": "沒有使用此電郵、電話號碼或用戶編號的 Strongroom 用戶。",
+        "phone_link": "讓其他人以你的電話號碼轉帳給你",
+        "save_phone": "儲存電話號碼",
+        "phone_saved": "你的電話號碼已儲存：其他人現在可以用它轉帳給你。",
+        "bad_phone": "這不是有效的電話號碼",
     },
 }
 
@@ -158,3 +166,30 @@ def test_send_by_phone_number(
         ).all()
     assert sorted(receipts) == sorted([user.email, friend.email])
     assert not [e for e in console.errors if "status of 404" not in e]  # the refused form
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_set_the_phone_number(
+    language: str, open_page: OpenPage, live_url: str, pg_db: Engine, console: Console
+) -> None:
+    words = WORDS[language]
+    user = web_user(pg_db, "Mei")
+    page = open_page(language)
+    _signed_in(page, live_url, language, user)
+    _nav(page, words["send"])
+    page.get_by_role("link", name=words["phone_link"]).click()
+    page.wait_for_url(f"{live_url}/app/phone")
+    page.fill("#phone", "12345")
+    page.get_by_role("button", name=words["save_phone"]).click()
+    expect(page.locator(".alert")).to_contain_text(words["bad_phone"])
+    _shoot(page, "phone-refused", language)
+    page.fill("#phone", "5123 4567")
+    page.get_by_role("button", name=words["save_phone"]).click()
+    page.wait_for_url(f"{live_url}/app/phone")
+    expect(page.locator(".success")).to_have_text(words["phone_saved"])
+    expect(page.locator("#phone")).to_have_value("+85251234567")
+    _shoot(page, "phone", language)
+    with db.make_session_factory(pg_db)() as session:
+        phone = session.scalars(select(User.phone).where(User.email == user.email)).one()
+    assert phone == "+85251234567"
+    assert not [e for e in console.errors if "status of 422" not in e]  # the refused form

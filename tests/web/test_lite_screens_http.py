@@ -635,6 +635,8 @@ def test_every_post_route_under_app_refuses_a_missing_or_wrong_csrf_token(
         "/app/security/sessions/revoke-others",
         "/app/bank-accounts",
         "/app/bank-accounts/{account_id}/remove",
+        "/app/phone",
+        "/app/phone/remove",
     }
     assert mine <= set(routes)
     form = {  # fields every form would accept, so only the token can be what is refused
@@ -657,6 +659,7 @@ def test_every_post_route_under_app_refuses_a_missing_or_wrong_csrf_token(
         "holder_name": "Alice",
         "bank_code": "004",
         "account_number": "123456789",
+        "phone": "+852 5123 4567",
     }
     before = fingerprint(pg_db)
     for route in routes:

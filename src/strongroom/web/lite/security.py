@@ -103,6 +103,10 @@ EVENTS: Final = {
     "step_up.failed": N_("Wrong password in security settings"),
     "step_up.session_signed_out": N_("Session signed out after wrong passwords"),
     "two_factor.recovery_codes_regenerated": N_("New recovery codes made"),
+    "bank_account.linked": N_("Bank account linked"),
+    "bank_account.removed": N_("Bank account removed"),
+    "phone.set": N_("Phone number set"),
+    "phone.removed": N_("Phone number removed"),
 }
 
 
