@@ -225,13 +225,16 @@ def create_conversion(
 
 
 def convert_now(session: Session, user: User, quote_id: str, registry: AssetRegistry) -> Outcome:
-    """The conversion itself (the API's and the Lite app's): its outcome to store."""
+    """The conversion itself, the API's and the Lite app's (``web.lite.convert``): its outcome
+    to store. The one call site of the limits engine for operation kind ``conversion``."""
     conversion = fx.convert(
         session=session,
         user=user,
         quote_id=quote_id,
         assets=registry,
-        check_limits=None,  # limits (issue #11): pass the engine's check for "conversion" here
+        # LIMITS HOOK (issue #11): after the limits branch merges, pass its check for operation
+        # kind "conversion" here (``fx.service.LimitCheck``: session, user, Money converted)
+        check_limits=None,
     )
     return Outcome(id=conversion.id, status="completed")
 

@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session
 
 from strongroom import db
 from strongroom.api import AssetsDep, SessionDep, SettingsDep
+from strongroom.api.fx import convert_now
 from strongroom.errors import DomainError, InvalidAmount
 from strongroom.fx import service as fx
 from strongroom.fx.models import FxQuote
 from strongroom.money import AssetRegistry
 from strongroom.movements import service as movements
-from strongroom.movements.idempotency import Outcome
 from strongroom.settings import Settings
 from strongroom.web import core
 from strongroom.web.i18n import N_, lang_of
@@ -210,16 +210,6 @@ def confirm(
 ) -> Response:
     """Convert once per form and per quote; then to the result (POST, redirect, GET)."""
 
-    def work(current: Session) -> Outcome:
-        conversion = fx.convert(
-            session=current,
-            user=user.user,
-            quote_id=body.quote_id,
-            assets=registry,
-            check_limits=None,  # limits (issue #11): the engine's check for "conversion" here
-        )
-        return Outcome(id=conversion.id, status="completed")
-
     try:
         outcome = movements.run_once(
             session=session,
@@ -228,7 +218,7 @@ def confirm(
             operation=f"{request.method} {request.url.path}",
             key=body.idempotency_key,
             request={"quote_id": body.quote_id},
-            work=work,
+            work=lambda current: convert_now(current, user.user, body.quote_id, registry),
         )
     except DomainError as error:
         error = db.settle_refusal(session, error)
