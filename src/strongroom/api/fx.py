@@ -21,6 +21,7 @@ from strongroom.api import (
     UserDep,
     operator_with,
     origin_of,
+    throttle,
 )
 from strongroom.fx import domain
 from strongroom.fx import service as fx
@@ -147,6 +148,7 @@ def list_rates(user: UserDep, session: SessionDep, settings: SettingsDep) -> Rat
     response_model=QuoteOut,
     responses={
         **UNAUTHORIZED,
+        **throttle.THROTTLED,
         400: {"description": "`malformed_json`"},
         422: {
             "description": "`invalid_amount`, `unknown_asset`, `same_asset`, `rate_unavailable` "
@@ -157,6 +159,7 @@ def list_rates(user: UserDep, session: SessionDep, settings: SettingsDep) -> Rat
 )
 def create_quote(
     body: QuoteIn,
+    request: Request,
     user: UserDep,
     session: SessionDep,
     settings: SettingsDep,
@@ -164,6 +167,7 @@ def create_quote(
 ) -> JSONResponse:
     """A quote valid `fx.quote_ttl_s` seconds (10), for this user only: `from_amount` of
     `from_asset` for `to_amount` of `to_asset`, spread charged, rounded down to a minor unit."""
+    throttle.fx_quote(request, session, user.id)
     amount = registry.money(body.amount, body.from_asset)
     to_asset = registry.get(body.to_asset)
     row = fx.quote(

@@ -116,6 +116,11 @@ def verification_resend(request: Request, session: Session, email: str) -> list[
     )
 
 
+def fx_quote(request: Request, session: Session, user_id: str) -> list[Counted]:
+    """An FX quote asked for (each one is a row): per account."""
+    return hit(request, session, [Check("fx_quotes_per_account", user_id)])
+
+
 THROTTLED: Final[dict[int | str, dict[str, Any]]] = {
     429: {
         "description": "`rate_limited`: too many requests from this address or for this "
