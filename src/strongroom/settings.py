@@ -383,6 +383,8 @@ class RateLimitSettings(BaseModel):
     # hooks for later issues: merchants' charges with a payment code, connectors' webhooks
     payment_code_charges_per_account: RateLimitRule = RateLimitRule(limit=30, window_s=60)
     webhooks_per_address: RateLimitRule = RateLimitRule(limit=600, window_s=60)
+    # FX quotes a user may ask for (each is a row; the convert screen re-quotes every 10 s)
+    fx_quotes_per_account: RateLimitRule = RateLimitRule(limit=60, window_s=60)
     # buckets whose window ended that the worker deletes at most per sweep
     sweep_batch_max: int = Field(default=1000, ge=1, le=10_000)
 

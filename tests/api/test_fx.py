@@ -19,12 +19,14 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from strongroom import db
+from strongroom.app import create_app
 from strongroom.fx.models import FxConversion, FxQuote, FxRate
 from strongroom.identity.models import AuditEvent
 from strongroom.ledger import reports
 from strongroom.ledger import service as ledger
 from strongroom.ledger.models import Account
-from tests.api.conftest import Caller, operator, signup
+from strongroom.settings import RateLimitRule, RateLimitSettings
+from tests.api.conftest import Caller, make_settings, operator, signup
 from tests.web.conftest import fingerprint
 
 
@@ -429,3 +431,22 @@ def test_converting_locked_usdt_to_btc_locks_the_btc_pro_rata_until_the_same_tim
         assert (free.locked_minor, free.available_minor) == (0, 1_200_000)
         conversion = session.scalars(select(FxConversion)).one()
         assert conversion.locked_carried_minor == 800_000
+
+
+def test_quotes_are_rate_limited_per_account(pg_db: Engine) -> None:
+    settings = make_settings(pg_db)
+    rules = RateLimitSettings(
+        enabled=True, fx_quotes_per_account=RateLimitRule(limit=3, window_s=60)
+    )
+    settings = settings.model_copy(update={"rate_limits": rules, "rate_limits_enabled": None})
+    with TestClient(create_app(settings, pg_db)) as limited:
+        finance = operator(limited, pg_db, role="finance")
+        assert _put_rate(finance, "BTC", "HKD", "500000", 100).status_code == 200
+        kim, lee = signup(limited, "Kim"), signup(limited, "Lee")
+        for _ in range(3):
+            assert _quote(kim, "HKD", "BTC", "10.00").status_code == 201
+        refused = _error(_quote(kim, "HKD", "BTC", "10.00"), 429, "rate_limited")
+        assert refused["details"]["rule"] == "fx_quotes_per_account"  # type: ignore[index]
+        assert _quote(lee, "HKD", "BTC", "10.00").status_code == 201  # per account
+    with db.make_session_factory(pg_db)() as session:
+        assert len(session.scalars(select(FxQuote)).all()) == 4

@@ -21,6 +21,7 @@ from strongroom.api import (
     UserDep,
     operator_with,
     origin_of,
+    throttle,
 )
 from strongroom.fx import domain
 from strongroom.fx import service as fx
@@ -147,6 +148,7 @@ def list_rates(user: UserDep, session: SessionDep, settings: SettingsDep) -> Rat
     response_model=QuoteOut,
     responses={
         **UNAUTHORIZED,
+        **throttle.THROTTLED,
         400: {"description": "`malformed_json`"},
         422: {
             "description": "`invalid_amount`, `unknown_asset`, `same_asset`, `rate_unavailable` "
@@ -157,6 +159,7 @@ def list_rates(user: UserDep, session: SessionDep, settings: SettingsDep) -> Rat
 )
 def create_quote(
     body: QuoteIn,
+    request: Request,
     user: UserDep,
     session: SessionDep,
     settings: SettingsDep,
@@ -164,6 +167,7 @@ def create_quote(
 ) -> JSONResponse:
     """A quote valid `fx.quote_ttl_s` seconds (10), for this user only: `from_amount` of
     `from_asset` for `to_amount` of `to_asset`, spread charged, rounded down to a minor unit."""
+    throttle.fx_quote(request, session, user.id)
     amount = registry.money(body.amount, body.from_asset)
     to_asset = registry.get(body.to_asset)
     row = fx.quote(
@@ -225,13 +229,16 @@ def create_conversion(
 
 
 def convert_now(session: Session, user: User, quote_id: str, registry: AssetRegistry) -> Outcome:
-    """The conversion itself (the API's and the Lite app's): its outcome to store."""
+    """The conversion itself, the API's and the Lite app's (``web.lite.convert``): its outcome
+    to store. The one call site of the limits engine for operation kind ``conversion``."""
     conversion = fx.convert(
         session=session,
         user=user,
         quote_id=quote_id,
         assets=registry,
-        check_limits=None,  # limits (issue #11): pass the engine's check for "conversion" here
+        # LIMITS HOOK (issue #11): after the limits branch merges, pass its check for operation
+        # kind "conversion" here (``fx.service.LimitCheck``: session, user, Money converted)
+        check_limits=None,
     )
     return Outcome(id=conversion.id, status="completed")
 

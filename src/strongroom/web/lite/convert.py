@@ -21,13 +21,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from strongroom import db
-from strongroom.api import AssetsDep, SessionDep, SettingsDep
+from strongroom.api import AssetsDep, SessionDep, SettingsDep, throttle
+from strongroom.api.fx import convert_now
 from strongroom.errors import DomainError, InvalidAmount
 from strongroom.fx import service as fx
 from strongroom.fx.models import FxQuote
 from strongroom.money import AssetRegistry
 from strongroom.movements import service as movements
-from strongroom.movements.idempotency import Outcome
 from strongroom.settings import Settings
 from strongroom.web import core
 from strongroom.web.i18n import N_, lang_of
@@ -45,6 +45,7 @@ REFUSALS: Final = {
     "quote_expired": N_("The quote expired before you converted. Here is a new one."),
     "quote_used": N_("This quote was used already. Check your history."),
     "quote_not_found": N_("This quote is not yours or no longer exists. Ask for a new one."),
+    "rate_limited": N_("You asked for many quotes in a short time. Wait a minute and try again."),
 }
 
 
@@ -129,12 +130,14 @@ def _quote_context(
 
 
 def _new_quote(
+    request: Request,
     session: Session,
     user: SignedIn,
     registry: AssetRegistry,
     settings: Settings,
     values: ConvertForm,
 ) -> FxQuote:
+    throttle.fx_quote(request, session, user.user.id)  # as POST /v1/fx/quotes counts them
     money = forms.read_money(registry, values.amount, values.from_asset)
     return fx.quote(
         session=session,
@@ -166,7 +169,7 @@ def ask_quote(
     """Step 1 → 2: a quote for the typed values, shown with its countdown."""
     values = body.model_copy(update={"amount": body.amount.strip()})
     try:
-        quote = _new_quote(session, user, registry, settings, values)
+        quote = _new_quote(request, session, user, registry, settings, values)
     except DomainError as error:
         error = db.settle_refusal(session, error)
         message = _refusal(request, error, registry, settings, values)
@@ -188,7 +191,7 @@ def requote(
 ) -> HTMLResponse:
     """A new quote card for the same values (htmx, when the countdown ends)."""
     try:
-        quote = _new_quote(session, user, registry, settings, body)
+        quote = _new_quote(request, session, user, registry, settings, body)
     except DomainError as error:
         error = db.settle_refusal(session, error)
         message = _refusal(request, error, registry, settings, body)
@@ -210,16 +213,6 @@ def confirm(
 ) -> Response:
     """Convert once per form and per quote; then to the result (POST, redirect, GET)."""
 
-    def work(current: Session) -> Outcome:
-        conversion = fx.convert(
-            session=current,
-            user=user.user,
-            quote_id=body.quote_id,
-            assets=registry,
-            check_limits=None,  # limits (issue #11): the engine's check for "conversion" here
-        )
-        return Outcome(id=conversion.id, status="completed")
-
     try:
         outcome = movements.run_once(
             session=session,
@@ -228,7 +221,7 @@ def confirm(
             operation=f"{request.method} {request.url.path}",
             key=body.idempotency_key,
             request={"quote_id": body.quote_id},
-            work=work,
+            work=lambda current: convert_now(current, user.user, body.quote_id, registry),
         )
     except DomainError as error:
         error = db.settle_refusal(session, error)
@@ -236,7 +229,7 @@ def confirm(
         values = ConvertForm(from_asset=body.from_asset, to_asset=body.to_asset, amount=body.amount)
         if error.code == "quote_expired":
             try:
-                quote = _new_quote(session, user, registry, settings, values)
+                quote = _new_quote(request, session, user, registry, settings, values)
             except DomainError:
                 quote = None
             if quote is not None:
