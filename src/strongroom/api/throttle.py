@@ -119,6 +119,8 @@ def verification_resend(request: Request, session: Session, email: str) -> list[
 def webhook(request: Request, session: Session) -> list[Counted]:
     """A connector's notification (``POST /v1/webhooks/{connector}``): per address."""
     return hit(request, session, [Check("webhooks_per_address", address(request))])
+
+
 def fx_quote(request: Request, session: Session, user_id: str) -> list[Counted]:
     """An FX quote asked for (each one is a row): per account."""
     return hit(request, session, [Check("fx_quotes_per_account", user_id)])

@@ -3,7 +3,12 @@ accounts, connectors, throughput) were written side by side from 0010; this join
 head. It changes no table.
 
 Revision ID: 2026_12_06_0020
-Revises: 2026_12_06_0011, 2026_12_06_0012, 2026_12_06_0013, 2026_12_06_0014, 2026_12_06_0015, 2026_12_06_0016
+Revises: 2026_12_06_0011,
+    2026_12_06_0012,
+    2026_12_06_0013,
+    2026_12_06_0014,
+    2026_12_06_0015,
+    2026_12_06_0016
 Create Date: 2026-12-06
 """
 
