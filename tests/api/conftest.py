@@ -53,9 +53,12 @@ ROOMY_LIMITS = LimitsSettings(
             "crypto_withdrawals_24h_btc": None,
         }
         for tier in ("unverified", "primary", "advanced", "institutional")
-    }
+    },
+    tn_hours=0,
+    tn_high_risk_hours=0,
 )
-"""No tier limits for the tests of other features (tests/limits use SPEC's table)."""
+"""No tier limits and no T+N holds on sandbox crypto top-ups for the tests of other features
+(tests/limits use SPEC's table; a test of T+N elsewhere plants its lots with ``ledger.lock``)."""
 
 
 def production_settings(engine: Engine) -> Settings:
