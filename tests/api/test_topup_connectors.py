@@ -474,3 +474,21 @@ def test_a_delivery_with_nul_characters_is_stored(
     (stored,) = deliveries(pg_db)
     assert stored.body == '{"event_id": "\ufffd"}'
     settled(pg_db, settings)
+
+
+def test_out_of_order_notifications_after_expiry_and_a_second_amount(
+    client: TestClient, pg_db: Engine, settings: Settings
+) -> None:
+    """Money that arrives after the reference expired still arrived: credited once; a second
+    confirmation with another amount is a duplicate and moves nothing."""
+    quinn = signup(client, "Quinn")
+    opened = _request(quinn, "fps", "60.00")
+    with db.unit_of_work(db.make_session_factory(pg_db)) as session:
+        assert topups.expire(session=session, now=db.utcnow() + timedelta(days=2)) == 1
+    assert _status(quinn, opened["id"]) == "expired"
+    late = send_webhook(client, "fps", notification(opened["reference"], amount="60.00"))
+    assert late.json() == {"outcome": "credited", "topup_id": opened["id"], "status": "completed"}
+    other = send_webhook(client, "fps", notification(opened["reference"], amount="600.00"))
+    assert other.json()["outcome"] == "duplicate"
+    assert quinn.balance()["total"] == "60.00"
+    settled(pg_db, settings)

@@ -189,15 +189,12 @@ def request_pending(
     replay = idempotency.stored_outcome(session=session, claim=claim)
     if replay is not None:
         return topups.of_user(session=session, user=user, topup_id=replay.id)
-    if channel == connectors.SANDBOX:
-        applied = topups.sandbox(session=session, user=user, amount=amount, settings=settings)
-        record = applied.topup if applied is not None else None
+    if channel == connectors.SANDBOX:  # its failure paths (``confirms_at_once`` is False)
+        record = topups.sandbox(session=session, user=user, amount=amount, settings=settings).topup
     else:
         record = topups.request(
             session=session, user=user, amount=amount, channel=channel, settings=settings
         )
-    if record is None:  # cannot happen: the plain sandbox path is taken before
-        raise ValidationFailed("this top-up confirms at once", code="unknown_channel")
     if not idempotency.claim_all(session=session, claims=[claim]):
         raise idempotency_in_progress()
     outcome = idempotency.Outcome(id=record.id, status=topups.api_status(record))

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from strongroom.db import is_postgres, utcnow
-from strongroom.errors import Conflict, DomainError, NotFound, ValidationFailed
+from strongroom.errors import Conflict, DomainError, NotFound, ValidationFailed, invariant
 from strongroom.funding import connectors
 from strongroom.funding.connectors import Opening, Scenario
 from strongroom.funding.models import Topup
@@ -114,13 +114,12 @@ def _record(
     return record
 
 
-def sandbox(*, session: Session, user: User, amount: Money, settings: Settings) -> Applied | None:
+def sandbox(*, session: Session, user: User, amount: Money, settings: Settings) -> Applied:
     """The sandbox's failure paths (``connectors.sandbox_scenario``): a failed, pending (timed
-    out) or twice-confirmed top-up with its record; None when the sandbox simply confirms (the
-    caller's plain path)."""
+    out) or twice-confirmed top-up, with its record. A plain confirmation is not one of them:
+    it goes through ``funding.service.prepare_topup`` (the caller checks first)."""
     scenario = connectors.sandbox_scenario(amount)
-    if scenario == Scenario.CONFIRM:
-        return None
+    invariant(scenario != Scenario.CONFIRM, "the sandbox's plain top-ups confirm at once")
     record = request(
         session=session, user=user, amount=amount, channel=connectors.SANDBOX, settings=settings
     )
