@@ -19,6 +19,7 @@ from strongroom import worker
 from strongroom.api import openapi, request_checks
 from strongroom.api.adjustments import router as adjustments_router
 from strongroom.api.funding import router as funding_router
+from strongroom.api.gifts import router as gifts_router
 from strongroom.api.identity import router as identity_router
 from strongroom.api.ledger import router as ledger_router
 from strongroom.api.notify import router as notify_router
@@ -73,7 +74,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         if started.state.batcher.closed:  # a second lifespan of the same app (tests)
             started.state.batcher = Batcher(factory, max_batch=settings.ledger.group_commit_max)
         stops = (
-            [worker.start_thread(factory, settings.idempotency, limits=settings.rate_limits)]
+            [
+                worker.start_thread(
+                    factory,
+                    settings.idempotency,
+                    limits=settings.rate_limits,
+                    gift_settings=settings.gifts,
+                )
+            ]
             if settings.run_worker
             else []
         )
@@ -109,6 +117,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         adjustments_router,
         funding_router,
         payments_router,
+        gifts_router,
         notify_router,
         reserves_router,
         reserves_pages.router,

@@ -86,8 +86,8 @@ def run_worker(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run background work: expire pending transfers whose timeout passed, delete idempotency
-    keys past their retention, and deliver the email outbox over SMTP (unless
-    STRONGROOM_MAIL__DELIVER=false)."""
+    keys past their retention, return the unclaimed rest of expired gifts to their senders, and
+    deliver the email outbox over SMTP (unless STRONGROOM_MAIL__DELIVER=false)."""
     from strongroom.notify import delivery
 
     settings = _settings(database_url)
@@ -95,7 +95,14 @@ def run_worker(
     mail_stop = delivery.start_thread(factory, settings) if settings.mail.deliver else None
     console.print("worker running; Ctrl-C stops it")
     try:
-        worker.run(factory, threading.Event(), settings.idempotency, interval, settings.rate_limits)
+        worker.run(
+            factory,
+            threading.Event(),
+            settings.idempotency,
+            interval,
+            settings.rate_limits,
+            settings.gifts,
+        )
     except KeyboardInterrupt:
         console.print("stopped")
     finally:

@@ -1,6 +1,7 @@
 """Imports every domain's tables so that ``Base.metadata`` knows them all."""
 
 from strongroom.adjustments.models import Adjustment
+from strongroom.gifts.models import Gift, GiftShare
 from strongroom.identity.api_keys import ApiKey
 from strongroom.identity.models import (
     AuditEvent,
@@ -28,6 +29,8 @@ __all__ = [
     "AuthToken",
     "EmailVerification",
     "Entry",
+    "Gift",
+    "GiftShare",
     "IdempotencyKey",
     "Lock",
     "LoginThrottle",

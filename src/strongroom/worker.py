@@ -4,7 +4,8 @@ limit buckets whose window ended (R-SEC-9, ``rate_limits.sweep_batch_max`` a swe
 
 Runs inside ``strongroom serve`` (a thread per process) and as ``strongroom worker``. Several
 workers at once are safe: each void locks the accounts, and a second void is refused; deleting
-a key twice deletes it once. Each step is its own unit of work and bounded per run.
+a key twice deletes it once; gifts are taken ``FOR UPDATE SKIP LOCKED`` and an expired gift
+is not open any more. Each step is its own unit of work and bounded per run.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from strongroom.db import unit_of_work, utcnow
+from strongroom.gifts import service as gifts
 from strongroom.ledger import service as ledger
 from strongroom.movements import idempotency
 from strongroom.ratelimit import service as ratelimit
-from strongroom.settings import IdempotencySettings, RateLimitSettings
+from strongroom.settings import GiftSettings, IdempotencySettings, RateLimitSettings
 
 log = logging.getLogger("strongroom.worker")
 
@@ -29,12 +32,15 @@ class Swept:
     voided: int
     keys_expired: int
     buckets_swept: int = 0
+    gifts_expired: int = 0
 
 
 def sweep_once(
     factory: sessionmaker[Session],
     keys: IdempotencySettings,
     limits: RateLimitSettings | None = None,
+    gift_settings: GiftSettings | None = None,
+    now: datetime | None = None,
 ) -> Swept:
     with unit_of_work(factory) as session:
         voided = ledger.expire_pending(session=session)
@@ -46,7 +52,15 @@ def sweep_once(
     if limits is not None:
         with unit_of_work(factory) as session:
             swept = ratelimit.sweep(session=session, now=utcnow(), limit=limits.sweep_batch_max)
-    return Swept(voided=voided, keys_expired=expired, buckets_swept=swept)
+    gifts_expired = 0
+    if gift_settings is not None:
+        with unit_of_work(factory) as session:
+            gifts_expired = gifts.expire_due(
+                session=session, now=now or utcnow(), limit=gift_settings.expire_batch_max
+            )
+    return Swept(
+        voided=voided, keys_expired=expired, buckets_swept=swept, gifts_expired=gifts_expired
+    )
 
 
 def run(
@@ -55,14 +69,17 @@ def run(
     keys: IdempotencySettings,
     interval_s: float = 1.0,
     limits: RateLimitSettings | None = None,
+    gift_settings: GiftSettings | None = None,
 ) -> None:
     while not stop.is_set():
         try:
-            swept = sweep_once(factory, keys, limits)
+            swept = sweep_once(factory, keys, limits, gift_settings)
             if swept.voided:
                 log.info("voided %d expired pending transfers", swept.voided)
             if swept.keys_expired:
                 log.info("deleted %d expired idempotency keys", swept.keys_expired)
+            if swept.gifts_expired:
+                log.info("expired %d gifts (the rest back to their senders)", swept.gifts_expired)
         except Exception:
             log.exception("sweep failed; retrying in %.1f s", interval_s)
         stop.wait(interval_s)
@@ -73,10 +90,14 @@ def start_thread(
     keys: IdempotencySettings,
     interval_s: float = 1.0,
     limits: RateLimitSettings | None = None,
+    gift_settings: GiftSettings | None = None,
 ) -> threading.Event:
     stop = threading.Event()
     thread = threading.Thread(
-        target=run, args=(factory, stop, keys, interval_s, limits), name="sr-sweeper", daemon=True
+        target=run,
+        args=(factory, stop, keys, interval_s, limits, gift_settings),
+        name="sr-sweeper",
+        daemon=True,
     )
     thread.start()
     return stop
