@@ -204,6 +204,7 @@ def check_shape(*, amount: Money, shares: int, shares_max: int) -> None:
             "each share needs at least one minor unit: the amount is too small for "
             f"{shares} shares",
             code="gift_amount_too_small",
+            asset=amount.asset.code,
             min_amount=format_amount(shares, amount.asset.scale),
         )
 
@@ -229,6 +230,7 @@ def check_funds(*, session: Session, wallet_id: int, amount: Money, now: datetim
         "part of this amount is locked (T+N) and cannot be gifted until it unlocks",
         asset=asset.code,
         locked=format_amount(balance.locked_minor, asset.scale),
+        locked_minor=str(balance.locked_minor),
         available=format_amount(max(balance.available_minor, 0), asset.scale),
         unlocks_at=unlocks_at.isoformat() if unlocks_at is not None else None,
     )

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends
 from strongroom.web import csrf
 from strongroom.web.lite import (
     account,
+    gifts,
     history,
     home,
     language,
@@ -32,6 +33,7 @@ SCREENS: Final = (
     home.router,
     topup.router,
     send.router,
+    gifts.router,
     history.router,
     security.router,
     security_2fa.router,

@@ -36,6 +36,7 @@ NAVIGATION: Final = (
     NavItem(HOME, N_("Home"), "home"),
     NavItem("/app/topup", N_("Top up"), "plus"),
     NavItem("/app/send", N_("Send"), "send"),
+    NavItem("/app/gifts", N_("Gifts"), "gift"),
     NavItem("/app/history", N_("History"), "list"),
     NavItem("/app/security", N_("Security"), "shield"),
     NavItem(RESERVES_PAGE, N_("My proof of reserves"), "check"),
