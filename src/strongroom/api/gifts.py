@@ -270,9 +270,14 @@ def list_gifts(
 
 
 @router.get(
-    "/gifts/{gift_id}",
+    "/gifts/{gift_id:int}",
     response_model=GiftDetailOut,
-    responses={404: {"description": "`gift_not_found`: no gift of yours has this id"}},
+    responses={
+        404: {
+            "description": "`gift_not_found`: no gift of yours has this id; `not_found`: the "
+            "path's id is not a number (`/v1/gifts/claim` is the claim, a POST)"
+        }
+    },
 )
 def get_gift(
     gift_id: RowIdPath,
