@@ -6,7 +6,7 @@ back), refusals that move nothing; in Chromium in both languages, with screensho
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from html import unescape
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from strongroom import db
 from strongroom.gifts.models import Gift
+from strongroom.ledger import reports
 
 from .conftest import (
     Console,
@@ -64,6 +65,15 @@ WORDS = {
         "random": "隨機分配（拼手氣）",
     },
 }
+
+
+@pytest.fixture(autouse=True)
+def ledger_checked(pg_db: Engine) -> Iterator[None]:
+    """``strongroom ledger check`` over what each test left."""
+    yield
+    with db.make_session_factory(pg_db)() as session:
+        report = reports.check(session=session)
+    assert report.ok, report.problems
 
 
 def _alert(html: str) -> str:
