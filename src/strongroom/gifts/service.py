@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from strongroom.errors import (
@@ -185,11 +185,14 @@ def create(
     )
     session.add(gift)
     session.flush()
-    session.add_all(
-        GiftShare(gift_id=gift.id, position=position, amount_minor=part)
-        for position, part in enumerate(parts)
+    session.execute(  # one statement for every share (at most ``gifts.shares_max`` rows)
+        insert(GiftShare).values(
+            [
+                {"gift_id": gift.id, "position": position, "amount_minor": part}
+                for position, part in enumerate(parts)
+            ]
+        )
     )
-    session.flush()
     return Created(gift=gift, claim_code=code)
 
 
