@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from html import unescape
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +19,9 @@ from sqlalchemy.engine import Engine
 
 from strongroom import db
 from strongroom.gifts.models import Gift
+from strongroom.identity import service as identity
 from strongroom.ledger import reports
+from strongroom.ledger import service as ledger
 
 from .conftest import (
     Console,
@@ -230,3 +233,29 @@ def test_send_share_and_claim_in_the_browser(
     _shoot(page, "gifts-list", language)
     # the one error: the refused second claim's 409, which the browser logs as a failed load
     assert len(console.errors) == 1 and "409" in console.errors[0], console.errors
+
+
+def test_locked_money_is_refused_in_the_form_with_when_it_unlocks(
+    http: httpx.Client, pg_db: Engine
+):
+    alice = web_user(pg_db, "Alice")
+    sandbox_topup(pg_db, alice.email, "50.00")
+    with db.unit_of_work(db.make_session_factory(pg_db)) as session:
+        found = identity.find_user(session=session, reference=alice.email)
+        assert found is not None
+        wallet = ledger.user_wallet_id(session=session, user_id=found.id, asset="HKD")
+        ledger.lock(
+            session=session,
+            account_id=wallet,
+            amount_minor=4000,
+            unlocks_at=db.utcnow() + timedelta(days=2),
+        )
+    web_sign_in(http, alice)
+    before = fingerprint(pg_db)
+    form = {"asset": "HKD", "amount": "20.00", "shares": "2", "split": "random"}
+    refused = http.post("/app/gifts", data={**_fields(http.get("/app/gifts").text), **form})
+    assert refused.status_code == 422
+    message = _alert(refused.text)
+    assert message.startswith("40.00 HKD of your balance is locked for now and cannot be gifted")
+    assert "(it unlocks " in message
+    assert fingerprint(pg_db) == before
