@@ -21,6 +21,7 @@ from strongroom.api.adjustments import router as adjustments_router
 from strongroom.api.banking import router as banking_router
 from strongroom.api.funding import router as funding_router
 from strongroom.api.fx import router as fx_router
+from strongroom.api.gifts import router as gifts_router
 from strongroom.api.identity import router as identity_router
 from strongroom.api.kyc import SUBMISSIONS_PATH as KYC_SUBMISSIONS_PATH
 from strongroom.api.kyc import router as kyc_router
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                     settings.idempotency,
                     limits=settings.rate_limits,
                     funding=settings.funding,
+                    gift_settings=settings.gifts,
                 )
             ]
             if settings.run_worker
@@ -134,6 +136,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         fx_router,
         banking_router,
         limits_router,
+        gifts_router,
         notify_router,
         reserves_router,
         reserves_pages.router,

@@ -89,8 +89,8 @@ def run_worker(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run background work: expire pending transfers whose timeout passed, delete idempotency
-    keys past their retention, and deliver the email outbox over SMTP (unless
-    STRONGROOM_MAIL__DELIVER=false)."""
+    keys past their retention, return the unclaimed rest of expired gifts to their senders, and
+    deliver the email outbox over SMTP (unless STRONGROOM_MAIL__DELIVER=false)."""
     from strongroom.notify import delivery
 
     settings = _settings(database_url)
@@ -105,6 +105,7 @@ def run_worker(
             interval,
             settings.rate_limits,
             settings.funding,
+            settings.gifts,
         )
     except KeyboardInterrupt:
         console.print("stopped")

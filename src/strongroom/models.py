@@ -4,6 +4,7 @@ from strongroom.adjustments.models import Adjustment
 from strongroom.banking.models import BankAccount
 from strongroom.funding.models import Topup, WebhookDelivery
 from strongroom.fx.models import FxConversion, FxQuote, FxRate
+from strongroom.gifts.models import Gift, GiftShare
 from strongroom.identity.api_keys import ApiKey
 from strongroom.identity.models import (
     AuditEvent,
@@ -41,6 +42,8 @@ __all__ = [
     "FxConversion",
     "FxQuote",
     "FxRate",
+    "Gift",
+    "GiftShare",
     "IdempotencyKey",
     "KycDocument",
     "KycSubmission",

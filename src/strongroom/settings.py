@@ -465,6 +465,19 @@ class FxSettings(BaseModel):
     rates_max: int = Field(default=500, ge=1, le=10_000)
 
 
+class GiftSettings(BaseModel):
+    """Gifts / red packets (R-GIFT-1): at most ``shares_max`` shares a gift, unclaimed shares
+    go back to the sender after ``ttl_hours``, and the worker expires at most
+    ``expire_batch_max`` gifts per sweep. The claim link is ``mail.public_url`` +
+    ``/app/gifts/claim?code=...``."""
+
+    shares_max: int = Field(default=100, ge=1, le=1000)
+    ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
+    expire_batch_max: int = Field(default=100, ge=1, le=10_000)
+    page_size_default: int = Field(default=20, ge=1)
+    page_size_max: int = Field(default=100, ge=1, le=1000)
+
+
 def _default_database_url() -> str:
     data_dir = Path(platformdirs.user_data_dir("strongroom"))
     return f"sqlite:///{data_dir / 'strongroom.sqlite3'}"
@@ -503,6 +516,7 @@ class Settings(BaseSettings):
     payment_codes: PaymentCodeSettings = Field(default_factory=PaymentCodeSettings)
     virtual_cards: VirtualCardSettings = Field(default_factory=VirtualCardSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    gifts: GiftSettings = Field(default_factory=GiftSettings)
     # the flat STRONGROOM_RATE_LIMITS_ENABLED of R-SEC-9: when set, it decides rate_limits.enabled
     rate_limits_enabled: bool | None = None
     run_worker: bool = True

@@ -6,7 +6,8 @@ requested top-ups past their validity and poll the sandbox's timed-out top-ups (
 
 Runs inside ``strongroom serve`` (a thread per process) and as ``strongroom worker``. Several
 workers at once are safe: each void locks the accounts, and a second void is refused; deleting
-a key twice deletes it once. Each step is its own unit of work and bounded per run.
+a key twice deletes it once; gifts are taken ``FOR UPDATE SKIP LOCKED`` and an expired gift
+is not open any more. Each step is its own unit of work and bounded per run.
 """
 
 from __future__ import annotations
@@ -14,15 +15,22 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from strongroom.db import unit_of_work, utcnow
 from strongroom.funding import topups
+from strongroom.gifts import service as gifts
 from strongroom.ledger import service as ledger
 from strongroom.movements import idempotency
 from strongroom.ratelimit import service as ratelimit
-from strongroom.settings import FundingSettings, IdempotencySettings, RateLimitSettings
+from strongroom.settings import (
+    FundingSettings,
+    GiftSettings,
+    IdempotencySettings,
+    RateLimitSettings,
+)
 
 log = logging.getLogger("strongroom.worker")
 
@@ -34,6 +42,7 @@ class Swept:
     buckets_swept: int = 0
     topups_expired: int = 0
     topups_polled: int = 0
+    gifts_expired: int = 0
 
 
 def sweep_once(
@@ -41,6 +50,8 @@ def sweep_once(
     keys: IdempotencySettings,
     limits: RateLimitSettings | None = None,
     funding: FundingSettings | None = None,
+    gift_settings: GiftSettings | None = None,
+    now: datetime | None = None,
 ) -> Swept:
     with unit_of_work(factory) as session:
         voided = ledger.expire_pending(session=session)
@@ -52,6 +63,12 @@ def sweep_once(
     if limits is not None:
         with unit_of_work(factory) as session:
             swept = ratelimit.sweep(session=session, now=utcnow(), limit=limits.sweep_batch_max)
+    gifts_expired = 0
+    if gift_settings is not None:
+        with unit_of_work(factory) as session:
+            gifts_expired = gifts.expire_due(
+                session=session, now=now or utcnow(), limit=gift_settings.expire_batch_max
+            )
     polled = topups_expired = 0
     if funding is not None:
         with unit_of_work(factory) as session:
@@ -64,6 +81,7 @@ def sweep_once(
         buckets_swept=swept,
         topups_expired=topups_expired,
         topups_polled=polled,
+        gifts_expired=gifts_expired,
     )
 
 
@@ -74,14 +92,17 @@ def run(
     interval_s: float = 1.0,
     limits: RateLimitSettings | None = None,
     funding: FundingSettings | None = None,
+    gift_settings: GiftSettings | None = None,
 ) -> None:
     while not stop.is_set():
         try:
-            swept = sweep_once(factory, keys, limits, funding)
+            swept = sweep_once(factory, keys, limits, funding, gift_settings)
             if swept.voided:
                 log.info("voided %d expired pending transfers", swept.voided)
             if swept.keys_expired:
                 log.info("deleted %d expired idempotency keys", swept.keys_expired)
+            if swept.gifts_expired:
+                log.info("expired %d gifts (the rest back to their senders)", swept.gifts_expired)
         except Exception:
             log.exception("sweep failed; retrying in %.1f s", interval_s)
         stop.wait(interval_s)
@@ -93,11 +114,12 @@ def start_thread(
     interval_s: float = 1.0,
     limits: RateLimitSettings | None = None,
     funding: FundingSettings | None = None,
+    gift_settings: GiftSettings | None = None,
 ) -> threading.Event:
     stop = threading.Event()
     thread = threading.Thread(
         target=run,
-        args=(factory, stop, keys, interval_s, limits, funding),
+        args=(factory, stop, keys, interval_s, limits, funding, gift_settings),
         name="sr-sweeper",
         daemon=True,
     )

@@ -191,6 +191,7 @@ OPEN_PAGES = {
     "/app/forgot-password",  # asking for a reset link
     "/app/reset-password",  # the emailed reset link (its token in the fragment)
     "/app/verify-email",  # the emailed verification link (its token in the fragment)
+    "/app/gifts/claim",  # a gift's claim link: signed out, a sign-in link that comes back
     "/app/manifest.webmanifest",
     "/app/sw.js",
 }

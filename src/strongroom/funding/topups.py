@@ -34,6 +34,8 @@ from strongroom.identity import verification
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
+from strongroom.limits import service as limits
+from strongroom.limits.rules import Operation
 from strongroom.money import Money
 from strongroom.settings import Settings
 
@@ -133,12 +135,14 @@ def sandbox(*, session: Session, user: User, amount: Money, settings: Settings) 
 
 
 def check_topup_limits(*, session: Session, user: User, amount: Money, settings: Settings) -> None:
-    """THE LIMITS CALL SITE of the top-ups that confirm later, at request and at confirmation:
-    the limits engineer's check of ``funding.service.prepare_topup`` (tier limits, max
-    balance; R-FUND-1 "top-ups respect max balance and tier limits") goes here after the
-    merge, so that both paths share it. A refusal raised here at confirmation time moves
-    nothing and leaves the top-up as it was (the delivery is recorded as ``refused``)."""
-    return None
+    """The limits of a top-up that confirms later, at request and at confirmation (R-FUND-1
+    "top-ups respect max balance and tier limits"; the same check as ``funding.service``'s
+    top-ups): the tier's per-transaction, day and year amounts and max balance. A refusal
+    raised at confirmation time moves nothing and leaves the top-up as it was (the delivery is
+    recorded as ``refused``; the money that arrived is the operator's to send back)."""
+    limits.check(
+        session=session, user=user, operation=Operation.TOPUP, amount=amount, settings=settings
+    )
 
 
 def find(*, session: Session, topup_id: str, for_update: bool = False) -> Topup:
@@ -206,12 +210,18 @@ def confirm(
             code="topup_already_failed",
             topup_id=topup.id,
         )
+    guard: limits.LimitGuard | None = None
+    lock_s: int | None = None
     if settings is not None:
         user = session.get_one(User, topup.user_id)
         money = settings.asset_registry().get(topup.asset)
         check_topup_limits(
             session=session, user=user, amount=Money(received_minor, money), settings=settings
         )
+        # checked again under the user's lock where the credit is applied; a crypto asset
+        # bought through this fiat channel is locked for N hours (R-TN-1)
+        guard = limits.guard(user=user, operation=Operation.TOPUP, settings=settings)
+        lock_s = limits.hold_seconds(user=user, asset=topup.asset, settings=settings)
     now = now or utcnow()
     wallet = ledger.user_wallet_id(session=session, user_id=topup.user_id, asset=topup.asset)
     omnibus = ledger.ensure_account_id(
@@ -232,6 +242,8 @@ def confirm(
             amount_minor=received_minor,
             code=TRANSFER_CODE,
             note=f"{topup.channel} top-up",
+            guard=guard,
+            lock_s=lock_s,
         ),
         now=now,
     )

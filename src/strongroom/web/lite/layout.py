@@ -38,6 +38,7 @@ NAVIGATION: Final = (
     NavItem("/app/send", N_("Send"), "send"),
     NavItem("/app/pay", N_("Pay"), "qr"),
     NavItem("/app/convert", N_("Convert"), "refresh"),
+    NavItem("/app/gifts", N_("Gifts"), "gift"),
     NavItem("/app/history", N_("History"), "list"),
     NavItem("/app/kyc", N_("Verify identity"), "id"),
     NavItem("/app/bank-accounts", N_("Bank accounts"), "bank"),

@@ -164,3 +164,32 @@
   window.setInterval(tick, 15000);
   document.addEventListener("htmx:afterSwap", tick);
 })();
+
+// Copy buttons (the gift's claim link and code): a button marked data-copy="<field id>" puts
+// that field's value on the clipboard and says data-copied for a moment. They are hidden in the
+// page and shown here, so without JavaScript there is no button that does nothing; the field
+// is read-only text to select by hand.
+(function copyButtons() {
+  var buttons = document.querySelectorAll("button[data-copy]");
+  Array.prototype.forEach.call(buttons, function (button) {
+    var field = document.getElementById(button.getAttribute("data-copy"));
+    if (!field || !navigator.clipboard) {
+      return;
+    }
+    var label = button.textContent;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      navigator.clipboard.writeText(field.value).then(
+        function () {
+          button.textContent = button.getAttribute("data-copied") || label;
+          setTimeout(function () {
+            button.textContent = label;
+          }, 2000);
+        },
+        function () {
+          field.select();
+        }
+      );
+    });
+  });
+})();
