@@ -97,6 +97,8 @@ class Entry(Base):
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
+        # On SQLite only since migration 0017: on PostgreSQL the transfer's deferred trigger
+        # checks that its entries carry its (foreign-keyed) accounts and asset.
         ForeignKeyConstraint(
             ["account_id", "asset"],
             ["ledger_accounts.id", "ledger_accounts.asset"],
