@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, Select, String, and_, bindparam, select
 from sqlalchemy.orm import Session, aliased
 
 from strongroom.db import utcnow
@@ -100,30 +100,15 @@ def _send_view(
     lot of the sender's wallet still locked at ``now`` (one row when there is none)."""
     reference = to.strip()
     if reference.startswith("u_"):
-        names_recipient = User.id == reference
+        statement = _SEND_VIEW_BY_ID
     else:
         try:
-            names_recipient = User.email == normalise_email(reference)
+            reference = normalise_email(reference)
         except DomainError:
             return None
-    source = aliased(Account, name="source")
-    target = aliased(Account, name="target")
+        statement = _SEND_VIEW_BY_EMAIL
     rows = session.execute(
-        select(
-            User,
-            source.id,
-            source.debits_posted,
-            source.credits_posted,
-            source.debits_pending,
-            target.id,
-            Lock.amount_minor,
-            Lock.unlocks_at,
-        )
-        .select_from(User)
-        .outerjoin(source, _wallet_of(source, sender_id, asset))
-        .outerjoin(target, _wallet_of(target, User.id, asset))
-        .outerjoin(Lock, and_(Lock.account_id == source.id, Lock.unlocks_at > now))
-        .where(names_recipient)
+        statement, {"reference": reference, "sender_id": sender_id, "asset": asset, "now": now}
     ).all()
     if not rows:
         return None
@@ -144,13 +129,49 @@ def _send_view(
     return _SendView(recipient=recipient, source=balance, target_account_id=target_id)
 
 
-def _wallet_of(account: Any, owner_id: Any, asset: str) -> ColumnElement[bool]:
+def _send_view_statement(
+    names_recipient: ColumnElement[bool],
+) -> Select[User, int, int, int, int, int, int, datetime]:
+    """Built once per way of naming the recipient (the values are bound per call)."""
+    source = aliased(Account, name="source")
+    target = aliased(Account, name="target")
+    asset = bindparam("asset", type_=String)
+    return (
+        select(
+            User,
+            source.id,
+            source.debits_posted,
+            source.credits_posted,
+            source.debits_pending,
+            target.id,
+            Lock.amount_minor,
+            Lock.unlocks_at,
+        )
+        .select_from(User)
+        .outerjoin(source, _wallet_of(source, bindparam("sender_id", type_=String), asset))
+        .outerjoin(target, _wallet_of(target, User.id, asset))
+        .outerjoin(
+            Lock,
+            and_(
+                Lock.account_id == source.id,
+                Lock.unlocks_at > bindparam("now", type_=Lock.unlocks_at.type),
+            ),
+        )
+        .where(names_recipient)
+    )
+
+
+def _wallet_of(account: Any, owner_id: Any, asset: Any) -> ColumnElement[bool]:
     return and_(
         account.owner_type == ledger.USER,
         account.owner_id == owner_id,
         account.kind == "wallet",
         account.asset == asset,
     )
+
+
+_SEND_VIEW_BY_ID = _send_view_statement(User.id == bindparam("reference", type_=String))
+_SEND_VIEW_BY_EMAIL = _send_view_statement(User.email == bindparam("reference", type_=String))
 
 
 def send(
