@@ -184,6 +184,12 @@ def finish(session: Session, error: BaseException | None) -> BaseException | Non
         session.info.pop(KEPT_WRITERS, None)
 
 
+def idle(session: Session) -> bool:
+    """Whether ending the unit of work needs no database work: no transaction in progress and
+    no kept writer (``finish`` of a success and ``close`` then make no round trip)."""
+    return not session.in_transaction() and not session.info.get(KEPT_WRITERS)
+
+
 def hand_off(session: Session) -> None:
     """Commit the unit of work's writes so far, before it waits on work done in another
     transaction (the group-commit batcher applies transfers in its own). Only the money-movement

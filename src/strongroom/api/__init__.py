@@ -6,15 +6,16 @@ operator check, amounts and money-moving requests. Each request is one unit of w
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from strongroom import db
-from strongroom.errors import Forbidden, ValidationFailed
+from strongroom.errors import Forbidden, ValidationFailed, present
 from strongroom.identity import api_keys, roles
 from strongroom.identity import service as identity_service
 from strongroom.identity.audit import Origin
@@ -31,11 +32,32 @@ async def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """The request's unit of work (``db.finish``): committed after the endpoint returns and
-    before the response is sent; on a refusal only the kept records are committed."""
-    with db.unit_of_work(request.app.state.session_factory) as session:
-        yield session
+    before the response is sent; on a refusal only the kept records are committed.
+
+    Opening a session does no I/O, and neither does ending one that holds no transaction (a
+    money-moving request's was committed by ``db.hand_off``): only a unit of work with
+    something to commit or roll back goes to the thread pool, so most requests make two
+    thread-pool hops fewer than a synchronous dependency would (issue #14)."""
+    session = request.app.state.session_factory()
+    try:
+        try:
+            yield session
+        except BaseException as error:
+            raised = await run_in_threadpool(db.finish, session, error)
+            if raised is error:
+                raise
+            raise present(raised, "a refused unit of work reports a refusal") from error
+        if db.idle(session):
+            db.finish(session, None)
+        else:
+            await run_in_threadpool(db.finish, session, None)
+    finally:
+        if db.idle(session):
+            session.close()
+        else:
+            await run_in_threadpool(session.close)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,7 +32,6 @@ from strongroom.ledger.schemas import (
     TransactionOut,
     TransactionsOut,
     TransferIn,
-    TransferResultOut,
     Unlock,
 )
 from strongroom.money import AssetRegistry, format_amount, parse_amount
@@ -201,6 +200,7 @@ READER_REFUSALS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/admin/ledger/transfers",
     tags=["operator"],
+    response_model=BatchOut,
     responses={
         **KEY_REFUSALS,
         400: {
@@ -219,7 +219,7 @@ def batch(
     session: SessionDep,
     settings: SettingsDep,
     registry: AssetsDep,
-) -> BatchOut:
+) -> JSONResponse:
     """Post many transfers in one request (bounded); ``linked`` groups are all or nothing.
     Idempotent through transfer ids: a replayed id with the same fields reports ``exists``."""
     if len(body.transfers) > settings.ledger.batch_max_transfers:
@@ -230,21 +230,22 @@ def batch(
         )
     specs = [_spec(item, registry) for item in body.transfers]
     results = service.create_transfers(session=session, specs=specs, limits=settings.ledger)
+    # Up to 8,000 results: written as plain JSON, not as a BatchOut of TransferResultOut models
+    # that FastAPI would check and convert again (the schema stays BatchOut, response_model).
     out = [
-        TransferResultOut(
-            index=r.index,
-            id=r.id,
-            status=r.status,
-            error=None
+        {
+            "index": r.index,
+            "id": r.id,
+            "status": r.status,
+            "error": None
             if r.error is None
             else {"code": r.error.code, "message": r.error.message, "details": r.error.details},
-        )
+        }
         for r in results
     ]
+    failed = sum(1 for r in results if r.status == "failed")
     created = sum(1 for r in results if r.status == "created")
-    return BatchOut(
-        results=out, created=created, failed=sum(1 for r in results if r.status == "failed")
-    )
+    return JSONResponse({"results": out, "created": created, "failed": failed})
 
 
 def _spec(item: TransferIn, registry: AssetRegistry) -> TransferSpec:

@@ -100,6 +100,8 @@ class Entry(Base):
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
+        # On SQLite only since migration 0017: on PostgreSQL the transfer's deferred trigger
+        # checks that its entries carry its (foreign-keyed) accounts and asset.
         ForeignKeyConstraint(
             ["account_id", "asset"],
             ["ledger_accounts.id", "ledger_accounts.asset"],
@@ -108,14 +110,13 @@ class Entry(Base):
         CheckConstraint("side IN ('D', 'C')", name="side"),
         Index("ix_ledger_entries_account_id_id", "account_id", "id"),
         # one debit and one credit entry per transfer (migration 0004; on PostgreSQL a deferred
-        # trigger also checks at commit that both exist and carry the transfer's amount)
+        # trigger on the transfer also checks at commit that both exist and carry its amount);
+        # also the index for lookups by transfer id (0017 dropped the plain one)
         Index("uq_ledger_entries_transfer_id_side", "transfer_id", "side", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    transfer_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("ledger_transfers.id"), index=True
-    )
+    transfer_id: Mapped[str] = mapped_column(String(64), ForeignKey("ledger_transfers.id"))
     account_id: Mapped[int] = mapped_column(BigId)
     asset: Mapped[str] = mapped_column(String(10))
     side: Mapped[str] = mapped_column(String(1))

@@ -3,8 +3,9 @@
 The money-movement service prepares a ``TransferSpec`` in the request's own transaction, then
 hands it to the process's ``Batcher``. One thread takes what has queued up (at most
 ``max_batch``) and applies it in ONE database transaction: the idempotency keys are claimed in
-one statement, the transfers go through ``ledger.create_transfers`` (each its own group, so one
-refusal does not touch the others), the outcomes are stored in one statement, and one commit
+one statement together with the outcome each will have (the transfer ids are chosen before), the
+transfers go through ``ledger.create_transfers`` (each its own group, so one refusal does not
+touch the others), the keys of refused transfers are deleted in one statement, and one commit
 makes it all durable. Round trips, the commit's flush and a hot account's row lock are paid once
 per batch instead of once per request. Every caller still gets its own outcome or its own error,
 and nothing is acknowledged before the commit.
@@ -15,9 +16,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,6 +56,10 @@ class Job:
     future: Future[Outcome] = field(default_factory=Future)
     attempts: int = 0
     on_commit: OnCommit | None = None
+
+    def __post_init__(self) -> None:
+        if self.claim is not None and self.spec.id is None:  # its key is stored with its outcome
+            self.spec = replace(self.spec, id=str(uuid.uuid4()))
 
 
 class Batcher:
@@ -166,7 +172,6 @@ def _apply(
     owners, duplicates = _claim(session, jobs)
     results = ledger.create_transfers(session=session, specs=[job.spec for job in owners])
     outcomes: list[tuple[Job, Outcome | DomainError]] = []
-    done: list[tuple[Claim, Outcome]] = []
     refused: list[Claim] = []
     for job, result in zip(owners, results, strict=True):
         if result.error is not None:
@@ -175,20 +180,32 @@ def _apply(
                 refused.append(job.claim)
             continue
         outcome = Outcome(id=result.id, status=status_of(job.spec))
-        outcomes.append((job, outcome))
         if job.on_commit is not None:
             job.on_commit(session, result.id)
         if job.claim is not None:
-            done.append((job.claim, outcome))
-    idempotency.settle(session=session, done=done, refused=refused)
+            invariant(outcome == _outcome_of(job.spec), "the stored outcome is the one made")
+        outcomes.append((job, outcome))
+    idempotency.settle(session=session, done=[], refused=refused)
     return outcomes, duplicates
 
 
+def _outcome_of(spec: TransferSpec) -> Outcome:
+    return Outcome(
+        id=present(spec.id, "a job with a key has its transfer id"), status=status_of(spec)
+    )
+
+
 def _claim(session: Session, jobs: list[Job]) -> tuple[list[Job], list[Job]]:
-    """Claim every job's key in one statement; a key already there (or twice in this batch)
-    makes its job a duplicate."""
-    claims = {(job.claim.scope, job.claim.key): job.claim for job in jobs if job.claim}
-    won = idempotency.claim_all(session=session, claims=list(claims.values()))
+    """Claim every job's key in one statement, stored with the outcome its transfer will have
+    (a refused one's key is deleted again before the commit); a key already there (or twice in
+    this batch) makes its job a duplicate."""
+    keyed = {(job.claim.scope, job.claim.key): job for job in jobs if job.claim}
+    claims = {pair: present(job.claim, "keyed") for pair, job in keyed.items()}
+    won = idempotency.claim_all(
+        session=session,
+        claims=list(claims.values()),
+        outcomes=[_outcome_of(job.spec) for job in keyed.values()],
+    )
     owners, duplicates = [], []
     for job in jobs:
         if job.claim is None:

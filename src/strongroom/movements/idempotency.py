@@ -96,15 +96,28 @@ def stored_outcome(*, session: Session, claim: Claim) -> Outcome | None:
     return Outcome(id=str(stored["id"]), status=str(stored["status"]))
 
 
-def claim_all(*, session: Session, claims: list[Claim]) -> set[tuple[str, str]]:
-    """Insert every claim's key in one statement; the (scope, key) pairs this call won."""
+def claim_all(
+    *, session: Session, claims: list[Claim], outcomes: list[Outcome] | None = None
+) -> set[tuple[str, str]]:
+    """Insert every claim's key in one statement; the (scope, key) pairs this call won.
+
+    With ``outcomes`` (one per claim) each key is stored with its outcome at once: the caller
+    then deletes the keys of the requests that were refused (``settle``) in the same
+    transaction, instead of storing every outcome in a second statement."""
     if not claims:
         return set()
+    invariant(outcomes is None or len(outcomes) == len(claims), "one outcome per claim")
     insert = insert_for(session)
     now = utcnow()
     rows = [
-        {"scope": c.scope, "key": c.key, "request_hash": c.fingerprint, "created_at": now}
-        for c in claims
+        {
+            "scope": c.scope,
+            "key": c.key,
+            "request_hash": c.fingerprint,
+            "created_at": now,
+            "outcome_json": None if outcomes is None else json.dumps(outcomes[i].as_dict()),
+        }
+        for i, c in enumerate(claims)
     ]
     returned = session.execute(
         insert(IdempotencyKey)

@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, String, and_, bindparam, select
+from sqlalchemy.orm import Session, aliased
 
+from strongroom.db import utcnow
 from strongroom.errors import DomainError, InsufficientFunds, NotFound
+from strongroom.identity import phones, verification
 from strongroom.identity import service as identity
-from strongroom.identity import verification
 from strongroom.identity.models import User
+from strongroom.identity.service import normalise_email
 from strongroom.ledger import service as ledger
-from strongroom.ledger.domain import TransferSpec
+from strongroom.ledger.domain import Balance, TransferSpec, Unlock, balance_of
+from strongroom.ledger.models import Account, Lock
 from strongroom.limits import service as limits_engine
-from strongroom.limits.rules import Operation
+from strongroom.limits.rules import Operation, locked_refusal
 from strongroom.money import Money
 from strongroom.settings import LedgerLimits, Settings, get_settings
 
 
 @dataclass(frozen=True, slots=True)
 class CheckedSend:
-    """A transfer that would go through now: who receives it, from which wallet."""
+    """A transfer that would go through now: who receives it, from which wallet (and into which,
+    when the recipient already has one in the asset: None means it is opened on first use)."""
 
     recipient: User
     source_account_id: int
+    target_account_id: int | None = None
 
 
 def check_send(
@@ -38,14 +46,22 @@ def check_send(
 ) -> CheckedSend:
     """Everything a send is refused for, without writing anything: the recipient (a user, not
     oneself, the same region), the note, the sender's balance (the ledger's ``Balance``: total
-    - pending), then the limits engine (``p2p_send``: locked money, R-TN-2, and the tier's
-    limits, R-LIMIT-1), so a refused send creates no wallet either."""
+    - pending), the T+N locks (``funds_locked``, R-TN-2), then the limits engine (``p2p_send``:
+    the tier's limits, R-LIMIT-1), so a refused send creates no wallet either.
+
+    One statement reads the recipient, the sender's wallet with its balance fields and its
+    lock lots, and the recipient's wallet (issue #14: these were five round trips); a phone
+    number is first resolved to its user (one more). The refusals come in the order they
+    always did."""
     verification.require_verified(sender)  # R-SEC-11: email_unverified before anything else
     if note is not None and len(note) > limits.note_max_chars:
         raise DomainError(
             f"note is longer than {limits.note_max_chars} characters", code="invalid_note"
         )
-    recipient = identity.find_user(session=session, reference=to, region=sender.region)
+    asset = amount.asset.code
+    now = utcnow()
+    view = _send_view(session=session, sender=sender, to=to, asset=asset, now=now)
+    recipient = None if view is None else view.recipient
     if recipient is None or recipient.operator_role is not None:
         raise NotFound("no user with that email, phone or id", code="recipient_not_found")
     if recipient.id == sender.id:
@@ -57,31 +73,134 @@ def check_send(
             from_region=sender.region,
             to_region=recipient.region,
         )
-    asset = amount.asset.code
-    source = ledger.user_wallet_id_if_any(session=session, user_id=sender.id, asset=asset)
-    held = None if source is None else ledger.balance(session=session, account_id=source)
-    if (
-        source is None
-        or held is None
-        or amount.amount_minor > held.total_minor - held.pending_minor
-    ):
-        available_minor = 0 if held is None else held.available_minor
+    source = None if view is None else view.source
+    available_minor = 0 if source is None else source.available_minor
+    if source is None or amount.amount_minor > source.total_minor - source.pending_minor:
         raise InsufficientFunds(
             "insufficient funds",
-            account_id=source,
+            account_id=None if source is None else source.account_id,
             asset=asset,
             available_minor=str(max(available_minor, 0)),
             requested_minor=str(amount.amount_minor),
         )
-    limits_engine.check(
+    locked = locked_refusal(
+        asset=asset,
+        scale=amount.asset.scale,
+        room=source.total_minor - source.pending_minor,
+        amount_minor=amount.amount_minor,
+        lots=source.unlocks,
+        now=now,
+    )
+    if locked is not None:
+        raise locked
+    limits_engine.check(  # the tier's limits; the locks were checked above, from this view
         session=session,
         user=sender,
         operation=Operation.P2P_SEND,
         amount=amount,
         settings=settings or get_settings(),
-        account_id=source,
+        now=now,
     )
-    return CheckedSend(recipient=recipient, source_account_id=source)
+    return CheckedSend(
+        recipient=recipient,
+        source_account_id=source.account_id,
+        target_account_id=None if view is None else view.target_account_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _SendView:
+    recipient: User
+    source: Balance | None
+    target_account_id: int | None
+
+
+def _send_view(
+    *, session: Session, sender: User, to: str, asset: str, now: datetime
+) -> _SendView | None:
+    """The recipient named by ``to`` (a user id ``u_...`` or an email), the sender's wallet in
+    ``asset`` as a ``Balance`` (None without one) and the recipient's wallet id in ``asset``
+    (None without one), in ONE statement; None when no user answers to ``to``. A row per lock
+    lot of the sender's wallet still locked at ``now`` (one row when there is none)."""
+    reference = to.strip()
+    if reference.startswith("u_"):
+        statement = _SEND_VIEW_BY_ID
+    elif phones.looks_like_phone(reference):
+        found = identity.find_user(session=session, reference=reference, region=sender.region)
+        if found is None:
+            return None
+        reference, statement = found.id, _SEND_VIEW_BY_ID
+    else:
+        try:
+            reference = normalise_email(reference)
+        except DomainError:
+            return None
+        statement = _SEND_VIEW_BY_EMAIL
+    rows = session.execute(
+        statement, {"reference": reference, "sender_id": sender.id, "asset": asset, "now": now}
+    ).all()
+    if not rows:
+        return None
+    first = rows[0]
+    recipient, source_id, debits_posted, credits_posted, debits_pending, target_id = first[:6]
+    balance = None
+    if source_id is not None:
+        lots = [Unlock(row[6], row[7]) for row in rows if row[6] is not None]
+        balance = balance_of(
+            account_id=source_id,
+            asset=asset,
+            debits_posted=debits_posted,
+            credits_posted=credits_posted,
+            debits_pending=debits_pending,
+            lots=lots,
+            now=now,
+        )
+    return _SendView(recipient=recipient, source=balance, target_account_id=target_id)
+
+
+def _send_view_statement(
+    names_recipient: ColumnElement[bool],
+) -> Select[User, int, int, int, int, int, int, datetime]:
+    """Built once per way of naming the recipient (the values are bound per call)."""
+    source = aliased(Account, name="source")
+    target = aliased(Account, name="target")
+    asset = bindparam("asset", type_=String)
+    return (
+        select(
+            User,
+            source.id,
+            source.debits_posted,
+            source.credits_posted,
+            source.debits_pending,
+            target.id,
+            Lock.amount_minor,
+            Lock.unlocks_at,
+        )
+        .select_from(User)
+        .outerjoin(source, _wallet_of(source, bindparam("sender_id", type_=String), asset))
+        .outerjoin(target, _wallet_of(target, User.id, asset))
+        .outerjoin(
+            Lock,
+            and_(
+                Lock.account_id == source.id,
+                Lock.unlocks_at > bindparam("now", type_=Lock.unlocks_at.type),
+            ),
+        )
+        .where(names_recipient)
+    )
+
+
+def _wallet_of(account: Any, owner_id: Any, asset: Any) -> ColumnElement[bool]:
+    return and_(
+        account.owner_type == ledger.USER,
+        account.owner_id == owner_id,
+        account.kind == "wallet",
+        account.asset == asset,
+    )
+
+
+_SEND_VIEW_BY_ID = _send_view_statement(User.id == bindparam("reference", type_=String))
+_SEND_VIEW_BY_EMAIL = _send_view_statement(User.email == bindparam("reference", type_=String))
 
 
 def send(
@@ -150,9 +269,11 @@ def spec_for(
     settings: Settings,
 ) -> TransferSpec:
     """The transfer of a checked send, to the recipient's wallet (opened on first use)."""
-    target = ledger.user_wallet_id(
-        session=session, user_id=checked.recipient.id, asset=amount.asset.code
-    )
+    target = checked.target_account_id
+    if target is None:
+        target = ledger.user_wallet_id(
+            session=session, user_id=checked.recipient.id, asset=amount.asset.code
+        )
     return TransferSpec(
         debit_account_id=checked.source_account_id,
         credit_account_id=target,
