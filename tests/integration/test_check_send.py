@@ -103,14 +103,19 @@ def test_available_leaves_out_pending_and_locked_and_the_wallets_are_found(facto
         assert checked.source_account_id == wallets["alice"]
         assert checked.target_account_id == wallets["bob"]
         assert ledger.balance(session=session, account_id=wallets["alice"]).available_minor == 60_00
-        with pytest.raises(DomainError) as refused:
+        with pytest.raises(DomainError) as locked:  # held, but 30.00 of it is locked (R-TN-2)
             _check(session, "u_bob", 60_01)
+        with pytest.raises(DomainError) as refused:  # more than is held: 100 - 10 pending
+            _check(session, "u_bob", 90_01)
+    assert locked.value.code == "funds_locked"
+    assert set(locked.value.details) == {"asset", "locked", "unlocks_at"}
+    assert locked.value.details["locked"] == "30.00"
     assert refused.value.code == "insufficient_funds"
     assert refused.value.details == {
         "account_id": wallets["alice"],
         "asset": "HKD",
         "available_minor": "6000",
-        "requested_minor": "6001",
+        "requested_minor": "9001",
     }
 
 
