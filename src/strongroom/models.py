@@ -15,6 +15,8 @@ from strongroom.identity.models import (
     User,
 )
 from strongroom.kyc.models import Document as KycDocument
+from strongroom.kyc.models import Member as KycMember
+from strongroom.kyc.models import Organisation as KycOrganisation
 from strongroom.kyc.models import Submission as KycSubmission
 from strongroom.ledger.models import Account, Entry, Lock, Transfer
 from strongroom.movements.models import IdempotencyKey
@@ -32,6 +34,8 @@ __all__ = [
     "Entry",
     "IdempotencyKey",
     "KycDocument",
+    "KycMember",
+    "KycOrganisation",
     "KycSubmission",
     "Lock",
     "LoginThrottle",
