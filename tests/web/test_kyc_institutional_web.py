@@ -184,7 +184,7 @@ def test_the_form_and_its_templates(http: httpx.Client, live_url: str) -> None:
 def test_an_institutional_application_is_stored_and_waits_for_review(
     http: httpx.Client, pg_db: Engine, documents_dir: Path
 ) -> None:
-    fields = form(**{"members-3-ownership": "15.5"})
+    fields = form() | {"members-3-ownership": "15.5"}
     # a row left empty (as the browser sends a row added and not filled in) is dropped
     fields |= {"members-7-role": "beneficial_owner", "members-7-legal_name": " "}
     done = post(http, fields, files())
