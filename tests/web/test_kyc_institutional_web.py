@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from strongroom import db
 from strongroom.app import create_app
 from strongroom.identity.models import AuditEvent, User
+from strongroom.kyc import institutional
 from strongroom.kyc.models import Document, Member, Organisation, Submission
 from strongroom.notify.models import OutboxEmail
 from strongroom.settings import KycSettings
@@ -322,7 +323,7 @@ REFUSED: list[tuple[str, dict[str, Any], dict[str, Any], int, str]] = [
         {},
         {"board_resolution": minimal_pdf() + b"%" * DOCUMENT_MAX_BYTES},
         413,
-        "A file is too large: at most 0 MB each.",
+        "A file is too large",
     ),
     (
         "a missing organisation name",
@@ -410,6 +411,22 @@ def test_too_many_members_and_a_malformed_body(http: httpx.Client, pg_db: Engine
     )
     assert garbled.status_code in (400, 403)
     assert fingerprint(pg_db) == before
+
+
+def test_a_body_over_the_form_limit_is_refused_unread(
+    http: httpx.Client, pg_db: Engine, documents_dir: Path
+) -> None:
+    """The form's own body limit: every file it may hold at their largest, and the overhead."""
+    limit = institutional.FILES_MAX * DOCUMENT_MAX_BYTES + KycSettings().form_overhead_bytes
+    before = fingerprint(pg_db)
+    big = [
+        (f"members-{index}-document", (f"{index}.jpg", b"\xff" * DOCUMENT_MAX_BYTES, "image/jpeg"))
+        for index in range(1, 16)
+    ]
+    refused = post(http, form(), big)
+    assert refused.status_code == 413
+    assert refused.json()["error"]["details"]["max_bytes"] == limit
+    assert fingerprint(pg_db) == before and stored_files(documents_dir) == []
 
 
 def test_console_review_of_an_institutional_submission(
