@@ -439,6 +439,7 @@ def test_console_review_of_an_institutional_submission(
         queue = console.get("/console/kyc").text
         found = re.search(r'href="/console/kyc/(\d+)"', queue)
         assert found is not None and "Institutional" in queue
+        assert "<span data-organisation>Harbour Trading Limited</span>" in queue
         submission = found.group(1)
         one = console.get(f"/console/kyc/{submission}")
         assert one.status_code == 200

@@ -194,6 +194,18 @@ def institution_of(*, session: Session, submission: Submission) -> Institution:
     return Institution(session.get(Organisation, submission.id), list(members))
 
 
+def organisation_names(*, session: Session, submission_ids: Sequence[int]) -> dict[int, str]:
+    """The organisation's name of each institutional submission among these (one query)."""
+    if not submission_ids:
+        return {}
+    rows = session.execute(
+        select(Organisation.submission_id, Organisation.name).where(
+            Organisation.submission_id.in_(list(submission_ids))
+        )
+    )
+    return {submission_id: name for submission_id, name in rows}
+
+
 # --------------------------------------------------------------------------- the checks
 
 

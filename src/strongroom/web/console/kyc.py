@@ -91,6 +91,7 @@ class Row:
     submitted_at: str
     age: str
     overdue: bool
+    organisation: str = ""
 
 
 def _age(lang: Lang, seconds: int) -> str:
@@ -103,7 +104,9 @@ def _age(lang: Lang, seconds: int) -> str:
     }
 
 
-def _row(row: Submission, lang: Lang, now: datetime, settings: KycSettings) -> Row:
+def _row(
+    row: Submission, lang: Lang, now: datetime, settings: KycSettings, organisation: str = ""
+) -> Row:
     return Row(
         id=row.id,
         user_id=row.user_id,
@@ -113,6 +116,7 @@ def _row(row: Submission, lang: Lang, now: datetime, settings: KycSettings) -> R
         submitted_at=lang.when(row.created_at),
         age=_age(lang, service.age_seconds(row, now)),
         overdue=service.overdue(row, now, settings),
+        organisation=organisation,
     )
 
 
@@ -133,8 +137,13 @@ def queue_page(
         cursor=cursor or None,
     )
     now = db.utcnow()
+    names = institutional.organisation_names(
+        session=session, submission_ids=[item.id for item in found.items]
+    )
     values: dict[str, Any] = {
-        "rows": [_row(item, lang, now, settings.kyc) for item in found.items],
+        "rows": [
+            _row(item, lang, now, settings.kyc, names.get(item.id, "")) for item in found.items
+        ],
         "next_cursor": found.next_cursor,
         "cursor": cursor,
         "status": status if status in STATUSES else "all",
