@@ -43,6 +43,7 @@ SCREENS = {  # a console page of each screen
     "adjustments": "/console/adjustments",
     "audit": "/console/audit",
     "outbox": "/console/outbox",
+    "kyc": "/console/kyc",
 }
 WRONG = "The email or password is wrong."
 
