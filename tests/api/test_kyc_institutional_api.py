@@ -162,7 +162,10 @@ def test_an_advanced_user_may_become_institutional(
     with db.unit_of_work(db.make_session_factory(pg_db)) as session:
         session.get_one(User, user.user_id).kyc_tier = "advanced"
     reviewer = operator(client, pg_db, role="kyc_reviewer")
-    submission_id = apply(pg_db, settings, user.user_id)
+    with pytest.raises(DomainError) as too_old:
+        apply(pg_db, settings, user.user_id, incorporated_on="1599-12-31")
+    assert too_old.value.details["field"] == "incorporated_on"
+    submission_id = apply(pg_db, settings, user.user_id, incorporated_on="1865-03-03")
     reviewer.post(f"/v1/admin/kyc/submissions/{submission_id}/approve", {}, key=None)
     with db.make_session_factory(pg_db)() as session:
         tier = session.scalars(select(User.kyc_tier).where(User.id == user.user_id)).one()

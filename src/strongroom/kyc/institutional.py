@@ -60,6 +60,8 @@ from strongroom.settings import KycSettings
 ADDRESS_CHARS_MAX: Final = 300
 REGISTRATION_NUMBER: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ()/.-]{0,63}")
 OWNERSHIP: Final = re.compile(r"\d{1,3}(\.\d{1,2})?")
+INCORPORATED_AFTER: Final = date(1600, 1, 1)
+"""Old enough for the oldest organisations still in business."""
 MEMBERS_MAX: Final = 12
 """Members in one application (a request then holds at most ``MEMBERS_MAX + 2`` files)."""
 FILES_MAX: Final = MEMBERS_MAX + len(ORGANISATION_DOCUMENTS)
@@ -221,6 +223,7 @@ def _organisation(application: InstitutionalApplication, today: date) -> Organis
         application.incorporated_on,
         today + timedelta(days=1),  # incorporated today is fine
         "incorporated_on",
+        INCORPORATED_AFTER,
     )
     kind = (application.organisation_type or "").strip()
     if not kind:

@@ -350,16 +350,21 @@ def document_number_field(value: str | None, field_name: str = "document_number"
     return number
 
 
-def date_of_birth_field(value: str | None, today: date, field_name: str = "date_of_birth") -> date:
-    """A date in the past, after 1900 (a birth, an incorporation)."""
+def date_of_birth_field(
+    value: str | None,
+    today: date,
+    field_name: str = "date_of_birth",
+    earliest: date = BORN_AFTER,
+) -> date:
+    """A date from ``earliest`` (1900) until yesterday (a birth; an incorporation)."""
     if not value or not value.strip():
         raise missing(field_name)
     try:
         born = date.fromisoformat(value.strip())
     except ValueError:
         raise invalid(field_name, "a date as YYYY-MM-DD") from None
-    if not BORN_AFTER <= born < today:
-        raise invalid(field_name, "a date in the past, after 1900")
+    if not earliest <= born < today:
+        raise invalid(field_name, f"a date in the past, after {earliest.year}")
     return born
 
 
