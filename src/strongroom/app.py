@@ -34,6 +34,7 @@ from strongroom.api.reserves import router as reserves_router
 from strongroom.api.tokens import router as tokens_router
 from strongroom.db import make_engine, make_session_factory
 from strongroom.errors import DomainError
+from strongroom.kyc import institutional
 from strongroom.movements.batcher import Batcher
 from strongroom.notify import delivery as mail_delivery
 from strongroom.ratelimit.service import RateLimiter
@@ -120,7 +121,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.request_body_max_bytes,
-        larger={KYC_SUBMISSIONS_PATH: uploads, "/app/kyc": uploads},
+        larger={
+            KYC_SUBMISSIONS_PATH: uploads,
+            "/app/kyc": uploads,
+            "/app/kyc/institutional": institutional.FILES_MAX * settings.kyc.document_max_bytes
+            + settings.kyc.form_overhead_bytes,
+        },
     )
     app.add_middleware(SecurityHeaders, headers=transport_headers(settings))
     _install_error_handlers(app)

@@ -19,6 +19,8 @@ from strongroom.identity.models import (
     User,
 )
 from strongroom.kyc.models import Document as KycDocument
+from strongroom.kyc.models import Member as KycMember
+from strongroom.kyc.models import Organisation as KycOrganisation
 from strongroom.kyc.models import Submission as KycSubmission
 from strongroom.ledger.models import Account, Entry, Lock, Transfer
 from strongroom.movements.models import IdempotencyKey
@@ -46,6 +48,8 @@ __all__ = [
     "GiftShare",
     "IdempotencyKey",
     "KycDocument",
+    "KycMember",
+    "KycOrganisation",
     "KycSubmission",
     "Lock",
     "LoginThrottle",

@@ -19,13 +19,15 @@ from strongroom import db
 from strongroom.api import RowIdPath, SessionDep, SettingsDep, UserDep, operator_with, origin_of
 from strongroom.errors import DomainError, ValidationFailed
 from strongroom.identity.models import User
-from strongroom.kyc import content, service
+from strongroom.kyc import content, institutional, service
 from strongroom.kyc.models import Document, Submission
 from strongroom.kyc.schemas import (
     ApproveIn,
     DecisionOut,
     DocumentOut,
     KycOut,
+    MemberOut,
+    OrganisationOut,
     QueueItem,
     QueueOut,
     RejectIn,
@@ -242,10 +244,18 @@ def submission_detail(
     submission_id: RowIdPath, operator: ReviewerDep, session: SessionDep, settings: SettingsDep
 ) -> SubmissionOut:
     """A submission's ID details and its documents' ids (the photos of the primary that an
-    advanced one reuses included); the files are ``GET /v1/admin/kyc/documents/{id}``."""
+    advanced one reuses included); an institutional one's organisation and members; the files
+    are ``GET /v1/admin/kyc/documents/{id}``."""
     row = service.get(session=session, submission_id=submission_id)
     documents = service.documents_of(session=session, submission=row)
-    return submission_out(row, documents, db.utcnow(), settings.kyc)
+    out = submission_out(row, documents, db.utcnow(), settings.kyc)
+    found = institutional.institution_of(session=session, submission=row)
+    if found.organisation is not None:
+        out.organisation = OrganisationOut.model_validate(found.organisation, from_attributes=True)
+    out.members = [
+        MemberOut.model_validate(member, from_attributes=True) for member in found.members
+    ]
+    return out
 
 
 @router.get(

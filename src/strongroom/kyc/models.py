@@ -125,3 +125,86 @@ class Document(Base):
     key_id: Mapped[str] = mapped_column(String(32))
     storage_key: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --------------------------------------------------------------------------- institutional
+
+BOARD_RESOLUTION: Final = "board_resolution"
+OWNERSHIP_STRUCTURE: Final = "ownership_structure"
+ORGANISATION_DOCUMENTS: Final = (BOARD_RESOLUTION, OWNERSHIP_STRUCTURE)
+MEMBER_DOCUMENT_PREFIX: Final = "member_"
+"""A member's identity document is the submission's document of kind ``member_<position>``."""
+
+REPRESENTATIVE: Final = "authorised_representative"
+CONTROLLER: Final = "significant_control"
+BENEFICIAL_OWNER: Final = "beneficial_owner"
+MEMBER_ROLES: Final = (REPRESENTATIVE, CONTROLLER, BENEFICIAL_OWNER)
+
+COMPANY: Final = "company"
+PARTNERSHIP: Final = "partnership"
+TRUST: Final = "trust"
+FOUNDATION: Final = "foundation"
+OTHER: Final = "other"
+ORGANISATION_TYPES: Final = (COMPANY, PARTNERSHIP, TRUST, FOUNDATION, OTHER)
+
+BASIS_POINTS_WHOLE: Final = 10_000
+"""100 % in basis points: ownership is stored as an integer (25.5 % is 2550)."""
+
+
+class Organisation(Base):
+    """The organisation of an institutional submission (R-KYC-4): its details and two
+    addresses (each the address's lines as written and its country or region)."""
+
+    __tablename__ = "kyc_organisations"
+    __table_args__ = (
+        CheckConstraint(
+            "organisation_type IN ('company', 'partnership', 'trust', 'foundation', 'other')",
+            name="organisation_type",
+        ),
+    )
+
+    submission_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("kyc_submissions.id"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    registration_number: Mapped[str] = mapped_column(String(64))
+    incorporation_country: Mapped[str] = mapped_column(String(2))
+    incorporated_on: Mapped[date] = mapped_column(Date)
+    organisation_type: Mapped[str] = mapped_column(String(16))
+    registered_address: Mapped[str] = mapped_column(String(300))
+    registered_country: Mapped[str] = mapped_column(String(2))
+    business_address: Mapped[str] = mapped_column(String(300))
+    business_country: Mapped[str] = mapped_column(String(2))
+
+
+class Member(Base):
+    """A person named in an institutional submission, in the order given (``position``, from
+    1), with one role; ``ownership_bps`` where it applies (required for a beneficial owner).
+    Their identity document is the submission's document of kind ``member_<position>``."""
+
+    __tablename__ = "kyc_members"
+    __table_args__ = (
+        UniqueConstraint("submission_id", "position", name="uq_kyc_members_submission_position"),
+        CheckConstraint(
+            "role IN ('authorised_representative', 'significant_control', 'beneficial_owner')",
+            name="role",
+        ),
+        CheckConstraint(
+            "ownership_bps IS NULL OR (ownership_bps >= 0 AND ownership_bps <= 10000)",
+            name="ownership_range",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    submission_id: Mapped[int] = mapped_column(BigId, ForeignKey("kyc_submissions.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(32))
+    legal_name: Mapped[str] = mapped_column(String(200))
+    date_of_birth: Mapped[date] = mapped_column(Date)
+    nationality: Mapped[str] = mapped_column(String(2))
+    document_number: Mapped[str] = mapped_column(String(64))
+    ownership_bps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    @property
+    def document_kind(self) -> str:
+        return f"{MEMBER_DOCUMENT_PREFIX}{self.position}"

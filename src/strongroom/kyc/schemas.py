@@ -50,6 +50,35 @@ class DocumentOut(BaseModel):
     size_bytes: int
 
 
+class OrganisationOut(BaseModel):
+    """An institutional submission's organisation (R-KYC-4)."""
+
+    name: str
+    registration_number: str
+    incorporation_country: str
+    incorporated_on: date
+    organisation_type: str
+    registered_address: str = Field(description="its lines, separated by newlines")
+    registered_country: str
+    business_address: str = Field(description="the principal business address")
+    business_country: str
+
+
+class MemberOut(BaseModel):
+    """A member of an institutional submission; their identity document is the submission's
+    document of kind ``member_<position>``."""
+
+    position: int
+    role: str = Field(
+        description="`authorised_representative`, `significant_control` or `beneficial_owner`"
+    )
+    legal_name: str
+    date_of_birth: date
+    nationality: str
+    document_number: str
+    ownership_bps: int | None = Field(description="ownership in basis points (2550 = 25.5 %)")
+
+
 class SubmissionOut(BaseModel):
     id: int
     user_id: str
@@ -70,6 +99,12 @@ class SubmissionOut(BaseModel):
     reviewer_id: str | None
     reviewed_at: datetime | None
     documents: list[DocumentOut]
+    organisation: OrganisationOut | None = Field(
+        default=None, description="institutional only: the organisation"
+    )
+    members: list[MemberOut] = Field(
+        default_factory=list, description="institutional only: its members, in order"
+    )
 
 
 class ApproveIn(BaseModel):

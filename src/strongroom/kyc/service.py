@@ -68,7 +68,7 @@ from strongroom.vault import Keyring, VaultError
 CAPABILITY: Final = "kyc"
 CURSOR: Final = "kyc"
 UNVERIFIED: Final = "unverified"
-TIER_RANK: Final = {UNVERIFIED: 0, PRIMARY: 1, ADVANCED: 2}
+TIER_RANK: Final = {UNVERIFIED: 0, PRIMARY: 1, ADVANCED: 2, INSTITUTIONAL: 3}
 REASON_CHARS_MAX: Final = 280
 NAME_CHARS_MAX: Final = 200
 COUNTRY: Final = re.compile(r"[A-Z]{2}")
@@ -137,7 +137,7 @@ def submit(
     refusals (``document_too_large``, ``unsupported_document_type``, ``invalid_document``)."""
     now = now or db.utcnow()
     level = _level(application.level)
-    _check_open(session, user, level)
+    check_open(session, user, level)
     details = _details(session, user, level, application, now.date())
     files = _cleaned(application.files, details.required_files, level, settings)
     row = Submission(
@@ -159,9 +159,9 @@ def submit(
             session.add(row)
             session.flush()
     except IntegrityError:  # another request of the same user and level, at the same moment
-        raise _pending_refusal(_pending_of(session, user.id, level)) from None
+        raise pending_refusal(_pending_of(session, user.id, level)) from None
     for kind, document in files.items():
-        _store(session, vault, row, kind, document, now)
+        store_document(session, vault, row, kind, document, now)
     audit.record(
         session=session,
         action="kyc.submitted",
@@ -171,12 +171,23 @@ def submit(
         details={"submission_id": row.id, "level": level, "documents": sorted(files)},
         now=now,
     )
+    assess(session, row, provider, origin, now)
+    return row
+
+
+def assess(
+    session: Session,
+    row: Submission,
+    provider: VerificationProvider,
+    origin: Origin,
+    now: datetime,
+) -> None:
+    """Let the provider look at a new submission (the built-in one leaves it pending)."""
     verdict = provider.assess(row)
     if verdict.status == APPROVED:
         _decide(session, row, None, APPROVED, None, origin, now)
     elif verdict.status == REJECTED:
         _decide(session, row, None, REJECTED, verdict.reason or "rejected", origin, now)
-    return row
 
 
 def history(*, session: Session, user: User, limit: int) -> list[Submission]:
@@ -204,7 +215,7 @@ def _level(value: str) -> str:
     return level
 
 
-def _check_open(session: Session, user: User, level: str) -> None:
+def check_open(session: Session, user: User, level: str) -> None:
     if TIER_RANK.get(user.kyc_tier, 0) >= TIER_RANK[level] or user.kyc_tier == INSTITUTIONAL:
         raise Conflict(
             f"this account is already verified at {user.kyc_tier}",
@@ -213,7 +224,7 @@ def _check_open(session: Session, user: User, level: str) -> None:
         )
     pending = _pending_of(session, user.id, level)
     if pending is not None:
-        raise _pending_refusal(pending)
+        raise pending_refusal(pending)
 
 
 def _pending_of(session: Session, user_id: str, level: str) -> Submission | None:
@@ -226,7 +237,7 @@ def _pending_of(session: Session, user_id: str, level: str) -> Submission | None
     ).first()
 
 
-def _pending_refusal(pending: Submission | None) -> Conflict:
+def pending_refusal(pending: Submission | None) -> Conflict:
     return Conflict(
         "a submission of this level is waiting for review",
         code="kyc_submission_pending",
@@ -253,16 +264,16 @@ def _details(
     document_type = _document_type(application.document_type)
     residence = None
     if level == ADVANCED:
-        residence = _country("residence_country", application.residence_country)
+        residence = country_field("residence_country", application.residence_country)
         primary = approved_primary(session, user.id)
         if primary is not None:
             return _reused(primary, document_type, residence, application)
     return _Details(
         document_type=document_type,
-        document_country=_country("document_country", application.document_country),
-        legal_name=_legal_name(application.legal_name),
-        document_number=_document_number(application.document_number),
-        date_of_birth=_date_of_birth(application.date_of_birth, today),
+        document_country=country_field("document_country", application.document_country),
+        legal_name=legal_name_field(application.legal_name),
+        document_number=document_number_field(application.document_number),
+        date_of_birth=date_of_birth_field(application.date_of_birth, today),
         residence_country=residence,
         based_on_id=None,
         required_files=(FRONT, BACK, SELFIE) if level == ADVANCED else (FRONT, BACK),
@@ -278,7 +289,7 @@ def _reused(
     number = (
         primary.document_number
         if same and not application.document_number
-        else _document_number(application.document_number)
+        else document_number_field(application.document_number)
     )
     return _Details(
         document_type=document_type,
@@ -292,17 +303,17 @@ def _reused(
     )
 
 
-def _missing(name: str) -> ValidationFailed:
+def missing(name: str) -> ValidationFailed:
     return ValidationFailed(f"{name} is required", code="missing_field", field=name)
 
 
-def _invalid(name: str, problem: str) -> ValidationFailed:
+def invalid(name: str, problem: str) -> ValidationFailed:
     return ValidationFailed(f"{name}: {problem}", code="invalid_field", field=name, problem=problem)
 
 
 def _document_type(value: str | None) -> str:
     if not value or not value.strip():
-        raise _missing("document_type")
+        raise missing("document_type")
     if value.strip() not in DOCUMENT_TYPES:
         raise ValidationFailed(
             f"document_type must be one of {', '.join(DOCUMENT_TYPES)}",
@@ -312,42 +323,48 @@ def _document_type(value: str | None) -> str:
     return value.strip()
 
 
-def _country(name: str, value: str | None) -> str:
+def country_field(name: str, value: str | None) -> str:
     if not value or not value.strip():
-        raise _missing(name)
+        raise missing(name)
     code = value.strip().upper()
     if COUNTRY.fullmatch(code) is None:
-        raise _invalid(name, "a two-letter country or region code (ISO 3166-1), e.g. HK")
+        raise invalid(name, "a two-letter country or region code (ISO 3166-1), e.g. HK")
     return code
 
 
-def _legal_name(value: str | None) -> str:
+def legal_name_field(value: str | None, field_name: str = "legal_name") -> str:
     name = " ".join((value or "").split())
     if not name:
-        raise _missing("legal_name")
+        raise missing(field_name)
     if len(name) > NAME_CHARS_MAX or not name.isprintable():
-        raise _invalid("legal_name", f"1-{NAME_CHARS_MAX} printable characters")
+        raise invalid(field_name, f"1-{NAME_CHARS_MAX} printable characters")
     return name
 
 
-def _document_number(value: str | None) -> str:
+def document_number_field(value: str | None, field_name: str = "document_number") -> str:
     number = (value or "").strip()
     if not number:
-        raise _missing("document_number")
+        raise missing(field_name)
     if DOCUMENT_NUMBER.fullmatch(number) is None:
-        raise _invalid("document_number", "1-64 letters, digits, spaces and ()/.-")
+        raise invalid(field_name, "1-64 letters, digits, spaces and ()/.-")
     return number
 
 
-def _date_of_birth(value: str | None, today: date) -> date:
+def date_of_birth_field(
+    value: str | None,
+    today: date,
+    field_name: str = "date_of_birth",
+    earliest: date = BORN_AFTER,
+) -> date:
+    """A date from ``earliest`` (1900) until yesterday (a birth; an incorporation)."""
     if not value or not value.strip():
-        raise _missing("date_of_birth")
+        raise missing(field_name)
     try:
         born = date.fromisoformat(value.strip())
     except ValueError:
-        raise _invalid("date_of_birth", "a date as YYYY-MM-DD") from None
-    if not BORN_AFTER <= born < today:
-        raise _invalid("date_of_birth", "a date in the past, after 1900")
+        raise invalid(field_name, "a date as YYYY-MM-DD") from None
+    if not earliest <= born < today:
+        raise invalid(field_name, f"a date in the past, after {earliest.year}")
     return born
 
 
@@ -379,7 +396,7 @@ def _cleaned(
     }
 
 
-def _store(
+def store_document(
     session: Session,
     vault: DocumentVault,
     submission: Submission,

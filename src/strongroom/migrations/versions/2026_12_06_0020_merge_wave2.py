@@ -3,14 +3,14 @@ accounts, connectors, throughput) were written side by side from 0010; this join
 head. It changes no table.
 
 Revision ID: 2026_12_06_0020
-Revises: 2026_12_06_0011,
-    2026_12_06_0012,
+Revises: 2026_12_06_0012,
     2026_12_06_0013,
     2026_12_06_0014,
     2026_12_06_0015,
     2026_12_06_0016,
     2026_12_06_0017,
-    2026_12_06_0018
+    2026_12_06_0018,
+    2026_12_06_0019
 Create Date: 2026-12-06
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 revision = "2026_12_06_0020"
 down_revision = (
-    "2026_12_06_0011",
     "2026_12_06_0012",
     "2026_12_06_0013",
     "2026_12_06_0014",
@@ -26,6 +25,7 @@ down_revision = (
     "2026_12_06_0016",
     "2026_12_06_0017",
     "2026_12_06_0018",
+    "2026_12_06_0019",
 )
 branch_labels = None
 depends_on = None

@@ -22,8 +22,8 @@ from strongroom import db
 from strongroom.api import SessionDep, SettingsDep, origin_of
 from strongroom.api.kyc import document_response, vault
 from strongroom.errors import DomainError
-from strongroom.kyc import service
-from strongroom.kyc.models import PENDING, STATUSES, Document, Submission
+from strongroom.kyc import institutional, service
+from strongroom.kyc.models import PENDING, STATUSES, Document, Member, Submission
 from strongroom.settings import KycSettings
 from strongroom.web import core
 from strongroom.web.console.access import ConsoleGuard, Operator
@@ -40,13 +40,35 @@ STATUS_NAMES: Final = {
     "approved": N_("Approved"),
     "rejected": N_("Rejected"),
 }
-LEVEL_NAMES: Final = {"primary": N_("Primary"), "advanced": N_("Advanced")}
+LEVEL_NAMES: Final = {
+    "primary": N_("Primary"),
+    "advanced": N_("Advanced"),
+    "institutional": N_("Institutional"),
+}
 DOCUMENT_TYPE_NAMES: Final = {
     "id_card": N_("Identity card"),
     "passport": N_("Passport"),
     "driving_licence": N_("Driving licence"),
 }
-KIND_NAMES: Final = {"front": N_("Front"), "back": N_("Back"), "selfie": N_("Selfie")}
+KIND_NAMES: Final = {
+    "front": N_("Front"),
+    "back": N_("Back"),
+    "selfie": N_("Selfie"),
+    "board_resolution": N_("Board resolution"),
+    "ownership_structure": N_("Ownership structure"),
+}
+ORGANISATION_TYPE_NAMES: Final = {
+    "company": N_("Company"),
+    "partnership": N_("Partnership"),
+    "trust": N_("Trust"),
+    "foundation": N_("Foundation"),
+    "other": N_("Other"),
+}
+ROLE_NAMES: Final = {
+    "authorised_representative": N_("Authorised representative"),
+    "significant_control": N_("Person with significant control"),
+    "beneficial_owner": N_("Ultimate beneficial owner"),
+}
 REFUSALS: Final = {
     "kyc_submission_not_pending": N_("This submission was reviewed already. Nothing changed."),
     "own_submission": N_("This is your own submission: another reviewer must decide it."),
@@ -69,6 +91,7 @@ class Row:
     submitted_at: str
     age: str
     overdue: bool
+    organisation: str = ""
 
 
 def _age(lang: Lang, seconds: int) -> str:
@@ -81,7 +104,9 @@ def _age(lang: Lang, seconds: int) -> str:
     }
 
 
-def _row(row: Submission, lang: Lang, now: datetime, settings: KycSettings) -> Row:
+def _row(
+    row: Submission, lang: Lang, now: datetime, settings: KycSettings, organisation: str = ""
+) -> Row:
     return Row(
         id=row.id,
         user_id=row.user_id,
@@ -91,6 +116,7 @@ def _row(row: Submission, lang: Lang, now: datetime, settings: KycSettings) -> R
         submitted_at=lang.when(row.created_at),
         age=_age(lang, service.age_seconds(row, now)),
         overdue=service.overdue(row, now, settings),
+        organisation=organisation,
     )
 
 
@@ -111,8 +137,13 @@ def queue_page(
         cursor=cursor or None,
     )
     now = db.utcnow()
+    names = institutional.organisation_names(
+        session=session, submission_ids=[item.id for item in found.items]
+    )
     values: dict[str, Any] = {
-        "rows": [_row(item, lang, now, settings.kyc) for item in found.items],
+        "rows": [
+            _row(item, lang, now, settings.kyc, names.get(item.id, "")) for item in found.items
+        ],
         "next_cursor": found.next_cursor,
         "cursor": cursor,
         "status": status if status in STATUSES else "all",
@@ -148,14 +179,26 @@ def _one(
     found = service.get(session=session, submission_id=submission_id)
     documents = service.documents_of(session=session, submission=found)
     user = service.user_of(session=session, submission=found)
+    institution = institutional.institution_of(session=session, submission=found)
+    names = {member.document_kind: member.legal_name for member in institution.members}
     values = {
+        "organisation": institution.organisation,
+        "organisation_type": lang.gettext(
+            ORGANISATION_TYPE_NAMES.get(
+                institution.organisation.organisation_type,
+                institution.organisation.organisation_type,
+            )
+        )
+        if institution.organisation
+        else "",
+        "members": [_member(member, lang) for member in institution.members],
         "row": _row(found, lang, db.utcnow(), settings),
         "submission": found,
         "user": user,
         "document_type": lang.gettext(
             DOCUMENT_TYPE_NAMES.get(found.document_type or "", found.document_type or "")
         ),
-        "documents": [_document(document, found, lang) for document in documents],
+        "documents": [_document(document, found, lang, names) for document in documents],
         "reviewed_at": lang.when(found.reviewed_at) if found.reviewed_at else "",
         "may_decide": found.status == PENDING and found.user_id != operator.user.id,
         "error": error,
@@ -172,10 +215,39 @@ def _one(
     )
 
 
-def _document(document: Document, submission: Submission, lang: Lang) -> dict[str, Any]:
+def _member(member: Member, lang: Lang) -> dict[str, Any]:
+    return {
+        "position": member.position,
+        "role": member.role,
+        "role_name": lang.gettext(ROLE_NAMES.get(member.role, member.role)),
+        "legal_name": member.legal_name,
+        "date_of_birth": member.date_of_birth.isoformat(),
+        "nationality": member.nationality,
+        "document_number": member.document_number,
+        "ownership": _percent(member.ownership_bps),
+    }
+
+
+def _percent(basis_points: int | None) -> str:
+    if basis_points is None:
+        return ""
+    whole, hundredths = divmod(basis_points, 100)
+    return f"{whole}.{hundredths:02d} %" if hundredths else f"{whole} %"
+
+
+def _document(
+    document: Document, submission: Submission, lang: Lang, names: dict[str, str] | None = None
+) -> dict[str, Any]:
+    member = (names or {}).get(document.kind)
+    kind = (
+        lang.gettext(N_("Identity document of %(name)s")) % {"name": member}
+        if member is not None
+        else lang.gettext(KIND_NAMES.get(document.kind, document.kind))
+    )
     return {
         "id": document.id,
-        "kind": lang.gettext(KIND_NAMES.get(document.kind, document.kind)),
+        "kind": kind,
+        "kind_code": document.kind,
         "image": document.content_type.startswith("image/"),
         "url": f"{PATH}/documents/{document.id}",
         "reused": document.submission_id != submission.id,

@@ -28,7 +28,14 @@ from strongroom.api.kyc import TEXT_FIELDS, FormDep, application_from, vault
 from strongroom.errors import DomainError
 from strongroom.identity.models import User
 from strongroom.kyc import service
-from strongroom.kyc.models import ADVANCED, DOCUMENT_TYPES, PENDING, PRIMARY, Submission
+from strongroom.kyc.models import (
+    ADVANCED,
+    DOCUMENT_TYPES,
+    INSTITUTIONAL,
+    PENDING,
+    PRIMARY,
+    Submission,
+)
 from strongroom.settings import Settings
 from strongroom.web import core
 from strongroom.web.i18n import N_, Lang, lang_of
@@ -94,6 +101,7 @@ def _options(session: Session, user: User) -> dict[str, Any]:
         "may": {
             PRIMARY: rank < 1 and PRIMARY not in pending,
             ADVANCED: rank < 2 and ADVANCED not in pending,
+            INSTITUTIONAL: rank < 3 and INSTITUTIONAL not in pending,
         },
         "reuse": primary,
     }

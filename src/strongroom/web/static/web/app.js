@@ -193,3 +193,89 @@
     });
   });
 })();
+
+// The institutional form's member rows (form[data-members-max]): "Add a member" appends a copy
+// of the <template data-member-template> row, its names and ids numbered after the highest
+// row; "Remove this member" takes a row away (one row always stays). The rows are numbered
+// again on screen in their order, as the server numbers them. Without JavaScript the add link
+// opens the form with one row more and the remove buttons stay hidden. Listening on the
+// document keeps working after uploadProgress replaced <main> with a refusal.
+(function memberRows() {
+  function rowsOf(form) {
+    return form.querySelectorAll("[data-member-rows] [data-member]");
+  }
+  function renumber(form) {
+    var rows = rowsOf(form);
+    rows.forEach(function (row, index) {
+      var number = row.querySelector("[data-member-number]");
+      if (number) {
+        number.textContent = String(index + 1);
+      }
+      var remove = row.querySelector("[data-remove-member]");
+      if (remove) {
+        remove.hidden = rows.length < 2;
+      }
+    });
+    var add = form.querySelector("[data-add-member]");
+    if (add) {
+      add.hidden = rows.length >= Number(form.getAttribute("data-members-max") || "12");
+    }
+  }
+  function nextIndex(form) {
+    var highest = 0;
+    rowsOf(form).forEach(function (row) {
+      row.querySelectorAll("[name^='members-']").forEach(function (field) {
+        var found = /^members-(\d+)-/.exec(field.name);
+        if (found) {
+          highest = Math.max(highest, Number(found[1]));
+        }
+      });
+    });
+    return highest + 1;
+  }
+  document.addEventListener("click", function (event) {
+    var target = event.target instanceof Element ? event.target : null;
+    var form = target && target.closest("form[data-members-max]");
+    if (!form) {
+      return;
+    }
+    if (target.closest("[data-add-member]")) {
+      event.preventDefault();
+      var template = form.querySelector("template[data-member-template]");
+      var rows = form.querySelector("[data-member-rows]");
+      if (!template || !rows) {
+        return;
+      }
+      var index = String(nextIndex(form));
+      var row = template.content.firstElementChild.cloneNode(true);
+      row.querySelectorAll("[id], [name], [for]").forEach(function (element) {
+        ["id", "name", "for"].forEach(function (attribute) {
+          var value = element.getAttribute(attribute);
+          if (value) {
+            element.setAttribute(attribute, value.replace("__i__", index));
+          }
+        });
+      });
+      rows.appendChild(row);
+      renumber(form);
+      var first = row.querySelector("select, input");
+      if (first) {
+        first.focus();
+      }
+      return;
+    }
+    var remove = target.closest("[data-remove-member]");
+    if (remove) {
+      var member = remove.closest("[data-member]");
+      if (member && rowsOf(form).length > 1) {
+        member.remove();
+        renumber(form);
+      }
+    }
+  });
+  function start() {
+    document.querySelectorAll("form[data-members-max]").forEach(renumber);
+  }
+  start();
+  new MutationObserver(start).observe(document.body, { childList: true });
+})();
