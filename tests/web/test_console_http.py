@@ -47,7 +47,6 @@ SCREENS = {  # a console page of each screen
     "kyc": "/console/kyc",
     "audit": "/console/audit",
     "outbox": "/console/outbox",
-    "kyc": "/console/kyc",
 }
 WRONG = "The email or password is wrong."
 
