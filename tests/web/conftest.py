@@ -42,7 +42,7 @@ from strongroom.reserves.builder import BuildOptions, build
 from strongroom.reserves.proofs import ProofServer
 from strongroom.reserves.service import ReserveLine
 from strongroom.reserves.snapshot import from_ledger
-from strongroom.settings import get_settings
+from strongroom.settings import LimitsSettings, get_settings
 from strongroom.web import core
 from tests.api.conftest import PASSWORD, Caller, make_settings, signup
 from tests.conftest import IN_CI
@@ -379,11 +379,20 @@ def web_user(
     return WebUser(email=email, password=PASSWORD, name=name, totp_secret=secret)
 
 
-def sandbox_topup(engine: Engine, email: str, amount: str, asset: str = "HKD") -> None:
+def sandbox_topup(
+    engine: Engine,
+    email: str,
+    amount: str,
+    asset: str = "HKD",
+    limits: LimitsSettings | None = None,
+) -> None:
     """Top up through the sandbox channel's service, as POST /v1/topups does, with the
     per-request cap (``funding.sandbox_max_topup``) raised: screens are tested with balances
-    larger than one sandbox top-up may bring."""
+    larger than one sandbox top-up may bring. ``limits``: the tier limits and T+N holds to
+    apply (the tests' default has neither, so a crypto top-up is not locked)."""
     settings = make_settings(engine)
+    if limits is not None:
+        settings = settings.model_copy(update={"limits": limits})
     funding_settings = settings.funding.model_copy(
         update={
             "sandbox_max_topup": dict.fromkeys(settings.funding.sandbox_max_topup, "1000000000")

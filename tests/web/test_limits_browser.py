@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from strongroom.app import create_app
 from strongroom.settings import LimitsSettings
-from tests.api.conftest import make_settings
+from tests.api.conftest import ROOMY_LIMITS, make_settings
 
 from .conftest import Console, fingerprint, sandbox_topup, screenshot, serving, settle, web_user
 
@@ -51,6 +51,10 @@ def expect(target: Any) -> Any:
     return playwright_expect(target)
 
 
+HOLDS_ONLY = ROOMY_LIMITS.model_copy(update={"tn_hours": 24, "tn_high_risk_hours": 72})
+"""No tier limits, the default T+N holds: the BTC bought is locked, its amount allowed."""
+
+
 @pytest.fixture
 def live_url(pg_db: Engine) -> Iterator[str]:
     settings = make_settings(pg_db).model_copy(update={"limits": LimitsSettings()})
@@ -67,7 +71,8 @@ def test_limits_screen_and_lock_countdown(
     user = web_user(pg_db, "Lam")
     friend = web_user(pg_db, "Ho")
     sandbox_topup(pg_db, user.email, "1000.00")
-    sandbox_topup(pg_db, user.email, "0.01", "BTC")  # bought through a fiat channel: locked 24 h
+    # bought through a fiat channel: locked 24 h (R-TN-1, the default holds)
+    sandbox_topup(pg_db, user.email, "0.01", "BTC", limits=HOLDS_ONLY)
     page = open_page(language)
     page.goto(f"{live_url}/app/signin")
     page.fill("#email", user.email)
