@@ -19,7 +19,7 @@ from strongroom.identity.models import (
 )
 from strongroom.kyc.models import Document as KycDocument
 from strongroom.kyc.models import Submission as KycSubmission
-from strongroom.ledger.models import Account, Entry, Lock, Transfer
+from strongroom.ledger.models import Account, Entry, Lock, LockUse, Transfer
 from strongroom.movements.models import IdempotencyKey
 from strongroom.notify.models import OutboxEmail
 from strongroom.paycodes.models import CodeUse, Device
@@ -45,6 +45,7 @@ __all__ = [
     "KycDocument",
     "KycSubmission",
     "Lock",
+    "LockUse",
     "LoginThrottle",
     "OutboxEmail",
     "PasswordReset",

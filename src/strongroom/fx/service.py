@@ -332,11 +332,10 @@ def _execute(
     _raise_first(results)
     carried = ledger.carry_locks(
         session=session,
-        from_account_id=source,
+        debit_transfer_id=results[0].id,
         to_account_id=target,
         spent_minor=row.from_minor,
         received_minor=row.to_minor,
-        now=now,
         transfer_id=results[1].id,
     )
     conversion = FxConversion(

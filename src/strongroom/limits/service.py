@@ -58,7 +58,7 @@ from strongroom.ledger.domain import (
     TransferSpec,
     Unlock,
 )
-from strongroom.ledger.models import Account, Lock, Transfer
+from strongroom.ledger.models import Account, Transfer
 from strongroom.limits.rules import (
     BTC,
     COUNT,
@@ -446,20 +446,9 @@ def fiat_balances(
 def live_lots(
     *, session: Session, account_ids: Iterable[int], now: datetime
 ) -> dict[int, list[Unlock]]:
-    """The lock lots of these accounts still locked at ``now``, in one indexed read."""
-    ids = sorted(set(account_ids))
-    if not ids:
-        return {}
-    out: dict[int, list[Unlock]] = {}
-    for row in session.execute(
-        select(Lock.account_id, Lock.amount_minor, Lock.unlocks_at).where(
-            Lock.account_id.in_(ids), Lock.unlocks_at > now
-        )
-    ):
-        out.setdefault(row.account_id, []).append(
-            Unlock(int(row.amount_minor), _aware(row.unlocks_at))
-        )
-    return out
+    """What is left of the lock lots of these accounts still locked at ``now``, in one indexed
+    read (``ledger.service.live_lots``)."""
+    return ledger.live_lots(session=session, account_ids=account_ids, now=now)
 
 
 def _refusal_error(
