@@ -97,7 +97,8 @@ def test_converting_bought_btc_consumes_its_lots_and_btc_received_later_is_free(
         "0.00000000",
     )
     assert (hkd["total"], hkd["locked"], hkd["available"]) == ("800.00", "800.00", "0.00")
-    assert [datetime.fromisoformat(u["at"]) for u in hkd["unlocks"]] == [at]  # type: ignore[union-attr]
+    unlocks: list[dict[str, str]] = hkd["unlocks"]  # type: ignore[assignment]
+    assert [datetime.fromisoformat(u["at"]) for u in unlocks] == [at]
     with db.make_session_factory(pg_db)() as session:
         conversion = session.get_one(FxConversion, conversion_id)
         used = (
