@@ -203,8 +203,9 @@ def create_quote(
             "`idempotency_key_reused`, `idempotency_key_in_progress`"
         },
         422: {
-            "description": "`insufficient_funds`, `idempotency_key_required`, "
-            "`invalid_idempotency_key`, `validation_error`"
+            "description": "`insufficient_funds`, `limit_exceeded` (the tier's limits for "
+            "conversions, R-LIMIT-1: `{limit, limit_amount, left, frees_at}`), "
+            "`idempotency_key_required`, `invalid_idempotency_key`, `validation_error`"
         },
     },
 )
