@@ -72,7 +72,7 @@ def downgrade() -> None:
     op.drop_index("ix_ledger_lock_uses_transfer_id", table_name="ledger_lock_uses")
     op.drop_table("ledger_lock_uses")
     if op.get_bind().dialect.name == "postgresql":
-        op.drop_constraint("ck_ledger_locks_consumed_in_range", "ledger_locks", type_="check")
+        op.drop_constraint("consumed_in_range", "ledger_locks", type_="check")
     with op.batch_alter_table("ledger_locks") as batch:
         batch.drop_column("consumed_minor")
     with op.batch_alter_table("ledger_accounts") as batch:
