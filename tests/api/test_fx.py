@@ -352,7 +352,7 @@ def test_an_unverified_user_may_quote_but_not_convert(
 
 def test_sixteen_racing_conversions_of_one_quote_convert_once(live_url: str, pg_db: Engine) -> None:
     with httpx.Client(base_url=live_url, timeout=30) as http:
-        finance = operator(http, pg_db, role="finance")  # type: ignore[arg-type]
+        finance = operator(http, pg_db, role="finance")
         assert _put_rate(finance, "BTC", "HKD", "500000", 100).status_code == 200
         frank = signup(http, "Frank", engine=pg_db)
         frank.topup("100.00")
@@ -422,7 +422,8 @@ def test_converting_locked_usdt_to_btc_locks_the_btc_pro_rata_until_the_same_tim
         "400.000000",
         "0.000000",
     )
-    assert [(u["amount"], datetime.fromisoformat(u["at"])) for u in usdt["unlocks"]] == [  # type: ignore[union-attr]
+    unlocks: list[dict[str, str]] = usdt["unlocks"]  # type: ignore[assignment]
+    assert [(u["amount"], datetime.fromisoformat(u["at"])) for u in unlocks] == [
         ("400.000000", later)
     ]
     # the BTC bought with locked USDT: 300/600 and 100/600 of 0.012 BTC, until the same times
