@@ -22,7 +22,7 @@ from strongroom.kyc.models import Document as KycDocument
 from strongroom.kyc.models import Member as KycMember
 from strongroom.kyc.models import Organisation as KycOrganisation
 from strongroom.kyc.models import Submission as KycSubmission
-from strongroom.ledger.models import Account, Entry, Lock, Transfer
+from strongroom.ledger.models import Account, Entry, Lock, LockUse, Transfer
 from strongroom.movements.models import IdempotencyKey
 from strongroom.notify.models import OutboxEmail
 from strongroom.paycodes.models import CodeUse, Device
@@ -52,6 +52,7 @@ __all__ = [
     "KycOrganisation",
     "KycSubmission",
     "Lock",
+    "LockUse",
     "LoginThrottle",
     "OutboxEmail",
     "PasswordReset",

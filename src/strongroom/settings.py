@@ -298,7 +298,9 @@ class AssetPrice(BaseModel):
 
 
 DEFAULT_PRICES: Final = {
-    # reference prices for the limits (R-LIMIT-1), not quotes: BTC at HK$800,000
+    # reference prices for the limits (R-LIMIT-1), not quotes: BTC at HK$800,000; the
+    # operator's FX mid rates take precedence where they join an asset to HKD or BTC
+    # (limits.service.use_reference_prices, registered by strongroom.fx.service)
     "HKD": AssetPrice(kind="fiat", hkd="1", btc="0.00000125"),
     "CNY": AssetPrice(kind="fiat", hkd="1.08", btc="0.00000135"),
     "USD": AssetPrice(kind="fiat", hkd="7.8", btc="0.00000975"),

@@ -24,6 +24,7 @@ from strongroom.fx.models import FxConversion, FxQuote, FxRate
 from strongroom.identity.models import AuditEvent
 from strongroom.ledger import reports
 from strongroom.ledger import service as ledger
+from strongroom.ledger.domain import TransferSpec
 from strongroom.ledger.models import Account
 from strongroom.settings import RateLimitRule, RateLimitSettings
 from tests.api.conftest import Caller, make_settings, operator, signup
@@ -351,7 +352,7 @@ def test_an_unverified_user_may_quote_but_not_convert(
 
 def test_sixteen_racing_conversions_of_one_quote_convert_once(live_url: str, pg_db: Engine) -> None:
     with httpx.Client(base_url=live_url, timeout=30) as http:
-        finance = operator(http, pg_db, role="finance")  # type: ignore[arg-type]
+        finance = operator(http, pg_db, role="finance")
         assert _put_rate(finance, "BTC", "HKD", "500000", 100).status_code == 200
         frank = signup(http, "Frank", engine=pg_db)
         frank.topup("100.00")
@@ -393,12 +394,21 @@ def test_converting_locked_usdt_to_btc_locks_the_btc_pro_rata_until_the_same_tim
 ) -> None:
     assert _put_rate(finance, "BTC", "USDT", "50000", 0).status_code == 200
     grace = signup(client, "Grace")
-    grace.topup("1000", "USDT")
     now = db.utcnow().replace(microsecond=0)
     soon, later = now + timedelta(hours=24), now + timedelta(hours=72)
     factory = db.make_session_factory(pg_db)
-    with db.unit_of_work(factory) as session:  # two fiat-purchase lots (T+N), as funding writes
+    with db.unit_of_work(factory) as session:  # 1000 USDT, two fiat-purchase lots (T+N) of it
         wallet = ledger.user_wallet_id(session=session, user_id=grace.user_id, asset="USDT")
+        bank = ledger.operator_account(session=session, kind="bank_omnibus", asset="USDT").id
+        ledger.transfer(  # not a sandbox top-up: that is a purchase, all of it locked
+            session=session,
+            spec=TransferSpec(
+                debit_account_id=bank,
+                credit_account_id=wallet,
+                asset="USDT",
+                amount_minor=1_000_000_000,
+            ),
+        )
         ledger.lock(session=session, account_id=wallet, amount_minor=300_000_000, unlocks_at=soon)
         ledger.lock(session=session, account_id=wallet, amount_minor=500_000_000, unlocks_at=later)
     assert grace.balance("USDT")["available"] == "200.000000"
@@ -412,7 +422,8 @@ def test_converting_locked_usdt_to_btc_locks_the_btc_pro_rata_until_the_same_tim
         "400.000000",
         "0.000000",
     )
-    assert [(u["amount"], datetime.fromisoformat(u["at"])) for u in usdt["unlocks"]] == [  # type: ignore[union-attr]
+    unlocks: list[dict[str, str]] = usdt["unlocks"]  # type: ignore[assignment]
+    assert [(u["amount"], datetime.fromisoformat(u["at"])) for u in unlocks] == [
         ("400.000000", later)
     ]
     # the BTC bought with locked USDT: 300/600 and 100/600 of 0.012 BTC, until the same times

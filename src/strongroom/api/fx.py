@@ -27,15 +27,19 @@ from strongroom.fx import domain
 from strongroom.fx import service as fx
 from strongroom.fx.models import FxRate
 from strongroom.identity.models import User
+from strongroom.limits import service as limits
+from strongroom.limits.rules import Operation
 from strongroom.money import (
     AMOUNT_JSON_SCHEMA,
     ASSET_JSON_SCHEMA,
     AssetRegistry,
+    Money,
     format_amount,
     required_in_schema,
 )
 from strongroom.movements import service as movements
 from strongroom.movements.idempotency import Outcome
+from strongroom.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["fx"])
 FxOperatorDep = Annotated[User, operator_with("fx.rates")]
@@ -199,8 +203,9 @@ def create_quote(
             "`idempotency_key_reused`, `idempotency_key_in_progress`"
         },
         422: {
-            "description": "`insufficient_funds`, `idempotency_key_required`, "
-            "`invalid_idempotency_key`, `validation_error`"
+            "description": "`insufficient_funds`, `limit_exceeded` (the tier's limits for "
+            "conversions, R-LIMIT-1: `{limit, limit_amount, left, frees_at}`), "
+            "`idempotency_key_required`, `invalid_idempotency_key`, `validation_error`"
         },
     },
 )
@@ -223,22 +228,36 @@ def create_conversion(
         operation=f"{request.method} {request.url.path}",
         key=idempotency_key,
         request=body.model_dump(mode="json"),
-        work=lambda current: convert_now(current, user, body.quote_id, registry),
+        work=lambda current: convert_now(current, user, body.quote_id, registry, settings),
     )
     return JSONResponse(outcome.as_dict(), status_code=201)
 
 
-def convert_now(session: Session, user: User, quote_id: str, registry: AssetRegistry) -> Outcome:
+def convert_now(
+    session: Session, user: User, quote_id: str, registry: AssetRegistry, settings: Settings
+) -> Outcome:
     """The conversion itself, the API's and the Lite app's (``web.lite.convert``): its outcome
-    to store. The one call site of the limits engine for operation kind ``conversion``."""
+    to store. The one call site of the limits engine for operation kind ``conversion``: its
+    check before anything is written (a fast refusal), and its guard on the leg that debits the
+    user (checked again after the ledger locked the accounts, with the per-user lock, so
+    concurrent conversions cannot together exceed a limit)."""
+
+    def check_limits(current: Session, who: User, amount: Money) -> None:
+        limits.check(
+            session=current,
+            user=who,
+            operation=Operation.CONVERSION,
+            amount=amount,
+            settings=settings,
+        )
+
     conversion = fx.convert(
         session=session,
         user=user,
         quote_id=quote_id,
         assets=registry,
-        # LIMITS HOOK (issue #11): after the limits branch merges, pass its check for operation
-        # kind "conversion" here (``fx.service.LimitCheck``: session, user, Money converted)
-        check_limits=None,
+        check_limits=check_limits,
+        guard=limits.guard(user=user, operation=Operation.CONVERSION, settings=settings),
     )
     return Outcome(id=conversion.id, status="completed")
 

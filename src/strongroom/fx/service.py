@@ -40,7 +40,8 @@ from strongroom.identity import audit, verification
 from strongroom.identity.audit import NOWHERE, Origin
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
-from strongroom.ledger.domain import TransferSpec
+from strongroom.ledger.domain import TransferGuard, TransferSpec
+from strongroom.limits import service as limits
 from strongroom.money import MAX_AMOUNT_MINOR, Asset, AssetRegistry, Money
 from strongroom.settings import FxSettings
 
@@ -258,13 +259,17 @@ def convert(
     assets: AssetRegistry,
     now: datetime | None = None,
     check_limits: LimitCheck | None = None,
+    guard: TransferGuard | None = None,
 ) -> FxConversion:
     """Convert at the user's live quote, at most once per quote (callers add the
     Idempotency-Key: ``movements.service.run_once``).
 
     Refused, nothing moved: ``quote_not_found`` (404: unknown or someone else's),
     ``quote_used`` and ``quote_expired`` (409), ``insufficient_funds`` (422); the limits
-    check's refusal (``check_limits``: the limits engine, for operation kind ``conversion``)."""
+    check's refusal (``check_limits``: the limits engine, for operation kind ``conversion``).
+    ``guard`` (the limits engine's, for the same operation) rides on the leg that debits the
+    user, so the ledger checks the limits again in the transaction that writes the legs, after
+    it locked the accounts (race-safe, as P2P)."""
     verification.require_verified(user)
     now = now or utcnow()
     row = own_quote(session=session, user=user, quote_id=quote_id, lock=True)
@@ -278,7 +283,13 @@ def convert(
             expired_at=row.expires_at.isoformat(),
         )
     return _execute(
-        session=session, user=user, row=row, now=now, assets=assets, check_limits=check_limits
+        session=session,
+        user=user,
+        row=row,
+        now=now,
+        assets=assets,
+        check_limits=check_limits,
+        guard=guard,
     )
 
 
@@ -290,6 +301,7 @@ def _execute(
     now: datetime,
     assets: AssetRegistry,
     check_limits: LimitCheck | None,
+    guard: TransferGuard | None,
 ) -> FxConversion:
     if check_limits is not None:  # the limits engine's one call site (operation "conversion")
         check_limits(session, user, Money(row.from_minor, assets.get(row.from_asset)))
@@ -317,6 +329,7 @@ def _execute(
             code="fx",
             note=f"{row.from_asset}>{row.to_asset} {row.id}",
             linked=True,
+            guard=guard,
         ),
         TransferSpec(
             id=f"{conversion_id}.in",
@@ -332,11 +345,10 @@ def _execute(
     _raise_first(results)
     carried = ledger.carry_locks(
         session=session,
-        from_account_id=source,
+        debit_transfer_id=results[0].id,
         to_account_id=target,
         spent_minor=row.from_minor,
         received_minor=row.to_minor,
-        now=now,
         transfer_id=results[1].id,
     )
     conversion = FxConversion(
@@ -440,3 +452,8 @@ def reference_value_minor(
         return None
     floor = exact.numerator // exact.denominator
     return floor if rounding == "down" or floor == exact else floor + 1
+
+
+# The limits engine values amounts at the operator's mid rates where they join two assets,
+# its settings' prices elsewhere (issue #11; limits is below fx, so fx plugs its rates in).
+limits.use_reference_prices(ReferencePrices.load)

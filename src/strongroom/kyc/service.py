@@ -548,7 +548,8 @@ def approve(
     *, session: Session, reviewer: User, submission_id: int, origin: Origin = NOWHERE
 ) -> Submission:
     """Approve a pending submission: the user's tier becomes its level (never lower than it
-    was) and they are emailed. ``kyc_submission_not_found``, ``kyc_submission_not_pending``,
+    was), their verified legal name and nationality those of its document, and they are
+    emailed. ``kyc_submission_not_found``, ``kyc_submission_not_pending``,
     ``own_submission``."""
     row = _reviewable(session, reviewer, submission_id)
     _decide(session, row, reviewer, APPROVED, None, origin, db.utcnow())
@@ -595,6 +596,17 @@ def _reviewable(session: Session, reviewer: User, submission_id: int) -> Submiss
     return row
 
 
+def _set_verified_identity(user: User, row: Submission) -> None:
+    """The identity fields other packages read, from the approved document (issue #11):
+    ``users.legal_name`` (banking's same-name rule, ``banking.service.verified_legal_name``)
+    and ``users.nationality`` = the document's country (the limits' high-risk nationality list,
+    72 h T+N). A submission without them (institutional) leaves them as they were."""
+    if row.legal_name:
+        user.legal_name = row.legal_name
+    if row.document_country:
+        user.nationality = row.document_country.upper()
+
+
 def _decide(
     session: Session,
     row: Submission,
@@ -609,6 +621,8 @@ def _decide(
     row.reviewer_id = reviewer.id if reviewer is not None else None
     if status == APPROVED and TIER_RANK.get(user.kyc_tier, 0) < TIER_RANK[row.level]:
         user.kyc_tier = row.level
+    if status == APPROVED:
+        _set_verified_identity(user, row)
     session.flush()
     audit.record(
         session=session,

@@ -49,6 +49,9 @@ class Account(Base):
     debits_pending: Mapped[int] = mapped_column(Amount, default=0)
     credits_pending: Mapped[int] = mapped_column(Amount, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locks_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    """The latest ``unlocks_at`` of any lot written on the account (None: never locked): read
+    with the account lock, it tells a debit whether it may use locked money (``Lock``)."""
 
 
 class Transfer(Base):
@@ -132,7 +135,9 @@ class Lock(Base):
     Written when a fiat-channel purchase credits an account; read by ``ledger.service.balances``
     into ``Balance.locked`` and ``unlocks``. Which operations may use locked money is decided
     per operation by the limits rules (R-TN-2), not by the ledger's own transfer checks.
-    Append-only: a lot simply stops counting at ``unlocks_at``."""
+    A lot stops counting at ``unlocks_at``; a posted debit that uses locked money consumes
+    lots (earliest unlock first) in its transaction: ``consumed_minor`` grows, one
+    ``LockUse`` row per lot used. A lot counts ``amount_minor - consumed_minor``."""
 
     __tablename__ = "ledger_locks"
     __table_args__ = (
@@ -152,4 +157,20 @@ class Lock(Base):
     transfer_id: Mapped[str | None] = mapped_column(
         String(64), ForeignKey("ledger_transfers.id"), nullable=True
     )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    consumed_minor: Mapped[int] = mapped_column(Amount, default=0, server_default=text("0"))
+
+
+class LockUse(Base):
+    """What of a lot one transfer consumed (its debit used locked money): the audit of
+    ``Lock.consumed_minor``, and what a conversion carries (``ledger.service.carry_locks``)."""
+
+    __tablename__ = "ledger_lock_uses"
+    __table_args__ = (Index("ix_ledger_lock_uses_transfer_id", "transfer_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lock_id: Mapped[int] = mapped_column(BigId, ForeignKey("ledger_locks.id"))
+    transfer_id: Mapped[str] = mapped_column(String(64), ForeignKey("ledger_transfers.id"))
+    amount_minor: Mapped[int] = mapped_column(Amount)
+    unlocks_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

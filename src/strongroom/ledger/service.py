@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from strongroom.db import insert_for, utcnow
@@ -35,10 +35,9 @@ from strongroom.ledger.domain import (
     apply_movement,
     balance_of,
     carried_lots,
-    consumed_lots,
     validate_spec,
 )
-from strongroom.ledger.models import Account, Lock, Transfer
+from strongroom.ledger.models import Account, Lock, LockUse, Transfer
 from strongroom.settings import LedgerLimits, get_settings
 
 OPERATOR = "operator"
@@ -186,13 +185,7 @@ def balances(
             ).where(Account.id.in_(account_ids))
         )
     }
-    lots: dict[int, list[Unlock]] = {}
-    for lot in session.execute(
-        select(Lock.account_id, Lock.amount_minor, Lock.unlocks_at).where(
-            Lock.account_id.in_(account_ids), Lock.unlocks_at > now
-        )
-    ):
-        lots.setdefault(lot.account_id, []).append(Unlock(lot.amount_minor, lot.unlocks_at))
+    lots = live_lots(session=session, account_ids=account_ids, now=now)
     out = []
     for account_id in account_ids:
         row = rows.get(account_id)
@@ -209,6 +202,26 @@ def balances(
                 now=now,
             )
         )
+    return out
+
+
+def live_lots(
+    *, session: Session, account_ids: Iterable[int], now: datetime
+) -> dict[int, list[Unlock]]:
+    """What is left of the lock lots of these accounts still locked at ``now`` (a lot counts
+    ``amount_minor - consumed_minor``), in one indexed read."""
+    ids = sorted(set(account_ids))
+    out: dict[int, list[Unlock]] = {}
+    if not ids:
+        return out
+    for row in session.execute(
+        select(Lock.account_id, Lock.amount_minor, Lock.consumed_minor, Lock.unlocks_at).where(
+            Lock.account_id.in_(ids), Lock.unlocks_at > now
+        )
+    ):  # arithmetic in Python: SQLite keeps amounts as text (db.Amount)
+        left = row.amount_minor - row.consumed_minor
+        if left > 0:
+            out.setdefault(row.account_id, []).append(Unlock(left, _aware_at(row.unlocks_at)))
     return out
 
 
@@ -252,60 +265,51 @@ def lock(
     )
     session.add(row)
     session.flush()
+    _extend_locks_until(session, {account_id: unlocks_at})
     return row.id
+
+
+def _extend_locks_until(session: Session, until: dict[int, datetime]) -> None:
+    """Raise ``Account.locks_until`` of these accounts to these times (never lower it)."""
+    table = writer.ACCOUNTS
+    session.execute(
+        update(table)
+        .where(
+            table.c.id == bindparam("row_id"),
+            or_(table.c.locks_until.is_(None), table.c.locks_until < bindparam("at")),
+        )
+        .values(locks_until=bindparam("at")),
+        [{"row_id": account_id, "at": at} for account_id, at in sorted(until.items())],
+    )
 
 
 def carry_locks(
     *,
     session: Session,
-    from_account_id: int,
+    debit_transfer_id: str,
     to_account_id: int,
     spent_minor: int,
     received_minor: int,
-    now: datetime | None = None,
     transfer_id: str | None = None,
 ) -> list[Unlock]:
     """Carry the T+N lock of a conversion's locked funds to the received asset (R-TN-2). Call it
-    in the transaction of the conversion's legs, after them: ``from_account_id`` (locked by the
-    legs until commit) has been debited ``spent_minor``, ``to_account_id`` credited
-    ``received_minor``. The locked money the debit used (free money first, then the lots that
-    unlock soonest, as ``balances`` spends them) is carried lot by lot to the received account
-    pro rata, until the same time; the shares are rounded up (``domain.carried_lots``). The lots
-    written, earliest first (none when only free money was used)."""
+    in the transaction of the conversion's legs, after them: ``debit_transfer_id`` is the leg
+    that debited ``spent_minor``, ``to_account_id`` was credited ``received_minor``. The locked
+    money the debit used is what it consumed of its account's lots (the ledger consumed them
+    with the debit, free money first, then the lots that unlock soonest: ``LockUse``); each
+    used lot is carried to the received account pro rata, until the same time; the shares are
+    rounded up (``domain.carried_lots``). The lots written, earliest first (none when only free
+    money was used)."""
     invariant(spent_minor > 0 and received_minor > 0, "a conversion moves money both ways")
-    now = now or utcnow()
-    account = session.execute(
-        select(
-            Account.id,
-            Account.asset,
-            Account.credits_posted,
-            Account.debits_posted,
-            Account.debits_pending,
-        ).where(Account.id == from_account_id)
-    ).one()
-    lots = [
-        Unlock(row.amount_minor, row.unlocks_at)
+    used = [
+        Unlock(int(row.amount), _aware_at(row.unlocks_at))
         for row in session.execute(
-            select(Lock.amount_minor, Lock.unlocks_at).where(
-                Lock.account_id == from_account_id, Lock.unlocks_at > now
-            )
+            select(LockUse.unlocks_at, func.sum(LockUse.amount_minor).label("amount"))
+            .where(LockUse.transfer_id == debit_transfer_id)
+            .group_by(LockUse.unlocks_at)
+            .order_by(LockUse.unlocks_at)
         )
     ]
-
-    def balance_with(debits_posted: int) -> Balance:
-        return balance_of(
-            account_id=account.id,
-            asset=account.asset,
-            debits_posted=debits_posted,
-            credits_posted=account.credits_posted,
-            debits_pending=account.debits_pending,
-            lots=lots,
-            now=now,
-        )
-
-    after = balance_with(account.debits_posted)
-    before = balance_with(account.debits_posted - spent_minor)
-    used = consumed_lots(before, after)
     carried = carried_lots(used, spent_minor=spent_minor, received_minor=received_minor)
     for lot in carried:
         lock(
@@ -390,6 +394,7 @@ class _Batch:
         self.states: dict[int, AccountState] = {}
         self.applied: list[tuple[Movement, int, int]] = []
         self.guards: list[tuple[GuardChecker, GuardRun]] = []
+        self.locks_until: dict[int, datetime] = {}
 
     def run(self) -> list[TransferResult]:
         self._validate_shapes()
@@ -468,7 +473,7 @@ class _Batch:
             wanted.update((pending.debit_account_id, pending.credit_account_id))
         if not wanted:
             return
-        self.states = _lock(self.session, sorted(wanted))
+        self.states, self.locks_until = _lock(self.session, sorted(wanted))
 
     def _load_resolutions(self) -> None:
         # Read after the accounts are locked: every post/void of a pending locks its accounts,
@@ -743,6 +748,117 @@ class _Batch:
         ]
         if locks:
             self.session.execute(writer.LOCKS.insert(), locks)
+            until: dict[int, datetime] = {}
+            for move, _, _ in self.applied:
+                if not move.spec.lock_s:
+                    continue
+                account_id = move.credit_account_id
+                at = self.now + timedelta(seconds=move.spec.lock_s)
+                until[account_id] = max(at, until.get(account_id, at))
+                self.locks_until[account_id] = max(at, self.locks_until.get(account_id, at))
+            _extend_locks_until(self.session, until)
+        self._consume_lots()
+
+    def _consume_lots(self) -> None:
+        """A posted debit that used locked money consumes the lots it used, in this
+        transaction (R-TN-2): the part of the amount above what was free, from the lots that
+        unlock soonest, as ``balance_of`` spends them; one ``LockUse`` per lot used. Only
+        accounts whose ``locks_until`` is still ahead (read with the account lock) read their
+        lots: one statement for the batch; the others pay nothing."""
+        debited = {
+            move.debit_account_id
+            for move, _, _ in self.applied
+            if move.posted_minor > 0
+            and (until := self.locks_until.get(move.debit_account_id)) is not None
+            and until > self.now
+        }
+        if not debited:
+            return
+        rows = self.session.execute(
+            select(
+                Lock.id,
+                Lock.account_id,
+                Lock.amount_minor,
+                Lock.consumed_minor,
+                Lock.unlocks_at,
+                Lock.transfer_id,
+            )
+            .where(Lock.account_id.in_(sorted(debited)), Lock.unlocks_at > self.now)
+            .order_by(Lock.unlocks_at.desc(), Lock.id.desc())
+        ).all()
+        if not rows:
+            return
+        written_here = {move.id for move, _, _ in self.applied if move.spec.lock_s}
+        lots: dict[int, list[_Lot]] = {}  # latest unlock first
+        arriving: dict[str, list[_Lot]] = {}  # lots this batch's credits wrote, by transfer
+        for row in rows:
+            if row.consumed_minor >= row.amount_minor:
+                continue
+            lot = _Lot(row.id, _aware_at(row.unlocks_at), row.amount_minor - row.consumed_minor)
+            lot.consumed = row.consumed_minor
+            if row.transfer_id in written_here:
+                arriving.setdefault(row.transfer_id, []).append(lot)
+            else:
+                lots.setdefault(row.account_id, []).append(lot)
+        states = self._states_before(debited)
+        uses: list[dict[str, Any]] = []
+        for move, _, _ in self.applied:
+            debit = states.get(move.debit_account_id)
+            if debit is not None:
+                debit.debits_pending += move.pending_delta
+                debit.debits_posted += move.posted_minor
+                if move.posted_minor > 0:
+                    for lot, used in _spend(
+                        lots.get(debit.id, []), debit.unreserved, move.posted_minor
+                    ):
+                        lot.used += used
+                        uses.append(
+                            {
+                                "lock": lot,
+                                "lock_id": lot.id,
+                                "transfer_id": move.id,
+                                "amount_minor": used,
+                                "unlocks_at": lot.at,
+                                "created_at": self.now,
+                            }
+                        )
+            credit = states.get(move.credit_account_id)
+            if credit is not None:
+                credit.credits_pending += move.pending_delta
+                credit.credits_posted += move.posted_minor
+                if move.id in arriving:
+                    merged = lots.setdefault(credit.id, []) + arriving[move.id]
+                    merged.sort(key=lambda lot: (lot.at, lot.id), reverse=True)
+                    lots[credit.id] = merged
+        if not uses:
+            return
+        consumed = {use["lock"].id: use.pop("lock") for use in uses}
+        table = writer.LOCKS
+        self.session.execute(  # amounts computed in Python (SQLite keeps them as text)
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values(consumed_minor=bindparam("consumed")),
+            [
+                {"row_id": lot.id, "consumed": lot.consumed + lot.used}
+                for _, lot in sorted(consumed.items())
+            ],
+        )
+        self.session.execute(writer.LOCK_USES.insert(), uses)
+
+    def _states_before(self, account_ids: set[int]) -> dict[int, AccountState]:
+        """These accounts' states before this batch: their staged states less the batch's
+        movements."""
+        states = {aid: self.states[aid].copy() for aid in account_ids}
+        for move, _, _ in self.applied:
+            debit = states.get(move.debit_account_id)
+            if debit is not None:
+                debit.debits_pending -= move.pending_delta
+                debit.debits_posted -= move.posted_minor
+            credit = states.get(move.credit_account_id)
+            if credit is not None:
+                credit.credits_pending -= move.pending_delta
+                credit.credits_posted -= move.posted_minor
+        return states
 
     def _results(self) -> list[TransferResult]:
         results = []
@@ -756,6 +872,36 @@ class _Batch:
         return results
 
 
+@dataclass(slots=True)
+class _Lot:
+    """A live lock lot while a batch consumes it: ``left`` = amount - consumed."""
+
+    id: int
+    at: datetime
+    left: int
+    consumed: int = 0
+    used: int = 0
+
+
+def _spend(lots: list[_Lot], room_after: int, posted_minor: int) -> list[tuple[_Lot, int]]:
+    """What a posted debit of ``posted_minor`` consumes of ``lots`` (latest unlock first),
+    ``room_after`` being its account's total - pending after it: the lots ``balance_of``
+    counted before the debit and no longer counts after it (it fills the room with the latest
+    lots, so the soonest are spent first). Updates ``left``; the (lot, amount) pairs used."""
+    before, after = max(room_after + posted_minor, 0), max(room_after, 0)
+    used = []
+    for lot in lots:
+        if before <= 0:
+            break
+        kept_before, kept_after = min(lot.left, before), min(lot.left, after)
+        before -= kept_before
+        after -= kept_after
+        if kept_before > kept_after:
+            lot.left -= kept_before - kept_after
+            used.append((lot, kept_before - kept_after))
+    return used
+
+
 def _groups(specs: Sequence[TransferSpec]) -> Iterator[list[int]]:
     group: list[int] = []
     for index, spec in enumerate(specs):
@@ -767,7 +913,11 @@ def _groups(specs: Sequence[TransferSpec]) -> Iterator[list[int]]:
         yield group
 
 
-def _lock(session: Session, account_ids: list[int]) -> dict[int, AccountState]:
+def _lock(
+    session: Session, account_ids: list[int]
+) -> tuple[dict[int, AccountState], dict[int, datetime]]:
+    """Lock the accounts (ascending ids); their states, and ``locks_until`` of those that have
+    ever had a lot."""
     rows = session.execute(
         select(
             Account.id,
@@ -778,12 +928,15 @@ def _lock(session: Session, account_ids: list[int]) -> dict[int, AccountState]:
             Account.credits_posted,
             Account.debits_pending,
             Account.credits_pending,
+            Account.locks_until,
         )
         .where(Account.id.in_(account_ids))
         .order_by(Account.id)
         .with_for_update()
     ).all()
-    return {row.id: AccountState(*row) for row in rows}
+    states = {row.id: AccountState(*row[:-1]) for row in rows}
+    until = {row.id: _aware_at(row.locks_until) for row in rows if row.locks_until is not None}
+    return states, until
 
 
 def _state(states: dict[int, AccountState], account_id: int) -> AccountState:
@@ -831,6 +984,10 @@ def _resolved(info: PendingInfo) -> PendingInfo:
         info.timeout_at,
         resolved=True,
     )
+
+
+def _aware_at(moment: datetime) -> datetime:  # SQLite gives naive UTC
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=utcnow().tzinfo)
 
 
 def _aware(moment: datetime | None) -> datetime | None:  # SQLite gives naive UTC

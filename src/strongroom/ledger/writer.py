@@ -13,13 +13,14 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, text, update
 from sqlalchemy.orm import Session
 
-from strongroom.ledger.models import Account, Entry, Lock, Transfer
+from strongroom.ledger.models import Account, Entry, Lock, LockUse, Transfer
 
 COPY_MIN_ROWS = 32
 TRANSFERS = cast(Table, Transfer.__table__)
 ENTRIES = cast(Table, Entry.__table__)
 ACCOUNTS = cast(Table, Account.__table__)
 LOCKS = cast(Table, Lock.__table__)
+LOCK_USES = cast(Table, LockUse.__table__)
 
 TRANSFER_COLUMNS = (
     "id",

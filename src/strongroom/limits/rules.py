@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
-from typing import Final
+from typing import Final, Protocol
 
 from strongroom.errors import DomainError, LimitExceeded
 from strongroom.ledger.domain import Unlock
@@ -63,7 +63,7 @@ JOURNAL: Final[Mapping[Operation, Journal]] = {
     Operation.FIAT_WITHDRAWAL: Journal("withdrawal", DEBIT, "fiat"),
     Operation.CRYPTO_WITHDRAWAL: Journal("withdrawal", DEBIT, "crypto"),
     Operation.GIFT: Journal("gift", DEBIT),
-    Operation.CONVERSION: Journal("conversion", DEBIT),
+    Operation.CONVERSION: Journal("fx", DEBIT),  # the code of a conversion's legs (fx)
 }
 RESTRICTED: Final = frozenset(
     {Operation.P2P_SEND, Operation.FIAT_WITHDRAWAL, Operation.CRYPTO_WITHDRAWAL, Operation.GIFT}
@@ -101,14 +101,32 @@ def operation_of(value: object) -> Operation:
 # --------------------------------------------------------------------------- values
 
 
-class Prices:
-    """Reference values (settings ``limits.prices``) of amounts in minor units."""
+class PriceSource(Protocol):
+    """Reference rates from outside the settings: the operator's mid rates
+    (``fx.service.ReferencePrices``, registered with ``limits.service.use_reference_prices``;
+    limits sits below fx, so it only knows this shape)."""
 
-    def __init__(self, settings: LimitsSettings, scales: Mapping[str, int]) -> None:
+    def rate(self, from_code: str, to_code: str) -> Fraction | None:
+        """Major units of ``to_code`` one major unit of ``from_code`` is worth, or None."""
+        ...
+
+
+class Prices:
+    """Reference values of amounts in minor units: the ``source``'s rate (the operator's mid
+    rates) where it has one for the asset and unit, else settings ``limits.prices``."""
+
+    def __init__(
+        self,
+        settings: LimitsSettings,
+        scales: Mapping[str, int],
+        source: PriceSource | None = None,
+    ) -> None:
         self.settings = settings
         self.scales = scales
+        self.source = source
         self._hkd = {c: fraction_of(p.hkd) for c, p in settings.prices.items()}
         self._btc = {c: fraction_of(p.btc) for c, p in settings.prices.items()}
+        self._rates: dict[tuple[str, str], Fraction] = {}
 
     def kind(self, asset: str) -> str:
         price = self.settings.prices.get(asset)
@@ -116,8 +134,20 @@ class Prices:
 
     def value(self, asset: str, amount_minor: int, unit: str) -> Fraction:
         """``amount_minor`` of ``asset`` in the limits currency, or in BTC (``unit`` "BTC")."""
-        table = self._btc if unit == BTC else self._hkd
-        return Fraction(amount_minor, 10 ** self.scales.get(asset, 0)) * table.get(asset, 0)
+        return Fraction(amount_minor, 10 ** self.scales.get(asset, 0)) * self.price(asset, unit)
+
+    def price(self, asset: str, unit: str) -> Fraction:
+        """One major unit of ``asset`` in ``unit`` (BTC or the limits currency)."""
+        if asset == unit:
+            return Fraction(1)
+        key = (asset, unit)
+        found = self._rates.get(key)
+        if found is None:
+            table = self._btc if unit == BTC else self._hkd
+            rate = self.source.rate(asset, unit) if self.source is not None else None
+            found = rate if rate is not None else table.get(asset, Fraction(0))
+            self._rates[key] = found
+        return found
 
     def total(self, amounts: Mapping[str, int], unit: str) -> Fraction:
         return sum((self.value(a, m, unit) for a, m in amounts.items()), Fraction(0))

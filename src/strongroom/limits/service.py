@@ -25,7 +25,7 @@ ledger for more accounts (the order is accounts, then users).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -58,7 +58,7 @@ from strongroom.ledger.domain import (
     TransferSpec,
     Unlock,
 )
-from strongroom.ledger.models import Account, Lock, Transfer
+from strongroom.ledger.models import Account, Transfer
 from strongroom.limits.rules import (
     BTC,
     COUNT,
@@ -70,6 +70,7 @@ from strongroom.limits.rules import (
     YEAR,
     Operation,
     Prices,
+    PriceSource,
     Refusal,
     Sums,
     decide,
@@ -90,8 +91,38 @@ ACCOUNTS = cast(Table, Account.__table__)
 COUNTED_KINDS = (TransferKind.POSTED.value, TransferKind.PENDING.value)
 
 
-def prices_of(settings: Settings) -> Prices:
-    return Prices(settings.limits, {a.code: a.scale for a in settings.assets})
+ReferenceLoader = Callable[[Session], PriceSource]
+"""Reads the operator's reference rates once (one statement), for one check or batch."""
+_REFERENCE: list[ReferenceLoader] = []
+
+
+def use_reference_prices(loader: ReferenceLoader | None) -> None:
+    """Value amounts at the rates ``loader`` reads, settings ``limits.prices`` as the fallback
+    (None: settings only). ``strongroom.fx.service`` registers the operator's mid rates when
+    it is imported (the API and the web app import it): limits is below fx, so fx plugs in."""
+    _REFERENCE.clear()
+    if loader is not None:
+        _REFERENCE.append(loader)
+
+
+def prices_of(settings: Settings, session: Session | None = None) -> Prices:
+    """The reference prices of one check: the registered source's rates read in ``session``
+    (when given), else the settings'."""
+    source = _Lazy(_REFERENCE[0], session) if _REFERENCE and session is not None else None
+    return Prices(settings.limits, {a.code: a.scale for a in settings.assets}, source)
+
+
+class _Lazy:
+    """A price source read on its first use (a check valued in its own unit reads nothing)."""
+
+    def __init__(self, loader: ReferenceLoader, session: Session) -> None:
+        self.loader, self.session = loader, session
+        self.loaded: PriceSource | None = None
+
+    def rate(self, from_code: str, to_code: str) -> Fraction | None:
+        if self.loaded is None:
+            self.loaded = self.loader(self.session)
+        return self.loaded.rate(from_code, to_code)
 
 
 # --------------------------------------------------------------------------- request time
@@ -127,8 +158,8 @@ def check(
         )
         if refused is not None:
             raise refused
-    prices = prices_of(settings)
     row = settings.limits.tier(user.kyc_tier)
+    prices = prices_of(settings, session)
     used = (
         window_sums(session=session, user_ids=[user.id], now=now, prices=prices)
         if reads_windows(row, operation)
@@ -192,7 +223,7 @@ class _Run:
         self.session = session
         self.now = now
         self.settings = guards[0].settings
-        self.prices = prices_of(self.settings)
+        self.prices = prices_of(self.settings, session)
         windowed = {g.user_id for g in guards if reads_windows(_row(g), g.operation)}
         topping_up = {g.user_id for g in guards if reads_balance(_row(g), g.operation)}
         # a user's limits span all of their wallets: lock the user, not only the accounts
@@ -446,20 +477,9 @@ def fiat_balances(
 def live_lots(
     *, session: Session, account_ids: Iterable[int], now: datetime
 ) -> dict[int, list[Unlock]]:
-    """The lock lots of these accounts still locked at ``now``, in one indexed read."""
-    ids = sorted(set(account_ids))
-    if not ids:
-        return {}
-    out: dict[int, list[Unlock]] = {}
-    for row in session.execute(
-        select(Lock.account_id, Lock.amount_minor, Lock.unlocks_at).where(
-            Lock.account_id.in_(ids), Lock.unlocks_at > now
-        )
-    ):
-        out.setdefault(row.account_id, []).append(
-            Unlock(int(row.amount_minor), _aware(row.unlocks_at))
-        )
-    return out
+    """What is left of the lock lots of these accounts still locked at ``now``, in one indexed
+    read (``ledger.service.live_lots``)."""
+    return ledger.live_lots(session=session, account_ids=account_ids, now=now)
 
 
 def _refusal_error(
@@ -536,7 +556,7 @@ def overview(
 ) -> list[Left]:
     """What ``user`` may still do, per operation (R-KYC-6 included): one window read."""
     now = now or utcnow()
-    prices = prices_of(settings)
+    prices = prices_of(settings, session)
     currency = settings.limits.currency
     row = settings.limits.tier(user.kyc_tier)
     used = window_sums(session=session, user_ids=[user.id], now=now, prices=prices)

@@ -221,7 +221,7 @@ def confirm(
             operation=f"{request.method} {request.url.path}",
             key=body.idempotency_key,
             request={"quote_id": body.quote_id},
-            work=lambda current: convert_now(current, user.user, body.quote_id, registry),
+            work=lambda current: convert_now(current, user.user, body.quote_id, registry, settings),
         )
     except DomainError as error:
         error = db.settle_refusal(session, error)
