@@ -22,9 +22,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text, update
 from sqlalchemy.engine import Engine
+from typer.testing import CliRunner
 
 from strongroom import db
 from strongroom.app import create_app
+from strongroom.cli import app as cli
 from strongroom.db import Base
 from strongroom.errors import Forbidden
 from strongroom.fx.models import FxConversion, FxQuote
@@ -526,3 +528,23 @@ def test_purge_after_retention_deletes_the_remaining_records(
 def test_unique_emails_stay_unique_across_erasures(client: TestClient, pg_db: Engine) -> None:
     emails = {privacy.pseudonym_email(uuid.uuid4().hex) for _ in range(100)}
     assert len(emails) == 100
+
+
+def test_the_cli_purges_accounts_erased_before_the_retention_period(
+    client: TestClient, pg_db: Engine
+) -> None:
+    alice = signup(client, "Alice")
+    assert erase(alice).status_code == 200
+    url = pg_db.url.render_as_string(hide_password=False)
+    first = CliRunner().invoke(cli, ["privacy", "purge", "--database-url", url])
+    assert first.exit_code == 0, first.output
+    assert "purged 0 erased account(s)" in first.output
+    with db.unit_of_work(db.make_session_factory(pg_db)) as session:
+        user = session.get_one(User, alice.user_id)
+        assert user.erased_at is not None
+        user.erased_at -= timedelta(days=8 * 366)
+    second = CliRunner().invoke(cli, ["privacy", "purge", "--database-url", url])
+    assert second.exit_code == 0, second.output
+    assert "purged 1 erased account(s)" in second.output
+    with db.make_session_factory(pg_db)() as session:
+        assert session.get_one(User, alice.user_id).purged_at is not None
