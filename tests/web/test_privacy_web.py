@@ -31,6 +31,7 @@ from .conftest import (
     web_sign_in,
     web_user,
 )
+from .console_support import console_sign_in, make_operator
 from .test_lite_browser import LANGUAGES, _shoot, _sign_in, expect
 
 if TYPE_CHECKING:
@@ -164,3 +165,26 @@ def test_the_download_is_a_zip_with_no_store(live_url: str, pg_db: Engine) -> No
         assert "no-store" in got.headers.get("cache-control", "")
         with zipfile.ZipFile(io.BytesIO(got.content)) as archive:
             assert json.loads(archive.read("data.json"))["profile"]["email"] == user.email
+
+
+def test_the_console_shows_an_erased_user_as_erased(live_url: str, pg_db: Engine) -> None:
+    user = web_user(pg_db, "Yuna")
+    with httpx.Client(base_url=live_url) as client:
+        web_sign_in(client, user)
+        token = csrf_token(client.get("/app/privacy").text)
+        done = client.post(
+            "/app/privacy/erase",
+            data={"csrf_token": token, "password": user.password, "confirm": "yes"},
+        )
+        assert done.status_code == 200
+    with db.make_session_factory(pg_db)() as session:
+        erased = session.scalars(select(User).where(User.erased_at.is_not(None))).one()
+    support = make_operator(pg_db, role="support")
+    with httpx.Client(base_url=live_url) as client:
+        console_sign_in(client, support)
+        shown = client.get(f"/console/users/{erased.id}")
+        assert shown.status_code == 200
+        assert 'data-state="erased"' in shown.text
+        assert "Account closed and erased on" in shown.text
+        assert privacy.pseudonym_email(erased.id) in shown.text
+        assert user.email not in shown.text
