@@ -447,8 +447,11 @@ def test_erasure_removes_every_personal_field_and_keeps_the_ledger(
     )
     assert again.status_code == 201, again.text
     assert again.json()["user_id"] != alice.user_id
-    # Bob's records are untouched
+    # Bob's records are untouched, and he can send the erased account nothing, by any reference
     assert world.bob.get("/v1/me").json()["email"] == world.bob.email
+    for reference in (alice.user_id, privacy.pseudonym_email(alice.user_id), PHONE):
+        sent = world.bob.post("/v1/transfers", {"to": reference, "asset": "HKD", "amount": "1"})
+        assert sent.status_code == 404, (reference, sent.text)
 
 
 def test_erasure_is_refused_while_money_is_held_and_changes_nothing(

@@ -85,7 +85,7 @@ from strongroom.kyc import service as kyc
 from strongroom.kyc.models import Document, Submission
 from strongroom.kyc.store import DocumentStore
 from strongroom.ledger import service as ledger
-from strongroom.ledger.models import Entry, Transfer
+from strongroom.ledger.models import Account, Entry, Transfer
 from strongroom.notify import outbox
 from strongroom.notify.models import FAILED, PENDING, OutboxEmail
 from strongroom.paycodes.models import Device
@@ -510,7 +510,7 @@ def erase(
         raise Forbidden(
             "an operator account is closed by an admin, not erased", code="operator_account"
         )
-    _refuse_money_held(session, user, now)
+    _refuse_money_held(session, user)
     old_email = user.email
     # the account: closed
     tokens_of_user = select(AuthToken.id).where(AuthToken.user_id == user.id)
@@ -607,13 +607,25 @@ def erase(
     return Erased(user_id=user.id, erased_at=now, retained_until=retained_until)
 
 
-def _refuse_money_held(session: Session, user: User, now: datetime) -> None:
-    ids = [a.id for a in ledger.accounts_of(session=session, owner_type="user", owner_id=user.id)]
-    held = {
-        b.asset: str(b.total_minor)
-        for b in ledger.balances(session=session, account_ids=ids, now=now)
-        if b.total_minor != 0 or b.pending_minor != 0
-    }
+def _refuse_money_held(session: Session, user: User) -> None:
+    """Any of the user's ledger accounts holding money, reserving it for a pending transfer
+    out or about to receive a pending one in, or a top-up still waiting: ``balance_not_zero``.
+    The accounts are locked (as a transfer locks them) until the erasure commits."""
+    accounts = list(
+        session.scalars(
+            select(Account)
+            .where(Account.owner_type == "user", Account.owner_id == user.id)
+            .order_by(Account.id)
+            .with_for_update()
+        )
+    )
+    held = sorted(
+        {
+            a.asset
+            for a in accounts
+            if a.credits_posted != a.debits_posted or a.debits_pending or a.credits_pending
+        }
+    )
     waiting = (
         session.scalar(
             select(func.count())
@@ -626,7 +638,7 @@ def _refuse_money_held(session: Session, user: User, now: datetime) -> None:
         raise BalanceNotZero(
             "money is still held on this account: withdraw or spend it (and let waiting "
             "top-ups finish) before closing it",
-            assets=sorted(held),
+            assets=held,
             pending_topups=waiting,
         )
 
