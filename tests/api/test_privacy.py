@@ -12,7 +12,7 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -551,3 +551,25 @@ def test_the_cli_purges_accounts_erased_before_the_retention_period(
     assert "purged 1 erased account(s)" in second.output
     with db.make_session_factory(pg_db)() as session:
         assert session.get_one(User, alice.user_id).purged_at is not None
+
+
+def test_export_and_erasure_on_sqlite(sqlite_db: Engine, tmp_path: Path) -> None:
+    """The embedded default: the same export, erasure and purge."""
+    app = create_app(kyc_settings(sqlite_db, tmp_path / "documents"), sqlite_db)
+    with TestClient(app) as client:
+        alice = signup(client, "Alice")
+        alice.topup("1.00")
+        data, _ = unzip(export(alice))
+        assert data["profile"]["email"] == alice.email and data["transactions"]
+        error_of(erase(alice), 409, "balance_not_zero")
+        bob = signup(client, "Bob")
+        sent = alice.post("/v1/transfers", {"to": bob.email, "asset": "HKD", "amount": "1.00"})
+        assert sent.status_code == 201, sent.text
+        assert erase(alice).status_code == 200
+        assert alice.get("/v1/me").status_code == 401
+    later = datetime.now(UTC) + timedelta(days=PrivacySettings().retention_days + 1)
+    with db.unit_of_work(db.make_session_factory(sqlite_db)) as session:
+        purged = privacy.purge(session=session, settings=PrivacySettings(), now=later)
+    assert purged == [alice.user_id]
+    with db.make_session_factory(sqlite_db)() as session:
+        assert reports.check(session=session).ok
