@@ -30,6 +30,7 @@ from strongroom.api.limits import router as limits_router
 from strongroom.api.notify import router as notify_router
 from strongroom.api.paycodes import router as paycodes_router
 from strongroom.api.payments import router as payments_router
+from strongroom.api.privacy import router as privacy_router
 from strongroom.api.reserves import router as reserves_router
 from strongroom.api.tokens import router as tokens_router
 from strongroom.db import make_engine, make_session_factory
@@ -141,6 +142,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         tokens_router,
         fx_router,
         banking_router,
+        privacy_router,
         limits_router,
         gifts_router,
         notify_router,

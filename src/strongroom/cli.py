@@ -29,11 +29,13 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 admin_app = typer.Typer(help="Operator accounts and service keys.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Ledger checks and statements.", no_args_is_help=True)
 emv_app = typer.Typer(help="EMVCo merchant-presented QR payloads.", no_args_is_help=True)
+privacy_app = typer.Typer(help="Personal data of erased accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(por_app, name="por")
 app.add_typer(emv_app, name="emv")
+app.add_typer(privacy_app, name="privacy")
 # Rich reads what it prints as markup ("[red]") and emoji codes (":smile:"): every text that is
 # not our own markup (a message, a path, a URL, an email) goes through escape(), and no emoji.
 console = Console(emoji=False)
@@ -331,6 +333,25 @@ def _key_line(row: ApiKey) -> str:
             status,
         ]
     )
+
+
+@privacy_app.command("purge")
+def privacy_purge(database_url: DatabaseUrl = None) -> None:
+    """Delete the remaining per-user records of accounts erased longer ago than
+    ``privacy.retention_days`` (default 7 years); the ledger journal and the audit log stay,
+    pseudonymised (``privacy.service``). Safe to run daily, and from several hosts."""
+    from strongroom.privacy import service as privacy
+
+    settings = _settings(database_url)
+    factory = db.make_session_factory(db.make_engine(settings.database_url))
+    total = 0
+    while True:
+        with db.unit_of_work(factory) as session:
+            purged = privacy.purge(session=session, settings=settings.privacy)
+        total += len(purged)
+        if not purged:
+            break
+    console.print(f"purged {total} erased account(s) past the retention period")
 
 
 @ledger_app.command("check")

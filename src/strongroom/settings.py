@@ -200,6 +200,16 @@ class BankingSettings(BaseModel):
     account_number_max_digits: int = Field(default=19, ge=1, le=34)
 
 
+class PrivacySettings(BaseModel):
+    """Personal data (issue #11 item 7): how long an erased user's financial records keep
+    their remaining personal references before ``strongroom privacy purge`` deletes them (7
+    years by default), and the bound on a synchronous data export."""
+
+    retention_days: int = Field(default=7 * 365 + 2, ge=1, le=100 * 366)
+    export_max_rows: int = Field(default=100_000, ge=10)
+    export_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+
+
 def _plain_decimal(value: str) -> None:
     try:
         parse_amount(value, 18, allow_zero=True)
@@ -514,6 +524,7 @@ class Settings(BaseSettings):
     fx: FxSettings = Field(default_factory=FxSettings)
     kyc: KycSettings = Field(default_factory=KycSettings)
     banking: BankingSettings = Field(default_factory=BankingSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     payment_codes: PaymentCodeSettings = Field(default_factory=PaymentCodeSettings)
     virtual_cards: VirtualCardSettings = Field(default_factory=VirtualCardSettings)

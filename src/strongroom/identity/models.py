@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,6 +24,14 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        Index(
+            "ix_users_erased_to_purge",
+            "erased_at",
+            postgresql_where=text("erased_at IS NOT NULL AND purged_at IS NULL"),
+            sqlite_where=text("erased_at IS NOT NULL AND purged_at IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
@@ -47,6 +56,11 @@ class User(Base):
     # R-FUND-2: the legal name of the user's approved KYC document (KYC approval sets it);
     # read only through banking.service.verified_legal_name
     legal_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # issue #11 item 7: the account was closed and its personal fields replaced by a pseudonym
+    # (``privacy.service.erase``); ``purged_at``: its financial records' remaining personal
+    # references were deleted after the retention period (``privacy.service.purge``)
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class AuthToken(Base):

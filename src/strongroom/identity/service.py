@@ -247,7 +247,13 @@ def _tell_owner_of_sign_up(
 
 def find_user(*, session: Session, reference: str, region: str | None = None) -> User | None:
     """A user by id (``u_...``), email or phone number (any common format; one without a
-    country code is read in ``region``, the sender's: R-P2P-1)."""
+    country code is read in ``region``, the sender's: R-P2P-1). An erased account
+    (``privacy.service.erase``) is found by no reference: nobody sends it money."""
+    found = _find_user(session, reference, region)
+    return None if found is None or found.erased_at is not None else found
+
+
+def _find_user(session: Session, reference: str, region: str | None) -> User | None:
     reference = reference.strip()
     if reference.startswith("u_"):
         return session.get(User, reference)

@@ -544,6 +544,20 @@ def open_document(
     return document, plain
 
 
+def read_document(*, document: Document, vault: DocumentVault) -> bytes:
+    """A document's plaintext for its owner's data export (``privacy.service.export``; the
+    caller proved the owner's identity and audits the export): ``document_unreadable`` when
+    the sealed file is missing, altered or moved."""
+    try:
+        sealed = vault.store.get(document.storage_key)
+        return vault.keyring.open_bytes(document.key_id, sealed, context=_context(document.id))
+    except (KeyError, VaultError) as error:
+        raise DocumentUnreadable(
+            "this document does not open: its stored file is missing or was altered",
+            document_id=document.id,
+        ) from error
+
+
 def approve(
     *, session: Session, reviewer: User, submission_id: int, origin: Origin = NOWHERE
 ) -> Submission:

@@ -205,3 +205,10 @@ P2P_RECEIVED = register(
         },
     )
 )
+DATA_EXPORTED = register(
+    EmailTemplate(
+        id="privacy.data_exported",
+        subject="A copy of your Strongroom data was downloaded",
+        sample={"name": "Alice Chan", "at": _SAMPLE_TIME, "ip": "203.0.113.7", "documents": 2},
+    )
+)

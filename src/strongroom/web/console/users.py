@@ -90,12 +90,16 @@ def user_page(
         "next_events": None,
         "events_cursor": events,
         "may_outbox": operator.may("outbox"),
+        "erased_at": lang.when(user.erased_at) if user.erased_at is not None else None,
+        "purged_at": lang.when(user.purged_at) if user.purged_at is not None else None,
     }
     if operator.may("security_events"):
         found = audit.security_events(
             session=session, user_id=user.id, limit=EVENTS_PAGE_SIZE, cursor=events or None
         )
-        values["events"] = [_event_row(event, lang) for event in found.items]
+        values["events"] = [
+            _event_row(event, lang, erased=user.erased_at is not None) for event in found.items
+        ]
         values["next_events"] = found.next_cursor
     return page(request, "console/user.html", values, operator=operator, current=USERS)
 
@@ -131,7 +135,14 @@ def event_details(event: AuditEvent) -> str:
     return pairs if len(pairs) <= DETAILS_SHOWN_MAX_CHARS else pairs[:DETAILS_SHOWN_MAX_CHARS] + "…"
 
 
-def _event_row(event: AuditEvent, lang: Lang) -> EventRow:
+def _event_row(event: AuditEvent, lang: Lang, *, erased: bool = False) -> EventRow:
+    """One event; an erased user's events show their action and time only: the audit log is
+    append-only (R-SEC-7), so what an event recorded before the erasure (an email, an IP
+    address) stays in it, but the console does not show it again (``privacy.service``)."""
+    if erased:
+        return EventRow(
+            when=lang.when(event.occurred_at), action=event.action, ip="", user_agent="", details=""
+        )
     return EventRow(
         when=lang.when(event.occurred_at),
         action=event.action,
