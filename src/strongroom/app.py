@@ -31,6 +31,7 @@ from strongroom.api.paycodes import router as paycodes_router
 from strongroom.api.payments import router as payments_router
 from strongroom.api.reserves import router as reserves_router
 from strongroom.api.tokens import router as tokens_router
+from strongroom.api.withdrawals import router as withdrawals_router
 from strongroom.db import make_engine, make_session_factory
 from strongroom.errors import DomainError
 from strongroom.movements.batcher import Batcher
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                     settings.idempotency,
                     limits=settings.rate_limits,
                     funding=settings.funding,
+                    settings=settings,
                 )
             ]
             if settings.run_worker
@@ -133,6 +135,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         tokens_router,
         fx_router,
         banking_router,
+        withdrawals_router,
         limits_router,
         notify_router,
         reserves_router,

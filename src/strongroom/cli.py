@@ -105,6 +105,7 @@ def run_worker(
             interval,
             settings.rate_limits,
             settings.funding,
+            settings,
         )
     except KeyboardInterrupt:
         console.print("stopped")

@@ -2,7 +2,9 @@
 idempotency keys older than their retention (SPEC P3, ``idempotency.retention_hours``), rate
 limit buckets whose window ended (R-SEC-9, ``rate_limits.sweep_batch_max`` a sweep), expire
 requested top-ups past their validity and poll the sandbox's timed-out top-ups (R-FUND-1,
-``funding.expire_batch_max`` a sweep, rows taken ``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+``funding.expire_batch_max`` a sweep, rows taken ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), and
+send and poll withdrawal payouts (R-FUND-2, ``withdrawals.service.process_payouts``: the attempt
+recorded before the connector is called; ``funding.expire_batch_max`` a sweep).
 
 Runs inside ``strongroom serve`` (a thread per process) and as ``strongroom worker``. Several
 workers at once are safe: each void locks the accounts, and a second void is refused; deleting
@@ -22,7 +24,8 @@ from strongroom.funding import topups
 from strongroom.ledger import service as ledger
 from strongroom.movements import idempotency
 from strongroom.ratelimit import service as ratelimit
-from strongroom.settings import FundingSettings, IdempotencySettings, RateLimitSettings
+from strongroom.settings import FundingSettings, IdempotencySettings, RateLimitSettings, Settings
+from strongroom.withdrawals import service as withdrawals
 
 log = logging.getLogger("strongroom.worker")
 
@@ -34,6 +37,8 @@ class Swept:
     buckets_swept: int = 0
     topups_expired: int = 0
     topups_polled: int = 0
+    payouts_paid: int = 0
+    payouts_failed: int = 0
 
 
 def sweep_once(
@@ -41,6 +46,7 @@ def sweep_once(
     keys: IdempotencySettings,
     limits: RateLimitSettings | None = None,
     funding: FundingSettings | None = None,
+    settings: Settings | None = None,
 ) -> Swept:
     with unit_of_work(factory) as session:
         voided = ledger.expire_pending(session=session)
@@ -58,12 +64,19 @@ def sweep_once(
             polled = topups.poll_sandbox(session=session, limit=funding.expire_batch_max)
         with unit_of_work(factory) as session:
             topups_expired = topups.expire(session=session, limit=funding.expire_batch_max)
+    payouts = withdrawals.Processed()
+    if settings is not None:
+        payouts = withdrawals.process_payouts(
+            factory, settings, limit=settings.funding.expire_batch_max
+        )
     return Swept(
         voided=voided,
         keys_expired=expired,
         buckets_swept=swept,
         topups_expired=topups_expired,
         topups_polled=polled,
+        payouts_paid=payouts.paid,
+        payouts_failed=payouts.failed,
     )
 
 
@@ -74,10 +87,11 @@ def run(
     interval_s: float = 1.0,
     limits: RateLimitSettings | None = None,
     funding: FundingSettings | None = None,
+    settings: Settings | None = None,
 ) -> None:
     while not stop.is_set():
         try:
-            swept = sweep_once(factory, keys, limits, funding)
+            swept = sweep_once(factory, keys, limits, funding, settings)
             if swept.voided:
                 log.info("voided %d expired pending transfers", swept.voided)
             if swept.keys_expired:
@@ -93,11 +107,12 @@ def start_thread(
     interval_s: float = 1.0,
     limits: RateLimitSettings | None = None,
     funding: FundingSettings | None = None,
+    settings: Settings | None = None,
 ) -> threading.Event:
     stop = threading.Event()
     thread = threading.Thread(
         target=run,
-        args=(factory, stop, keys, interval_s, limits, funding),
+        args=(factory, stop, keys, interval_s, limits, funding, settings),
         name="sr-sweeper",
         daemon=True,
     )
