@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
+import httpx
 import pyotp
 import pytest
 from fastapi import FastAPI
@@ -72,7 +74,7 @@ def link(caller: Caller, account_number: str) -> int:
 
 def withdraw(
     caller: Caller, destination_id: int, amount: str, asset: str = "HKD", **extra: object
-) -> object:
+) -> httpx.Response:
     return caller.post(
         "/v1/withdrawals",
         {"asset": asset, "amount": amount, "destination_id": destination_id, **extra},
@@ -103,9 +105,9 @@ def emails(engine: Engine, address: str, template_id: str) -> list[str]:
         )
 
 
-def error_of(response: object, status: int, code: str) -> dict:  # type: ignore[type-arg]
-    assert response.status_code == status, response.text  # type: ignore[attr-defined]
-    body = response.json()  # type: ignore[attr-defined]
+def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
     assert body["error"]["code"] == code, body
     return body["error"]  # type: ignore[no-any-return]
 
@@ -150,8 +152,8 @@ def test_lifecycle_per_sandbox_digit(
 ) -> None:
     alice, account = ready(client, pg_db, digit)
     created = withdraw(alice, account, "250.00")
-    assert created.status_code == 201, created.text  # type: ignore[attr-defined]
-    body = created.json()  # type: ignore[attr-defined]
+    assert created.status_code == 201, created.text
+    body = created.json()
     assert set(body) == {"id", "status"} and body["status"] == "pending"
     row = alice.balance()
     assert (row["total"], row["available"]) == ("1000.00", "750.00")  # drops at once
@@ -225,7 +227,7 @@ def test_refusals_say_why_and_move_nothing(client: TestClient, pg_db: Engine) ->
     error_of(withdraw(alice, account, "3900.01", otp="000000"), 401, "invalid_otp")
     assert counts(pg_db)[1] == before[1]
     ok = withdraw(alice, account, "3900.01", otp=pyotp.TOTP(secret).now())
-    assert ok.status_code == 201, ok.text  # type: ignore[attr-defined]
+    assert ok.status_code == 201, ok.text
     assert withdraw(alice, account, "3900.00").status_code == 201  # at the limit: no code
 
 
@@ -268,7 +270,7 @@ def test_kyc_and_limits_refusals(pg_db: Engine) -> None:
         assert error["details"]["left"] == "0" and error["details"]["frees_at"]
 
 
-def add_address(caller: Caller, **body: object) -> object:
+def add_address(caller: Caller, **body: object) -> httpx.Response:
     return caller.post(
         "/v1/withdrawal-addresses",
         {"asset": "USDT", "address": ADDRESS, "password": PASSWORD, **body},
@@ -282,8 +284,8 @@ def test_crypto_to_an_address_with_t_plus_n_and_the_whitelist(
     alice = primary(pg_db, signup(client, "Alice"))
     alice.topup("100.000000", "USDT")  # bought through a fiat channel: locked (R-TN-1)
     added = add_address(alice, label="cold wallet")
-    assert added.status_code == 201, added.text  # type: ignore[attr-defined]
-    address_id = added.json()["id"]  # type: ignore[attr-defined]
+    assert added.status_code == 201, added.text
+    address_id = added.json()["id"]
     listed = alice.get("/v1/withdrawal-addresses").json()
     assert listed["whitelist_only"] is False
     assert [(a["id"], a["whitelisted"]) for a in listed["items"]] == [(address_id, False)]
@@ -296,10 +298,10 @@ def test_crypto_to_an_address_with_t_plus_n_and_the_whitelist(
         session.execute(update(Lock).values(unlocks_at=db.utcnow() - timedelta(seconds=1)))
     error_of(withdraw(alice, address_id, "10.00", "HKD"), 404, "destination_not_found")
     made = withdraw(alice, address_id, "10.000000", "USDT")
-    assert made.status_code == 201, made.text  # type: ignore[attr-defined]
+    assert made.status_code == 201, made.text
     assert alice.balance("USDT")["available"] == "90.000000"
     sweep(app)  # the address ends in 3: paid
-    assert alice.get(f"/v1/withdrawals/{made.json()['id']}").json()["status"] == "completed"  # type: ignore[attr-defined]
+    assert alice.get(f"/v1/withdrawals/{made.json()['id']}").json()["status"] == "completed"
     # whitelist mode on: a security change (freeze); only whitelisted addresses
     mode = alice.client.put(
         "/v1/withdrawal-settings",
@@ -312,10 +314,10 @@ def test_crypto_to_an_address_with_t_plus_n_and_the_whitelist(
     listed_ok = add_address(
         alice, address="0x52908400098527886E0F7030069857D2E4169EE7", whitelisted=True
     )
-    assert listed_ok.status_code == 201, listed_ok.text  # type: ignore[attr-defined]
-    error_of(withdraw(alice, listed_ok.json()["id"], "1.000000", "USDT"), 403, "withdrawals_frozen")  # type: ignore[attr-defined]
+    assert listed_ok.status_code == 201, listed_ok.text
+    error_of(withdraw(alice, listed_ok.json()["id"], "1.000000", "USDT"), 403, "withdrawals_frozen")
     unfreeze(pg_db, alice)
-    assert withdraw(alice, listed_ok.json()["id"], "1.000000", "USDT").status_code == 201  # type: ignore[attr-defined]
+    assert withdraw(alice, listed_ok.json()["id"], "1.000000", "USDT").status_code == 201
     sweep(app)  # ends in 7: fails, the money returns
     assert alice.balance("USDT")["available"] == "90.000000"
 
@@ -333,7 +335,7 @@ def test_address_book_bad_input_and_other_users(client: TestClient, pg_db: Engin
     added = add_address(alice)
     assert added.status_code == 201
     error_of(add_address(alice), 409, "address_exists")
-    address_id = added.json()["id"]  # type: ignore[attr-defined]
+    address_id = added.json()["id"]
     gone = bob.client.request(
         "DELETE",
         f"/v1/withdrawal-addresses/{address_id}",
@@ -382,7 +384,7 @@ def test_bad_input_and_other_users_withdrawals(client: TestClient, pg_db: Engine
     error_of(no_key, 422, "idempotency_key_required")
     assert client.post("/v1/withdrawals", json={}).status_code == 401
     assert counts(pg_db) == before
-    made = withdraw(alice, account, "1.00").json()  # type: ignore[attr-defined]
+    made = withdraw(alice, account, "1.00").json()
     error_of(bob.get(f"/v1/withdrawals/{made['id']}"), 404, "withdrawal_not_found")
     error_of(alice.get("/v1/withdrawals/wd_unknown"), 404, "withdrawal_not_found")
     assert bob.get("/v1/withdrawals").json()["items"] == []
