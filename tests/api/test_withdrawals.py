@@ -8,6 +8,7 @@ clean after every test."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -389,3 +390,24 @@ def test_bad_input_and_other_users_withdrawals(client: TestClient, pg_db: Engine
     error_of(alice.get("/v1/withdrawals/wd_unknown"), 404, "withdrawal_not_found")
     assert bob.get("/v1/withdrawals").json()["items"] == []
     assert client.get(f"/v1/withdrawals/{made['id']}").status_code == 401
+
+
+def test_several_workers_at_once_pay_each_withdrawal_once(
+    client: TestClient, app: FastAPI, pg_db: Engine
+) -> None:
+    """Four sweeps at once over the same open payouts (``FOR UPDATE SKIP LOCKED``)."""
+    alice = primary(pg_db, signup(client, "Alice"))
+    alice.topup("1000.00")
+    accounts = [link(alice, f"7777000{d}") for d in (1, 7, 9)]
+    made = [withdraw(alice, accounts[i % 3], "10.00").json()["id"] for i in range(9)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda _: sweep(app), range(4)))
+    sweep(app)  # whatever a skipped row left
+    statuses = [alice.get(f"/v1/withdrawals/{i}").json()["status"] for i in made]
+    assert statuses == ["completed", "failed", "completed"] * 3
+    with db.make_session_factory(pg_db)() as session:
+        rows = session.scalars(select(Withdrawal)).all()
+        assert {(r.sends, r.polls) for r in rows} <= {(1, 0), (1, 1)}
+    assert alice.balance()["total"] == "940.00"
+    assert len(emails(pg_db, alice.email, "withdrawals.completed")) == 6
+    assert len(emails(pg_db, alice.email, "withdrawals.failed")) == 3
