@@ -12,6 +12,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Body, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from sqlalchemy.orm import Session
 
 from strongroom.api import (
     AssetsDep,
@@ -25,15 +26,19 @@ from strongroom.api import (
 from strongroom.api.funding import idempotency_in_progress
 from strongroom.api.identity import STEP_UP_REFUSALS, AuthDep, step_up
 from strongroom.db import ROW_ID_LIMIT
+from strongroom.identity.audit import Origin
+from strongroom.identity.models import User
 from strongroom.identity.schemas import StepUpIn
 from strongroom.money import (
     AMOUNT_JSON_SCHEMA,
     ASSET_JSON_SCHEMA,
     AssetRegistry,
+    Money,
     format_amount,
     required_in_schema,
 )
 from strongroom.movements import idempotency
+from strongroom.settings import Settings
 from strongroom.withdrawals import service
 from strongroom.withdrawals.models import Withdrawal, WithdrawalAddress
 
@@ -136,25 +141,54 @@ def create_withdrawal(
     once (available drops), paid out by the payout connector in the background (``pending`` ->
     ``completed``, or ``failed`` and the money returns; the user is emailed either way)."""
     amount = registry.money(body.amount, body.asset)
+    record = submit_withdrawal(
+        session=session,
+        settings=settings,
+        user=user,
+        key=idempotency_key,
+        body=body.model_dump(mode="json", exclude={"otp"}),
+        amount=amount,
+        destination_id=body.destination_id,
+        otp=body.otp,
+        origin=origin_of(request),
+    )
+    return JSONResponse({"id": record.id, "status": record.status}, status_code=201)
+
+
+def submit_withdrawal(
+    *,
+    session: Session,
+    settings: Settings,
+    user: User,
+    key: str | None,
+    body: dict[str, Any],
+    amount: Money,
+    destination_id: int,
+    otp: str | None,
+    origin: Origin,
+    operation: str = OPERATION,
+) -> Withdrawal:
+    """A withdrawal once per Idempotency-Key in the scope of the user and ``operation`` (the
+    Lite form's is its own): the key claimed in the same transaction as the record and its
+    pending transfer; a replay answers with the withdrawal as it stands now."""
     claim = idempotency.claim_for(
         actor_id=user.id,
-        operation=OPERATION,
-        key=idempotency_key,
-        request=body.model_dump(mode="json", exclude={"otp"}),
+        operation=operation,
+        key=key,
+        request=body,
         key_max_chars=settings.idempotency.key_max_chars,
     )
     replay = idempotency.stored_outcome(session=session, claim=claim)
     if replay is not None:
-        found = service.of_user(session=session, user=user, withdrawal_id=replay.id)
-        return JSONResponse({"id": found.id, "status": found.status}, status_code=201)
+        return service.of_user(session=session, user=user, withdrawal_id=replay.id)
     destination = service.check_request(
         session=session,
         user=user,
         amount=amount,
-        destination_id=body.destination_id,
-        otp=body.otp,
+        destination_id=destination_id,
+        otp=otp,
         settings=settings,
-        origin=origin_of(request),
+        origin=origin,
     )
     if not idempotency.claim_all(session=session, claims=[claim]):
         raise idempotency_in_progress()
@@ -163,7 +197,7 @@ def create_withdrawal(
     )
     outcome = idempotency.Outcome(id=record.id, status=record.status)
     idempotency.settle(session=session, done=[(claim, outcome)], refused=[])
-    return JSONResponse(outcome.as_dict(), status_code=201)
+    return record
 
 
 @router.get("/withdrawals")

@@ -33,6 +33,7 @@ from strongroom.web.lite import (
     topup,
     topup_pending,
     verify_email,
+    withdraw,
 )
 
 SCREENS: Final = (
@@ -46,6 +47,7 @@ SCREENS: Final = (
     history.router,
     kyc.router,
     bank_accounts.router,
+    withdraw.router,
     limits.router,
     security.router,
     security_2fa.router,
