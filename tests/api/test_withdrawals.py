@@ -134,6 +134,10 @@ def ready(
     client: TestClient, engine: Engine, digit: int, name: str = "Alice"
 ) -> tuple[Caller, int]:
     alice = primary(engine, signup(client, name))
+    with db.unit_of_work(db.make_session_factory(engine)) as session:  # R-APC: on every email
+        session.execute(
+            update(User).where(User.id == alice.user_id).values(anti_phishing_code="QX7K2")
+        )
     alice.topup("1000.00")
     return alice, link(alice, f"1234567{digit}")
 
@@ -175,11 +179,11 @@ def test_lifecycle_per_sandbox_digit(
     if final == "completed":
         assert (row["total"], row["available"]) == ("750.00", "750.00")
         (mail,) = emails(pg_db, alice.email, "withdrawals.completed")
-        assert "250.00" in mail and f"****567{digit}" in mail
+        assert "250.00" in mail and f"****567{digit}" in mail and "QX7K2" in mail
     else:
         assert (row["total"], row["available"]) == ("1000.00", "1000.00")  # the money returns
         (mail,) = emails(pg_db, alice.email, "withdrawals.failed")
-        assert "back in your wallet" in mail
+        assert "back in your wallet" in mail and "QX7K2" in mail
     assert sweep(app) == withdrawals.Processed()  # nothing left to do: once
     with db.make_session_factory(pg_db)() as session:
         record = session.get_one(Withdrawal, body["id"])
