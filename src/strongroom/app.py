@@ -33,6 +33,7 @@ from strongroom.api.payments import router as payments_router
 from strongroom.api.privacy import router as privacy_router
 from strongroom.api.reserves import router as reserves_router
 from strongroom.api.tokens import router as tokens_router
+from strongroom.api.withdrawals import router as withdrawals_router
 from strongroom.db import make_engine, make_session_factory
 from strongroom.errors import DomainError
 from strongroom.kyc import institutional
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                     limits=settings.rate_limits,
                     funding=settings.funding,
                     gift_settings=settings.gifts,
+                    settings=settings,
                 )
             ]
             if settings.run_worker
@@ -143,6 +145,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         fx_router,
         banking_router,
         privacy_router,
+        withdrawals_router,
         limits_router,
         gifts_router,
         notify_router,

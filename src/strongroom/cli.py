@@ -108,6 +108,7 @@ def run_worker(
             settings.rate_limits,
             settings.funding,
             settings.gifts,
+            settings,
         )
     except KeyboardInterrupt:
         console.print("stopped")
@@ -381,29 +382,42 @@ def ledger_reconcile(
     as_json: Annotated[bool, typer.Option("--json", help="the report as JSON on stdout")] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """The ledger against the connectors' records (top-ups): every confirmed top-up has exactly
+    """The ledger against the connectors' records. Top-ups: every confirmed top-up has exactly
     one ledger transfer of the amount received to the user's wallet, and every top-up transfer
-    a confirmed record. Exit 1 with the breaks when there is one."""
+    a confirmed record. Payouts: every completed withdrawal has exactly one posted transfer of
+    its amount (a failed one a void, a pending one neither), and every withdrawal transfer a
+    record. Exit 1 with the breaks when there is one."""
     import json
 
     from rich.table import Table
 
     from strongroom.funding.reconcile import reconcile
+    from strongroom.withdrawals.reconcile import reconcile_payouts
 
     settings = _settings(database_url)
     factory = db.make_session_factory(db.make_engine(settings.database_url))
     with factory() as session:
         report = reconcile(session=session, settings=settings)
+        payouts = reconcile_payouts(session=session)
+    ok = report.ok and payouts.ok
     if as_json:
-        typer.echo(json.dumps(report.as_dict(), indent=2))
+        document = report.as_dict()
+        document["ok"] = ok
+        document["payouts"] = payouts.as_dict()
+        typer.echo(json.dumps(document, indent=2))
     else:
         console.print(
             f"confirmed top-ups {report.confirmed_records}, top-up transfers "
             f"{report.topup_transfers}, sandbox top-ups (no record) {report.sandbox_transfers}"
         )
-        if report.ok:
+        console.print(
+            f"withdrawals {payouts.withdrawals} (completed {payouts.completed}, failed "
+            f"{payouts.failed}, pending {payouts.pending}), withdrawal transfers "
+            f"{payouts.withdrawal_transfers}"
+        )
+        if ok:
             console.print("[green]reconciled[/green]: no break")
-        else:
+        if not report.ok:
             table = Table(title=f"{report.break_count} break(s)")
             table.add_column("kind", no_wrap=True)
             for column in ("top-up", "transfer", "detail"):
@@ -416,7 +430,20 @@ def ledger_reconcile(
                     escape(found.detail),
                 )
             err.print(table)
-    if not report.ok:
+        if not payouts.ok:
+            table = Table(title=f"{payouts.break_count} payout break(s)")
+            table.add_column("kind", no_wrap=True)
+            for column in ("withdrawal", "transfer", "detail"):
+                table.add_column(column, overflow="fold")
+            for item in payouts.breaks:
+                table.add_row(
+                    escape(item.kind),
+                    escape(item.withdrawal_id or "-"),
+                    escape(item.transfer_id or "-"),
+                    escape(item.detail),
+                )
+            err.print(table)
+    if not ok:
         raise typer.Exit(1)
 
 

@@ -29,6 +29,7 @@ from strongroom.paycodes.models import CodeUse, Device
 from strongroom.ratelimit.models import RateLimitBucket
 from strongroom.reserves.models import PorAudit, PorReserve
 from strongroom.tokens.models import VirtualCard
+from strongroom.withdrawals.models import Withdrawal, WithdrawalAddress, WithdrawalPreference
 
 __all__ = [
     "Account",
@@ -68,4 +69,7 @@ __all__ = [
     "User",
     "VirtualCard",
     "WebhookDelivery",
+    "Withdrawal",
+    "WithdrawalAddress",
+    "WithdrawalPreference",
 ]

@@ -2,7 +2,9 @@
 idempotency keys older than their retention (SPEC P3, ``idempotency.retention_hours``), rate
 limit buckets whose window ended (R-SEC-9, ``rate_limits.sweep_batch_max`` a sweep), expire
 requested top-ups past their validity and poll the sandbox's timed-out top-ups (R-FUND-1,
-``funding.expire_batch_max`` a sweep, rows taken ``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+``funding.expire_batch_max`` a sweep, rows taken ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), and
+send and poll withdrawal payouts (R-FUND-2, ``withdrawals.service.process_payouts``: the attempt
+recorded before the connector is called; ``funding.expire_batch_max`` a sweep).
 
 Runs inside ``strongroom serve`` (a thread per process) and as ``strongroom worker``. Several
 workers at once are safe: each void locks the accounts, and a second void is refused; deleting
@@ -30,7 +32,9 @@ from strongroom.settings import (
     GiftSettings,
     IdempotencySettings,
     RateLimitSettings,
+    Settings,
 )
+from strongroom.withdrawals import service as withdrawals
 
 log = logging.getLogger("strongroom.worker")
 
@@ -43,6 +47,8 @@ class Swept:
     topups_expired: int = 0
     topups_polled: int = 0
     gifts_expired: int = 0
+    payouts_paid: int = 0
+    payouts_failed: int = 0
 
 
 def sweep_once(
@@ -52,7 +58,10 @@ def sweep_once(
     funding: FundingSettings | None = None,
     gift_settings: GiftSettings | None = None,
     now: datetime | None = None,
+    settings: Settings | None = None,
 ) -> Swept:
+    """One pass of every job. ``settings`` (the whole of them) turns on the jobs that need
+    more than their own section: the withdrawals' payouts."""
     with unit_of_work(factory) as session:
         voided = ledger.expire_pending(session=session)
     with unit_of_work(factory) as session:
@@ -75,6 +84,11 @@ def sweep_once(
             polled = topups.poll_sandbox(session=session, limit=funding.expire_batch_max)
         with unit_of_work(factory) as session:
             topups_expired = topups.expire(session=session, limit=funding.expire_batch_max)
+    payouts = withdrawals.Processed()
+    if settings is not None:
+        payouts = withdrawals.process_payouts(
+            factory, settings, limit=settings.funding.expire_batch_max
+        )
     return Swept(
         voided=voided,
         keys_expired=expired,
@@ -82,6 +96,8 @@ def sweep_once(
         topups_expired=topups_expired,
         topups_polled=polled,
         gifts_expired=gifts_expired,
+        payouts_paid=payouts.paid,
+        payouts_failed=payouts.failed,
     )
 
 
@@ -93,10 +109,11 @@ def run(
     limits: RateLimitSettings | None = None,
     funding: FundingSettings | None = None,
     gift_settings: GiftSettings | None = None,
+    settings: Settings | None = None,
 ) -> None:
     while not stop.is_set():
         try:
-            swept = sweep_once(factory, keys, limits, funding, gift_settings)
+            swept = sweep_once(factory, keys, limits, funding, gift_settings, settings=settings)
             if swept.voided:
                 log.info("voided %d expired pending transfers", swept.voided)
             if swept.keys_expired:
@@ -115,11 +132,12 @@ def start_thread(
     limits: RateLimitSettings | None = None,
     funding: FundingSettings | None = None,
     gift_settings: GiftSettings | None = None,
+    settings: Settings | None = None,
 ) -> threading.Event:
     stop = threading.Event()
     thread = threading.Thread(
         target=run,
-        args=(factory, stop, keys, interval_s, limits, funding, gift_settings),
+        args=(factory, stop, keys, interval_s, limits, funding, gift_settings, settings),
         name="sr-sweeper",
         daemon=True,
     )

@@ -44,6 +44,7 @@ SCREENS = {  # a console page of each screen
     "fx.rates": "/console/fx",
     "webhooks": "/console/webhooks",
     "reconciliation": "/console/reconciliation",
+    "payouts": "/console/payouts",
     "kyc": "/console/kyc",
     "audit": "/console/audit",
     "outbox": "/console/outbox",

@@ -212,3 +212,29 @@ DATA_EXPORTED = register(
         sample={"name": "Alice Chan", "at": _SAMPLE_TIME, "ip": "203.0.113.7", "documents": 2},
     )
 )
+WITHDRAWAL_COMPLETED = register(
+    EmailTemplate(
+        id="withdrawals.completed",
+        subject="Your withdrawal of {{ amount }} was paid",
+        sample={
+            "name": "Alice Chan",
+            "amount": "HKD 250.00",
+            "destination": "****6789",
+            "withdrawal_id": "wd_0123456789abcdef0123",
+            "at": _SAMPLE_TIME,
+        },
+    )
+)
+WITHDRAWAL_FAILED = register(
+    EmailTemplate(
+        id="withdrawals.failed",
+        subject="Your withdrawal of {{ amount }} failed: the money is back in your wallet",
+        sample={
+            "name": "Alice Chan",
+            "amount": "HKD 250.00",
+            "destination": "****6787",
+            "withdrawal_id": "wd_0123456789abcdef0123",
+            "at": _SAMPLE_TIME,
+        },
+    )
+)

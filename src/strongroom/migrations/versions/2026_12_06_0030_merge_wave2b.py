@@ -3,7 +3,8 @@ privacy) were written side by side from 0020 (and 0022); this joins them into on
 head. It changes no table.
 
 Revision ID: 2026_12_06_0030
-Revises: 2026_12_06_0023,
+Revises: 2026_12_06_0021,
+    2026_12_06_0023,
     2026_12_06_0024
 Create Date: 2026-12-06
 """
@@ -11,7 +12,7 @@ Create Date: 2026-12-06
 from __future__ import annotations
 
 revision = "2026_12_06_0030"
-down_revision = ("2026_12_06_0023", "2026_12_06_0024")
+down_revision = ("2026_12_06_0021", "2026_12_06_0023", "2026_12_06_0024")
 branch_labels = None
 depends_on = None
 

@@ -32,6 +32,7 @@ from strongroom.web.console import (
     kyc,
     layout,
     mail,
+    payouts,
     users,
 )
 from strongroom.web.i18n import N_
@@ -44,6 +45,7 @@ SCREENS: Final = (
     kyc.router,
     fx_rates.router,
     funding.router,
+    payouts.router,
     audit_log.router,
     mail.router,
 )

@@ -43,6 +43,7 @@ NAVIGATION: Final = (
     NavItem("/console/fx", N_("FX rates"), "fx.rates"),
     NavItem("/console/webhooks", N_("Webhook deliveries"), "webhooks"),
     NavItem("/console/reconciliation", N_("Reconciliation"), "reconciliation"),
+    NavItem("/console/payouts", N_("Pending payouts"), "payouts"),
     NavItem("/console/audit", N_("Audit log"), "audit"),
     NavItem("/console/outbox", N_("Email outbox"), "outbox"),
     NavItem("/console/inbox", N_("Inbox"), "inbox"),

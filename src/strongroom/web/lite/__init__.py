@@ -36,6 +36,7 @@ from strongroom.web.lite import (
     topup,
     topup_pending,
     verify_email,
+    withdraw,
 )
 
 SCREENS: Final = (
@@ -50,6 +51,7 @@ SCREENS: Final = (
     history.router,
     kyc.router,
     bank_accounts.router,
+    withdraw.router,
     limits.router,
     kyc_institutional.router,
     security.router,

@@ -42,6 +42,7 @@ NAVIGATION: Final = (
     NavItem("/app/history", N_("History"), "list"),
     NavItem("/app/kyc", N_("Verify identity"), "id"),
     NavItem("/app/bank-accounts", N_("Bank accounts"), "bank"),
+    NavItem("/app/withdraw", N_("Withdraw"), "send"),
     NavItem("/app/security", N_("Security"), "shield"),
     NavItem(RESERVES_PAGE, N_("My proof of reserves"), "check"),
 )
