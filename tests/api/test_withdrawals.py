@@ -26,6 +26,7 @@ from strongroom.funding.reconcile import reconcile
 from strongroom.identity import service as identity
 from strongroom.identity.models import User
 from strongroom.ledger import reports
+from strongroom.ledger import service as ledger
 from strongroom.ledger.models import Lock, Transfer
 from strongroom.notify.models import OutboxEmail
 from strongroom.settings import LimitsSettings
@@ -287,7 +288,15 @@ def test_crypto_to_an_address_with_t_plus_n_and_the_whitelist(
     client: TestClient, app: FastAPI, pg_db: Engine
 ) -> None:
     alice = primary(pg_db, signup(client, "Alice"))
-    alice.topup("100.000000", "USDT")  # bought through a fiat channel: locked (R-TN-1)
+    alice.topup("100.000000", "USDT")
+    with db.unit_of_work(db.make_session_factory(pg_db)) as session:  # as a fiat-channel
+        wallet = ledger.user_wallet_id(session=session, user_id=alice.user_id, asset="USDT")
+        ledger.lock(  # purchase leaves it (R-TN-1; the tests' default settings hold nothing)
+            session=session,
+            account_id=wallet,
+            amount_minor=100_000_000,
+            unlocks_at=db.utcnow() + timedelta(hours=24),
+        )
     added = add_address(alice, label="cold wallet")
     assert added.status_code == 201, added.text
     address_id = added.json()["id"]

@@ -145,7 +145,13 @@ def _send_view(
     recipient, source_id, debits_posted, credits_posted, debits_pending, target_id = first[:6]
     balance = None
     if source_id is not None:
-        lots = [Unlock(row[6], row[7]) for row in rows if row[6] is not None]
+        # what is left of each lot: spent locked money consumed part of it (arithmetic here:
+        # SQLite keeps amounts as text)
+        lots = [
+            Unlock(row[6] - row[8], row[7])
+            for row in rows
+            if row[6] is not None and row[6] - row[8] > 0
+        ]
         balance = balance_of(
             account_id=source_id,
             asset=asset,
@@ -160,7 +166,7 @@ def _send_view(
 
 def _send_view_statement(
     names_recipient: ColumnElement[bool],
-) -> Select[User, int, int, int, int, int, int, datetime]:
+) -> Select[User, int, int, int, int, int, int, datetime, int]:
     """Built once per way of naming the recipient (the values are bound per call)."""
     source = aliased(Account, name="source")
     target = aliased(Account, name="target")
@@ -175,6 +181,7 @@ def _send_view_statement(
             target.id,
             Lock.amount_minor,
             Lock.unlocks_at,
+            Lock.consumed_minor,
         )
         .select_from(User)
         .outerjoin(source, _wallet_of(source, bindparam("sender_id", type_=String), asset))
@@ -199,8 +206,13 @@ def _wallet_of(account: Any, owner_id: Any, asset: Any) -> ColumnElement[bool]:
     )
 
 
-_SEND_VIEW_BY_ID = _send_view_statement(User.id == bindparam("reference", type_=String))
-_SEND_VIEW_BY_EMAIL = _send_view_statement(User.email == bindparam("reference", type_=String))
+# an erased account (privacy.service.erase) is named by no reference: nobody sends it money
+_SEND_VIEW_BY_ID = _send_view_statement(
+    and_(User.id == bindparam("reference", type_=String), User.erased_at.is_(None))
+)
+_SEND_VIEW_BY_EMAIL = _send_view_statement(
+    and_(User.email == bindparam("reference", type_=String), User.erased_at.is_(None))
+)
 
 
 def send(
