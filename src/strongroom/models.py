@@ -20,6 +20,15 @@ from strongroom.identity.models import (
 from strongroom.kyc.models import Document as KycDocument
 from strongroom.kyc.models import Submission as KycSubmission
 from strongroom.ledger.models import Account, Entry, Lock, Transfer
+from strongroom.merchants.models import (
+    Charge,
+    DynamicQr,
+    Merchant,
+    MerchantKey,
+    MerchantMember,
+    Refund,
+)
+from strongroom.merchants.models import WebhookEvent as MerchantWebhookEvent
 from strongroom.movements.models import IdempotencyKey
 from strongroom.notify.models import OutboxEmail
 from strongroom.paycodes.models import CodeUse, Device
@@ -34,8 +43,10 @@ __all__ = [
     "AuditEvent",
     "AuthToken",
     "BankAccount",
+    "Charge",
     "CodeUse",
     "Device",
+    "DynamicQr",
     "EmailVerification",
     "Entry",
     "FxConversion",
@@ -46,6 +57,10 @@ __all__ = [
     "KycSubmission",
     "Lock",
     "LoginThrottle",
+    "Merchant",
+    "MerchantKey",
+    "MerchantMember",
+    "MerchantWebhookEvent",
     "OutboxEmail",
     "PasswordReset",
     "PendingSignIn",
@@ -53,6 +68,7 @@ __all__ = [
     "PorReserve",
     "RateLimitBucket",
     "RecoveryCode",
+    "Refund",
     "StepUpFailures",
     "Topup",
     "TotpFactor",

@@ -22,6 +22,8 @@ its navigation, the parts of a page) read ``TABLE``; nothing else decides who ma
 | ledger.write        |       |         |         |              | raw ledger batches, accounts   |
 | webhooks            |   ✓   |         |    ✓    |              | connectors' webhook deliveries |
 | reconciliation      |   ✓   |         |    ✓    |              | ledger vs connector records    |
+| merchants           |   ✓   |    ✓    |    ✓    |              | read merchants                 |
+| merchants.manage    |   ✓   |         |         |              | onboard, keys, members         |
 
 Why: only finance and admin see money (SPEC R-SEC-10: balances and statements); support
 answers users (who they are, what happened to their account, did the email go out); a KYC
@@ -67,6 +69,8 @@ TABLE: Final[dict[str, frozenset[str]]] = {
     "ledger.write": NOBODY,  # service keys with the ledger scope only
     "webhooks": MONEY,
     "reconciliation": MONEY,
+    "merchants": frozenset({ADMIN, SUPPORT, FINANCE}),
+    "merchants.manage": frozenset({ADMIN}),  # where a merchant's money goes, who acts for it
 }
 """Capability → the operator roles that hold it (the table of the module docstring)."""
 
