@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                     settings.idempotency,
                     limits=settings.rate_limits,
                     funding=settings.funding,
+                    hooks=worker.Hooks(settings.merchants, settings.secret_key),
                 )
             ]
             if settings.run_worker

@@ -105,6 +105,7 @@ def run_worker(
             interval,
             settings.rate_limits,
             settings.funding,
+            worker.Hooks(settings.merchants, settings.secret_key),
         )
     except KeyboardInterrupt:
         console.print("stopped")

@@ -2,7 +2,9 @@
 idempotency keys older than their retention (SPEC P3, ``idempotency.retention_hours``), rate
 limit buckets whose window ended (R-SEC-9, ``rate_limits.sweep_batch_max`` a sweep), expire
 requested top-ups past their validity and poll the sandbox's timed-out top-ups (R-FUND-1,
-``funding.expire_batch_max`` a sweep, rows taken ``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+``funding.expire_batch_max`` a sweep, rows taken ``FOR UPDATE SKIP LOCKED`` on PostgreSQL),
+deliver the merchant webhook outbox (R-MERCH-4, ``merchants.webhook_batch_max`` events a sweep,
+``FOR UPDATE SKIP LOCKED``, retried with backoff until a 2xx).
 
 Runs inside ``strongroom serve`` (a thread per process) and as ``strongroom worker``. Several
 workers at once are safe: each void locks the accounts, and a second void is refused; deleting
@@ -20,9 +22,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from strongroom.db import unit_of_work, utcnow
 from strongroom.funding import topups
 from strongroom.ledger import service as ledger
+from strongroom.merchants import webhooks
 from strongroom.movements import idempotency
 from strongroom.ratelimit import service as ratelimit
-from strongroom.settings import FundingSettings, IdempotencySettings, RateLimitSettings
+from strongroom.settings import (
+    FundingSettings,
+    IdempotencySettings,
+    MerchantSettings,
+    RateLimitSettings,
+)
 
 log = logging.getLogger("strongroom.worker")
 
@@ -34,6 +42,16 @@ class Swept:
     buckets_swept: int = 0
     topups_expired: int = 0
     topups_polled: int = 0
+    webhooks_delivered: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """What the merchant webhook delivery needs: its settings and the key its secrets derive
+    from."""
+
+    settings: MerchantSettings
+    secret_key: str
 
 
 def sweep_once(
@@ -41,6 +59,7 @@ def sweep_once(
     keys: IdempotencySettings,
     limits: RateLimitSettings | None = None,
     funding: FundingSettings | None = None,
+    hooks: Hooks | None = None,
 ) -> Swept:
     with unit_of_work(factory) as session:
         voided = ledger.expire_pending(session=session)
@@ -58,7 +77,14 @@ def sweep_once(
             polled = topups.poll_sandbox(session=session, limit=funding.expire_batch_max)
         with unit_of_work(factory) as session:
             topups_expired = topups.expire(session=session, limit=funding.expire_batch_max)
+    delivered = 0
+    if hooks is not None:
+        with unit_of_work(factory) as session:
+            delivered = webhooks.deliver_due(
+                session=session, settings=hooks.settings, secret_key=hooks.secret_key
+            )
     return Swept(
+        webhooks_delivered=delivered,
         voided=voided,
         keys_expired=expired,
         buckets_swept=swept,
@@ -74,10 +100,11 @@ def run(
     interval_s: float = 1.0,
     limits: RateLimitSettings | None = None,
     funding: FundingSettings | None = None,
+    hooks: Hooks | None = None,
 ) -> None:
     while not stop.is_set():
         try:
-            swept = sweep_once(factory, keys, limits, funding)
+            swept = sweep_once(factory, keys, limits, funding, hooks)
             if swept.voided:
                 log.info("voided %d expired pending transfers", swept.voided)
             if swept.keys_expired:
@@ -93,11 +120,12 @@ def start_thread(
     interval_s: float = 1.0,
     limits: RateLimitSettings | None = None,
     funding: FundingSettings | None = None,
+    hooks: Hooks | None = None,
 ) -> threading.Event:
     stop = threading.Event()
     thread = threading.Thread(
         target=run,
-        args=(factory, stop, keys, interval_s, limits, funding),
+        args=(factory, stop, keys, interval_s, limits, funding, hooks),
         name="sr-sweeper",
         daemon=True,
     )
