@@ -24,6 +24,7 @@ from strongroom.api import (
     ServiceKeyGuard,
     SessionDep,
     SettingsDep,
+    bearer_token,
     operator_with,
     origin_of,
 )
@@ -265,30 +266,29 @@ def set_member(
 # --------------------------------------------------------------------------- terminals
 
 
-class MerchantGuard(ServiceKeyGuard):
-    """A merchant's terminal key (``X-Api-Key``, scope ``merchant``) or, without a key, a
-    signed-in person who works for the merchant (``Authorization: Bearer``, and
-    ``X-Merchant-Id`` when they work for several). Key uses are audited like every service
-    key's."""
+class MerchantGuard:
+    """A merchant's terminal key (``X-Api-Key`` with the ``merchant`` scope; every use audited
+    as every service key's) or, without a key, a signed-in person who works for the merchant
+    (``Authorization: Bearer``; ``X-Merchant-Id`` when they work for several): the merchant
+    portal's sign-in is the user's own. Either way the role decides (``merchants.roles``)."""
 
     def __init__(self) -> None:
-        super().__init__(api_keys.MERCHANT)
+        self.keys = ServiceKeyGuard(api_keys.MERCHANT)
 
-    def __call__(  # type: ignore[override]
+    def __call__(
         self,
         request: Request,
         session: SessionDep,
+        token: Annotated[str | None, Depends(bearer_token)],
         key: ApiKeyHeader = None,
-        authorization: Annotated[str | None, Header()] = None,
         merchant_id: Annotated[str | None, Header(alias="X-Merchant-Id", max_length=18)] = None,
     ) -> merchants.Principal:
-        if not key and authorization:
-            token = authorization.partition(" ")[2].strip()
+        if not key and token is not None:
             user = identity_service.authenticate(session=session, token=token)
             return merchants.principal_of_member(
                 session=session, user=user, merchant_id=merchant_id
             )
-        caller = ServiceKeyGuard.__call__(self, request, session, key, None)
+        caller = self.keys(request, session, key, None)
         return merchants.principal_of_key(session=session, caller=caller)
 
 
