@@ -63,7 +63,8 @@ class Device:
 
 class Codes:
     """Payment codes never used before: for each device, the steps the server accepts now
-    (previous, current, next), each handed out once. Thread- and task-safe enough for one
+    (the current and the next: the previous one could expire while a request waits), each
+    handed out once. Thread- and task-safe enough for one
     asyncio loop (no awaits inside)."""
 
     def __init__(self, devices: list[Device]) -> None:
@@ -73,9 +74,10 @@ class Codes:
 
     def take(self) -> str:
         step = int(time.time()) // STEP_S
-        for _ in range(3 * len(self.devices)):
+        for _ in range(len(self.devices)):
             index = next(self.cursor)
-            for candidate in (step - 1, step, step + 1):
+            # the current and the next step: a previous step's code could expire in flight
+            for candidate in (step, step + 1):
                 if (index, candidate) not in self.used:
                     self.used.add((index, candidate))
                     device = self.devices[index]
@@ -212,9 +214,12 @@ def main(argv: list[str] | None = None) -> int:
                 for found in pool.map(lambda u: _devices(server.base_url, u), users)
                 for d in found
             ]
-        with _admin(server) as admin:
+        admin = _admin(server)
+        try:
             spread_keys = [_merchant_key(admin, i) for i in range(opts.clients)]
             hot_keys = [_merchant_key(admin, opts.clients)]
+        finally:
+            admin.close()
         lb.say(
             f"seeded {USERS} payers, {len(devices)} devices, {opts.clients + 1} merchants "
             f"in {time.monotonic() - started:.1f} s"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -20,6 +21,7 @@ from strongroom.emv import Field, decode, encode
 from strongroom.ledger import reports
 from strongroom.merchants.models import Charge
 from strongroom.notify.models import OutboxEmail
+from strongroom.paycodes import domain as paycode_domain
 from tests.api.conftest import operator, signup
 from tests.api.merchant_support import (
     code_of,
@@ -113,6 +115,26 @@ def test_an_idempotent_charge_and_a_code_accepted_once(client, pg_db):
     )
     bob.topup("5.00")
     assert till.charge({"payment_code": bobs, "amount": "5.00", "asset": "HKD"}).status_code == 201
+
+
+def test_an_expired_code_is_refused_with_when_it_expired(client, pg_db):
+    admin = operator(client, pg_db)
+    till = terminal(admin, onboard(admin))
+    alice = signup(client, "Alice")
+    alice.topup("10.00")
+    device = alice.post("/v1/devices", {"name": "phone"}, key=None).json()
+    old_step = int(time.time()) // device["step_s"] - 3
+    old = paycode_domain.code(
+        issuer_id=device["issuer_id"],
+        locator=int(device["locator"]),
+        secret=paycode_domain.secret_bytes(device["secret"]),
+        step=old_step,
+    )
+    before = money_rows(pg_db)
+    refused = till.charge({"payment_code": old, "amount": "1.00", "asset": "HKD"})
+    error = _error(refused, 422, "payment_code_expired")
+    assert isinstance(error["details"]["expired_at"], str)
+    assert money_rows(pg_db) == before
 
 
 def test_a_virtual_card_pays_and_the_merchant_sees_its_last_four_only(client, pg_db):
