@@ -262,7 +262,6 @@ def charge(
         legs.append(
             _leg(f"{charge_id}.fee", target, fee_account, currency, fee, "merchant_fee", note)
         )
-    _apply(session, legs, now)
     row = Charge(
         id=charge_id,
         merchant_id=merchant.id,
@@ -304,6 +303,9 @@ def charge(
         data=charge_data(row, assets),
     )
     session.flush()
+    # the legs last: the merchant's and the fee account's row locks are held from here to the
+    # commit only (R-LEDGER-6: a hot account), everything else of the charge is written already
+    _apply(session, legs, now)
     return row
 
 
@@ -605,7 +607,6 @@ def refund(
                 note,
             )
         )
-    _apply(session, legs, now)
     row.refunded_minor = refunded_after
     row.fee_refunded_minor += fee_part
     row.payer_refunded_minor += payer_part
@@ -650,6 +651,7 @@ def refund(
         },
     )
     session.flush()
+    _apply(session, legs, now)  # the legs last, as a charge's
     return out
 
 
