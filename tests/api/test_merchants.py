@@ -440,3 +440,39 @@ def test_a_user_pays_static_and_dynamic_merchant_codes(client, pg_db):
     assert (
         till.charge({"emv_payload": carried, "amount": "1.00", "asset": "HKD"}).status_code == 201
     )
+
+
+def test_racing_refunds_never_exceed_the_charge(client, pg_db, live_url):
+    """Eight refunds of 30.00 race for a 100.00 charge on a real server: exactly three go
+    through (the charge's row is locked while each is decided), the rest are refused."""
+    import threading
+
+    import httpx
+
+    admin = operator(client, pg_db)
+    till = terminal(admin, onboard(admin))
+    alice = signup(client, "Alice")
+    alice.topup("100.00")
+    paid = till.charge({"payment_code": code_of(alice), "amount": "100.00", "asset": "HKD"})
+    charge_id = paid.json()["id"]
+    answers: list[int] = []
+    start = threading.Barrier(8)
+
+    def refund() -> None:
+        with httpx.Client(base_url=live_url, timeout=30) as http:
+            start.wait()
+            answer = http.post(
+                "/v1/merchant/refunds",
+                json={"charge_id": charge_id, "amount": "30.00"},
+                headers=till.headers(),
+            )
+            answers.append(answer.status_code)
+
+    threads = [threading.Thread(target=refund) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == [201] * 3 + [422] * 5
+    assert alice.balance()["total"] == "90.00"
+    assert till.get(f"/v1/merchant/charges/{charge_id}").json()["refunded"] == "90.00"
