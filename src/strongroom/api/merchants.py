@@ -295,10 +295,15 @@ class MerchantGuard:
 PrincipalDep = Annotated[merchants.Principal, Depends(MerchantGuard())]
 
 ROLE_403: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "no valid terminal key or token: `api_key_required`, `invalid_api_key` "
+        "(unknown or revoked), `unauthorized`, `invalid_token`, `token_expired`"
+    },
     403: {
         "description": "`merchant_role_forbidden` (the key's or member's role may not), "
         "`merchant_suspended`, `not_a_merchant_member`, `insufficient_scope`"
-    }
+    },
+    422: {"description": "`merchant_id_required` (a member of several merchants)"},
 }
 
 
@@ -338,7 +343,12 @@ class ChargesOut(BaseModel):
     next_cursor: str | None
 
 
+EMV_CODES = ", ".join(
+    f"`emv_{name}`"
+    for name in ["invalid", "amount_invalid", "crc_mismatch", "crc_misplaced", "crc_missing", "currency_invalid", "field_invalid", "format_invalid", "id_invalid", "length_invalid", "length_overrun", "too_long", "truncated", "no_code", "unknown_code", "unknown_merchant"]
+)
 MOVE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: ROLE_403[401],
     403: ROLE_403[403],
     404: {"description": "`charge_not_found` (unknown, or another merchant's)"},
     409: {
@@ -348,9 +358,12 @@ MOVE_ERRORS: dict[int | str, dict[str, Any]] = {
     422: {
         "description": "`one_payment_method`, `payment_code_invalid`, `payment_code_expired`, "
         "`payment_code_revoked`, `token_invalid`, `token_suspended`, "
-        "`token_merchant_mismatch`, `emv_*`, `asset_not_accepted`, `insufficient_funds`, "
+        "`token_merchant_mismatch`, `asset_not_accepted`, `amount_required`, `amount_mismatch`, "
+        + EMV_CODES
+        + ", `asset_not_accepted`, `insufficient_funds`, "
         "`funds_locked`, `limit_exceeded`, `rate_unavailable`, `refund_exceeds_charge`, "
-        "`invalid_amount`, `unknown_asset`, `idempotency_key_required`, `validation_error`"
+        "`invalid_amount`, `unknown_asset`, `idempotency_key_required`, `validation_error`, "
+        "`merchant_id_required`"
     },
 }
 
@@ -416,7 +429,7 @@ def create_charge(
     return _once(request, session, settings, merchant.id, idempotency_key, body, work)
 
 
-@router.get("/charges", response_model=ChargesOut, responses={403: ROLE_403[403]})
+@router.get("/charges", response_model=ChargesOut, responses=ROLE_403)
 def list_charges(
     principal: PrincipalDep,
     session: SessionDep,
@@ -447,7 +460,7 @@ def list_charges(
 @router.get(
     "/charges.csv",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}}, 403: ROLE_403[403]},
+    responses={**ROLE_403, 200: {"content": {"text/csv": {}}}},
 )
 def export_charges(
     principal: PrincipalDep,
@@ -483,7 +496,7 @@ def export_charges(
 @router.get(
     "/charges/{charge_id}",
     response_model=ChargeOut,
-    responses={403: ROLE_403[403], 404: {"description": "`charge_not_found`"}},
+    responses={**ROLE_403, 404: {"description": "`charge_not_found`"}},
 )
 def read_charge(
     charge_id: Annotated[str, Path(min_length=1, max_length=32)],
@@ -547,7 +560,13 @@ class QrOut(BaseModel):
     "/qr",
     status_code=201,
     response_model=QrOut,
-    responses={403: ROLE_403[403], 422: {"description": "`asset_not_accepted`, `invalid_amount`"}},
+    responses={
+        **ROLE_403,
+        422: {
+            "description": "`asset_not_accepted`, `invalid_amount`, `unknown_asset`, "
+            "`merchant_id_required`"
+        },
+    },
 )
 def create_qr(
     principal: PrincipalDep,
@@ -582,7 +601,7 @@ class WebhookOut(BaseModel):
     signature_header: str
 
 
-@router.put("/webhook", response_model=WebhookOut, responses={403: ROLE_403[403]})
+@router.put("/webhook", response_model=WebhookOut, responses=ROLE_403)
 def set_webhook(
     body: WebhookIn, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
 ) -> WebhookOut:
@@ -616,6 +635,7 @@ class PayEmvIn(BaseModel):
     response_model=MovedOut,
     responses={
         **MOVE_ERRORS,
+        401: {"description": "no valid token (`unauthorized`, `invalid_token`)"},
         403: {"description": "`wallet_users_only`, `email_unverified`, `merchant_suspended`"},
     },
 )
