@@ -345,7 +345,24 @@ class ChargesOut(BaseModel):
 
 EMV_CODES = ", ".join(
     f"`emv_{name}`"
-    for name in ["invalid", "amount_invalid", "crc_mismatch", "crc_misplaced", "crc_missing", "currency_invalid", "field_invalid", "format_invalid", "id_invalid", "length_invalid", "length_overrun", "too_long", "truncated", "no_code", "unknown_code", "unknown_merchant"]
+    for name in [
+        "invalid",
+        "amount_invalid",
+        "crc_mismatch",
+        "crc_misplaced",
+        "crc_missing",
+        "currency_invalid",
+        "field_invalid",
+        "format_invalid",
+        "id_invalid",
+        "length_invalid",
+        "length_overrun",
+        "too_long",
+        "truncated",
+        "no_code",
+        "unknown_code",
+        "unknown_merchant",
+    ]
 )
 MOVE_ERRORS: dict[int | str, dict[str, Any]] = {
     401: ROLE_403[401],
