@@ -19,11 +19,20 @@ from sqlalchemy.engine import Engine
 
 from strongroom import db, worker
 from strongroom.db import utcnow
+from strongroom.ledger import reports
 from strongroom.merchants import webhooks
 from strongroom.merchants.models import WebhookEvent
 from strongroom.settings import MerchantSettings
 from tests.api.conftest import make_settings, operator, signup
 from tests.api.merchant_support import code_of, onboard, terminal
+
+
+@pytest.fixture(autouse=True)
+def ledger_checked(pg_db: Engine) -> Iterator[None]:
+    yield
+    with db.make_session_factory(pg_db)() as session:
+        report = reports.check(session=session)
+    assert report.ok, report.problems
 
 
 class Receiver:

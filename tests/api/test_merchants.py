@@ -476,3 +476,26 @@ def test_racing_refunds_never_exceed_the_charge(client, pg_db, live_url):
     assert sorted(answers) == [201] * 3 + [422] * 5
     assert alice.balance()["total"] == "90.00"
     assert till.get(f"/v1/merchant/charges/{charge_id}").json()["refunded"] == "90.00"
+
+
+def test_the_worked_example_on_sqlite(sqlite_db):
+    """The embedded default: a charge and a partial refund on SQLite, the ledger consistent."""
+    from fastapi.testclient import TestClient
+
+    from strongroom.app import create_app
+    from tests.api.conftest import make_settings
+
+    with TestClient(create_app(make_settings(sqlite_db), sqlite_db)) as lite:
+        admin = operator(lite, sqlite_db)
+        merchant_id = onboard(admin)
+        till = terminal(admin, merchant_id)
+        alice = signup(lite, "Alice")
+        alice.topup("100.00")
+        paid = till.charge({"payment_code": code_of(alice), "amount": "100.00", "asset": "HKD"})
+        assert paid.status_code == 201, paid.text
+        assert till.refund(paid.json()["id"], "40.00").status_code == 201
+        assert alice.balance()["total"] == "40.00"
+        assert merchant_balance(sqlite_db, merchant_id) == 9920 - 3968
+        assert fee_balance(sqlite_db) == 48
+    with db.make_session_factory(sqlite_db)() as session:
+        assert reports.check(session=session).ok
