@@ -366,7 +366,10 @@ EMV_CODES = ", ".join(
 )
 MOVE_ERRORS: dict[int | str, dict[str, Any]] = {
     401: ROLE_403[401],
-    403: ROLE_403[403],
+    403: {
+        "description": ROLE_403[403]["description"]
+        + "; the payer's: `email_unverified`, `kyc_required`, `wallet_users_only`"
+    },
     404: {"description": "`charge_not_found` (unknown, or another merchant's)"},
     409: {
         "description": "`payment_code_used`, `qr_used`, `refund_window_closed`, "
