@@ -27,6 +27,9 @@ from strongroom.api.kyc import SUBMISSIONS_PATH as KYC_SUBMISSIONS_PATH
 from strongroom.api.kyc import router as kyc_router
 from strongroom.api.ledger import router as ledger_router
 from strongroom.api.limits import router as limits_router
+from strongroom.api.merchants import admin_router as merchants_admin_router
+from strongroom.api.merchants import pay_router as merchants_pay_router
+from strongroom.api.merchants import router as merchants_router
 from strongroom.api.notify import router as notify_router
 from strongroom.api.paycodes import router as paycodes_router
 from strongroom.api.payments import router as payments_router
@@ -142,6 +145,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         payments_router,
         paycodes_router,
         tokens_router,
+        merchants_admin_router,
+        merchants_router,
+        merchants_pay_router,
         fx_router,
         banking_router,
         privacy_router,

@@ -23,6 +23,15 @@ from strongroom.kyc.models import Member as KycMember
 from strongroom.kyc.models import Organisation as KycOrganisation
 from strongroom.kyc.models import Submission as KycSubmission
 from strongroom.ledger.models import Account, Entry, Lock, LockUse, Transfer
+from strongroom.merchants.models import (
+    Charge,
+    DynamicQr,
+    Merchant,
+    MerchantKey,
+    MerchantMember,
+    Refund,
+)
+from strongroom.merchants.models import WebhookEvent as MerchantWebhookEvent
 from strongroom.movements.models import IdempotencyKey
 from strongroom.notify.models import OutboxEmail
 from strongroom.paycodes.models import CodeUse, Device
@@ -38,8 +47,10 @@ __all__ = [
     "AuditEvent",
     "AuthToken",
     "BankAccount",
+    "Charge",
     "CodeUse",
     "Device",
+    "DynamicQr",
     "EmailVerification",
     "Entry",
     "FxConversion",
@@ -55,6 +66,10 @@ __all__ = [
     "Lock",
     "LockUse",
     "LoginThrottle",
+    "Merchant",
+    "MerchantKey",
+    "MerchantMember",
+    "MerchantWebhookEvent",
     "OutboxEmail",
     "PasswordReset",
     "PendingSignIn",
@@ -62,6 +77,7 @@ __all__ = [
     "PorReserve",
     "RateLimitBucket",
     "RecoveryCode",
+    "Refund",
     "StepUpFailures",
     "Topup",
     "TotpFactor",

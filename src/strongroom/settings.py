@@ -490,6 +490,24 @@ class GiftSettings(BaseModel):
     page_size_max: int = Field(default=100, ge=1, le=1000)
 
 
+class MerchantSettings(BaseModel):
+    """Merchants (R-MERCH-1..4, ``strongroom.merchants``): the default merchant discount rate,
+    the refund window, the identifiers in merchant-presented codes and the webhook outbox's
+    delivery (retried with exponential backoff: ``webhook_backoff_base_s`` x 2^(attempt-1),
+    at most ``webhook_backoff_max_s``, until a 2xx or ``webhook_attempts_max`` attempts)."""
+
+    discount_rate_bps_default: int = Field(default=80, ge=0, le=10_000)
+    refund_window_days: int = Field(default=180, ge=1, le=3650)
+    qr_account_identifier: str = Field(default="app.strongroom", min_length=1, max_length=32)
+    code_account_identifier: str = Field(default="app.strongroom.code", min_length=1, max_length=32)
+    webhook_backoff_base_s: float = Field(default=10.0, gt=0, le=3600)
+    webhook_backoff_max_s: float = Field(default=3600.0, gt=0, le=86_400)
+    webhook_attempts_max: int = Field(default=20, ge=1, le=100)
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    webhook_batch_max: int = Field(default=50, ge=1, le=1000)
+    export_rows_max: int = Field(default=100_000, ge=1, le=1_000_000)
+
+
 def _default_database_url() -> str:
     data_dir = Path(platformdirs.user_data_dir("strongroom"))
     return f"sqlite:///{data_dir / 'strongroom.sqlite3'}"
@@ -522,6 +540,7 @@ class Settings(BaseSettings):
     mail: MailSettings = Field(default_factory=MailSettings)
     funding: FundingSettings = Field(default_factory=FundingSettings)
     fx: FxSettings = Field(default_factory=FxSettings)
+    merchants: MerchantSettings = Field(default_factory=MerchantSettings)
     kyc: KycSettings = Field(default_factory=KycSettings)
     banking: BankingSettings = Field(default_factory=BankingSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)

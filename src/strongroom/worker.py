@@ -4,7 +4,9 @@ limit buckets whose window ended (R-SEC-9, ``rate_limits.sweep_batch_max`` a swe
 requested top-ups past their validity and poll the sandbox's timed-out top-ups (R-FUND-1,
 ``funding.expire_batch_max`` a sweep, rows taken ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), and
 send and poll withdrawal payouts (R-FUND-2, ``withdrawals.service.process_payouts``: the attempt
-recorded before the connector is called; ``funding.expire_batch_max`` a sweep).
+recorded before the connector is called; ``funding.expire_batch_max`` a sweep), and deliver the
+merchant webhook outbox (R-MERCH-4, ``merchants.webhook_batch_max`` events a sweep, ``FOR UPDATE
+SKIP LOCKED``, retried with backoff until a 2xx).
 
 Runs inside ``strongroom serve`` (a thread per process) and as ``strongroom worker``. Several
 workers at once are safe: each void locks the accounts, and a second void is refused; deleting
@@ -25,6 +27,7 @@ from strongroom.db import unit_of_work, utcnow
 from strongroom.funding import topups
 from strongroom.gifts import service as gifts
 from strongroom.ledger import service as ledger
+from strongroom.merchants import webhooks
 from strongroom.movements import idempotency
 from strongroom.ratelimit import service as ratelimit
 from strongroom.settings import (
@@ -49,6 +52,7 @@ class Swept:
     gifts_expired: int = 0
     payouts_paid: int = 0
     payouts_failed: int = 0
+    webhooks_delivered: int = 0
 
 
 def sweep_once(
@@ -61,7 +65,7 @@ def sweep_once(
     settings: Settings | None = None,
 ) -> Swept:
     """One pass of every job. ``settings`` (the whole of them) turns on the jobs that need
-    more than their own section: the withdrawals' payouts."""
+    more than their own section: the withdrawals' payouts, the merchants' webhooks."""
     with unit_of_work(factory) as session:
         voided = ledger.expire_pending(session=session)
     with unit_of_work(factory) as session:
@@ -85,10 +89,15 @@ def sweep_once(
         with unit_of_work(factory) as session:
             topups_expired = topups.expire(session=session, limit=funding.expire_batch_max)
     payouts = withdrawals.Processed()
+    delivered = 0
     if settings is not None:
         payouts = withdrawals.process_payouts(
             factory, settings, limit=settings.funding.expire_batch_max
         )
+        with unit_of_work(factory) as session:
+            delivered = webhooks.deliver_due(
+                session=session, settings=settings.merchants, secret_key=settings.secret_key
+            )
     return Swept(
         voided=voided,
         keys_expired=expired,
@@ -98,6 +107,7 @@ def sweep_once(
         gifts_expired=gifts_expired,
         payouts_paid=payouts.paid,
         payouts_failed=payouts.failed,
+        webhooks_delivered=delivered,
     )
 
 

@@ -53,20 +53,12 @@ def _digits(value: str, *, field: str, low: int, high: int, code: str) -> str:
     return cleaned
 
 
-def check_new(
-    *,
-    session: Session,
-    user: User,
-    holder_name: str,
-    bank_code: str,
-    account_number: str,
-    settings: BankingSettings,
+def check_details(
+    *, holder_name: str, bank_code: str, account_number: str, settings: BankingSettings
 ) -> tuple[str, str]:
-    """Everything a link is refused for before the step-up, writing nothing: the formats, a
-    verified legal name (403 ``kyc_required``), the holder name matching it (422
-    ``holder_name_mismatch``), the limit (409 ``too_many_bank_accounts``) and a duplicate (409
-    ``bank_account_exists``). The bank code and account number as digits."""
-    verification.require_verified(user)  # R-SEC-11
+    """The formats of a bank account (also a merchant's settlement account): the bank code
+    and account number as digits (``invalid_bank_code``, ``invalid_account_number``), a holder
+    name of 1-200 characters (``invalid_holder_name``)."""
     code = _digits(
         bank_code,
         field="bank_code",
@@ -85,6 +77,29 @@ def check_new(
         raise ValidationFailed(
             f"holder_name must be 1-{HOLDER_NAME_MAX_CHARS} characters", code="invalid_holder_name"
         )
+    return code, number
+
+
+def check_new(
+    *,
+    session: Session,
+    user: User,
+    holder_name: str,
+    bank_code: str,
+    account_number: str,
+    settings: BankingSettings,
+) -> tuple[str, str]:
+    """Everything a link is refused for before the step-up, writing nothing: the formats, a
+    verified legal name (403 ``kyc_required``), the holder name matching it (422
+    ``holder_name_mismatch``), the limit (409 ``too_many_bank_accounts``) and a duplicate (409
+    ``bank_account_exists``). The bank code and account number as digits."""
+    verification.require_verified(user)  # R-SEC-11
+    code, number = check_details(
+        holder_name=holder_name,
+        bank_code=bank_code,
+        account_number=account_number,
+        settings=settings,
+    )
     legal_name = verified_legal_name(session, user)
     if legal_name is None:
         raise Forbidden(

@@ -39,7 +39,10 @@ LEDGER: Final = "ledger"
 STORE_CASH: Final = "store_cash"
 """The scope of a convenience store's terminal: it confirms the cash it took for a top-up
 barcode (``POST /v1/topups/store-cash/confirmations``)."""
-SCOPES: Final = {LEDGER: PLATFORM, STORE_CASH: PLATFORM}
+MERCHANT: Final = "merchant"
+"""The scope of a merchant's terminal key (``owner_type`` ``merchant``, ``owner_id`` the
+merchant's id; its role is ``merchants.models.MerchantKey``)."""
+SCOPES: Final = {LEDGER: PLATFORM, STORE_CASH: PLATFORM, MERCHANT: MERCHANT}
 """The scopes a key can be made with, and the owner type each belongs to."""
 PREFIX: Final = "srk_"
 KEY_CHARS_MAX: Final = 128
@@ -123,6 +126,10 @@ def create(
             code="invalid_name",
         )
     owner_type = SCOPES[scope]
+    if owner_type != PLATFORM and owner_id == PLATFORM:
+        raise ValidationFailed(
+            f"a {scope} key belongs to one {owner_type}: make it there", code="invalid_scope"
+        )
     if _live_named(session, owner_type, owner_id, name) is not None:
         raise Conflict("a live key has this name", code="api_key_name_taken", name=name)
     key = PREFIX + secrets.token_urlsafe(32)

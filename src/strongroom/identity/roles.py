@@ -23,6 +23,8 @@ its navigation, the parts of a page) read ``TABLE``; nothing else decides who ma
 | webhooks            |   ✓   |         |    ✓    |              | connectors' webhook deliveries |
 | reconciliation      |   ✓   |         |    ✓    |              | ledger vs connector records    |
 | payouts             |   ✓   |         |    ✓    |              | pending payouts (withdrawals)  |
+| merchants           |   ✓   |    ✓    |    ✓    |              | read merchants                 |
+| merchants.manage    |   ✓   |         |         |              | onboard, keys, members         |
 
 Why: only finance and admin see money (SPEC R-SEC-10: balances and statements); support
 answers users (who they are, what happened to their account, did the email go out); a KYC
@@ -69,6 +71,8 @@ TABLE: Final[dict[str, frozenset[str]]] = {
     "webhooks": MONEY,
     "reconciliation": MONEY,
     "payouts": MONEY,
+    "merchants": frozenset({ADMIN, SUPPORT, FINANCE}),
+    "merchants.manage": frozenset({ADMIN}),  # where a merchant's money goes, who acts for it
 }
 """Capability → the operator roles that hold it (the table of the module docstring)."""
 

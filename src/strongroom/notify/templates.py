@@ -238,3 +238,31 @@ WITHDRAWAL_FAILED = register(
         },
     )
 )
+MERCHANT_PAYMENT_RECEIPT = register(
+    EmailTemplate(
+        id="merchants.payment_receipt",
+        subject="Receipt: you paid {{ amount }} to {{ merchant }}",
+        sample={
+            "name": "Alice Chan",
+            "amount": "HKD 100.00",
+            "merchant": "Lucky Tea House",
+            "charged": None,
+            "charge_id": "ch_3f9c1a525b7e4d0e9a431c2b3d4e5",
+            "at": _SAMPLE_TIME,
+        },
+    )
+)
+MERCHANT_REFUND_RECEIPT = register(
+    EmailTemplate(
+        id="merchants.refund_receipt",
+        subject="Refund: {{ merchant }} returned {{ amount }}",
+        sample={
+            "name": "Alice Chan",
+            "amount": "HKD 40.00",
+            "merchant": "Lucky Tea House",
+            "charge_id": "ch_3f9c1a525b7e4d0e9a431c2b3d4e5",
+            "refund_id": "rf_8a1c2b3d4e5f60718293a4b5c6d7e",
+            "at": _SAMPLE_TIME,
+        },
+    )
+)

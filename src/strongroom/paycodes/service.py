@@ -283,7 +283,8 @@ def resolve_and_consume(
     if step < current - settings.past_steps:
         expired_at = domain.step_start(step + settings.past_steps + 1, settings.step_s)
         raise PaymentCodeExpired(
-            "this payment code expired: ask the customer for a new one", expired_at=expired_at
+            "this payment code expired: ask the customer for a new one",
+            expired_at=expired_at.isoformat(),  # JSON: the API answers it in the details
         )
     _consume(session, device, step, now)
     device.last_used_at = now

@@ -4,6 +4,7 @@ head. It changes no table.
 
 Revision ID: 2026_12_06_0030
 Revises: 2026_12_06_0021,
+    2026_12_06_0022,
     2026_12_06_0023,
     2026_12_06_0024
 Create Date: 2026-12-06
@@ -12,7 +13,7 @@ Create Date: 2026-12-06
 from __future__ import annotations
 
 revision = "2026_12_06_0030"
-down_revision = ("2026_12_06_0021", "2026_12_06_0023", "2026_12_06_0024")
+down_revision = ("2026_12_06_0021", "2026_12_06_0022", "2026_12_06_0023", "2026_12_06_0024")
 branch_labels = None
 depends_on = None
 
