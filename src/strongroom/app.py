@@ -90,7 +90,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                     settings.idempotency,
                     limits=settings.rate_limits,
                     funding=settings.funding,
-                    hooks=worker.Hooks(settings.merchants, settings.secret_key),
+                    hooks=worker.Hooks(
+                        settings.merchants,
+                        settings.secret_key,
+                        settings.settlement,
+                        settings.asset_registry(),
+                    ),
                 )
             ]
             if settings.run_worker

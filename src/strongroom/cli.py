@@ -108,7 +108,12 @@ def run_worker(
             interval,
             settings.rate_limits,
             settings.funding,
-            worker.Hooks(settings.merchants, settings.secret_key),
+            worker.Hooks(
+                settings.merchants,
+                settings.secret_key,
+                settings.settlement,
+                settings.asset_registry(),
+            ),
         )
     except KeyboardInterrupt:
         console.print("stopped")

@@ -4,7 +4,9 @@ limit buckets whose window ended (R-SEC-9, ``rate_limits.sweep_batch_max`` a swe
 requested top-ups past their validity and poll the sandbox's timed-out top-ups (R-FUND-1,
 ``funding.expire_batch_max`` a sweep, rows taken ``FOR UPDATE SKIP LOCKED`` on PostgreSQL),
 deliver the merchant webhook outbox (R-MERCH-4, ``merchants.webhook_batch_max`` events a sweep,
-``FOR UPDATE SKIP LOCKED``, retried with backoff until a 2xx).
+``FOR UPDATE SKIP LOCKED``, retried with backoff until a 2xx), settle the previous business
+day once past the cut-off and retry failed settlements, and execute uploaded payout batches
+(R-MERCH-3, ``settlement.batch_max`` records or rows a sweep, ``FOR UPDATE SKIP LOCKED``).
 
 Runs inside ``strongroom serve`` (a thread per process) and as ``strongroom worker``. Several
 workers at once are safe: each void locks the accounts, and a second void is refused; deleting
@@ -23,6 +25,7 @@ from strongroom.db import unit_of_work, utcnow
 from strongroom.funding import topups
 from strongroom.ledger import service as ledger
 from strongroom.merchants import webhooks
+from strongroom.money import AssetRegistry
 from strongroom.movements import idempotency
 from strongroom.ratelimit import service as ratelimit
 from strongroom.settings import (
@@ -30,7 +33,10 @@ from strongroom.settings import (
     IdempotencySettings,
     MerchantSettings,
     RateLimitSettings,
+    SettlementSettings,
 )
+from strongroom.settlement import batch_payouts
+from strongroom.settlement import service as settlement
 
 log = logging.getLogger("strongroom.worker")
 
@@ -43,6 +49,8 @@ class Swept:
     topups_expired: int = 0
     topups_polled: int = 0
     webhooks_delivered: int = 0
+    settlements_paid: int = 0
+    payout_rows_done: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,8 @@ class Hooks:
 
     settings: MerchantSettings
     secret_key: str
+    settlement: SettlementSettings | None = None
+    assets: AssetRegistry | None = None
 
 
 def sweep_once(
@@ -83,7 +93,12 @@ def sweep_once(
             delivered = webhooks.deliver_due(
                 session=session, settings=hooks.settings, secret_key=hooks.secret_key
             )
+    settled = rows_done = 0
+    if hooks is not None and hooks.settlement is not None and hooks.assets is not None:
+        settled, rows_done = settle_and_pay(factory, hooks.settlement, hooks.assets)
     return Swept(
+        settlements_paid=settled,
+        payout_rows_done=rows_done,
         webhooks_delivered=delivered,
         voided=voided,
         keys_expired=expired,
@@ -91,6 +106,36 @@ def sweep_once(
         topups_expired=topups_expired,
         topups_polled=polled,
     )
+
+
+def settle_and_pay(
+    factory: sessionmaker[Session], settings: SettlementSettings, assets: AssetRegistry
+) -> tuple[int, int]:
+    """Settle the previous business day once past the cut-off (a day already opened is not
+    opened again), retry failed settlements past their backoff, then run due payout batches;
+    each bounded by ``settings.batch_max``. Returns (settlements paid, payout rows handled)."""
+    now = utcnow()
+    day = settlement.due_day(now, settings)
+    if day is not None:
+        with unit_of_work(factory) as session:
+            opened = settlement.day_opened(session=session, day=day)
+        if not opened:
+            with unit_of_work(factory) as session:
+                settlement.open_day(session=session, day=day, settings=settings, now=now)
+    paid = settlement.settle(
+        factory, settings, assets, day=None, now=now, limit=settings.batch_max, respect_backoff=True
+    ).paid
+    rows = 0
+    with unit_of_work(factory) as session:
+        due = batch_payouts.due_batches(session=session, limit=settings.batch_max)
+    for batch_id in due:
+        if rows >= settings.batch_max:
+            break
+        ran = batch_payouts.run_batch(
+            factory, assets, batch_id=batch_id, limit=settings.batch_max - rows
+        )
+        rows += ran.handled
+    return paid, rows
 
 
 def run(

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from strongroom import db
+from strongroom import db, worker
 from strongroom.ledger import reports
 from strongroom.ledger.models import Transfer
 from strongroom.settlement import batch_payouts
@@ -194,3 +194,16 @@ def test_roles_and_other_merchants(client, pg_db):
     assert other.get(f"/v1/merchant/payout-batches/{batch_id}").status_code == 404
     assert other.get(f"/v1/merchant/payout-batches/{batch_id}/result.csv").status_code == 404
     assert owner.get("/v1/merchant/payout-batches/pb_0000000000000000").status_code == 404
+
+
+def test_the_worker_runs_an_accepted_batch(client, pg_db):
+    finance, merchant_id = _shop(client, pg_db)
+    batch_id = _upload(finance, GOOD).json()["id"]
+    settings = make_settings(pg_db)
+    hooks = worker.Hooks(
+        settings.merchants, settings.secret_key, settings.settlement, settings.asset_registry()
+    )
+    swept = worker.sweep_once(db.make_session_factory(pg_db), settings.idempotency, hooks=hooks)
+    assert swept.payout_rows_done == 3
+    assert finance.get(f"/v1/merchant/payout-batches/{batch_id}").json()["status"] == "completed"
+    assert merchant_balance(pg_db, merchant_id) == 9920 - 6250

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from strongroom import db
+from strongroom import db, worker
 from strongroom.cli import app as cli_app
 from strongroom.errors import ValidationFailed
 from strongroom.ledger import reports
@@ -244,3 +244,22 @@ def test_the_cli_settles_a_day(client, pg_db, monkeypatch):
         cli_app, ["merchants", "settle", "--day", today.isoformat(), "--database-url", url]
     )
     assert open_day.exit_code == 1 and "not over" in open_day.output
+
+
+def test_the_worker_settles_yesterday_once_and_runs_payout_batches(client, pg_db):
+    _, shop_a, shop_b, _ = _day_of_business(client, pg_db)
+    with pg_db.begin() as connection:
+        for table in ("merchant_charges", "merchant_refunds"):
+            connection.execute(
+                text(f"UPDATE {table} SET created_at = created_at - interval '1 day'")
+            )
+    settings = make_settings(pg_db)
+    rules = settings.settlement.model_copy(update={"cutoff_hour": 0})
+    factory = db.make_session_factory(pg_db)
+    hooks = worker.Hooks(settings.merchants, settings.secret_key, rules, settings.asset_registry())
+    swept = worker.sweep_once(factory, settings.idempotency, hooks=hooks)
+    assert swept.settlements_paid == 2
+    assert [row.status for row in _rows(pg_db)] == ["paid", "paid"]
+    assert merchant_balance(pg_db, shop_a) == 0 and merchant_balance(pg_db, shop_b) == 0
+    assert worker.sweep_once(factory, settings.idempotency, hooks=hooks).settlements_paid == 0
+    assert _clearing(pg_db) == 10912 + 1984

@@ -71,6 +71,7 @@ class Ran:
     paid: int
     failed: int
     waiting: int
+    handled: int = 0
 
 
 def payout_id(batch_id: str, reference: str) -> str:
@@ -337,7 +338,7 @@ def run_batch(
         tally = counts(session, batch_id)
         if tally["pending"] == 0 and tally["processing"] == 0 and batch.status != "completed":
             batch.status, batch.completed_at = "completed", utcnow()
-        return Ran(batch.status, tally["paid"], tally["failed"], tally["processing"])
+        return Ran(batch.status, tally["paid"], tally["failed"], tally["processing"], len(done))
 
 
 def _hold(session: Session, row: PayoutRow) -> bool:

@@ -158,6 +158,14 @@ def open_day(*, session: Session, day: date, settings: SettlementSettings, now: 
     return opened
 
 
+def day_opened(*, session: Session, day: date) -> bool:
+    """Whether ``day`` has settlement records (``open_day`` writes all of a day's at once)."""
+    found = session.scalars(
+        select(Settlement.id).where(Settlement.business_day == day).limit(1)
+    ).first()
+    return found is not None
+
+
 def _next_open(
     session: Session, day: date | None, done: set[str], now: datetime, respect_backoff: bool
 ) -> Settlement | None:
