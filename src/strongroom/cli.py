@@ -459,10 +459,6 @@ def emv_encode(
         raise typer.Exit(1) from None
 
 
-if __name__ == "__main__":
-    app()
-
-
 @merchants_app.command("settle")
 def merchants_settle(
     day: Annotated[
@@ -510,14 +506,15 @@ def merchants_run_payout_batch(
     ] = 0.0,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Execute a payout batch row by row; safe to re-run (each row is paid at most once)."""
+    """Execute a payout batch row by row (rows the bank left unanswered are polled again, up
+    to three passes); safe to re-run: each row is paid at most once."""
     from strongroom.settlement import batch_payouts
 
     settings = _settings(database_url)
     factory = db.make_session_factory(db.make_engine(settings.database_url))
     try:
         done = batch_payouts.run_batch(
-            factory, settings.asset_registry(), batch_id=batch_id, pause_s=pause
+            factory, settings.asset_registry(), batch_id=batch_id, pause_s=pause, passes=3
         )
     except DomainError as exc:
         err.print(f"[red]refused[/red]: {escape(exc.message)}")
@@ -525,3 +522,7 @@ def merchants_run_payout_batch(
     console.print(
         f"{batch_id}: {done.status}, paid {done.paid}, failed {done.failed}, waiting {done.waiting}"
     )
+
+
+if __name__ == "__main__":
+    app()

@@ -281,9 +281,12 @@ def run_batch(
     connector: PayoutConnector | None = None,
     limit: int | None = None,
     pause_s: float = 0.0,
+    passes: int = 1,
 ) -> Ran:
     """Execute a batch's open rows (pending, or processing after a crash or a time-out), at
-    most ``limit``; each row: hold (committed) → connector → post/void (committed)."""
+    most ``limit``; each row: hold (committed) → connector → post/void (committed). With
+    ``passes`` > 1, rows the connector left unanswered (timed out) are polled again, up to
+    that many passes over the batch."""
     connector = connector or SandboxPayoutConnector()
     with unit_of_work(factory) as session:
         batch = session.get(PayoutBatch, batch_id) if len(batch_id) <= 32 else None
@@ -291,6 +294,33 @@ def run_batch(
             raise NotFound("no such payout batch", code="payout_batch_not_found")
         if batch.status == "accepted":
             batch.status = "running"
+    handled = 0
+    for _ in range(passes):
+        done = _pass(factory, assets, batch_id, connector, limit, pause_s)
+        handled += len(done)
+        if not done:
+            break
+        if limit is not None:
+            limit -= len(done)
+            if limit <= 0:
+                break
+    with unit_of_work(factory) as session:
+        batch = session.get_one(PayoutBatch, batch_id, with_for_update=True)
+        tally = counts(session, batch_id)
+        if tally["pending"] == 0 and tally["processing"] == 0 and batch.status != "completed":
+            batch.status, batch.completed_at = "completed", utcnow()
+        return Ran(batch.status, tally["paid"], tally["failed"], tally["processing"], handled)
+
+
+def _pass(
+    factory: sessionmaker[Session],
+    assets: AssetRegistry,
+    batch_id: str,
+    connector: PayoutConnector,
+    limit: int | None,
+    pause_s: float,
+) -> set[str]:
+    """One pass over the batch's open rows; the references it handled."""
     done: set[str] = set()
     while limit is None or len(done) < limit:
         with unit_of_work(factory) as session:
@@ -333,12 +363,7 @@ def run_batch(
                 row.status, row.error = "failed", "payout_failed"
         if pause_s:
             time.sleep(pause_s)
-    with unit_of_work(factory) as session:
-        batch = session.get_one(PayoutBatch, batch_id, with_for_update=True)
-        tally = counts(session, batch_id)
-        if tally["pending"] == 0 and tally["processing"] == 0 and batch.status != "completed":
-            batch.status, batch.completed_at = "completed", utcnow()
-        return Ran(batch.status, tally["paid"], tally["failed"], tally["processing"], len(done))
+    return done
 
 
 def _hold(session: Session, row: PayoutRow) -> bool:
