@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -207,3 +208,28 @@ def test_the_worker_runs_an_accepted_batch(client, pg_db):
     assert swept.payout_rows_done == 3
     assert finance.get(f"/v1/merchant/payout-batches/{batch_id}").json()["status"] == "completed"
     assert merchant_balance(pg_db, merchant_id) == 9920 - 6250
+
+
+def test_three_runs_at_once_pay_each_row_once(client, pg_db):
+    finance, merchant_id = _shop(client, pg_db)
+    batch_id = _upload(finance, GOOD).json()["id"]
+    barrier = threading.Barrier(3)
+
+    def run() -> None:
+        barrier.wait()
+        _run(pg_db, batch_id)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done = finance.get(f"/v1/merchant/payout-batches/{batch_id}").json()
+    assert (done["status"], done["paid"], done["failed"]) == ("completed", 3, 0)
+    assert merchant_balance(pg_db, merchant_id) == 9920 - 6250
+    assert _clearing(pg_db) == 6250
+    with pg_db.connect() as connection:
+        posts = connection.execute(
+            select(func.count()).where(Transfer.pending_id.like(f"payout.{batch_id}.%"))
+        ).scalar_one()
+    assert posts == 3

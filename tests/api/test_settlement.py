@@ -263,3 +263,29 @@ def test_the_worker_settles_yesterday_once_and_runs_payout_batches(client, pg_db
     assert merchant_balance(pg_db, shop_a) == 0 and merchant_balance(pg_db, shop_b) == 0
     assert worker.sweep_once(factory, settings.idempotency, hooks=hooks).settlements_paid == 0
     assert _clearing(pg_db) == 10912 + 1984
+
+
+def test_settlements_over_http_roles_and_other_merchants(client, pg_db):
+    admin, shop_a, _, _ = _day_of_business(client, pg_db)
+    _settle(pg_db)
+    finance = terminal(admin, shop_a, "finance")
+    listed = finance.get("/v1/merchant/settlements")
+    assert listed.status_code == 200, listed.text
+    (item,) = listed.json()["items"]
+    assert (item["charges"], item["refunds"], item["fees"], item["net"]) == (
+        "150.00",
+        "40.00",
+        "0.88",
+        "109.12",
+    )
+    assert (item["status"], item["paid_amount"]) == ("paid", "109.12")
+    report = finance.get(f"/v1/merchant/settlements/{item['id']}/report.csv")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/csv")
+    assert report.text.splitlines()[0] == ",".join(settlement.REPORT_HEADER)
+    cashier = terminal(admin, shop_a, "cashier")
+    assert cashier.get("/v1/merchant/settlements").status_code == 200
+    refused = cashier.get(f"/v1/merchant/settlements/{item['id']}/report.csv")
+    assert refused.status_code == 403
+    other = terminal(admin, onboard(admin, name="Third Shop"), "owner")
+    assert other.get(f"/v1/merchant/settlements/{item['id']}/report.csv").status_code == 404
+    assert other.get("/v1/merchant/settlements").json()["items"] == []
