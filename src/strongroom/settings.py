@@ -7,6 +7,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -497,6 +498,15 @@ class SettlementSettings(BaseModel):
     batch_max: int = Field(default=50, ge=1, le=1000)
     payout_rows_max: int = Field(default=5000, ge=1, le=100_000)
     payout_file_max_bytes: int = Field(default=1_000_000, ge=1000, le=50_000_000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (an IANA name: Asia/Hong_Kong)") from exc
+        return value
 
 
 def _default_database_url() -> str:
