@@ -33,6 +33,7 @@ from strongroom.api.merchants import router as merchants_router
 from strongroom.api.notify import router as notify_router
 from strongroom.api.paycodes import router as paycodes_router
 from strongroom.api.payments import router as payments_router
+from strongroom.api.payout_batches import router as payout_batches_router
 from strongroom.api.privacy import router as privacy_router
 from strongroom.api.reserves import router as reserves_router
 from strongroom.api.tokens import router as tokens_router
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         merchants_admin_router,
         merchants_router,
         merchants_pay_router,
+        payout_batches_router,
         fx_router,
         banking_router,
         privacy_router,

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from strongroom import db, worker
+from strongroom.errors import DomainError
 from strongroom.identity import service as identity
 from strongroom.ledger import reports
 from strongroom.reserves.cli import por_app
@@ -30,12 +31,14 @@ admin_app = typer.Typer(help="Operator accounts and service keys.", no_args_is_h
 ledger_app = typer.Typer(help="Ledger checks and statements.", no_args_is_help=True)
 emv_app = typer.Typer(help="EMVCo merchant-presented QR payloads.", no_args_is_help=True)
 privacy_app = typer.Typer(help="Personal data of erased accounts.", no_args_is_help=True)
+merchants_app = typer.Typer(help="Merchant settlement and payout batches.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(por_app, name="por")
 app.add_typer(emv_app, name="emv")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(merchants_app, name="merchants")
 # Rich reads what it prints as markup ("[red]") and emoji codes (":smile:"): every text that is
 # not our own markup (a message, a path, a URL, an email) goes through escape(), and no emoji.
 console = Console(emoji=False)
@@ -497,6 +500,71 @@ def emv_encode(
     except emv.EmvError as error:
         typer.echo(f"strongroom emv encode: {error.code}: {error.message}", err=True)
         raise typer.Exit(1) from None
+
+
+@merchants_app.command("settle")
+def merchants_settle(
+    day: Annotated[
+        str | None,
+        typer.Option("--day", help="business day YYYY-MM-DD (default: yesterday, operator's zone)"),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Settle a business day: one payout per merchant (its charges net of fees and refunds);
+    failed payouts of that day are retried. Running it again pays nothing twice."""
+    from datetime import date, timedelta
+
+    from strongroom.settlement import service as settlement
+
+    settings = _settings(database_url)
+    zone = settings.settlement.timezone
+    try:
+        chosen = (
+            date.fromisoformat(day)
+            if day is not None
+            else settlement.local_day(db.utcnow(), zone) - timedelta(days=1)
+        )
+    except ValueError as exc:
+        err.print(f"[red]--day must be YYYY-MM-DD[/red]: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    factory = db.make_session_factory(db.make_engine(settings.database_url))
+    try:
+        done = settlement.settle(
+            factory, settings.settlement, settings.asset_registry(), day=chosen
+        )
+    except DomainError as exc:
+        err.print(f"[red]refused[/red]: {escape(exc.message)}")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"{chosen.isoformat()}: opened {done.opened}, paid {done.paid}, failed {done.failed}, "
+        f"waiting {done.waiting}, nothing due {done.nothing_due}"
+    )
+
+
+@merchants_app.command("run-payout-batch")
+def merchants_run_payout_batch(
+    batch_id: Annotated[str, typer.Argument(help="the payout batch's id (pb_...)")],
+    pause: Annotated[
+        float, typer.Option(min=0.0, max=60.0, help="seconds between rows (spares the bank)")
+    ] = 0.0,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Execute a payout batch row by row (rows the bank left unanswered are polled again, up
+    to three passes); safe to re-run: each row is paid at most once."""
+    from strongroom.settlement import batch_payouts
+
+    settings = _settings(database_url)
+    factory = db.make_session_factory(db.make_engine(settings.database_url))
+    try:
+        done = batch_payouts.run_batch(
+            factory, settings.asset_registry(), batch_id=batch_id, pause_s=pause, passes=3
+        )
+    except DomainError as exc:
+        err.print(f"[red]refused[/red]: {escape(exc.message)}")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"{batch_id}: {done.status}, paid {done.paid}, failed {done.failed}, waiting {done.waiting}"
+    )
 
 
 if __name__ == "__main__":

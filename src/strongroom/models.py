@@ -37,6 +37,7 @@ from strongroom.notify.models import OutboxEmail
 from strongroom.paycodes.models import CodeUse, Device
 from strongroom.ratelimit.models import RateLimitBucket
 from strongroom.reserves.models import PorAudit, PorReserve
+from strongroom.settlement.models import PayoutBatch, PayoutRow, Settlement
 from strongroom.tokens.models import VirtualCard
 from strongroom.withdrawals.models import Withdrawal, WithdrawalAddress, WithdrawalPreference
 
@@ -72,12 +73,15 @@ __all__ = [
     "MerchantWebhookEvent",
     "OutboxEmail",
     "PasswordReset",
+    "PayoutBatch",
+    "PayoutRow",
     "PendingSignIn",
     "PorAudit",
     "PorReserve",
     "RateLimitBucket",
     "RecoveryCode",
     "Refund",
+    "Settlement",
     "StepUpFailures",
     "Topup",
     "TotpFactor",

@@ -7,6 +7,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -508,6 +509,31 @@ class MerchantSettings(BaseModel):
     export_rows_max: int = Field(default=100_000, ge=1, le=1_000_000)
 
 
+class SettlementSettings(BaseModel):
+    """Daily merchant settlement and batch payouts (R-MERCH-3, ``strongroom.settlement``): a
+    business day is a calendar day in ``timezone`` (the operator's); the worker settles the
+    previous day once local time passes ``cutoff_hour``. A failed payout is retried by the next
+    ``strongroom merchants settle`` at once, by the worker after ``retry_after_s``. The worker
+    handles at most ``batch_max`` settlements or payout rows a sweep (``FOR UPDATE SKIP
+    LOCKED``); an uploaded payout file holds at most ``payout_rows_max`` rows."""
+
+    timezone: str = Field(default="Asia/Hong_Kong", min_length=1, max_length=64)
+    cutoff_hour: int = Field(default=2, ge=0, le=23)
+    retry_after_s: int = Field(default=3600, ge=1, le=7 * 86_400)
+    batch_max: int = Field(default=50, ge=1, le=1000)
+    payout_rows_max: int = Field(default=5000, ge=1, le=100_000)
+    payout_file_max_bytes: int = Field(default=1_000_000, ge=1000, le=50_000_000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (an IANA name: Asia/Hong_Kong)") from exc
+        return value
+
+
 def _default_database_url() -> str:
     data_dir = Path(platformdirs.user_data_dir("strongroom"))
     return f"sqlite:///{data_dir / 'strongroom.sqlite3'}"
@@ -541,6 +567,7 @@ class Settings(BaseSettings):
     funding: FundingSettings = Field(default_factory=FundingSettings)
     fx: FxSettings = Field(default_factory=FxSettings)
     merchants: MerchantSettings = Field(default_factory=MerchantSettings)
+    settlement: SettlementSettings = Field(default_factory=SettlementSettings)
     kyc: KycSettings = Field(default_factory=KycSettings)
     banking: BankingSettings = Field(default_factory=BankingSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)

@@ -9,9 +9,11 @@ for terminal keys and for people who work for the merchant alike (the merchant p
 | refund     |   ✓   |    ✓    |         |    ✓    |
 | export     |   ✓   |    ✓    |         |    ✓    |
 | settings   |   ✓   |    ✓    |         |         |
+| payout     |   ✓   |         |         |    ✓    |
 
 A cashier takes payments and sees them; money going back out (refunds) and bulk data
-(exports) belong to the roles that answer for the books."""
+(exports) belong to the roles that answer for the books; paying money out of the merchant's
+wallet to other bank accounts (batch payouts) to the owner and finance only."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ TABLE: Final[dict[str, frozenset[str]]] = {
     "refund": frozenset({OWNER, MANAGER, FINANCE}),
     "export": frozenset({OWNER, MANAGER, FINANCE}),
     "settings": frozenset({OWNER, MANAGER}),
+    "payout": frozenset({OWNER, FINANCE}),
 }
 
 

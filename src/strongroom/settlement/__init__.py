@@ -1,0 +1,1 @@
+"""Daily merchant settlement and batch payouts from a CSV (R-MERCH-3)."""
