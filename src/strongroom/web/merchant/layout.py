@@ -87,22 +87,28 @@ class ChooseMerchant(Conflict):
         super().__init__("choose a merchant")
 
 
+def _principal(session: Session, user: User, chosen: str | None) -> merchants.Principal:
+    """The chosen merchant's principal; a choice no longer theirs counts as no choice."""
+    try:
+        return merchants.principal_of_member(session=session, user=user, merchant_id=chosen)
+    except DomainError as refused:
+        if chosen is None or refused.code != "not_a_merchant_member":
+            raise
+    return merchants.principal_of_member(session=session, user=user, merchant_id=None)
+
+
 def member_of(request: Request, session: Session) -> Member:
     signed_in = sessions.signed_in(request, session)
     chosen = cookies.get(request, MERCHANT_COOKIE)
     if chosen is not None and not chosen.startswith("m_"):
         chosen = None
     try:
-        principal = merchants.principal_of_member(
-            session=session, user=signed_in.user, merchant_id=chosen
-        )
+        principal = _principal(session, signed_in.user, chosen)
     except DomainError as refused:
-        if refused.code == "merchant_id_required" or (
-            chosen is not None and refused.code == "not_a_merchant_member"
-        ):
-            request.state.merchant_choice = True
-            raise ChooseMerchant() from refused
-        raise
+        if refused.code != "merchant_id_required":
+            raise
+        request.state.merchant_choice = True
+        raise ChooseMerchant() from refused
     several = len(portal.memberships(session=session, user=signed_in.user)) > 1
     member = Member(signed_in=signed_in, principal=principal, several=several)
     request.state.merchant_who = _who(member)  # plain values: error pages render after the session
