@@ -18,7 +18,14 @@ from strongroom.merchants.models import Charge, MerchantMember
 from strongroom.web import merchant
 from tests.api.conftest import PASSWORD
 
-from .conftest import assert_locked_down, csrf_token, fingerprint, new_client, web_user
+from .conftest import (
+    assert_locked_down,
+    csrf_token,
+    fingerprint,
+    new_client,
+    web_sign_in,
+    web_user,
+)
 from .merchant_support import charge, hire, payer, payment_code, portal_sign_in, shop
 
 SCREENS = {
@@ -389,3 +396,18 @@ def test_every_portal_form_refuses_a_missing_or_wrong_csrf_token(
         assert fingerprint(pg_db) == before
         assert client.post("/merchant/signout", data={"csrf_token": right}).status_code == 303
         assert client.get("/merchant/").status_code == 303
+
+
+def test_the_payer_s_history_and_receipt_name_the_shop(live_url: str, pg_db: Engine) -> None:
+    merchant_id = shop(pg_db, "Lucky Tea House")
+    customer = payer(pg_db)
+    charge_id = charge(pg_db, merchant_id, customer.email, "12.50")
+    with new_client(live_url) as client:
+        web_sign_in(client, customer)
+        history = client.get("/app/history")
+        assert history.status_code == 200
+        assert "Paid to Lucky Tea House" in history.text
+        receipt = client.get(f"/app/receipts/{charge_id}.pay")
+        assert receipt.status_code == 200 and "Paid to Lucky Tea House" in receipt.text
+        zh = client.get("/app/history", headers={"Accept-Language": "zh-HK"})
+        assert "付款給 Lucky Tea House" in zh.text

@@ -55,6 +55,14 @@ def memberships(*, session: Session, user: User) -> list[Membership]:
     return [Membership(merchant=merchant, role=role) for merchant, role in rows]
 
 
+def names(*, session: Session, merchant_ids: set[str]) -> dict[str, str]:
+    """Merchants' names by id (a payer's history and receipts name the shop)."""
+    if not merchant_ids:
+        return {}
+    rows = session.execute(select(Merchant.id, Merchant.name).where(Merchant.id.in_(merchant_ids)))
+    return {merchant_id: name for merchant_id, name in rows.all()}
+
+
 def require_owner(principal: merchants.Principal) -> None:
     if principal.role != roles.OWNER:
         raise Forbidden(
