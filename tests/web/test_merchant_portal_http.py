@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import pyotp
 from fastapi.routing import APIRoute
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -411,3 +412,47 @@ def test_the_payer_s_history_and_receipt_name_the_shop(live_url: str, pg_db: Eng
         assert receipt.status_code == 200 and "Paid to Lucky Tea House" in receipt.text
         zh = client.get("/app/history", headers={"Accept-Language": "zh-HK"})
         assert "付款給 Lucky Tea House" in zh.text
+
+
+def test_two_step_sign_in_and_the_language_switch_come_back_to_the_portal(
+    live_url: str, pg_db: Engine
+) -> None:
+    merchant_id = shop(pg_db)
+    person = web_user(pg_db, "Secure", two_factor=True)
+    hire(pg_db, merchant_id, "manager", person)
+    assert person.totp_secret is not None
+    with new_client(live_url) as client:
+        token = csrf_token(client.get("/merchant/signin?next=/merchant/keys").text)
+        step = client.post(
+            "/merchant/signin?next=/merchant/keys",
+            data={"csrf_token": token, "email": person.email, "password": PASSWORD},
+        )
+        assert step.status_code == 303
+        assert step.headers["location"].startswith("/merchant/signin/code")
+        code_page = client.get(step.headers["location"])
+        assert code_page.status_code == 200
+        # the Lite app's code step does not complete the portal's pending sign-in
+        lite = client.post(
+            "/app/signin/code",
+            data={
+                "csrf_token": csrf_token(code_page.text),
+                "otp": pyotp.TOTP(person.totp_secret).now(),
+            },
+        )
+        assert lite.status_code in (303, 200) and "sr_session" not in client.cookies
+        done = client.post(
+            step.headers["location"],
+            data={
+                "csrf_token": csrf_token(code_page.text),
+                "otp": pyotp.TOTP(person.totp_secret).now(),
+            },
+        )
+        assert done.status_code == 303 and done.headers["location"] == "/merchant/keys"
+        keys = client.get("/merchant/keys")
+        assert keys.status_code == 200
+        switched = client.post(
+            "/app/language",
+            data={"csrf_token": csrf_token(keys.text), "lang": "zh_Hant", "next": "/merchant/keys"},
+        )
+        assert switched.status_code == 303 and switched.headers["location"] == "/merchant/keys"
+        assert "終端金鑰" in client.get("/merchant/keys").text
