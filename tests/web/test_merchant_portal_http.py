@@ -325,6 +325,8 @@ def test_several_merchants_choose_one_and_strangers_are_refused(
         chooser = portal_sign_in(client, person)
         assert chooser.status_code == 200
         assert "Alpha Cafe" in chooser.text and "Beta Bakery" in chooser.text
+        unchosen = client.get("/merchant/")
+        assert unchosen.status_code == 409 and 'href="/merchant/choose"' in unchosen.text
         token = csrf_token(chooser.text)
         picked = client.post("/merchant/choose", data={"csrf_token": token, "merchant_id": second})
         assert picked.status_code == 303

@@ -30,6 +30,7 @@ SIGN_IN: Final = "/merchant/signin"
 CHOOSE: Final = "/merchant/choose"
 MERCHANT_COOKIE: Final = "sr_merchant"
 MERCHANT_COOKIE_MAX_AGE_S: Final = 30 * 24 * 3600
+MERCHANT_ID_MAX_CHARS: Final = 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,7 @@ def _principal(session: Session, user: User, chosen: str | None) -> merchants.Pr
 def member_of(request: Request, session: Session) -> Member:
     signed_in = sessions.signed_in(request, session)
     chosen = cookies.get(request, MERCHANT_COOKIE)
-    if chosen is not None and not chosen.startswith("m_"):
+    if chosen is not None and (len(chosen) > MERCHANT_ID_MAX_CHARS or not chosen.startswith("m_")):
         chosen = None
     try:
         principal = _principal(session, signed_in.user, chosen)
