@@ -45,7 +45,7 @@ from strongroom.movements.batcher import Batcher
 from strongroom.notify import delivery as mail_delivery
 from strongroom.ratelimit.service import RateLimiter
 from strongroom.settings import Settings, get_settings
-from strongroom.web import api_docs, console, lite
+from strongroom.web import api_docs, console, lite, merchant
 from strongroom.web import core as web_core
 from strongroom.web import errors as web_errors
 from strongroom.web import reserves as reserves_pages
@@ -161,6 +161,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         reserves_pages.router,
         lite.router,
         console.router,
+        merchant.router,
         api_docs.router,
     ):
         app.include_router(router, dependencies=request_checks(router))

@@ -31,6 +31,8 @@ from strongroom.ledger import reports
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferKind
 from strongroom.ledger.models import Account
+from strongroom.merchants import portal as merchant_portal
+from strongroom.merchants import service as merchants_service
 from strongroom.money import AssetRegistry
 from strongroom.settings import Settings
 from strongroom.web import core
@@ -48,9 +50,13 @@ TITLES: Final = {
     "topup": N_("Top-up"),
     "p2p_out": N_("Sent to %(name)s"),
     "p2p_in": N_("Received from %(name)s"),
+    "merchant_out": N_("Paid to %(name)s"),
+    "merchant_in": N_("Refund from %(name)s"),
     "out": N_("Money out"),
     "in": N_("Money in"),
 }
+MERCHANT: Final = merchants_service.OWNER_TYPE
+"""The owner type of a merchant's account (a payment to a shop names the shop)."""
 STATUSES: Final = {"pending": N_("Pending"), "voided": N_("Cancelled")}
 
 
@@ -83,6 +89,8 @@ def _names(session: Session, account_ids: set[int]) -> dict[int, tuple[str, str 
     ).all()
     user_ids = [a.owner_id for a in accounts if a.owner_type == "user"]
     names = dict(session.execute(select(User.id, User.name).where(User.id.in_(user_ids))).all())
+    shops = {a.owner_id for a in accounts if a.owner_type == MERCHANT}
+    names.update(merchant_portal.names(session=session, merchant_ids=shops))
     return {a.id: (a.owner_type, names.get(a.owner_id)) for a in accounts}
 
 
@@ -91,6 +99,8 @@ def _title(lang: Lang, code: str, direction: str, party: tuple[str, str | None] 
         return lang.gettext(TITLES["topup"])
     if code == "p2p" and party is not None and party[1] is not None:
         return lang.gettext(TITLES[f"p2p_{direction}"]) % {"name": party[1]}
+    if party is not None and party[0] == MERCHANT and party[1] is not None:
+        return lang.gettext(TITLES[f"merchant_{direction}"]) % {"name": party[1]}
     return lang.gettext(TITLES[direction])
 
 

@@ -18,7 +18,7 @@ from strongroom.web import cookies, core, i18n
 from strongroom.web.lite.layout import HOME, PREFIX
 
 router = APIRouter(prefix=PREFIX)
-RETURN_PREFIXES: Final = ("/app", "/console", "/reserves")
+RETURN_PREFIXES: Final = ("/app", "/console", "/reserves", "/merchant")
 
 
 @router.post("/language")
