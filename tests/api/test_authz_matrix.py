@@ -99,7 +99,7 @@ def _guards(route: object) -> tuple[frozenset[str] | None, str | None]:
 # The web pages (the Lite app, the operator console) sign in with a cookie, not a bearer
 # token, and answer in HTML: their matrices (sign-in redirects, CSRF on every form, the console's
 # roles) are tests/web/test_lite_http.py, test_console_http.py and test_console_roles.py.
-WEB_PAGES = ("/app", "/console")
+WEB_PAGES = ("/app", "/console", "/merchant")  # the merchant portal: tests/web
 
 
 def endpoints(app: FastAPI) -> list[Endpoint]:
@@ -247,6 +247,10 @@ def test_the_route_table_is_covered(app):
     assert next(e.roles for e in found if e.path == "/v1/admin/audit") == {"admin"}
 
 
+MEMBER_OR_KEY = "/v1/merchant/"
+"""Routes a merchant's terminal key or a signed-in member of the merchant may call."""
+
+
 def test_anonymous_callers_are_refused_everywhere_but_public_endpoints(client, app, world, pg_db):
     victim = world["victim"]
     before = rows(pg_db)
@@ -259,9 +263,14 @@ def test_anonymous_callers_are_refused_everywhere_but_public_endpoints(client, a
             assert_refused(nothing, (403,), victim, "csrf_failed")
         elif endpoint.scope is not None:
             assert_refused(nothing, (401,), victim, "api_key_required")
-            # a made-up bearer token is still a person's: not what these routes take
             made_up = call(client, endpoint, path, "sr_not-a-real-token")
-            assert_refused(made_up, (403,), victim, "service_key_required")
+            if endpoint.path.startswith(MEMBER_OR_KEY):
+                # a merchant's routes also take a signed-in member's token: a made-up one is
+                # an invalid token there
+                assert_refused(made_up, (401,), victim)
+            else:
+                # a made-up bearer token is still a person's: not what these routes take
+                assert_refused(made_up, (403,), victim, "service_key_required")
         else:
             assert_refused(nothing, (401,), victim)
             assert_refused(call(client, endpoint, path, "sr_not-a-real-token"), (401,), victim)
