@@ -137,6 +137,10 @@ def test_every_console_route_answers_each_role_exactly_as_the_role_table_says(
     values = {
         "user_id": user_id(pg_db, customer.email),
         "adjustment_id": str(proposed_by(pg_db, maker.email, omnibus, wallet, 1_00)),
+        # no such KYC submission or document: a role without the screen is refused before the
+        # lookup (403), one with it gets 404 (tests/web/test_kyc_web.py covers real ones)
+        "submission_id": "999999",
+        "document_id": "999999",
     }
     routes = console_routes(app)
     assert {(m, p) for m, p, screen in routes if screen is None} == SIGN_IN_ROUTES

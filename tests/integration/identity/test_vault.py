@@ -221,7 +221,45 @@ def test_the_migration_seals_existing_seeds_and_sign_in_still_works(old_database
     factory: sessionmaker[Session] = db.make_session_factory(engine)
     with factory() as session:
         assert two_factor.secret_of(session.get_one(TotpFactor, "u_old"), settings.auth) == secret
-    with unit_of_work(factory) as session:  # the old account signs in with its authenticator
+    migrate(engine, BEFORE, settings.auth.vault, down=True)
+    with engine.connect() as connection:
+        back = connection.execute(text("SELECT secret FROM identity_totp")).scalar_one()
+    assert back == secret
+
+
+def test_an_account_sealed_by_the_migration_signs_in_at_head(old_database: Engine):
+    """The old account, its seed sealed by the migration, signs in with its authenticator
+    through today's code (today's schema: migrated to head)."""
+    engine = old_database
+    settings = Settings(
+        env="test",
+        database_url=engine.url.render_as_string(hide_password=False),
+        secret_key="test-secret-key-0123456789",
+        vault_key=VAULT_KEY,
+        run_worker=False,
+    )
+    migrate(engine, BEFORE, settings.auth.vault)
+    secret = pyotp.random_base32(length=32)
+    password_hash = identity.passwords.hash_password("correct-horse-battery-9")
+    with engine.begin() as connection:  # as the old code wrote them: the seed in clear
+        connection.execute(
+            text(
+                "INSERT INTO users (id, email, password_hash, name, region, kyc_tier, created_at,"
+                " two_factor_enabled_at) VALUES ('u_old', 'old@example.com', :hash, 'Old Timer',"
+                " 'HK', 'unverified', :at, :at)"
+            ),
+            {"hash": password_hash, "at": T0},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO identity_totp (user_id, secret, created_at, confirmed_at,"
+                " last_used_step, failures) VALUES ('u_old', :secret, :at, :at, -1, 0)"
+            ),
+            {"secret": secret, "at": T0},
+        )
+    migrate(engine, "head", settings.auth.vault)
+    factory: sessionmaker[Session] = db.make_session_factory(engine)
+    with unit_of_work(factory) as session:
         identity.login(
             session=session,
             email="old@example.com",
@@ -229,10 +267,6 @@ def test_the_migration_seals_existing_seeds_and_sign_in_still_works(old_database
             otp=pyotp.TOTP(secret).now(),
             settings=settings.auth,
         )
-    migrate(engine, BEFORE, settings.auth.vault, down=True)
-    with engine.connect() as connection:
-        back = connection.execute(text("SELECT secret FROM identity_totp")).scalar_one()
-    assert back == secret
 
 
 def test_the_migration_needs_the_key_that_sealed(old_database: Engine):

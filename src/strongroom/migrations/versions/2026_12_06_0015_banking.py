@@ -22,10 +22,15 @@ LINKED = sa.text("removed_at IS NULL")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("phone", sa.String(16), nullable=True))
-        batch.add_column(sa.Column("legal_name", sa.String(200), nullable=True))
-        batch.create_unique_constraint("uq_users_phone", ["phone"])
+    # plain ADD COLUMNs: on SQLite a unique constraint would make Alembic rebuild ``users``,
+    # which its foreign keys refuse once other tables hold rows (an existing installation);
+    # a unique index there does the same job
+    op.add_column("users", sa.Column("phone", sa.String(16), nullable=True))
+    op.add_column("users", sa.Column("legal_name", sa.String(200), nullable=True))
+    if op.get_bind().dialect.name == "sqlite":
+        op.create_index("uq_users_phone", "users", ["phone"], unique=True)
+    else:
+        op.create_unique_constraint("uq_users_phone", "users", ["phone"])
     op.create_table(
         "bank_accounts",
         sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
@@ -53,7 +58,10 @@ def downgrade() -> None:
     op.drop_index("uq_bank_accounts_linked", table_name="bank_accounts")
     op.drop_index("ix_bank_accounts_user_id", table_name="bank_accounts")
     op.drop_table("bank_accounts")
+    if op.get_bind().dialect.name == "sqlite":
+        op.drop_index("uq_users_phone", table_name="users")
     with op.batch_alter_table("users") as batch:
-        batch.drop_constraint("uq_users_phone", type_="unique")
+        if op.get_bind().dialect.name != "sqlite":
+            batch.drop_constraint("uq_users_phone", type_="unique")
         batch.drop_column("legal_name")
         batch.drop_column("phone")
