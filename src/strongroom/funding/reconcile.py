@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -27,6 +27,8 @@ from strongroom.settings import Settings
 
 SANDBOX_NOTE: Final = "sandbox top-up"
 STREAM_ROWS: Final = 1000
+B = TypeVar("B")
+
 BREAKS_MAX: Final = 10_000
 """The most breaks one report lists (the count goes on)."""
 
@@ -48,21 +50,28 @@ class Break:
 
 
 @dataclass(slots=True)
-class Report:
-    confirmed_records: int = 0
-    topup_transfers: int = 0
-    sandbox_transfers: int = 0
+class Breaks(Generic[B]):
+    """A report's breaks: all counted, the first ``BREAKS_MAX`` listed (the payouts' report
+    in ``withdrawals.reconcile`` keeps its breaks the same way)."""
+
     break_count: int = 0
-    breaks: list[Break] = field(default_factory=list)
+    breaks: list[B] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.break_count == 0
 
-    def add(self, found: Break) -> None:
+    def add(self, found: B) -> None:
         self.break_count += 1
         if len(self.breaks) < BREAKS_MAX:
             self.breaks.append(found)
+
+
+@dataclass(slots=True)
+class Report(Breaks[Break]):
+    confirmed_records: int = 0
+    topup_transfers: int = 0
+    sandbox_transfers: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -9,19 +9,19 @@ always has a completed record. Both sides are read in streamed, joined queries (
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from strongroom.funding.reconcile import Breaks
 from strongroom.ledger.domain import TransferKind
 from strongroom.ledger.models import Transfer
 from strongroom.withdrawals import service
 from strongroom.withdrawals.models import Withdrawal
 
 STREAM_ROWS: Final = 1000
-BREAKS_MAX: Final = 10_000
 
 EXPECTED: Final = {
     service.COMPLETED: TransferKind.POST_PENDING.value,
@@ -47,23 +47,12 @@ class Break:
 
 
 @dataclass(slots=True)
-class PayoutReport:
+class PayoutReport(Breaks[Break]):
     withdrawals: int = 0
     completed: int = 0
     failed: int = 0
     pending: int = 0
     withdrawal_transfers: int = 0
-    break_count: int = 0
-    breaks: list[Break] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.break_count == 0
-
-    def add(self, found: Break) -> None:
-        self.break_count += 1
-        if len(self.breaks) < BREAKS_MAX:
-            self.breaks.append(found)
 
     def as_dict(self) -> dict[str, object]:
         return {
