@@ -90,7 +90,9 @@ def test_escrow_the_open_gifts_do_not_account_for_refuses_the_snapshot(
 ) -> None:
     alice = signup(client, "Alice")
     alice.topup("10.00")
-    assert alice.post("/v1/gifts", {"asset": "HKD", "amount": "4.00", "shares": 1}).status_code == 201
+    assert (
+        alice.post("/v1/gifts", {"asset": "HKD", "amount": "4.00", "shares": 1}).status_code == 201
+    )
     assert hkd_of(snapshot_now(pg_db)) == {alice.user_id: 10_00}
     with db.unit_of_work(db.make_session_factory(pg_db)) as session:  # money nobody can place
         bank = ledger.operator_account(session=session, kind="bank_omnibus", asset="HKD")

@@ -162,7 +162,9 @@ def add(
     """Check the address, then the step-up, then add it (as ``POST /v1/withdrawal-addresses``)."""
     label = body.label or None
     try:
-        service.check_address(asset=body.asset, address=body.address, label=label, settings=settings)
+        service.check_address(
+            asset=body.asset, address=body.address, label=label, settings=settings
+        )
         proof = step_up(request, session, user, settings, body.password, body.otp)
         service.add_address(
             session=session,
