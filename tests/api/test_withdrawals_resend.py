@@ -11,15 +11,21 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from strongroom import db
 from strongroom.app import create_app
-from strongroom.funding.connectors import LOSE_ALWAYS, SandboxPayoutBook
+from strongroom.funding.connectors import (
+    LOSE_ALWAYS,
+    PayoutAnswer,
+    PayoutStatus,
+    SandboxPayoutBook,
+)
 from strongroom.ledger.models import Transfer
 from strongroom.money import Money
 from strongroom.settings import Settings
+from strongroom.settlement import payouts
 from strongroom.withdrawals import service as withdrawals
 from strongroom.withdrawals.models import Withdrawal
 from tests.api.conftest import Caller, make_settings
@@ -132,3 +138,21 @@ def test_unknown_forever_stops_after_the_most_sends_and_the_operator_sees_it(
     assert shown.status_code == 200
     assert f'data-withdrawal="{withdrawal_id}" data-state="stuck"' in shown.text
     assert f"{SENDS_MAX}/{SENDS_MAX}" in shown.text  # sends / polls
+
+
+def test_settlement_payouts_send_again_on_unknown_and_never_void_on_it(
+    bank: SandboxPayoutBook, pg_db: Engine
+) -> None:
+    """Merchant settlements and payout batches ask through ``settlement.payouts.ask``: a poll
+    answered "unknown" is sent again at once under the same id; ``resolve`` never voids on an
+    unknown answer."""
+    money = Money(25_000, make_settings(pg_db).asset_registry().get("HKD"))
+    bank.lose_sends("s1")
+    lost = payouts.ask(bank, payout_id="s1", account_number="12345671", amount=money, again=False)
+    assert lost.status == "timed_out" and not bank.received("s1")
+    again = payouts.ask(bank, payout_id="s1", account_number="12345671", amount=money, again=True)
+    assert again.status == "paid" and bank.sends_of("s1") == 1
+    with db.make_session_factory(pg_db)() as session:
+        unknown = PayoutAnswer(PayoutStatus.UNKNOWN, "sandbox:s2")
+        payouts.resolve(session=session, payout_id="s2", answer=unknown)  # no transfer at all
+        assert session.scalar(select(func.count()).select_from(Transfer)) == 0
