@@ -160,6 +160,14 @@ class FundingSettings(BaseModel):
     webhook_body_max_bytes: int = Field(default=64 * 1024, ge=256, le=1024 * 1024)
     # requested top-ups past their validity that the worker expires at most per sweep
     expire_batch_max: int = Field(default=500, ge=1, le=10_000)
+    # A payout the connector answers "unknown reference" about is sent again under the same
+    # payout id (connectors dedupe by it) up to this many sends in all; then it is left pending
+    # for an operator (``withdrawals.service``).
+    payout_sends_max: int = Field(default=5, ge=1, le=100)
+    # A folder where the sandbox payout connector keeps the payouts it received, so that it
+    # answers polls as a real connector does ("unknown reference" for a send it never got);
+    # empty: the stateless sandbox of SPEC §13 (``funding.connectors.payout_connector``).
+    sandbox_payout_book: str = Field(default="", max_length=1024)
 
 
 class KycSettings(BaseModel):

@@ -635,6 +635,9 @@ def test_every_post_route_under_app_refuses_a_missing_or_wrong_csrf_token(
         "/app/security/sessions/revoke-others",
         "/app/bank-accounts",
         "/app/bank-accounts/{account_id}/remove",
+        "/app/addresses",
+        "/app/addresses/{address_id}/remove",
+        "/app/addresses/whitelist-mode",
         "/app/phone",
         "/app/phone/remove",
     }
@@ -660,10 +663,16 @@ def test_every_post_route_under_app_refuses_a_missing_or_wrong_csrf_token(
         "bank_code": "004",
         "account_number": "123456789",
         "phone": "+852 5123 4567",
+        "address": "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wl3",
+        "whitelist_only": "true",
     }
     before = fingerprint(pg_db)
     for route in routes:
-        path = route.replace("{session_id}", phone_id).replace("{account_id}", "1")
+        path = (
+            route.replace("{session_id}", phone_id)
+            .replace("{account_id}", "1")
+            .replace("{address_id}", "1")
+        )
         assert "{" not in path, f"give {route} a value for its path parameter"
         for token in (None, "", "wrong", foreign, right + "x"):
             data = form if token is None else {**form, "csrf_token": token}

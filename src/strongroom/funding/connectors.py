@@ -19,15 +19,21 @@ from outside: ``..77`` fails, ``..88`` times out (pending; the worker's next pol
 **Payouts** (withdrawals, a later change) have the same shape: ``PayoutConnector.send`` and
 ``poll``. The ``sandbox`` payout connector decides by the destination's last account-number
 digit (SPEC §13): 0-6 pay, 7 fail, 8 time out (then pay on the next poll), 9 confirm twice.
+With a book (``funding.sandbox_payout_book``) it also remembers what it received, so a poll
+about a payout whose send never reached it answers ``unknown`` (see ``PayoutConnector``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import secrets
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Final, Protocol
 
 from strongroom.errors import LimitExceeded, ValidationFailed
@@ -236,6 +242,7 @@ class PayoutStatus(StrEnum):
     PAID = "paid"
     FAILED = "failed"
     TIMED_OUT = "timed_out"  # no answer yet: ask again (``poll``)
+    UNKNOWN = "unknown"  # a poll about a payout id the connector never received: send it again
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +256,22 @@ class PayoutAnswer:
 
 
 class PayoutConnector(Protocol):
+    """A channel that pays money out. The contract every connector keeps:
+
+    - ``payout_id`` is ours and **idempotent**: a ``send`` with a payout id the connector has
+      already received pays nothing more and answers as the first send did (or as a ``poll``
+      would). That is what lets the caller send again whenever it cannot know whether a send
+      arrived (a crash between recording the attempt and the connector's receipt): a resend
+      can never pay twice. A connector whose network cannot promise this is not one of ours.
+    - ``poll`` asks about a payout id already sent: ``paid``, ``failed``, ``timed_out`` (no
+      answer yet, ask again) or ``unknown``: the connector has no payout with this id (the send
+      never reached it). ``unknown`` is never a failure: nothing was paid and nothing refused;
+      the caller sends again under the same id (a bounded number of times) and never voids on
+      it.
+    - ``send`` never answers ``unknown``; a send that is lost on the way looks to the caller
+      like ``timed_out`` (it learns the truth from the next poll).
+    """
+
     @property
     def name(self) -> str: ...
 
@@ -279,6 +302,85 @@ class SandboxPayoutConnector:
         if answer.status == PayoutStatus.TIMED_OUT:
             return PayoutAnswer(PayoutStatus.PAID, answer.reference)
         return answer
+
+
+LOSE_ALWAYS: Final = -1
+"""``SandboxPayoutBook.lose_sends``: lose every send of that payout id."""
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxPayoutBook:
+    """The sandbox payout connector with a memory, kept in files under ``folder`` (so a worker
+    killed and started again, or several worker processes, see the same "bank"): a send is
+    received once per payout id (the dedupe of the ``PayoutConnector`` contract: a second send
+    is counted in ``sends_of`` and pays nothing), and a poll about an id it never received
+    answers ``unknown``. Otherwise it answers as ``SandboxPayoutConnector`` does.
+
+    A test makes it lose sends (``lose_sends``): a lost send is not received and looks to the
+    caller like a time-out, as a send cut off on the way does."""
+
+    folder: Path
+    name: str = SANDBOX
+    rules: SandboxPayoutConnector = field(default_factory=SandboxPayoutConnector)
+
+    def _file(self, payout_id: str, kind: str) -> Path:
+        digest = hashlib.sha256(payout_id.encode()).hexdigest()[:32]
+        return self.folder / f"{digest}.{kind}"
+
+    def lose_sends(self, payout_id: str, count: int = 1) -> None:
+        """Lose the next ``count`` sends of ``payout_id`` (``LOSE_ALWAYS``: every one)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._file(payout_id, "lose").write_text(str(count))
+
+    def received(self, payout_id: str) -> bool:
+        return self._file(payout_id, "received").exists()
+
+    def sends_of(self, payout_id: str) -> int:
+        """How many sends of ``payout_id`` reached the sandbox (lost ones not counted)."""
+        path = self._file(payout_id, "sends")
+        return int(path.read_text()) if path.exists() else 0
+
+    def _lost(self, payout_id: str) -> bool:
+        path = self._file(payout_id, "lose")
+        if not path.exists():
+            return False
+        left = int(path.read_text())
+        if left == LOSE_ALWAYS:
+            return True
+        if left > 1:
+            path.write_text(str(left - 1))
+        else:
+            path.unlink()
+        return True
+
+    def send(self, *, payout_id: str, account_number: str, amount: Money) -> PayoutAnswer:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self._lost(payout_id):
+            return PayoutAnswer(PayoutStatus.TIMED_OUT, f"sandbox:{payout_id}")
+        sends = self._file(payout_id, "sends")
+        sends.write_text(str(self.sends_of(payout_id) + 1))
+        record = self._file(payout_id, "received")
+        answer = self.rules.send(payout_id=payout_id, account_number=account_number, amount=amount)
+        try:  # the first send of an id is the one received: O_EXCL, so one wins across processes
+            descriptor = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return self.poll(payout_id=payout_id, account_number=account_number, amount=amount)
+        with os.fdopen(descriptor, "w") as out:
+            json.dump({"payout_id": payout_id, "amount_minor": amount.amount_minor}, out)
+        return answer
+
+    def poll(self, *, payout_id: str, account_number: str, amount: Money) -> PayoutAnswer:
+        if not self._file(payout_id, "received").exists():
+            return PayoutAnswer(PayoutStatus.UNKNOWN, f"sandbox:{payout_id}")
+        return self.rules.poll(payout_id=payout_id, account_number=account_number, amount=amount)
+
+
+def payout_connector(settings: Settings) -> PayoutConnector:
+    """The payout connector of this installation: the sandbox, with its book when configured."""
+    book = settings.funding.sandbox_payout_book
+    if book:
+        return SandboxPayoutBook(Path(book))
+    return SandboxPayoutConnector()
 
 
 def _last_digit(account_number: str) -> int:

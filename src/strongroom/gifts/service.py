@@ -44,7 +44,7 @@ from strongroom.gifts.models import CLAIMED, EXPIRED, OPEN, Gift, GiftShare
 from strongroom.identity import verification
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
-from strongroom.ledger.domain import TransferSpec
+from strongroom.ledger.domain import TransferSpec, total_minor
 from strongroom.ledger.models import Account
 from strongroom.limits import service as limits
 from strongroom.limits.rules import Operation
@@ -425,3 +425,34 @@ def shares_of(*, session: Session, gift_id: int) -> list[GiftShare]:
             select(GiftShare).where(GiftShare.gift_id == gift_id).order_by(GiftShare.position)
         )
     )
+
+
+def owed_in_escrow(*, session: Session) -> dict[tuple[str, str], int]:
+    """What the open gifts still hold in the escrow, by (sender id, asset): each gift's amount
+    less what was claimed and refunded. It is money the operator owes its sender until it is
+    claimed or goes back, so the proof of reserves counts it in the sender's balance. Summed
+    here, not in SQL: SQLite keeps amounts as text (``db.Amount``)."""
+    owed: dict[tuple[str, str], int] = {}
+    query = select(
+        Gift.sender_id, Gift.asset, Gift.amount_minor, Gift.claimed_minor, Gift.refunded_minor
+    ).where(Gift.status == OPEN)
+    for sender_id, asset, amount, claimed, refunded in session.execute(query):
+        remaining = int(amount) - int(claimed) - int(refunded)
+        invariant(remaining >= 0, "a gift's claims and refund exceed its amount")
+        if remaining:
+            owed[(sender_id, asset)] = owed.get((sender_id, asset), 0) + remaining
+    return owed
+
+
+def escrow_totals(*, session: Session) -> dict[str, int]:
+    """The ledger's gift escrow accounts' posted totals, by asset."""
+    rows = session.execute(
+        select(Account.asset, Account.credits_posted, Account.debits_posted).where(
+            Account.kind == ESCROW_KIND
+        )
+    )
+    totals: dict[str, int] = {}
+    for asset, credits, debits in rows:
+        total = total_minor(credits_posted=int(credits), debits_posted=int(debits))
+        totals[asset] = totals.get(asset, 0) + total
+    return totals

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from strongroom.db import is_postgres
 from strongroom.errors import DomainError, invariant
+from strongroom.gifts import service as gifts
 from strongroom.ledger.domain import total_minor
 from strongroom.ledger.models import Account
 from strongroom.money import format_amount
@@ -259,13 +260,24 @@ def _read_parquet(path: Path, scales: Mapping[str, int]) -> Snapshot:
 
 
 def from_ledger(*, session: Session, scales: Mapping[str, int]) -> Snapshot:
-    """One consistent snapshot of every user wallet's posted total (credits - debits).
+    """One consistent snapshot of what the operator owes each user, per asset: every user
+    wallet's posted total (credits - debits) plus what the user's open gifts still hold in the
+    gift escrow (``gifts.service.owed_in_escrow``).
+
+    What is counted, and why: the liability is the **posted** total, so money held by a pending
+    transfer (a withdrawal the payout connector has not paid yet) is still the user's: it is
+    owed until the payout is posted, and comes back if it is voided. Money a gift moved into the
+    operator's escrow is still owed too, to its sender until someone claims it (then it is in
+    the claimer's wallet) or it goes back; it is attributed to the sender's account, so the
+    sender's proof shows it and the totals do not shrink while a gift is open. The escrow
+    accounts' totals must equal the open gifts' remaining amounts, or the snapshot is refused.
 
     Runs in the session's transaction, which must not have started yet: on PostgreSQL it is made
     REPEATABLE READ READ ONLY so every row comes from the same moment.
     """
     if is_postgres(session):
         session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+    escrow = _escrow_owed(session)
     query = (
         select(
             Account.id,
@@ -292,7 +304,8 @@ def from_ledger(*, session: Session, scales: Mapping[str, int]) -> Snapshot:
                     format_amount(
                         total_minor(
                             credits_posted=row.credits_posted, debits_posted=row.debits_posted
-                        ),
+                        )
+                        + escrow.pop((row.owner_id, row.asset), 0),
                         scales.get(row.asset, 0),
                     )
                     for row in batch
@@ -303,6 +316,9 @@ def from_ledger(*, session: Session, scales: Mapping[str, int]) -> Snapshot:
         locations.append(np.array([row.id for row in batch], dtype=np.int64))
     if not ids:
         raise SnapshotError("the ledger has no user wallets")
+    if escrow:  # a sender always has a wallet of the gift's asset: the gift came from it
+        (sender_id, asset), _ = next(iter(escrow.items()))
+        raise SnapshotError(f"gift escrow owed to {sender_id!r} in {asset}, who has no wallet")
     return assemble(
         pa.concat_arrays(ids),
         pa.concat_arrays(codes),
@@ -311,6 +327,22 @@ def from_ledger(*, session: Session, scales: Mapping[str, int]) -> Snapshot:
         "ledger account",
         scales,
     )
+
+
+def _escrow_owed(session: Session) -> dict[tuple[str, str], int]:
+    """The open gifts' remaining amounts by (sender, asset), checked against the ledger's
+    escrow accounts: if they differ, the snapshot cannot say whom the escrow is owed to."""
+    owed = gifts.owed_in_escrow(session=session)
+    by_asset: dict[str, int] = {}
+    for (_sender_id, asset), amount in owed.items():
+        by_asset[asset] = by_asset.get(asset, 0) + amount
+    held = {asset: total for asset, total in gifts.escrow_totals(session=session).items() if total}
+    if by_asset != held:
+        raise SnapshotError(
+            f"the gift escrow holds {held} but the open gifts account for {by_asset}; "
+            "nothing was written"
+        )
+    return owed
 
 
 # ------------------------------------------------------------------------------------------------

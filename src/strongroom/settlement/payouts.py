@@ -47,14 +47,19 @@ def hold(
 def ask(
     connector: PayoutConnector, *, payout_id: str, account_number: str, amount: Money, again: bool
 ) -> PayoutAnswer:
+    """Send, or ``again``: poll; a poll answering ``unknown`` (the send never arrived) is sent
+    again at once under the same payout id, which the connector dedupes (``PayoutConnector``)."""
     if again:
-        return connector.poll(payout_id=payout_id, account_number=account_number, amount=amount)
+        answer = connector.poll(payout_id=payout_id, account_number=account_number, amount=amount)
+        if answer.status != PayoutStatus.UNKNOWN:
+            return answer
     return connector.send(payout_id=payout_id, account_number=account_number, amount=amount)
 
 
 def resolve(*, session: Session, payout_id: str, answer: PayoutAnswer) -> None:
-    """Post (paid) or void (failed) the hold; nothing for a time-out. Repeating it is safe."""
-    if answer.status == PayoutStatus.TIMED_OUT:
+    """Post (paid) or void (failed) the hold; nothing for a time-out or an unknown reference
+    (nothing was paid or refused: the money stays held). Repeating it is safe."""
+    if answer.status in (PayoutStatus.TIMED_OUT, PayoutStatus.UNKNOWN):
         return
     kind = (
         TransferKind.POST_PENDING

@@ -7,7 +7,9 @@ payout clearing account), posted (``withdrawal:<id>:post``) when the payout conn
 voided (``withdrawal:<id>:void``) when it fails. ``payout_state`` is the crash-safe record of the
 attempt: ``queued`` (nothing asked yet), ``sent`` (the attempt and its reference were committed
 BEFORE the connector was called: after a crash the connector is asked about the same reference,
-never sent a second payout), ``paid`` or ``failed``."""
+never sent a second payout), ``resend`` (the connector answered "unknown reference": the send
+never arrived; sent again under the same id), ``stuck`` (still unknown after the most sends:
+for an operator), ``paid`` or ``failed``."""
 
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ class Withdrawal(Base):
     )
     destination: Mapped[str] = mapped_column(String(140))  # account number or address, as sent
     status: Mapped[str] = mapped_column(String(16))  # pending / completed / failed
-    payout_state: Mapped[str] = mapped_column(String(16))  # queued / sent / paid / failed
+    payout_state: Mapped[str] = mapped_column(String(16))  # see the module's docstring
     connector: Mapped[str] = mapped_column(String(32))
     payout_reference: Mapped[str | None] = mapped_column(String(64), nullable=True)
     transfer_id: Mapped[str] = mapped_column(String(64), unique=True)

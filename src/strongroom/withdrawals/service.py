@@ -18,7 +18,12 @@ UPDATE SKIP LOCKED`` on PostgreSQL, so several workers share the work): the atte
 row, the connector is called (``send`` the first time, ``poll`` about the same reference after a
 restart or a time-out) and its answer applied: paid -> the pending transfer is posted
 (``completed``), failed -> voided (``failed``: the money returns); either way the user is
-emailed. A second confirmation (the sandbox's digit 9) changes nothing.
+emailed. A second confirmation (the sandbox's digit 9) changes nothing. A poll answered
+"unknown reference" (the send never reached the connector: a crash between recording the
+attempt and the connector's receipt, or a send lost on the way) puts the payout in ``resend``:
+the next sweep records and sends it again under the same payout id, which the connector dedupes
+(so it can never pay twice); after ``funding.payout_sends_max`` sends it is ``stuck``, left
+pending for an operator (the console's pending payouts), never voided on a guess.
 
 Services never commit except ``process_payouts``, which owns its units of work.
 """
@@ -44,7 +49,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from strongroom.banking import service as banking
 from strongroom.db import is_postgres, unit_of_work, utcnow
 from strongroom.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from strongroom.funding.connectors import PayoutAnswer, PayoutStatus, SandboxPayoutConnector
+from strongroom.funding.connectors import (
+    PayoutAnswer,
+    PayoutStatus,
+    SandboxPayoutConnector,
+    payout_connector,
+)
 from strongroom.identity import audit, two_factor, verification
 from strongroom.identity import service as identity
 from strongroom.identity.audit import NOWHERE, Origin
@@ -69,6 +79,13 @@ COMPLETED: Final = "completed"
 FAILED: Final = "failed"
 QUEUED: Final = "queued"
 SENT: Final = "sent"
+RESEND: Final = "resend"
+"""The connector answered "unknown reference": the next sweep records a new send and sends
+again under the same payout id (the connector dedupes by it, ``PayoutConnector``)."""
+STUCK: Final = "stuck"
+"""Still unknown to the connector after ``funding.payout_sends_max`` sends: the worker leaves it
+(the money stays pending, never voided on a guess) for an operator (the console's pending
+payouts)."""
 PAID: Final = "paid"
 TRANSFER_CODE: Final = "withdrawal"
 """The limits engine's journal code of both withdrawal operations (``limits.rules.JOURNAL``)."""
@@ -81,6 +98,9 @@ PAUSE_ENV: Final = "STRONGROOM_TEST_PAYOUT_PAUSE_FILE"
 """A test hook: when set, the worker writes this file after the connector answered and before
 the answer is applied, then waits there (so a test can ``kill -9`` it between "payout sent"
 and "posted"). Never set it in production."""
+PAUSE_AT_ENV: Final = "STRONGROOM_TEST_PAYOUT_PAUSE_AT"
+"""Where the ``PAUSE_ENV`` hook waits: ``answered`` (the default, as above) or ``sending``
+(after the attempt is committed, before the connector is called: the send never arrives)."""
 
 
 class WithdrawalsFrozen(Forbidden):
@@ -547,13 +567,14 @@ def _locked(session: Session, withdrawal_id: str) -> Withdrawal | None:
 def process_payouts(
     factory: sessionmaker[Session], settings: Settings, *, limit: int = 100
 ) -> Processed:
-    """One bounded run of the payout sweep (see the module's docstring)."""
+    """One bounded run of the payout sweep (see the module's docstring); stuck payouts wait for
+    an operator."""
     ids = []
     with unit_of_work(factory) as session:
         ids = list(
             session.scalars(
                 select(Withdrawal.id)
-                .where(Withdrawal.status == PENDING)
+                .where(Withdrawal.status == PENDING, Withdrawal.payout_state != STUCK)
                 .order_by(Withdrawal.created_at, Withdrawal.id)
                 .limit(limit)
             )
@@ -571,20 +592,22 @@ def process_payouts(
 
 
 def advance(factory: sessionmaker[Session], settings: Settings, withdrawal_id: str) -> str | None:
-    """Move one withdrawal's payout on: its status after, None when another worker holds it."""
+    """Move one withdrawal's payout on: its status after, None when another worker holds it.
+
+    A send (the first, or again after "unknown reference") is committed before the connector
+    is called; anything else polls about the same payout id."""
     fresh = False
     with unit_of_work(factory) as session:
         row = _locked(session, withdrawal_id)
-        if row is None:
+        if row is None or row.payout_state == STUCK:
             return None
-        if row.payout_state == QUEUED:  # the attempt is on record before the connector is asked
-            now = utcnow()
+        if row.payout_state in (QUEUED, RESEND):  # the attempt is on record before the send
             row.payout_state = SENT
             row.payout_reference = row.id
-            row.sent_at = now
+            row.sent_at = utcnow()
             row.sends += 1
             fresh = True
-    connector = SandboxPayoutConnector()
+    connector = payout_connector(settings)
     with unit_of_work(factory) as session:
         row = _locked(session, withdrawal_id)
         if row is None:
@@ -593,17 +616,36 @@ def advance(factory: sessionmaker[Session], settings: Settings, withdrawal_id: s
         reference = row.payout_reference or row.id
         account = _connector_account(row)
         if fresh:
+            _pause_for_tests(row.id, "sending")
             answer = connector.send(payout_id=reference, account_number=account, amount=money)
         else:
             row.polls += 1
             answer = connector.poll(payout_id=reference, account_number=account, amount=money)
-        _pause_for_tests(row.id)
+        _pause_for_tests(row.id, "answered")
+        if answer.status == PayoutStatus.UNKNOWN:
+            return _unknown(row, sends_max=settings.funding.payout_sends_max)
         return apply_answer(session=session, withdrawal=row, answer=answer, scale=money.asset.scale)
 
 
-def _pause_for_tests(withdrawal_id: str) -> None:
+def _unknown(withdrawal: Withdrawal, *, sends_max: int) -> str:
+    """The connector does not know the payout (its send never arrived): send again next sweep,
+    or after ``sends_max`` sends leave it pending for an operator. Never a void: nothing says
+    the money did not leave."""
+    if withdrawal.sends >= sends_max:
+        withdrawal.payout_state = STUCK
+        log.warning(
+            "payout %s unknown to the connector after %d sends: left for an operator",
+            withdrawal.id,
+            withdrawal.sends,
+        )
+    else:
+        withdrawal.payout_state = RESEND
+    return PENDING
+
+
+def _pause_for_tests(withdrawal_id: str, where: str) -> None:
     marker = os.environ.get(PAUSE_ENV)
-    if not marker:
+    if not marker or os.environ.get(PAUSE_AT_ENV, "answered") != where:
         return
     Path(marker).write_text(withdrawal_id)
     while True:  # the test kills the process here

@@ -1,7 +1,9 @@
 """Pending payouts (issue #12 item 9): the withdrawals the payout connector has not yet paid or
 failed, oldest first, with where each attempt stands (``queued``: not yet asked; ``sent``: the
-attempt is on record and the connector answers on the next poll). Finance and admins only; every
-visit is in the audit log (``ConsoleGuard``). Read only: the worker moves them on."""
+attempt is on record and the connector answers on the next poll; ``resend``: the connector did
+not know it, it is sent again; ``stuck``: still unknown after the most sends, for an operator).
+Finance and admins only; every visit is in the audit log (``ConsoleGuard``). Read only: the
+worker moves them on."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends
 from strongroom.web import csrf
 from strongroom.web.lite import (
     account,
+    addresses,
     bank_accounts,
     convert,
     gifts,
@@ -52,6 +53,7 @@ SCREENS: Final = (
     kyc.router,
     bank_accounts.router,
     withdraw.router,
+    addresses.router,
     limits.router,
     kyc_institutional.router,
     security.router,

@@ -5,8 +5,8 @@ limit; and the status of the user's withdrawals (pending, completed, failed).
 The handler does what ``POST /v1/withdrawals`` does (``api.withdrawals.submit_withdrawal``),
 with the idempotency key of the form's render: sending the form twice withdraws once. A refusal
 is settled (``db.settle_refusal``: a wrong 2FA code still counts) and shown in the form with
-what was typed (never the code). The address book itself is kept through the API
-(``/v1/withdrawal-addresses``)."""
+what was typed (never the code). The address book is kept on its own page
+(``web.lite.addresses``, as ``/v1/withdrawal-addresses`` does), linked from here."""
 
 from __future__ import annotations
 
