@@ -31,6 +31,7 @@ from strongroom.ledger import reports
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferKind
 from strongroom.ledger.models import Account
+from strongroom.merchants import charges
 from strongroom.merchants import portal as merchant_portal
 from strongroom.merchants import service as merchants_service
 from strongroom.money import AssetRegistry
@@ -234,6 +235,29 @@ def history_rows(
 
 
 @dataclass(frozen=True, slots=True)
+class RefundLine:
+    amount: str  # what came back to the payer, in their currency
+    asset: str
+    when: str
+    receipt: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShopPart:
+    """A payment to a shop (or a refund of one) on its payer's receipt: the shop, what it
+    charged in its currency (and the rate, cross-border), the refunds against the payment. Never
+    the shop's fee: that is between the shop and us."""
+
+    merchant: str
+    city: str
+    charged: str | None  # cross-border: the amount in the shop's currency; None otherwise
+    charged_asset: str
+    fx_rate: str | None
+    refunds: list[RefundLine]
+    payment: str | None  # on a refund's receipt: the receipt of the payment it returns
+
+
+@dataclass(frozen=True, slots=True)
 class Receipt:
     transfer_id: str
     title: str
@@ -243,6 +267,37 @@ class Receipt:
     note: str | None
     when: str
     status: str | None
+    shop: ShopPart | None = None
+
+
+def _shop_part(
+    session: Session, user: User, registry: AssetRegistry, lang: Lang, transfer_id: str
+) -> ShopPart | None:
+    paid = charges.paid_by(session=session, user=user, transfer_id=transfer_id)
+    if paid is None:
+        return None
+    row = paid.charge
+    payer_scale = registry.get(row.payer_asset).scale
+    cross_border = row.payer_asset != row.asset
+    return ShopPart(
+        merchant=paid.merchant.name,
+        city=paid.merchant.city,
+        charged=lang.amount(row.amount_minor, registry.get(row.asset).scale)
+        if cross_border
+        else None,
+        charged_asset=row.asset,
+        fx_rate=row.fx_rate,
+        refunds=[
+            RefundLine(
+                amount=lang.amount(refund.payer_amount_minor, payer_scale),
+                asset=row.payer_asset,
+                when=lang.when(refund.created_at),
+                receipt=receipt_path(refund.transfer_id),
+            )
+            for refund in paid.refunds
+        ],
+        payment=receipt_path(row.transfer_id) if paid.refund is not None else None,
+    )
 
 
 def receipt_of(
@@ -259,15 +314,18 @@ def receipt_of(
         raise NotFound(f"transfer {transfer_id} does not exist", code="transfer_not_found")
     scale = registry.get(transfer.asset).scale
     created: datetime = transfer.created_at
+    shop = _shop_part(session, user, registry, lang, transfer.id)
+    party = (MERCHANT, shop.merchant) if shop is not None else _names(session, {other}).get(other)
     return Receipt(
         transfer_id=transfer.id,
-        title=_title(lang, transfer.code, direction, _names(session, {other}).get(other)),
+        title=_title(lang, transfer.code, direction, party),
         direction=direction,
         amount=_signed(lang, direction, transfer.amount_minor, scale),
         asset=transfer.asset,
         note=transfer.note if transfer.code == "p2p" else None,
         when=lang.when(created),
         status=_status(lang, transfer.kind),
+        shop=shop,
     )
 
 
