@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from strongroom import db
 from strongroom.api import SessionDep, SettingsDep, origin_of
-from strongroom.errors import DomainError, Forbidden, NotFound
+from strongroom.errors import DomainError, NotFound
 from strongroom.identity.models import User
 from strongroom.merchants import portal as merchant_portal
 from strongroom.settings import Settings
@@ -34,6 +34,7 @@ from strongroom.tokens import service as tokens
 from strongroom.tokens.models import VirtualCard
 from strongroom.web import core
 from strongroom.web.i18n import N_, lang_of
+from strongroom.web.lite import forms
 from strongroom.web.lite.layout import PREFIX, page
 from strongroom.web.sessions import SignedIn, SignedInDep
 
@@ -70,10 +71,7 @@ class CardRow:
 
 
 def _wallet_user(user: SignedIn) -> User:
-    """Operators hold no wallet (the API's ``wallet_users_only``)."""
-    if user.user.operator_role is not None:
-        raise Forbidden("operator accounts hold no wallet", code="wallet_users_only")
-    return user.user
+    return forms.wallet_user(user.user)
 
 
 def _rows(request: Request, session: Session, user: User) -> list[CardRow]:

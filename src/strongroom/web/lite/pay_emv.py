@@ -133,6 +133,7 @@ def _form(
 
 @router.get("/pay/emv", response_class=HTMLResponse)
 def scan_page(user: SignedInDep, request: Request) -> HTMLResponse:
+    forms.wallet_user(user.user)
     return _form(request, user, CodeForm(), None)
 
 
@@ -215,15 +216,15 @@ def check(
 ) -> HTMLResponse:
     """Step 1 → 2: read the code; ask for a static code's amount, or confirm (nothing is
     written)."""
+    forms.wallet_user(user.user)
     values = body.cleaned()
     lang = lang_of(request)
     try:
         shown, money = _read(session, user, values, registry, settings, lang)
     except DomainError as error:
         return _refused(request, session, user, values, error, registry, settings)
-    context: dict[str, Any] = {"form": values, "code": shown}
-    if money is not None:
-        context["key"] = forms.new_key()
+    key = forms.new_key() if money is not None else None
+    context: dict[str, Any] = {"form": values, "code": shown, "key": key}
     return page(request, "lite/pay_emv_confirm.html", context, user=user, current=PATH)
 
 
