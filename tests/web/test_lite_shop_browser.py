@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 OpenPage = Callable[..., "Page"]
 WORDS = {  # what the tests click and look for, per language (the catalogs' translations)
     "en": {
-        "scan_to_pay": "Scan to pay",
+        "pay": "Pay",
+        "shop_code": "Scan or paste a shop's code instead",
         "continue": "Continue",
-        "pay": "Pay {name}",
+        "pay_shop": "Pay {name}",
         "paid_to": "Paid to {name}",
         "no_refund": "No refund so far.",
         "cards": "Virtual cards",
@@ -40,9 +41,10 @@ WORDS = {  # what the tests click and look for, per language (the catalogs' tran
         "damaged": "check digits do not match",
     },
     "zh_Hant": {
-        "scan_to_pay": "掃碼付款",
+        "pay": "付款",
+        "shop_code": "改為掃描或貼上商戶的二維碼",
         "continue": "繼續",
-        "pay": "向 {name} 付款",
+        "pay_shop": "向 {name} 付款",
         "paid_to": "付款給 {name}",
         "no_refund": "暫時沒有退款。",
         "cards": "虛擬卡",
@@ -90,7 +92,8 @@ def test_paste_a_shop_code_confirm_pay_and_see_the_receipt(
     payload = shop_code(pg_db, merchant_id)
     page = open_page(language)
     _sign_in(page, live_url, language, person, person.password)
-    _nav(page, words["scan_to_pay"])
+    _nav(page, words["pay"])
+    page.get_by_role("link", name=words["shop_code"]).click()
     expect(page).to_have_url(re.compile(r"/app/pay/emv$"))
     expect(page.locator("[data-scanner]")).to_be_hidden()  # no BarcodeDetector here
     _shoot(page, "pay-emv", language)
@@ -106,7 +109,7 @@ def test_paste_a_shop_code_confirm_pay_and_see_the_receipt(
     page.locator("#emv-amount-form").get_by_role("button", name=words["continue"]).click()
     expect(page.locator(".amount .figure").first).to_have_text("42.50")
     _shoot(page, "pay-emv-confirm", language)
-    page.get_by_role("button", name=words["pay"].format(name="Lucky Tea House")).click()
+    page.get_by_role("button", name=words["pay_shop"].format(name="Lucky Tea House")).click()
     expect(page).to_have_url(re.compile(r"/app/receipts/ch_"))
     expect(page.locator("#receipt-title")).to_have_text(
         words["paid_to"].format(name="Lucky Tea House")

@@ -292,6 +292,8 @@ def test_cross_border_shows_and_pays_the_payer_s_currency_at_the_live_rate(
     receipt = _text(http.get(paid.headers["location"]).text)
     assert "Paid to Shenzhen Noodles" in receipt and "\u2212100.00 HKD" in receipt
     assert "Charged by the shop 90.00 CNY" in receipt
+    # the history names the shop too, though the payer's leg goes to the FX account
+    assert "Paid to Shenzhen Noodles" in _text(http.get("/app/history").text)
 
 
 def test_signed_out_operators_and_missing_csrf_are_refused(

@@ -95,6 +95,26 @@ def _names(session: Session, account_ids: set[int]) -> dict[int, tuple[str, str 
     return {a.id: (a.owner_type, names.get(a.owner_id)) for a in accounts}
 
 
+SHOP_CODES: Final = frozenset({"merchant_payment", "merchant_refund"})
+
+
+def _shop_of(code: str, note: str | None) -> str | None:
+    """The shop a payment or refund leg is for: its note is ``<merchant id> <charge id>``
+    (``merchants.charges``). A cross-border leg's other side is an FX account, so the shop is
+    read from the note, not from the counterparty."""
+    if code not in SHOP_CODES or not note:
+        return None
+    return note.split(" ", 1)[0]
+
+
+def _shops(
+    session: Session, lines: list[tuple[str, str | None]]
+) -> dict[str | None, tuple[str, str | None]]:
+    ids = {shop for code, note in lines if (shop := _shop_of(code, note)) is not None}
+    names = merchant_portal.names(session=session, merchant_ids=ids)
+    return {merchant_id: (MERCHANT, name) for merchant_id, name in names.items()}
+
+
 def _title(lang: Lang, code: str, direction: str, party: tuple[str, str | None] | None) -> str:
     if code == "topup":
         return lang.gettext(TITLES["topup"])
@@ -148,15 +168,19 @@ def history_page(
         session=session, account_ids=_wallet_ids(session, user), cursor=cursor, limit=limit
     )
     parties = _names(session, {line.counterparty_account_id for line in statement.lines})
+    shops = _shops(session, [(line.code, line.note) for line in statement.lines])
     rows = []
     for line in statement.lines:
         direction = "in" if line.side == "C" else "out"
         scale = registry.get(line.asset).scale
         amount_minor = line.posted_minor or abs(line.pending_minor)
+        party = shops.get(_shop_of(line.code, line.note)) or parties.get(
+            line.counterparty_account_id
+        )
         rows.append(
             Row(
                 transfer_id=line.transfer_id,
-                title=_title(lang, line.code, direction, parties.get(line.counterparty_account_id)),
+                title=_title(lang, line.code, direction, party),
                 note=line.note if line.code == "p2p" else None,
                 direction=direction,
                 amount=_signed(lang, direction, amount_minor, scale),

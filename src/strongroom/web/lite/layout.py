@@ -37,7 +37,6 @@ NAVIGATION: Final = (
     NavItem("/app/topup", N_("Top up"), "plus"),
     NavItem("/app/send", N_("Send"), "send"),
     NavItem("/app/pay", N_("Pay"), "qr"),
-    NavItem("/app/pay/emv", N_("Scan to pay"), "scan"),
     NavItem("/app/convert", N_("Convert"), "refresh"),
     NavItem("/app/gifts", N_("Gifts"), "gift"),
     NavItem("/app/history", N_("History"), "list"),

@@ -47,6 +47,8 @@ from strongroom.web.sessions import SignedIn, SignedInDep
 
 router = APIRouter(prefix=PREFIX)
 PATH: Final = "/app/pay/emv"
+NAV_PATH: Final = "/app/pay"
+"""The navigation entry it is under: paying, the other way round."""
 PAYLOAD_MAX_CHARS: Final = 512
 """As ``POST /v1/pay/emv``'s ``payload``."""
 UNREADABLE: Final = N_(
@@ -127,7 +129,7 @@ def _form(
 ) -> HTMLResponse:
     context = {"form": values, "error": error, "payload_max": PAYLOAD_MAX_CHARS}
     return page(
-        request, "lite/pay_emv.html", context, user=user, current=PATH, status_code=status_code
+        request, "lite/pay_emv.html", context, user=user, current=NAV_PATH, status_code=status_code
     )
 
 
@@ -225,7 +227,7 @@ def check(
         return _refused(request, session, user, values, error, registry, settings)
     key = forms.new_key() if money is not None else None
     context: dict[str, Any] = {"form": values, "code": shown, "key": key}
-    return page(request, "lite/pay_emv_confirm.html", context, user=user, current=PATH)
+    return page(request, "lite/pay_emv_confirm.html", context, user=user, current=NAV_PATH)
 
 
 @router.post("/pay/emv/confirm", response_class=HTMLResponse)
