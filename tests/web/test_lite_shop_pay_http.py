@@ -253,6 +253,18 @@ def test_refusals_are_in_the_user_s_language(http: httpx.Client, pg_db: Engine) 
     assert "付款給商戶二維碼" in http.get("/app/pay/emv").text
 
 
+def test_an_unverified_email_cannot_pay(http: httpx.Client, pg_db: Engine) -> None:
+    person = web_user(pg_db, "Una", verified=False)
+    web_sign_in(http, person)
+    payload = shop_code(pg_db, shop(pg_db), "5.00")
+    form = _pay_form(_check(http, payload))
+    before = fingerprint(pg_db)
+    refused = http.post("/app/pay/emv/confirm", data=form)
+    assert refused.status_code == 403
+    assert "Confirm your email address first" in _alert(refused.text)
+    assert fingerprint(pg_db) == before
+
+
 def test_a_suspended_shop_cannot_be_paid(http: httpx.Client, pg_db: Engine) -> None:
     _signed_in_payer(http, pg_db)
     merchant_id = shop(pg_db)
