@@ -13,8 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from strongroom import db
+from strongroom.errors import DomainError
+from strongroom.merchants import charges
+from strongroom.merchants import service as merchants
 from strongroom.tokens import domain
 from strongroom.tokens.models import VirtualCard
+from tests.api.conftest import make_settings
 
 from .conftest import csrf_token, fingerprint, new_client, web_sign_in, web_user
 from .merchant_support import shop
@@ -48,6 +52,27 @@ def _card(engine: Engine, card_id: str) -> VirtualCard:
         found = session.scalars(select(VirtualCard).where(VirtualCard.id == card_id)).one()
         session.expunge(found)
         return found
+
+
+def _charge_refusal(engine: Engine, number: str) -> str | None:
+    """What a shop's terminal charging ``number`` is told (None: it would be charged)."""
+    settings = make_settings(engine)
+    merchant_id = shop(engine)
+    with db.make_session_factory(engine)() as session:
+        try:
+            charges.payer_from(
+                session=session,
+                merchant=merchants.get(session=session, merchant_id=merchant_id),
+                settings=settings,
+                payment_code=None,
+                token=number,
+                emv_payload=None,
+            )
+        except DomainError as refused:
+            return refused.code
+        finally:
+            session.rollback()
+    return None
 
 
 def _shown(html: str, card_id: str) -> str:
@@ -91,8 +116,10 @@ def test_suspend_resume_and_delete(http: httpx.Client, pg_db: Engine) -> None:
     row = _shown(http.get("/app/cards").text, card_id)
     assert 'data-status="suspended"' in row and "Suspended" in row and "Resume" in row
     assert _card(pg_db, card_id).status == "suspended"
+    assert _charge_refusal(pg_db, number) == "token_suspended"  # a shop cannot charge it
     assert _post(http, "/app/cards/resume", card_id=card_id).status_code == 303
     assert _card(pg_db, card_id).status == "active"
+    assert _charge_refusal(pg_db, number) is None
     assert _post(http, "/app/cards/delete", card_id=card_id).status_code == 303
     assert card_id not in http.get("/app/cards").text
     assert _card(pg_db, card_id).status == "deleted"
