@@ -210,8 +210,12 @@ def test_broken_foreign_and_unpayable_codes_are_refused_in_the_page(
         checked = _check(http, code, amount)
         assert checked.status_code == status, (code, amount, checked.text)
         assert message in _alert(checked.text), (code, amount)
-        # the pasted text is kept in the form, to correct it
+        # the pasted text is kept in the form, to correct it; a refused amount of a code that
+        # reads fine is shown in the amount's own field
         assert unescape(code) in unescape(checked.text)
+        if amount is not None:
+            assert 'id="amount" name="amount"' in checked.text
+            assert f'value="{amount}"' in checked.text
     # paying straight away (a form crafted without the check step) is refused the same way
     token = csrf_token(http.get("/app/pay/emv").text)
     for code, amount, status, message in cases:

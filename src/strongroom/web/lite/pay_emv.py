@@ -183,28 +183,46 @@ def _refused(
     registry: AssetRegistry,
     settings: Settings,
 ) -> HTMLResponse:
-    """The form again with the reason; what the service kept stays, nothing else."""
+    """The reason, where the user can act on it: a static code's amount form again (with what
+    they typed) when the code itself is fine, else the paste form with the code as pasted.
+    What the service kept stays, nothing else."""
     error = db.settle_refusal(session, error)
     lang = lang_of(request)
+    static = _static_code(session, user, values, registry, settings, lang)
     if isinstance(error, InvalidAmount):
-        currency = _currency_of(values, session, settings, registry)
+        currency = static.currency if static is not None else forms.default_asset(user.user)
         message = forms.amount_refusal(lang, error, values.amount, registry.get(currency))
     else:
         message = refusal(lang, error, registry, settings)
-    return _form(request, user, values, message, status_code=error.status)
+    if static is None:
+        return _form(request, user, values, message, status_code=error.status)
+    context = {"form": values, "code": static, "key": None, "error": message}
+    return page(
+        request,
+        "lite/pay_emv_confirm.html",
+        context,
+        user=user,
+        current=NAV_PATH,
+        status_code=error.status,
+    )
 
 
-def _currency_of(
-    values: CodeForm, session: Session, settings: Settings, registry: AssetRegistry
-) -> str:
-    """The currency of the code's shop (the amount typed for it was refused)."""
+def _static_code(
+    session: Session,
+    user: SignedIn,
+    values: CodeForm,
+    registry: AssetRegistry,
+    settings: Settings,
+    lang: Lang,
+) -> Shown | None:
+    """The code as shown before its amount is typed, if it is a static code that reads fine."""
     try:
-        read = charges.read_qr(
-            session=session, payload=values.payload, settings=settings, assets=registry
+        shown, _money = _read(
+            session, user, values.model_copy(update={"amount": ""}), registry, settings, lang
         )
     except DomainError:
-        return "HKD"
-    return merchants.currency_of(read.merchant)
+        return None
+    return None if shown.dynamic else shown
 
 
 @router.post("/pay/emv", response_class=HTMLResponse)
@@ -226,7 +244,7 @@ def check(
     except DomainError as error:
         return _refused(request, session, user, values, error, registry, settings)
     key = forms.new_key() if money is not None else None
-    context: dict[str, Any] = {"form": values, "code": shown, "key": key}
+    context: dict[str, Any] = {"form": values, "code": shown, "key": key, "error": None}
     return page(request, "lite/pay_emv_confirm.html", context, user=user, current=NAV_PATH)
 
 
