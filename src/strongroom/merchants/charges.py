@@ -190,12 +190,8 @@ def charge(
         raise AssetNotAccepted(
             f"this merchant takes {currency}", asset=amount.asset.code, accepted=currency
         )
-    payer_currency = merchants.REGION_CURRENCY.get(user.region, currency)
-    rate: Fraction | None = None
-    payer_minor = amount.amount_minor
-    if payer_currency != currency:
-        rate, payer_minor = _cross_border(session, amount, assets.get(payer_currency))
-    payer_amount = Money(payer_minor, assets.get(payer_currency))
+    rate, payer_amount = _priced(session, user, amount, assets)
+    payer_currency, payer_minor = payer_amount.asset.code, payer_amount.amount_minor
     source = ledger.user_wallet_id_if_any(session=session, user_id=user.id, asset=payer_currency)
     held = None if source is None else ledger.balance(session=session, account_id=source, now=now)
     if source is None or held is None or payer_minor > held.total_minor - held.pending_minor:
@@ -307,6 +303,25 @@ def charge(
     # commit only (R-LEDGER-6: a hot account), everything else of the charge is written already
     _apply(session, legs, now)
     return row
+
+
+def payer_cost(*, session: Session, user: User, amount: Money, assets: AssetRegistry) -> Money:
+    """What ``user`` pays for ``amount`` at a merchant, as ``charge`` works it out now: the same
+    amount, or cross-border (R-XB-1) their region's currency at the live rate
+    (``rate_unavailable`` without one). A quote to show: the rate may move before paying."""
+    return _priced(session, user, amount, assets)[1]
+
+
+def _priced(
+    session: Session, user: User, amount: Money, assets: AssetRegistry
+) -> tuple[Fraction | None, Money]:
+    currency = amount.asset.code
+    payer_currency = merchants.REGION_CURRENCY.get(user.region, currency)
+    if payer_currency == currency:
+        return None, amount
+    payer_asset = assets.get(payer_currency)
+    rate, payer_minor = _cross_border(session, amount, payer_asset)
+    return rate, Money(payer_minor, payer_asset)
 
 
 def _cross_border(session: Session, amount: Money, payer_asset: object) -> tuple[Fraction, int]:
@@ -452,20 +467,28 @@ def qr_payload(
     )
 
 
-def pay_qr(
+@dataclass(frozen=True, slots=True)
+class QrToPay:
+    """A merchant-presented code read for its payer: the merchant, and the amount a dynamic
+    code carries (``dynamic`` is its row, locked when read for paying); ``amount`` is None for
+    a static code (the payer types it)."""
+
+    merchant: Merchant
+    amount: Money | None
+    dynamic: DynamicQr | None
+
+
+def read_qr(
     *,
     session: Session,
-    user: User,
     payload: str,
-    amount: object | None,
     settings: Settings,
     assets: AssetRegistry,
-) -> Charge:
-    """A user pays a merchant's code: a static one needs ``amount`` (``amount_required``); a
-    dynamic one carries it (another ``amount`` is refused: ``amount_mismatch``) and is paid at
-    most once (``qr_used``)."""
-    if user.operator_role is not None:
-        raise Forbidden("an operator account holds no wallet", code="wallet_users_only")
+    lock: bool = False,
+) -> QrToPay:
+    """What a merchant's code asks a payer to pay, checked as paying it checks (the Lite app's
+    confirmation shows this before anything moves): ``emv_*`` for a broken or foreign code,
+    ``merchant_suspended``, ``qr_used`` for a dynamic code paid already."""
     code = mpm.read(decode(payload))
     merchant_id = None
     for account in code.accounts:
@@ -486,25 +509,49 @@ def pay_qr(
     currency = merchants.currency_of(merchant)
     if code.currency != merchants.CURRENCY_NUMERIC[currency]:
         raise EmvError("the code's currency is not the merchant's", code="emv_currency_invalid")
-    qr: DynamicQr | None = None
-    if code.dynamic:
-        qr = (
-            session.get(DynamicQr, code.reference or "", with_for_update=True)
-            if code.reference
-            else None
-        )
-        if qr is None or qr.merchant_id != merchant.id or code.amount is None:
-            raise EmvError(
-                "this dynamic code is not one of this merchant's", code="emv_unknown_code"
-            )
-        if qr.charge_id is not None:
-            raise Conflict("this code was paid already", code="qr_used")
-        scale = assets.get(currency).scale
-        if parse_amount(code.amount, scale) != qr.amount_minor:
-            raise EmvError("the code's amount was changed", code="emv_amount_invalid")
-        if amount is not None and assets.money(amount, currency).amount_minor != qr.amount_minor:
+    if not code.dynamic:
+        return QrToPay(merchant=merchant, amount=None, dynamic=None)
+    qr = (
+        session.get(DynamicQr, code.reference or "", with_for_update=lock)
+        if code.reference
+        else None
+    )
+    if qr is None or qr.merchant_id != merchant.id or code.amount is None:
+        raise EmvError("this dynamic code is not one of this merchant's", code="emv_unknown_code")
+    if qr.charge_id is not None:
+        raise Conflict("this code was paid already", code="qr_used")
+    scale = assets.get(currency).scale
+    if parse_amount(code.amount, scale) != qr.amount_minor:
+        raise EmvError("the code's amount was changed", code="emv_amount_invalid")
+    return QrToPay(
+        merchant=merchant, amount=Money(qr.amount_minor, assets.get(currency)), dynamic=qr
+    )
+
+
+def pay_qr(
+    *,
+    session: Session,
+    user: User,
+    payload: str,
+    amount: object | None,
+    settings: Settings,
+    assets: AssetRegistry,
+) -> Charge:
+    """A user pays a merchant's code: a static one needs ``amount`` (``amount_required``); a
+    dynamic one carries it (another ``amount`` is refused: ``amount_mismatch``) and is paid at
+    most once (``qr_used``)."""
+    if user.operator_role is not None:
+        raise Forbidden("an operator account holds no wallet", code="wallet_users_only")
+    read = read_qr(session=session, payload=payload, settings=settings, assets=assets, lock=True)
+    merchant, qr = read.merchant, read.dynamic
+    currency = merchants.currency_of(merchant)
+    if read.amount is not None:
+        if (
+            amount is not None
+            and assets.money(amount, currency).amount_minor != read.amount.amount_minor
+        ):
             raise ValidationFailed("the code carries another amount", code="amount_mismatch")
-        money = Money(qr.amount_minor, assets.get(currency))
+        money = read.amount
     else:
         if amount is None:
             raise ValidationFailed("a static code needs the amount", code="amount_required")
@@ -667,6 +714,49 @@ def _own_charge(session: Session, merchant: Merchant, charge_id: str, lock: bool
 
 def get_charge(*, session: Session, merchant: Merchant, charge_id: str) -> Charge:
     return _own_charge(session, merchant, charge_id)
+
+
+# --------------------------------------------------------------------------- the payer's view
+
+
+PAY_LEG: Final = ".pay"
+
+
+def payer_transfer_id(charge_id: str) -> str:
+    """The leg that took a charge's money from its payer's wallet (their history's row)."""
+    return f"{charge_id}{PAY_LEG}"
+
+
+@dataclass(frozen=True, slots=True)
+class Paid:
+    """A charge as its payer sees it: the shop, the charge, the refunds made against it (oldest
+    first), and ``refund``: the refund whose leg the payer opened, if they opened one."""
+
+    merchant: Merchant
+    charge: Charge
+    refunds: list[Refund]
+    refund: Refund | None
+
+
+def paid_by(*, session: Session, user: User, transfer_id: str) -> Paid | None:
+    """The charge or refund behind a transfer of ``user``'s history (a payer leg ``ch_….pay``
+    or ``rf_….pay``), or None: not a charge's, or not this user's (their receipt shows the
+    transfer alone, and another user's is refused before this by the ledger's check)."""
+    if not transfer_id.endswith(PAY_LEG) or len(transfer_id) > 64:
+        return None
+    row_id = transfer_id.removesuffix(PAY_LEG)
+    refund = session.get(Refund, row_id) if row_id.startswith("rf_") else None
+    charge_id = refund.charge_id if refund is not None else row_id
+    if not charge_id.startswith(CHARGE_ID):
+        return None
+    row = session.scalars(select(Charge).where(Charge.id == charge_id)).first()
+    if row is None or row.payer_user_id != user.id:
+        return None
+    refunds = session.scalars(
+        select(Refund).where(Refund.charge_id == row.id).order_by(Refund.created_at, Refund.id)
+    ).all()
+    merchant = session.get_one(Merchant, row.merchant_id)
+    return Paid(merchant=merchant, charge=row, refunds=list(refunds), refund=refund)
 
 
 # --------------------------------------------------------------------------- search, export

@@ -28,7 +28,7 @@ from fastapi import Request
 from sqlalchemy.orm import Session
 
 from strongroom.api import origin_of
-from strongroom.errors import DomainError, InvalidAmount
+from strongroom.errors import DomainError, Forbidden, InvalidAmount
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
@@ -220,3 +220,11 @@ def available_by_asset(*, session: Session, user: User) -> dict[str, int]:
 def default_asset(user: User) -> str:
     """The currency of the user's region (R-REGION-1)."""
     return "CNY" if user.region == "CN" else "HKD"
+
+
+def wallet_user(user: User) -> User:
+    """``user``, who holds a wallet: an operator account has none and gets the 403 page, as the
+    API's ``wallet_users_only`` (the shop-code payment and the virtual cards ask for it)."""
+    if user.operator_role is not None:
+        raise Forbidden("operator accounts hold no wallet", code="wallet_users_only")
+    return user

@@ -31,6 +31,7 @@ from strongroom.ledger import reports
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferKind
 from strongroom.ledger.models import Account
+from strongroom.merchants import charges
 from strongroom.merchants import portal as merchant_portal
 from strongroom.merchants import service as merchants_service
 from strongroom.money import AssetRegistry
@@ -94,6 +95,26 @@ def _names(session: Session, account_ids: set[int]) -> dict[int, tuple[str, str 
     return {a.id: (a.owner_type, names.get(a.owner_id)) for a in accounts}
 
 
+SHOP_CODES: Final = frozenset({"merchant_payment", "merchant_refund"})
+
+
+def _shop_of(code: str, note: str | None) -> str | None:
+    """The shop a payment or refund leg is for: its note is ``<merchant id> <charge id>``
+    (``merchants.charges``). A cross-border leg's other side is an FX account, so the shop is
+    read from the note, not from the counterparty."""
+    if code not in SHOP_CODES or not note:
+        return None
+    return note.split(" ", 1)[0]
+
+
+def _shops(
+    session: Session, lines: list[tuple[str, str | None]]
+) -> dict[str | None, tuple[str, str | None]]:
+    ids = {shop for code, note in lines if (shop := _shop_of(code, note)) is not None}
+    names = merchant_portal.names(session=session, merchant_ids=ids)
+    return {merchant_id: (MERCHANT, name) for merchant_id, name in names.items()}
+
+
 def _title(lang: Lang, code: str, direction: str, party: tuple[str, str | None] | None) -> str:
     if code == "topup":
         return lang.gettext(TITLES["topup"])
@@ -147,15 +168,19 @@ def history_page(
         session=session, account_ids=_wallet_ids(session, user), cursor=cursor, limit=limit
     )
     parties = _names(session, {line.counterparty_account_id for line in statement.lines})
+    shops = _shops(session, [(line.code, line.note) for line in statement.lines])
     rows = []
     for line in statement.lines:
         direction = "in" if line.side == "C" else "out"
         scale = registry.get(line.asset).scale
         amount_minor = line.posted_minor or abs(line.pending_minor)
+        party = shops.get(_shop_of(line.code, line.note)) or parties.get(
+            line.counterparty_account_id
+        )
         rows.append(
             Row(
                 transfer_id=line.transfer_id,
-                title=_title(lang, line.code, direction, parties.get(line.counterparty_account_id)),
+                title=_title(lang, line.code, direction, party),
                 note=line.note if line.code == "p2p" else None,
                 direction=direction,
                 amount=_signed(lang, direction, amount_minor, scale),
@@ -234,6 +259,29 @@ def history_rows(
 
 
 @dataclass(frozen=True, slots=True)
+class RefundLine:
+    amount: str  # what came back to the payer, in their currency
+    asset: str
+    when: str
+    receipt: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShopPart:
+    """A payment to a shop (or a refund of one) on its payer's receipt: the shop, what it
+    charged in its currency (and the rate, cross-border), the refunds against the payment. Never
+    the shop's fee: that is between the shop and us."""
+
+    merchant: str
+    city: str
+    charged: str | None  # cross-border: the amount in the shop's currency; None otherwise
+    charged_asset: str
+    fx_rate: str | None
+    refunds: list[RefundLine]
+    payment: str | None  # on a refund's receipt: the receipt of the payment it returns
+
+
+@dataclass(frozen=True, slots=True)
 class Receipt:
     transfer_id: str
     title: str
@@ -243,6 +291,37 @@ class Receipt:
     note: str | None
     when: str
     status: str | None
+    shop: ShopPart | None = None
+
+
+def _shop_part(
+    session: Session, user: User, registry: AssetRegistry, lang: Lang, transfer_id: str
+) -> ShopPart | None:
+    paid = charges.paid_by(session=session, user=user, transfer_id=transfer_id)
+    if paid is None:
+        return None
+    row = paid.charge
+    payer_scale = registry.get(row.payer_asset).scale
+    cross_border = row.payer_asset != row.asset
+    return ShopPart(
+        merchant=paid.merchant.name,
+        city=paid.merchant.city,
+        charged=lang.amount(row.amount_minor, registry.get(row.asset).scale)
+        if cross_border
+        else None,
+        charged_asset=row.asset,
+        fx_rate=row.fx_rate,
+        refunds=[
+            RefundLine(
+                amount=lang.amount(refund.payer_amount_minor, payer_scale),
+                asset=row.payer_asset,
+                when=lang.when(refund.created_at),
+                receipt=receipt_path(refund.transfer_id),
+            )
+            for refund in paid.refunds
+        ],
+        payment=receipt_path(row.transfer_id) if paid.refund is not None else None,
+    )
 
 
 def receipt_of(
@@ -259,15 +338,18 @@ def receipt_of(
         raise NotFound(f"transfer {transfer_id} does not exist", code="transfer_not_found")
     scale = registry.get(transfer.asset).scale
     created: datetime = transfer.created_at
+    shop = _shop_part(session, user, registry, lang, transfer.id)
+    party = (MERCHANT, shop.merchant) if shop is not None else _names(session, {other}).get(other)
     return Receipt(
         transfer_id=transfer.id,
-        title=_title(lang, transfer.code, direction, _names(session, {other}).get(other)),
+        title=_title(lang, transfer.code, direction, party),
         direction=direction,
         amount=_signed(lang, direction, transfer.amount_minor, scale),
         asset=transfer.asset,
         note=transfer.note if transfer.code == "p2p" else None,
         when=lang.when(created),
         status=_status(lang, transfer.kind),
+        shop=shop,
     )
 
 

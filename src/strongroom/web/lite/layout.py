@@ -40,6 +40,7 @@ NAVIGATION: Final = (
     NavItem("/app/convert", N_("Convert"), "refresh"),
     NavItem("/app/gifts", N_("Gifts"), "gift"),
     NavItem("/app/history", N_("History"), "list"),
+    NavItem("/app/cards", N_("Virtual cards"), "card"),
     NavItem("/app/kyc", N_("Verify identity"), "id"),
     NavItem("/app/bank-accounts", N_("Bank accounts"), "bank"),
     NavItem("/app/withdraw", N_("Withdraw"), "send"),
