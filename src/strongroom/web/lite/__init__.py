@@ -16,6 +16,7 @@ from strongroom.web import csrf
 from strongroom.web.lite import (
     account,
     bank_accounts,
+    buy,
     convert,
     gifts,
     history,
@@ -46,6 +47,7 @@ SCREENS: Final = (
     send.router,
     pay.router,
     convert.router,
+    buy.router,
     phone.router,
     gifts.router,
     history.router,
