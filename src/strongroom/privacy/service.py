@@ -695,8 +695,8 @@ def purge(
 ) -> list[str]:
     """After the retention period, delete an erased user's remaining per-user records (FX
     conversions and quotes, purchases, top-ups, KYC submissions, bank accounts, outbox emails)
-    and stamp ``purged_at``; the ledger journal and the audit log stay, pseudonymised. Returns the ids
-    purged (at most ``batch``: run it again until it returns none)."""
+    and stamp ``purged_at``; the ledger journal and the audit log stay, pseudonymised. Returns
+    the ids purged (at most ``batch``: run it again until it returns none)."""
     now = now or utcnow()
     cutoff = now - timedelta(days=settings.retention_days)
     due = list(
