@@ -36,6 +36,7 @@ from strongroom.ledger.models import Account, Lock
 from strongroom.limits import service as limits
 from strongroom.limits.rules import Operation
 from strongroom.money import Money
+from strongroom.notify import delivery
 from strongroom.notify.models import OutboxEmail
 from strongroom.settings import Settings, TierLimits
 from tests.api.conftest import ROOMY_LIMITS, Caller, operator, signup
@@ -46,6 +47,7 @@ from tests.api.connector_support import (
     send_webhook,
     settled,
 )
+from tests.integration.identity.conftest import SmtpServer, free_port
 from tests.web.conftest import fingerprint
 
 PAID = "1000.00"
@@ -172,12 +174,14 @@ def test_sandbox_purchase_credits_the_quoted_btc_locked_through_the_fx_accounts(
     assert alice.balance("HKD")["total"] is None
     row = alice.balance("BTC")
     assert (row["total"], row["locked"], row["available"]) == (BOUGHT, BOUGHT, "0.00000000")
-    (unlock,) = row["unlocks"]  # type: ignore[misc]
+    unlocks: list[dict[str, str]] = row["unlocks"]  # type: ignore[assignment]
+    (unlock,) = unlocks
     assert unlock["amount"] == BOUGHT
     assert datetime.fromisoformat(unlock["at"]) == datetime.fromisoformat(bought["unlocks_at"])
     with db.make_session_factory(pg_db)() as session:
         purchase = session.get_one(Purchase, bought["id"])
         lot = session.scalars(select(Lock)).one()
+        assert purchase.credit_transfer_id == f"purchase:{purchase.id}.credit"
         credit = ledger.transfer_by_id(session=session, transfer_id=purchase.credit_transfer_id)
         assert purchase.lock_s == 24 * 3600
         assert _aware(lot.unlocks_at) - _aware(credit.created_at) == timedelta(hours=24)
@@ -512,3 +516,37 @@ def test_a_completed_top_up_emails_once_with_the_anti_phishing_code(
     (mail,) = _emails(pg_db, alice.email, "funding.topup_completed")
     assert "HKD 100.00" in mail and "QX7K2" in mail and opened.json()["id"] in mail
     settled(pg_db, settings)
+
+
+def test_the_emails_reach_a_real_smtp_server_once_each(pg_db: Engine, alice: Caller) -> None:
+    server = SmtpServer(free_port())
+    server.start()
+    try:
+        mailing = _settings(pg_db).model_copy(
+            update={"smtp_host": "127.0.0.1", "smtp_port": server.port}
+        )
+        with TestClient(create_app(mailing, pg_db)) as other:
+            alice.client = other
+            with db.unit_of_work(db.make_session_factory(pg_db)) as session:
+                session.execute(
+                    update(User).where(User.id == alice.user_id).values(anti_phishing_code="QX7K2")
+                )
+            bought = _bought(alice, "card")
+            topup = alice.post("/v1/topups", {"asset": "HKD", "amount": "100.00", "channel": "fps"})
+            for _ in range(2):  # every notification delivered twice
+                send_webhook(other, "card", notification(bought["reference"], amount=PAID))
+                send_webhook(other, "fps", notification(topup.json()["reference"]))
+            delivery.deliver_once(db.make_session_factory(pg_db), mailing)
+        mails = [
+            m for m in server.inbox.to(alice.email) if m["Subject"].startswith(("You", "Your"))
+        ]
+        subjects = sorted(m["Subject"] for m in mails)
+        assert subjects == [
+            f"You bought BTC {BOUGHT} for HKD {PAID}",
+            "Your top-up of HKD 100.00 arrived",
+        ], subjects
+        for message in mails:
+            text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+            assert "QX7K2" in text
+    finally:
+        server.stop()
