@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from strongroom import db, worker
 from strongroom.app import create_app
 from strongroom.errors import DomainError
+from strongroom.funding import topups
 from strongroom.funding.models import Purchase
 from strongroom.fx.models import FxQuote
 from strongroom.identity.models import User
@@ -550,3 +551,17 @@ def test_the_emails_reach_a_real_smtp_server_once_each(pg_db: Engine, alice: Cal
             assert "QX7K2" in text
     finally:
         server.stop()
+
+
+def test_an_unpaid_purchase_expires_with_its_payment_and_moves_nothing(
+    client: TestClient, pg_db: Engine, settings: Settings, alice: Caller
+) -> None:
+    opened = _bought(alice, "card")  # a card session is valid 30 minutes
+    before = _money(pg_db)
+    later = datetime.now().astimezone() + timedelta(minutes=31)
+    with db.unit_of_work(db.make_session_factory(pg_db)) as session:
+        assert topups.expire(session=session, now=later) == 1
+    assert alice.get(f"/v1/purchases/{opened['id']}").json()["status"] == "expired"
+    assert _money(pg_db) == before
+    assert alice.balance("BTC")["total"] is None
+    settled(pg_db, settings)
