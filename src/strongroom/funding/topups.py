@@ -12,6 +12,12 @@ row lock make a second confirmation move nothing. The rules for notifications ou
 - confirm a failed one: refused (409 ``topup_already_failed``), nothing moves;
 - fail a requested or expired one: ``failed``; fail a confirmed one: ``ignored`` (recorded).
 
+A top-up that carries a purchase's payment (``funding.purchases``) buys the crypto at the
+held price instead of crediting the fiat (``purchase_credit.buy``), when the quoted amount
+arrives in time; otherwise the fiat is credited as above. Each confirmation that credits, and
+each failure of a purchase's payment, writes one email to the outbox (``funding.notices``): a
+duplicate or ignored notification writes none.
+
 Nothing here commits: the caller's unit of work does.
 """
 
