@@ -35,6 +35,7 @@ from strongroom.api.paycodes import router as paycodes_router
 from strongroom.api.payments import router as payments_router
 from strongroom.api.payout_batches import router as payout_batches_router
 from strongroom.api.privacy import router as privacy_router
+from strongroom.api.purchases import router as purchases_router
 from strongroom.api.reserves import router as reserves_router
 from strongroom.api.tokens import router as tokens_router
 from strongroom.api.withdrawals import router as withdrawals_router
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         adjustments_router,
         kyc_router,
         funding_router,
+        purchases_router,
         payments_router,
         paycodes_router,
         tokens_router,

@@ -414,6 +414,10 @@ def ledger_reconcile(
             f"{report.topup_transfers}, sandbox top-ups (no record) {report.sandbox_transfers}"
         )
         console.print(
+            f"bought purchases {report.bought_purchases}, purchase transfers "
+            f"{report.purchase_transfers}"
+        )
+        console.print(
             f"withdrawals {payouts.withdrawals} (completed {payouts.completed}, failed "
             f"{payouts.failed}, pending {payouts.pending}), withdrawal transfers "
             f"{payouts.withdrawal_transfers}"

@@ -2,7 +2,7 @@
 
 from strongroom.adjustments.models import Adjustment
 from strongroom.banking.models import BankAccount
-from strongroom.funding.models import Topup, WebhookDelivery
+from strongroom.funding.models import Purchase, Topup, WebhookDelivery
 from strongroom.fx.models import FxConversion, FxQuote, FxRate
 from strongroom.gifts.models import Gift, GiftShare
 from strongroom.identity.api_keys import ApiKey
@@ -78,6 +78,7 @@ __all__ = [
     "PendingSignIn",
     "PorAudit",
     "PorReserve",
+    "Purchase",
     "RateLimitBucket",
     "RecoveryCode",
     "Refund",

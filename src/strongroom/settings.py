@@ -158,6 +158,10 @@ class FundingSettings(BaseModel):
     # a webhook's timestamp may be this far from the server's clock, either way (replays)
     webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
     webhook_body_max_bytes: int = Field(default=64 * 1024, ge=256, le=1024 * 1024)
+    # A purchase of crypto paid in fiat (``funding.purchases``) holds its quote's price this long
+    # for the payment to arrive (the operator's market risk); a payment after it is credited in
+    # the fiat paid, never at a stale price.
+    purchase_hold_s: int = Field(default=30 * 60, ge=60, le=24 * 3600)
     # requested top-ups past their validity that the worker expires at most per sweep
     expire_batch_max: int = Field(default=500, ge=1, le=10_000)
     # A payout the connector answers "unknown reference" about is sent again under the same

@@ -101,6 +101,11 @@ def _instruction(channel: str) -> str:
     return INSTRUCTIONS.get(channel, connectors.Instruction.NONE).value
 
 
+def instruction_of(channel: str) -> str:
+    """What the user does to pay through ``channel`` (a purchase's payment shows it too)."""
+    return _instruction(channel)
+
+
 @router.post(
     "/topups",
     status_code=201,

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from strongroom.db import Amount, Base, UTCDateTime, utcnow
@@ -62,3 +72,41 @@ class WebhookDelivery(Base):
     signature_ok: Mapped[bool] = mapped_column(Boolean, default=False)
     outcome: Mapped[str] = mapped_column(String(40))
     topup_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class Purchase(Base):
+    """A purchase of a crypto asset paid in fiat at a quote (issue #12, ``funding.purchases``).
+
+    The payment is the top-up ``topup_id`` (its channel, reference, status and webhooks); this
+    row holds the price the user accepted: ``pay_minor`` of ``pay_asset`` for ``amount_minor``
+    of ``asset``, held until ``held_until``. Once the payment is confirmed it names the two
+    linked ledger legs (``purchase:<id>.pay``: bank omnibus -> FX account in the paid asset;
+    ``purchase:<id>.credit``: FX account in the bought asset -> the user's wallet, T+N locked)
+    or, when the payment came too late or not for the quoted amount, neither (the money was
+    credited as a plain top-up in the paid asset, ``outcome`` ``fiat_credited``)."""
+
+    __tablename__ = "funding_purchases"
+    __table_args__ = (
+        Index("ix_funding_purchases_user", "user_id", "created_at"),
+        CheckConstraint("amount_minor > 0 AND pay_minor > 0", name="amounts_positive"),
+        CheckConstraint("asset <> pay_asset", name="distinct_assets"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id"))
+    topup_id: Mapped[str] = mapped_column(String(32), ForeignKey("funding_topups.id"), unique=True)
+    quote_id: Mapped[str] = mapped_column(String(40), ForeignKey("fx_quotes.id"), unique=True)
+    asset: Mapped[str] = mapped_column(String(10))
+    amount_minor: Mapped[int] = mapped_column(Amount)
+    pay_asset: Mapped[str] = mapped_column(String(10))
+    pay_minor: Mapped[int] = mapped_column(Amount)
+    rate: Mapped[str] = mapped_column(String(64))  # shown: asset per pay_asset, major units
+    held_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    # the T+N lock (R-TN-1) decided when the user bought (their tier and nationality then)
+    lock_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)  # bought/fiat_credited
+    pay_transfer_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    credit_transfer_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    unlocks_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

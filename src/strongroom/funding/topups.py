@@ -12,6 +12,12 @@ row lock make a second confirmation move nothing. The rules for notifications ou
 - confirm a failed one: refused (409 ``topup_already_failed``), nothing moves;
 - fail a requested or expired one: ``failed``; fail a confirmed one: ``ignored`` (recorded).
 
+A top-up that carries a purchase's payment (``funding.purchases``) buys the crypto at the
+held price instead of crediting the fiat (``purchase_credit.buy``), when the quoted amount
+arrives in time; otherwise the fiat is credited as above. Each confirmation that credits, and
+each failure of a purchase's payment, writes one email to the outbox (``funding.notices``): a
+duplicate or ignored notification writes none.
+
 Nothing here commits: the caller's unit of work does.
 """
 
@@ -27,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from strongroom.db import is_postgres, utcnow
 from strongroom.errors import Conflict, DomainError, NotFound, ValidationFailed, invariant
-from strongroom.funding import connectors
+from strongroom.funding import connectors, notices, purchase_credit
 from strongroom.funding.connectors import Opening, Scenario
 from strongroom.funding.models import Topup
 from strongroom.identity import verification
@@ -223,6 +229,36 @@ def confirm(
         guard = limits.guard(user=user, operation=Operation.TOPUP, settings=settings)
         lock_s = limits.hold_seconds(user=user, asset=topup.asset, settings=settings)
     now = now or utcnow()
+    purchase = purchase_credit.of_topup(session=session, topup_id=topup.id)
+    bought = purchase is not None and purchase_credit.buy(
+        session=session,
+        purchase=purchase,
+        received_minor=received_minor,
+        now=now,
+        settings=settings,
+    )
+    transfer_id = None
+    if not bought:
+        transfer_id = _credit(session, topup, received_minor, guard, lock_s, now)
+    topup.status = CONFIRMED
+    topup.received_minor = received_minor
+    topup.transfer_id = transfer_id
+    topup.failure_reason = None
+    topup.updated_at = now
+    session.flush()
+    notices.confirmed(session=session, topup=topup, purchase=purchase, now=now, settings=settings)
+    return Applied(topup, CREDITED)
+
+
+def _credit(
+    session: Session,
+    topup: Topup,
+    received_minor: int,
+    guard: limits.LimitGuard | None,
+    lock_s: int | None,
+    now: datetime,
+) -> str:
+    """The plain credit: ``topup:<id>`` from the bank omnibus account to the user's wallet."""
     wallet = ledger.user_wallet_id(session=session, user_id=topup.user_id, asset=topup.asset)
     omnibus = ledger.ensure_account_id(
         session=session,
@@ -232,7 +268,7 @@ def confirm(
         asset=topup.asset,
         allow_negative=True,
     )
-    transfer_id = ledger.transfer(
+    return ledger.transfer(
         session=session,
         spec=TransferSpec(
             id=transfer_id_of(topup.id),
@@ -247,13 +283,6 @@ def confirm(
         ),
         now=now,
     )
-    topup.status = CONFIRMED
-    topup.received_minor = received_minor
-    topup.transfer_id = transfer_id
-    topup.failure_reason = None
-    topup.updated_at = now
-    session.flush()
-    return Applied(topup, CREDITED)
 
 
 def fail(*, session: Session, topup: Topup, reason: str, now: datetime | None = None) -> Applied:
@@ -263,10 +292,14 @@ def fail(*, session: Session, topup: Topup, reason: str, now: datetime | None = 
         return Applied(topup, IGNORED)
     if topup.status == FAILED:
         return Applied(topup, DUPLICATE)
+    now = now or utcnow()
     topup.status = FAILED
     topup.failure_reason = reason[:64]
-    topup.updated_at = now or utcnow()
+    topup.updated_at = now
     session.flush()
+    purchase = purchase_credit.of_topup(session=session, topup_id=topup.id)
+    if purchase is not None:
+        notices.purchase_failed(session=session, purchase=purchase, now=now)
     return Applied(topup, MARKED_FAILED)
 
 

@@ -266,3 +266,44 @@ MERCHANT_REFUND_RECEIPT = register(
         },
     )
 )
+TOPUP_COMPLETED = register(
+    EmailTemplate(
+        id="funding.topup_completed",
+        subject="Your top-up of {{ amount }} arrived",
+        sample={
+            "name": "Alice Chan",
+            "amount": "HKD 100.00",
+            "channel": "fps",
+            "topup_id": "tu_0123456789abcdef0123",
+            "at": _SAMPLE_TIME,
+        },
+    )
+)
+PURCHASE_COMPLETED = register(
+    EmailTemplate(
+        id="funding.purchase_completed",
+        subject="You bought {{ amount }} for {{ paid }}",
+        sample={
+            "name": "Alice Chan",
+            "amount": "BTC 0.00193798",
+            "paid": "HKD 1000.00",
+            "purchase_id": "pu_0123456789abcdef0123",
+            "unlocks_at": _SAMPLE_TIME,
+            "at": _SAMPLE_TIME,
+        },
+    )
+)
+PURCHASE_FAILED = register(
+    EmailTemplate(
+        id="funding.purchase_failed",
+        subject="Your purchase of {{ amount }} did not go through",
+        sample={
+            "name": "Alice Chan",
+            "amount": "BTC 0.00193798",
+            "paid": "HKD 1000.00",
+            "credited": "HKD 1000.00",
+            "purchase_id": "pu_0123456789abcdef0123",
+            "at": _SAMPLE_TIME,
+        },
+    )
+)

@@ -63,7 +63,7 @@ from sqlalchemy.orm import Session
 from strongroom.banking.models import BankAccount
 from strongroom.db import utcnow
 from strongroom.errors import Conflict, DomainError, Forbidden
-from strongroom.funding.models import Topup
+from strongroom.funding.models import Purchase, Topup
 from strongroom.fx.models import FxConversion, FxQuote
 from strongroom.identity import audit
 from strongroom.identity.api_keys import ApiKey
@@ -296,6 +296,29 @@ def export(
                 select(Topup).where(Topup.user_id == user.id).order_by(Topup.created_at),
                 rows,
                 "topups",
+            )
+        ],
+        "purchases": [
+            {
+                "id": p.id,
+                "topup_id": p.topup_id,
+                "quote_id": p.quote_id,
+                "asset": p.asset,
+                "amount_minor": p.amount_minor,
+                "pay_asset": p.pay_asset,
+                "pay_minor": p.pay_minor,
+                "rate": p.rate,
+                "held_until": p.held_until,
+                "outcome": p.outcome,
+                "credit_transfer_id": p.credit_transfer_id,
+                "unlocks_at": p.unlocks_at,
+                "created_at": p.created_at,
+            }
+            for p in _bounded(
+                session,
+                select(Purchase).where(Purchase.user_id == user.id).order_by(Purchase.created_at),
+                rows,
+                "purchases",
             )
         ],
         "emails": [
@@ -671,9 +694,9 @@ def purge(
     *, session: Session, settings: PrivacySettings, now: datetime | None = None, batch: int = 100
 ) -> list[str]:
     """After the retention period, delete an erased user's remaining per-user records (FX
-    conversions and quotes, top-ups, KYC submissions, bank accounts, outbox emails) and stamp
-    ``purged_at``; the ledger journal and the audit log stay, pseudonymised. Returns the ids
-    purged (at most ``batch``: run it again until it returns none)."""
+    conversions and quotes, purchases, top-ups, KYC submissions, bank accounts, outbox emails)
+    and stamp ``purged_at``; the ledger journal and the audit log stay, pseudonymised. Returns
+    the ids purged (at most ``batch``: run it again until it returns none)."""
     now = now or utcnow()
     cutoff = now - timedelta(days=settings.retention_days)
     due = list(
@@ -686,6 +709,7 @@ def purge(
         )
     )
     steps: list[Callable[[list[str]], Any]] = [
+        lambda ids: delete(Purchase).where(Purchase.user_id.in_(ids)),  # names quote, top-up
         lambda ids: delete(FxConversion).where(FxConversion.user_id.in_(ids)),
         lambda ids: delete(FxQuote).where(FxQuote.user_id.in_(ids)),
         lambda ids: delete(Topup).where(Topup.user_id.in_(ids)),
