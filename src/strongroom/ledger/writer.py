@@ -46,6 +46,21 @@ ENTRY_COLUMNS = (
     "balance_after",
     "created_at",
 )
+TRANSFER_TYPES = (
+    "varchar",
+    "varchar",
+    "int8",
+    "int8",
+    "varchar",
+    "numeric",
+    "varchar",
+    "timestamptz",
+    "varchar",
+    "varchar",
+    "varchar",
+    "timestamptz",
+)
+ENTRY_TYPES = ("varchar", "int8", "varchar", "varchar", "numeric", "numeric", "numeric", "timestamptz")
 BALANCE_COLUMNS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 
 _PG_UPDATE = text(
@@ -75,8 +90,8 @@ def write(session: Session, transfers: Rows, entries: Rows, balances: Rows) -> N
     if len(entries) >= COPY_MIN_ROWS:
         cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor:
-            _copy(cursor, "ledger_transfers", TRANSFER_COLUMNS, transfers)
-            _copy(cursor, "ledger_entries", ENTRY_COLUMNS, entries)
+            _copy(cursor, "ledger_transfers", TRANSFER_COLUMNS, TRANSFER_TYPES, transfers)
+            _copy(cursor, "ledger_entries", ENTRY_COLUMNS, ENTRY_TYPES, entries)
     else:
         _insert(session, transfers, entries)
     ids, dp, cp, dpn, cpn = (
@@ -94,7 +109,10 @@ def _insert(session: Session, transfers: Rows, entries: Rows) -> None:
     )
 
 
-def _copy(cursor: Any, table: str, columns: Sequence[str], rows: Rows) -> None:
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+def _copy(
+    cursor: Any, table: str, columns: Sequence[str], types: Sequence[str], rows: Rows
+) -> None:
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
         for row in rows:
             copy.write_row(row)

@@ -19,6 +19,11 @@ work). What changes, and why the guarantees stay:
   deleted or re-keyed under its transfers, ``ledger_accounts`` refuses DELETE and any change of
   ``id`` or ``asset`` (a ledger account is never deleted: SPEC P2; TRUNCATE, used by tests to
   empty the database, is not a DELETE). SQLite keeps its keys (it checks each row as written).
+* The foreign key from an entry to its transfer did the same per entry (and locked the transfer
+  row it had just written, a WAL record each). A statement-level trigger now checks, set-based,
+  that every entry a statement writes names an existing transfer (a transfer is never deleted:
+  the journal is append-only since 0001). With the commit check above (each transfer has exactly
+  its two entries) and the unique ``(transfer_id, side)`` key, the journal's shape is as before.
 * The unique key on ``pending_id`` becomes a unique index on the rows that have one: a posted
   transfer (nearly all of them) no longer adds a NULL to it; two resolutions of one pending
   transfer are refused as before.
@@ -131,6 +136,30 @@ CREATE TRIGGER ledger_accounts_no_rekey
     FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id OR OLD.asset IS DISTINCT FROM NEW.asset)
     EXECUTE FUNCTION ledger_accounts_keep();
 
+ALTER TABLE ledger_entries DROP CONSTRAINT fk_ledger_entries_transfer_id_ledger_transfers;
+
+CREATE FUNCTION ledger_entries_check_transfer() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    orphan text;
+BEGIN
+    SELECT w.transfer_id INTO orphan
+      FROM written AS w
+     CROSS JOIN LATERAL (SELECT count(*) AS n FROM ledger_transfers AS t
+                          WHERE t.id = w.transfer_id) AS c
+     WHERE c.n = 0
+     LIMIT 1;
+    IF orphan IS NOT NULL THEN
+        RAISE EXCEPTION 'ledger entry names transfer %, which does not exist', orphan
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER ledger_entries_check_transfer
+    AFTER INSERT ON ledger_entries
+    REFERENCING NEW TABLE AS written
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_entries_check_transfer();
+
 ALTER TABLE ledger_transfers DROP CONSTRAINT uq_ledger_transfers_pending_id;
 CREATE UNIQUE INDEX uq_ledger_transfers_pending_id ON ledger_transfers (pending_id)
     WHERE pending_id IS NOT NULL;
@@ -141,6 +170,11 @@ PG_DOWNGRADE = f"""
 DROP INDEX uq_ledger_transfers_pending_id;
 ALTER TABLE ledger_transfers
     ADD CONSTRAINT uq_ledger_transfers_pending_id UNIQUE (pending_id);
+
+DROP TRIGGER ledger_entries_check_transfer ON ledger_entries;
+DROP FUNCTION ledger_entries_check_transfer();
+ALTER TABLE ledger_entries ADD CONSTRAINT fk_ledger_entries_transfer_id_ledger_transfers
+    FOREIGN KEY (transfer_id) REFERENCES ledger_transfers (id);
 
 DROP TRIGGER ledger_accounts_no_rekey ON ledger_accounts;
 DROP TRIGGER ledger_accounts_no_delete ON ledger_accounts;
