@@ -396,6 +396,7 @@ class _Batch:
         self.guards: list[tuple[GuardChecker, GuardRun]] = []
         self.locks_until: dict[int, datetime] = {}
         self.early: tuple[SessionTransaction, set[str]] | None = None
+        self.made: dict[int, Movement] = {}  # movements built before the lock, by index
 
     def run(self) -> list[TransferResult]:
         self._validate_shapes()
@@ -482,7 +483,7 @@ class _Batch:
         for index in range(len(self.specs)):
             if index in self.errors or index in self.exists:
                 continue
-            move = self._movement(index, self.pendings)
+            move = self.made[index] = self._movement(index, self.pendings)
             rows.append(self._transfer_row(move))
             ids.add(move.id)
         if not rows:
@@ -617,7 +618,7 @@ class _Batch:
             if index in self.exists:
                 continue
             try:
-                move = self._movement(index, pendings)
+                move = self.made.get(index) or self._movement(index, pendings)
                 debit = _state(staged, move.debit_account_id)
                 credit = _state(staged, move.credit_account_id)
                 if debit.asset != move.asset or credit.asset != move.asset:
