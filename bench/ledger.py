@@ -467,7 +467,7 @@ class Server:
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
-    def start(self, timeout_s: float = 60.0) -> None:
+    def start(self, timeout_s: float = 180.0) -> None:  # a loaded machine starts slowly
         command = [
             strongroom_executable(),
             "serve",
