@@ -192,7 +192,7 @@ def test_a_transfer_naming_an_account_of_another_asset_never_commits(factory, bo
     row; on PostgreSQL (0032: no per-row key) the commit check refuses the transaction."""
     with unit_of_work(factory) as session:
         usd = ledger.user_wallet(session=session, user_id="carol", asset="USD").id
-    with factory() as session, pytest.raises(IntegrityError, match="does not exist|FOREIGN KEY"):
+    with factory() as session, pytest.raises(IntegrityError, match=r"does not exist|FOREIGN KEY"):
         write_transfer(session, book, credit_account_id=usd)
         write_entry(session, "t1", book["bank"], "D")
         write_entry(session, "t1", usd, "C")
@@ -204,7 +204,7 @@ def test_an_entry_naming_no_transfer_is_refused(factory, book):
     with factory() as session:
         write_transfer(session, book)  # the control: entries of t1 go in
         write_entry(session, "t1", book["bank"], "D")
-        with pytest.raises(IntegrityError, match="which does not exist|FOREIGN KEY"):
+        with pytest.raises(IntegrityError, match=r"which does not exist|FOREIGN KEY"):
             write_entry(session, "no-such-transfer", book["alice"], "C")
     assert count(factory, ENTRIES) == 0
 
@@ -229,7 +229,7 @@ def test_an_account_with_transfers_is_never_deleted_or_rekeyed(factory, book, st
                 amount_minor=100,
             ),
         )
-    with factory() as session, pytest.raises(DBAPIError, match="never deleted|FOREIGN KEY"):
+    with factory() as session, pytest.raises(DBAPIError, match=r"never deleted|FOREIGN KEY"):
         session.execute(text(statement), {"alice": book["alice"]})
         session.commit()
     with factory() as session:
