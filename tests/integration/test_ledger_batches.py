@@ -73,7 +73,9 @@ def _spec(debit: int, credit: int, amount: int, **more: object) -> TransferSpec:
     )
 
 
-def test_a_linked_group_with_a_refused_member_writes_nothing(factory):
+def test_a_linked_group_with_a_refused_member_writes_nothing(
+    factory: sessionmaker[Session],
+) -> None:
     ids = _wallets(factory)
     specs = [_spec(ids[n % WALLETS], ids[(n + 1) % WALLETS], 10, id=f"b-{n}") for n in range(BATCH)]
     # 10 is linked to 11, which asks for more than its wallet holds: both are refused
@@ -93,7 +95,9 @@ def test_a_linked_group_with_a_refused_member_writes_nothing(factory):
     assert report.ok, report.problems
 
 
-def test_a_replayed_batch_reports_exists_and_moves_nothing(factory):
+def test_a_replayed_batch_reports_exists_and_moves_nothing(
+    factory: sessionmaker[Session],
+) -> None:
     ids = _wallets(factory)
     specs = [_spec(ids[n % WALLETS], ids[(n + 7) % WALLETS], 3, id=f"r-{n}") for n in range(BATCH)]
     with db.unit_of_work(factory) as session:
