@@ -3,7 +3,9 @@
 ``create_transfers`` takes a batch: it reads what it needs, locks every account it touches in one
 statement in ascending id order (so two batches never deadlock), applies linked groups in memory
 (all or nothing per group), then writes transfers, entries and balances in a few bulk statements.
-Services never commit; the caller owns the transaction.
+A large batch of new transfers on PostgreSQL writes its transfer rows before the lock, in a
+savepoint (``_Batch._write_transfers_early``). Services never commit; the caller owns the
+transaction.
 """
 
 from __future__ import annotations
