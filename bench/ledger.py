@@ -60,6 +60,7 @@ DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "bench-password-" + "x" * 8
 ASSET = "HKD"
 ERROR_SAMPLES = 5
+PHASES = ("floor", "single", "hot", "batch")
 
 # --------------------------------------------------------------------------- arguments
 
@@ -74,6 +75,7 @@ class Options:
     accounts: int
     batch_size: int
     keep_logs: bool
+    phases: tuple[str, ...] = PHASES
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -97,7 +99,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         action="store_true",
         help="keep the server log in bench/results/ even when the run succeeds",
     )
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help="the load phases to run, comma-separated (pgbench, the anchor, always runs)",
+    )
     ns = parser.parse_args(argv)
+    phases = tuple(name for name in PHASES if name in ns.phases.split(","))
+    unknown = set(ns.phases.split(",")) - set(PHASES)
+    if unknown or not phases:
+        parser.error(f"--phases takes some of {','.join(PHASES)}")
     if ns.clients < 1 or ns.seconds <= 0 or ns.workers < 1 or ns.batch_size < 1:
         parser.error("--clients, --seconds, --workers and --batch-size must be positive")
     if ns.accounts < 2:
@@ -114,6 +125,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         accounts=ns.accounts,
         batch_size=ns.batch_size,
         keep_logs=ns.keep_logs,
+        phases=phases,
     )
 
 
@@ -455,7 +467,7 @@ class Server:
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
-    def start(self, timeout_s: float = 60.0) -> None:
+    def start(self, timeout_s: float = 180.0) -> None:  # a loaded machine starts slowly
         command = [
             strongroom_executable(),
             "serve",
@@ -627,6 +639,14 @@ def ledger_key(server: Server, name: str) -> str:
 def seed(server: Server, opts: Options) -> Seed:
     run_id = secrets.token_hex(3)
     result = Seed(ledger_key=ledger_key(server, f"bench-{run_id}"))
+    if "single" in opts.phases or "hot" in opts.phases:
+        _seed_users(server, opts, run_id, result)
+    if "batch" in opts.phases:
+        _seed_accounts(server, opts, result)
+    return result
+
+
+def _seed_users(server: Server, opts: Options, run_id: str, result: Seed) -> None:
     started = time.monotonic()
     emails = [f"user{i}-{run_id}@bench.example" for i in range(opts.users)]
     emails.append(f"merchant-{run_id}@bench.example")
@@ -639,6 +659,9 @@ def seed(server: Server, opts: Options) -> Seed:
     result.users, result.merchant = made[:-1], made[-1]
     seconds = time.monotonic() - started
     say(f"seeded {len(made)} users (register, verify, login, top-up) in {seconds:.1f} s")
+
+
+def _seed_accounts(server: Server, opts: Options, result: Seed) -> None:
     started = time.monotonic()
     local = threading.local()
     clients: list[httpx.Client] = []
@@ -664,7 +687,6 @@ def seed(server: Server, opts: Options) -> Seed:
         for client in clients:
             client.close()
     say(f"seeded {opts.accounts} operator accounts in {time.monotonic() - started:.1f} s")
-    return result
 
 
 # --------------------------------------------------------------------------- load phases
@@ -1010,30 +1032,39 @@ def _cpu_per_op(cpu: CpuShare, elapsed_s: float, operations: int) -> str:
 def print_report(
     anchor: PgbenchResult, phases: dict[str, PhaseResult], opts: Options
 ) -> list[dict[str, Any]]:
-    single, hot, batch, floor = phases["single"], phases["hot"], phases["batch"], phases["floor"]
-    rows: list[dict[str, Any]] = [
-        {
-            "figure": "single transfers, HTTP (TPS)",
-            "value": single.transfers_per_s,
-            "anchor": "pgbench TPC-B-like (TPS)",
-            "anchor_value": anchor.tps,
-            "target": 0.5,
-        },
-        {
-            "figure": "batched transfers (transfers/s)",
-            "value": batch.transfers_per_s,
-            "anchor": "pgbench TPC-B-like (TPS)",
-            "anchor_value": anchor.tps,
-            "target": 5.0,
-        },
-        {
-            "figure": "hot account, HTTP (TPS)",
-            "value": hot.transfers_per_s,
-            "anchor": "single transfers, spread (TPS)",
-            "anchor_value": single.transfers_per_s,
-            "target": 0.5,
-        },
-    ]
+    single, hot, batch, floor = (phases.get(key) for key in ("single", "hot", "batch", "floor"))
+    rows: list[dict[str, Any]] = []
+    if single is not None:
+        rows.append(
+            {
+                "figure": "single transfers, HTTP (TPS)",
+                "value": single.transfers_per_s,
+                "anchor": "pgbench TPC-B-like (TPS)",
+                "anchor_value": anchor.tps,
+                "target": 0.5,
+            }
+        )
+    if batch is not None:
+        rows.append(
+            {
+                "figure": "batched transfers (transfers/s)",
+                "value": batch.transfers_per_s,
+                "anchor": "pgbench TPC-B-like (TPS)",
+                "anchor_value": anchor.tps,
+                "target": 5.0,
+            }
+        )
+    if hot is not None and single is not None:
+        rows.append(
+            {
+                "figure": "hot account, HTTP (TPS)",
+                "value": hot.transfers_per_s,
+                "anchor": "single transfers, spread (TPS)",
+                "anchor_value": single.transfers_per_s,
+                "target": 0.5,
+            }
+        )
+    ran = [phase for phase in (single, hot, batch, floor) if phase is not None]
     for row in rows:
         row["ratio"] = ratio(row["value"], row["anchor_value"])
         row["met"] = bool(row["ratio"] >= row["target"])
@@ -1055,18 +1086,19 @@ def print_report(
             f"{_fmt(row['anchor_value']):>10}{_fmt(row['ratio'], 2):>8}"
             f"{'>= ' + format(row['target'], 'g'):>9}  {verdict}"
         )
-    print(
-        f"{'(context) GET /health (req/s)':<33}{_fmt(floor.requests_per_s):>11}  "
-        f"{'pgbench TPC-B-like (TPS)':<31}{_fmt(anchor.tps):>10}"
-        f"{_fmt(ratio(floor.requests_per_s, anchor.tps), 2):>8}{'-':>9}  "
-        "HTTP ceiling, no database"
-    )
+    if floor is not None:
+        print(
+            f"{'(context) GET /health (req/s)':<33}{_fmt(floor.requests_per_s):>11}  "
+            f"{'pgbench TPC-B-like (TPS)':<31}{_fmt(anchor.tps):>10}"
+            f"{_fmt(ratio(floor.requests_per_s, anchor.tps), 2):>8}{'-':>9}  "
+            "HTTP ceiling, no database"
+        )
     print("-" * width)
     print(
         f"{'latency (ms)':<28}{'p50':>11}{'p90':>11}{'p99':>11}{'max':>11}"
         f"{'requests':>10}{'errors':>8}"
     )
-    for phase in (single, hot, batch, floor):
+    for phase in ran:
         print(
             f"{phase.name:<28}{_fmt(phase.latency_ms(0.5), 2):>11}"
             f"{_fmt(phase.latency_ms(0.9), 2):>11}{_fmt(phase.latency_ms(0.99), 2):>11}"
@@ -1080,13 +1112,13 @@ def print_report(
     print("CPU during each phase, in cores (1.00 = one core for the whole phase):")
     print(f"  {'pgbench':<24}{anchor.cpu.describe()}")
     print(f"  {'':<24}{_cpu_per_op(anchor.cpu, 1.0, round(anchor.tps))[2:]}")
-    for phase in (single, hot, batch, floor):
+    for phase in ran:
         if phase.cpu is not None:
             print(f"  {phase.name:<24}{phase.cpu.describe()}")
             operations = phase.transfers or phase.requests
             print(f"  {'':<24}{_cpu_per_op(phase.cpu, phase.elapsed_s, operations)[2:]}")
     print("=" * width)
-    noisy = [p.name for p in (single, hot, batch, floor) if p.cpu and p.cpu.other > 0.25]
+    noisy = [p.name for p in ran if p.cpu and p.cpu.other > 0.25]
     if anchor.cpu.other > 0.25:
         noisy.insert(0, "pgbench")
     if noisy:
@@ -1131,22 +1163,26 @@ def run(opts: Options) -> int:
 
         phases: dict[str, PhaseResult] = {}
         floor_seconds = max(2.0, opts.seconds / 4)
-        plan = [
-            PhasePlan("floor", "http floor, GET /health", health_checks(), 60.0, floor_seconds),
-            PhasePlan("single", "single, spread", single_transfers(data.users, opts.clients)),
-            PhasePlan(
+        plans: dict[str, Callable[[], PhasePlan]] = {
+            "floor": lambda: PhasePlan(
+                "floor", "http floor, GET /health", health_checks(), 60.0, floor_seconds
+            ),
+            "single": lambda: PhasePlan(
+                "single", "single, spread", single_transfers(data.users, opts.clients)
+            ),
+            "hot": lambda: PhasePlan(
                 "hot",
                 "hot, one merchant",
                 single_transfers(data.users, opts.clients, merchant=data.merchant),
             ),
-            PhasePlan(
+            "batch": lambda: PhasePlan(
                 "batch",
                 f"batch of {opts.batch_size:,}",
                 batch_transfers(data.ledger_key, data.account_ids, opts.batch_size),
                 read_timeout_s=900.0,
             ),
-        ]
-        for step in plan:
+        }
+        for step in (plans[name]() for name in opts.phases):
             dbs.checkpoint()
             seconds = step.seconds or opts.seconds
             say(f"phase {step.title}: {opts.clients} clients for {seconds:g} s")
@@ -1173,8 +1209,8 @@ def run(opts: Options) -> int:
             server,
             engine,
             {
-                "p2p": phases["single"].transfers + phases["hot"].transfers,
-                "bench": phases["batch"].transfers,
+                "p2p": sum(phases[k].transfers for k in ("single", "hot") if k in phases),
+                "bench": phases["batch"].transfers if "batch" in phases else 0,
             },
         )
         print(verification.check_output)

@@ -155,6 +155,87 @@ def test_postgres_refuses_a_pending_post_that_keeps_part_of_the_reservation(fact
     assert count(factory, TRANSFERS) == 0
 
 
+@on_postgres
+def test_postgres_checks_every_transfer_of_a_statement_at_commit(factory, book):
+    """Migration 0032 checks a statement's transfers together (set-based): one broken transfer
+    among many well-formed ones written by one statement is still found, and nothing commits."""
+    with factory() as session:
+        rows = [
+            {
+                "id": f"many-{n}",
+                "kind": "posted",
+                "debit_account_id": book["bank"],
+                "credit_account_id": book["alice"],
+                "asset": HKD,
+                "amount_minor": 100,
+                "pending_id": None,
+                "timeout_at": None,
+                "batch_id": "raw",
+                "code": "raw",
+                "created_at": utcnow(),
+            }
+            for n in range(50)
+        ]
+        session.execute(TRANSFERS.insert(), rows)
+        for n in range(50):
+            write_entry(session, f"many-{n}", book["bank"], "D")
+            if n != 37:  # many-37 gets its debit entry only
+                write_entry(session, f"many-{n}", book["alice"], "C")
+        with pytest.raises(IntegrityError, match=f"many-37 {DEFERRED_REFUSAL}: 1 debit and 0"):
+            session.commit()
+    assert count(factory, TRANSFERS) == 0
+    assert count(factory, ENTRIES) == 0
+
+
+def test_a_transfer_naming_an_account_of_another_asset_never_commits(factory, book):
+    """The accounts a transfer names exist in its asset: on SQLite its foreign keys refuse the
+    row; on PostgreSQL (0032: no per-row key) the commit check refuses the transaction."""
+    with unit_of_work(factory) as session:
+        usd = ledger.user_wallet(session=session, user_id="carol", asset="USD").id
+    with factory() as session, pytest.raises(IntegrityError, match=r"does not exist|FOREIGN KEY"):
+        write_transfer(session, book, credit_account_id=usd)
+        write_entry(session, "t1", book["bank"], "D")
+        write_entry(session, "t1", usd, "C")
+        session.commit()
+    assert count(factory, TRANSFERS) == 0
+
+
+def test_an_entry_naming_no_transfer_is_refused(factory, book):
+    with factory() as session:
+        write_transfer(session, book)  # the control: entries of t1 go in
+        write_entry(session, "t1", book["bank"], "D")
+        with pytest.raises(IntegrityError, match=r"which does not exist|FOREIGN KEY"):
+            write_entry(session, "no-such-transfer", book["alice"], "C")
+    assert count(factory, ENTRIES) == 0
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DELETE FROM ledger_accounts WHERE id = :alice",
+        "UPDATE ledger_accounts SET asset = 'USD' WHERE id = :alice",
+    ],
+)
+def test_an_account_with_transfers_is_never_deleted_or_rekeyed(factory, book, statement):
+    """PostgreSQL refuses it for every account (0032: the transfers' keys went); SQLite's
+    foreign keys refuse it for an account that transfers name."""
+    with unit_of_work(factory) as session:
+        ledger.transfer(
+            session=session,
+            spec=TransferSpec(
+                debit_account_id=book["bank"],
+                credit_account_id=book["alice"],
+                asset=HKD,
+                amount_minor=100,
+            ),
+        )
+    with factory() as session, pytest.raises(DBAPIError, match=r"never deleted|FOREIGN KEY"):
+        session.execute(text(statement), {"alice": book["alice"]})
+        session.commit()
+    with factory() as session:
+        assert session.get(Account, book["alice"]) is not None
+
+
 # PostgreSQL names the key; SQLite names its columns.
 TWO_ENTRIES_ON_A_SIDE = (
     "uq_ledger_entries_transfer_id_side|ledger_entries.transfer_id, ledger_entries.side"

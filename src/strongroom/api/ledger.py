@@ -228,7 +228,8 @@ def batch(
             code="batch_too_large",
             max=settings.ledger.batch_max_transfers,
         )
-    specs = [_spec(item, registry) for item in body.transfers]
+    amounts: dict[tuple[str, str], int] = {}  # a batch repeats few (asset, amount) pairs
+    specs = [_spec(item, registry, amounts) for item in body.transfers]
     results = service.create_transfers(session=session, specs=specs, limits=settings.ledger)
     # Up to 8,000 results: written as plain JSON, not as a BatchOut of TransferResultOut models
     # that FastAPI would check and convert again (the schema stays BatchOut, response_model).
@@ -248,7 +249,11 @@ def batch(
     return JSONResponse({"results": out, "created": created, "failed": failed})
 
 
-def _spec(item: TransferIn, registry: AssetRegistry) -> TransferSpec:
+def _spec(
+    item: TransferIn, registry: AssetRegistry, amounts: dict[tuple[str, str], int] | None = None
+) -> TransferSpec:
+    """The ledger's spec of one item. ``amounts`` remembers the minor units of each (asset,
+    amount) pair already parsed in this request (only ones that parsed: a bad one raises)."""
     try:
         kind = TransferKind(item.kind)
     except ValueError as error:
@@ -259,7 +264,13 @@ def _spec(item: TransferIn, registry: AssetRegistry) -> TransferSpec:
     if item.amount is not None:
         if item.asset is None:
             raise InvalidAmount("an amount needs its asset")
-        amount_minor = parse_amount(item.amount, registry.get(item.asset).scale)
+        text = item.amount if isinstance(item.amount, str) else None  # JSON text is hashable
+        found = amounts.get((item.asset, text)) if amounts is not None and text else None
+        if found is None:
+            found = parse_amount(item.amount, registry.get(item.asset).scale)
+            if amounts is not None and text:
+                amounts[(item.asset, text)] = found
+        amount_minor = found
     elif kind in (TransferKind.POSTED, TransferKind.PENDING):
         raise InvalidAmount("amount is required")
     if item.asset is not None:

@@ -3,7 +3,9 @@
 ``create_transfers`` takes a batch: it reads what it needs, locks every account it touches in one
 statement in ascending id order (so two batches never deadlock), applies linked groups in memory
 (all or nothing per group), then writes transfers, entries and balances in a few bulk statements.
-Services never commit; the caller owns the transaction.
+A large batch of new transfers on PostgreSQL writes its transfer rows before the lock, in a
+savepoint (``_Batch._write_transfers_early``). Services never commit; the caller owns the
+transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from strongroom.db import insert_for, utcnow
 from strongroom.errors import DomainError, NotFound, invariant, present
@@ -395,18 +397,33 @@ class _Batch:
         self.applied: list[tuple[Movement, int, int]] = []
         self.guards: list[tuple[GuardChecker, GuardRun]] = []
         self.locks_until: dict[int, datetime] = {}
+        self.early: tuple[SessionTransaction, set[str]] | None = None
+        self.made: dict[int, Movement] = {}  # movements built before the lock, by index
 
     def run(self) -> list[TransferResult]:
         self._validate_shapes()
         self._load_existing()
         self._load_pendings()
+        before = (dict(self.errors), set(self.exists), dict(self.pendings))
+        written_early = self._write_transfers_early()
+        self._apply()
+        if written_early and not self._keep_early_transfers():
+            # The savepoint is gone, and with it the account locks taken inside it: apply
+            # again from the states before, under locks taken afresh (in id order).
+            self.errors, self.exists = dict(before[0]), set(before[1])
+            self.pendings = dict(before[2])
+            self.states, self.locks_until, self.applied, self.guards = {}, {}, [], []
+            self._apply()
+            written_early = False
+        self._write(with_transfers=not written_early)
+        return self._results()
+
+    def _apply(self) -> None:
         self._lock_accounts()
         self._load_resolutions()
         self._begin_guards()
         for group in _groups(self.specs):
             self._apply_group(group)
-        self._write()
-        return self._results()
 
     # -- stage 1: what needs no account
 
@@ -444,6 +461,55 @@ class _Batch:
                     code="transfer_exists_with_different_fields",
                     id=row.id,
                 )
+
+    def _write_transfers_early(self) -> bool:
+        """A large batch of new posted or pending transfers writes its transfer rows BEFORE it
+        locks its accounts, so that concurrent batches over the same accounts write them side
+        by side and only the entries (they carry ``balance_after``) and the balances wait for
+        the lock (issue #14). They go in a savepoint: if the ledger then refuses any of them
+        (a flag, a linked group), the savepoint is rolled back (the journal is append-only:
+        no row is ever deleted) and the accepted ones are written again after the lock.
+        Not for resolutions of pending transfers (whether one is still open is read under the
+        lock, and a concurrent resolution of the same one would wait on its unique key) nor for
+        guarded transfers (the guards' own reads and locks come after the accounts')."""
+        if len(self.specs) * 2 < writer.COPY_MIN_ROWS:
+            return False
+        if self.session.get_bind().dialect.name != "postgresql":
+            return False
+        if any(
+            spec.kind not in (TransferKind.POSTED, TransferKind.PENDING) or spec.guard is not None
+            for spec in self.specs
+        ):
+            return False
+        rows, ids = [], set()
+        for index in range(len(self.specs)):
+            if index in self.errors or index in self.exists:
+                continue
+            move = self.made[index] = self._movement(index, self.pendings)
+            rows.append(self._transfer_row(move))
+            ids.add(move.id)
+        if not rows:
+            return False
+        savepoint = self.session.begin_nested()
+        writer.write_transfers(self.session, rows)
+        self.early = (savepoint, ids)
+        return True
+
+    def _transfer_row(self, move: Movement) -> tuple[Any, ...]:
+        return (
+            move.id,
+            move.kind.value,
+            move.debit_account_id,
+            move.credit_account_id,
+            move.asset,
+            move.amount_minor,
+            move.pending_id,
+            move.timeout_at,
+            self.batch_id,
+            move.spec.code,
+            move.spec.note,
+            self.now,
+        )
 
     def _load_pendings(self) -> None:
         wanted = {s.pending_id for s in self.specs if s.pending_id is not None}
@@ -554,7 +620,7 @@ class _Batch:
             if index in self.exists:
                 continue
             try:
-                move = self._movement(index, pendings)
+                move = self.made.get(index) or self._movement(index, pendings)
                 debit = _state(staged, move.debit_account_id)
                 credit = _state(staged, move.credit_account_id)
                 if debit.asset != move.asset or credit.asset != move.asset:
@@ -679,27 +745,13 @@ class _Batch:
 
     # -- stage 3: write
 
-    def _write(self) -> None:
+    def _write(self, *, with_transfers: bool) -> None:
         if not self.applied:
             return
         transfers, entries = [], []
         for move, debit_total, credit_total in self.applied:
-            transfers.append(
-                (
-                    move.id,
-                    move.kind.value,
-                    move.debit_account_id,
-                    move.credit_account_id,
-                    move.asset,
-                    move.amount_minor,
-                    move.pending_id,
-                    move.timeout_at,
-                    self.batch_id,
-                    move.spec.code,
-                    move.spec.note,
-                    self.now,
-                )
-            )
+            if with_transfers:
+                transfers.append(self._transfer_row(move))
             entries.append(
                 (
                     move.id,
@@ -758,6 +810,19 @@ class _Batch:
                 self.locks_until[account_id] = max(at, self.locks_until.get(account_id, at))
             _extend_locks_until(self.session, until)
         self._consume_lots()
+
+    def _keep_early_transfers(self) -> bool:
+        """Whether the transfers written early are exactly the ones applied (the savepoint is
+        released); otherwise it is rolled back (``run`` then applies the batch again)."""
+        early, self.early = self.early, None
+        if early is None:
+            return False
+        savepoint, ids = early
+        if len(ids) == len(self.applied) and all(move.id in ids for move, _, _ in self.applied):
+            savepoint.commit()  # RELEASE SAVEPOINT: the rows stay in the transaction
+            return True
+        savepoint.rollback()
+        return False
 
     def _consume_lots(self) -> None:
         """A posted debit that used locked money consumes the lots it used, in this
@@ -917,7 +982,8 @@ def _lock(
     session: Session, account_ids: list[int]
 ) -> tuple[dict[int, AccountState], dict[int, datetime]]:
     """Lock the accounts (ascending ids); their states, and ``locks_until`` of those that have
-    ever had a lot."""
+    ever had a lot. ``FOR NO KEY UPDATE``: the balance update changes no key, so inserts whose
+    foreign keys name these accounts (lock lots, adjustments) in other transactions go on."""
     rows = session.execute(
         select(
             Account.id,
@@ -932,7 +998,7 @@ def _lock(
         )
         .where(Account.id.in_(account_ids))
         .order_by(Account.id)
-        .with_for_update()
+        .with_for_update(key_share=True)  # FOR NO KEY UPDATE: foreign-key checks need not wait
     ).all()
     states = {row.id: AccountState(*row[:-1]) for row in rows}
     until = {row.id: _aware_at(row.locks_until) for row in rows if row.locks_until is not None}

@@ -1,7 +1,7 @@
 """Writing a batch's rows in as few round trips as each database allows.
 
-PostgreSQL: ``COPY`` for transfers and entries of larger batches (a multi-row INSERT for small
-ones), and one ``UPDATE ... FROM unnest(...)`` for every touched account. SQLite: Core
+PostgreSQL: binary ``COPY`` for transfers and entries of larger batches (a multi-row INSERT
+for small ones), and one ``UPDATE ... FROM unnest(...)`` for every touched account. SQLite: Core
 executemany. Always Core on the tables, never the ORM's per-object bookkeeping.
 """
 
@@ -46,6 +46,30 @@ ENTRY_COLUMNS = (
     "balance_after",
     "created_at",
 )
+TRANSFER_TYPES = (
+    "varchar",
+    "varchar",
+    "int8",
+    "int8",
+    "varchar",
+    "numeric",
+    "varchar",
+    "timestamptz",
+    "varchar",
+    "varchar",
+    "varchar",
+    "timestamptz",
+)
+ENTRY_TYPES = (
+    "varchar",
+    "int8",
+    "varchar",
+    "varchar",
+    "numeric",
+    "numeric",
+    "numeric",
+    "timestamptz",
+)
 BALANCE_COLUMNS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 
 _PG_UPDATE = text(
@@ -60,10 +84,13 @@ Rows = Sequence[tuple[Any, ...]]
 
 
 def write(session: Session, transfers: Rows, entries: Rows, balances: Rows) -> None:
-    """Insert ``transfers`` and ``entries`` (tuples in the column orders above) and set the
+    """Insert ``transfers`` and ``entries`` (tuples in the column orders above; ``transfers``
+    may be empty when ``write_transfers`` wrote them earlier in the transaction) and set the
     balance fields of ``balances`` rows ``(id, dp, cp, dpn, cpn)``."""
     if session.get_bind().dialect.name != "postgresql":
-        _insert(session, transfers, entries)
+        if transfers:
+            _insert(session, TRANSFERS, TRANSFER_COLUMNS, transfers)
+        _insert(session, ENTRIES, ENTRY_COLUMNS, entries)
         session.execute(
             update(ACCOUNTS).where(ACCOUNTS.c.id == bindparam("row_id")),
             [
@@ -72,29 +99,40 @@ def write(session: Session, transfers: Rows, entries: Rows, balances: Rows) -> N
             ],
         )
         return
+    if transfers:
+        write_transfers(session, transfers)
     if len(entries) >= COPY_MIN_ROWS:
-        cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor:
-            _copy(cursor, "ledger_transfers", TRANSFER_COLUMNS, transfers)
-            _copy(cursor, "ledger_entries", ENTRY_COLUMNS, entries)
+        _copy(session, "ledger_entries", ENTRY_COLUMNS, ENTRY_TYPES, entries)
     else:
-        _insert(session, transfers, entries)
+        _insert(session, ENTRIES, ENTRY_COLUMNS, entries)
     ids, dp, cp, dpn, cpn = (
         [str(value) for value in column] for column in zip(*balances, strict=True)
     )
     session.execute(_PG_UPDATE, {"ids": ids, "dp": dp, "cp": cp, "dpn": dpn, "cpn": cpn})
 
 
-def _insert(session: Session, transfers: Rows, entries: Rows) -> None:
-    session.execute(
-        TRANSFERS.insert(), [dict(zip(TRANSFER_COLUMNS, row, strict=True)) for row in transfers]
-    )
-    session.execute(
-        ENTRIES.insert(), [dict(zip(ENTRY_COLUMNS, row, strict=True)) for row in entries]
-    )
+def write_transfers(session: Session, transfers: Rows) -> None:
+    """Insert ``transfers`` alone (a batch writes them before it locks its accounts: they do not
+    depend on balances; their entries, which carry ``balance_after``, follow under the lock)."""
+    if session.get_bind().dialect.name == "postgresql" and len(transfers) * 2 >= COPY_MIN_ROWS:
+        _copy(session, "ledger_transfers", TRANSFER_COLUMNS, TRANSFER_TYPES, transfers)
+    else:
+        _insert(session, TRANSFERS, TRANSFER_COLUMNS, transfers)
 
 
-def _copy(cursor: Any, table: str, columns: Sequence[str], rows: Rows) -> None:
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+def _insert(session: Session, table: Table, columns: Sequence[str], rows: Rows) -> None:
+    session.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+def _copy(
+    session: Session, table: str, columns: Sequence[str], types: Sequence[str], rows: Rows
+) -> None:
+    """Binary ``COPY``: PostgreSQL parses no text (numbers, timestamps) and psycopg formats less."""
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with (
+        cursor,
+        cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types(types)
         for row in rows:
             copy.write_row(row)
