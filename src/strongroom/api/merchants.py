@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from strongroom.api import (
@@ -29,6 +30,7 @@ from strongroom.api import (
     origin_of,
 )
 from strongroom.api.paycodes import WalletUserDep
+from strongroom.db import utcnow
 from strongroom.errors import NotFound
 from strongroom.identity import api_keys
 from strongroom.identity import service as identity_service
@@ -38,7 +40,10 @@ from strongroom.merchants import service as merchants
 from strongroom.merchants.models import Merchant
 from strongroom.money import AMOUNT_JSON_SCHEMA, ASSET_JSON_SCHEMA
 from strongroom.movements import service as movements
+from strongroom.movements.batcher import Once, Prepared
 from strongroom.movements.idempotency import Outcome
+from strongroom.paycodes import service as paycodes
+from strongroom.paycodes.models import CodeUse
 
 admin_router = APIRouter(prefix="/v1/admin/merchants", tags=["merchants (operators)"])
 router = APIRouter(prefix="/v1/merchant", tags=["merchant terminals"])
@@ -421,11 +426,17 @@ def create_charge(
 ) -> JSONResponse:
     """Charge a customer: exactly one of ``payment_code`` (accepted once), ``token`` (a
     virtual card number) or ``emv_payload``; the discount-rate fee is a linked leg; a payer of
-    another region pays in their currency at the live rate (R-XB-1)."""
+    another region pays in their currency at the live rate (R-XB-1).
+
+    Checked in the request's thread, moved by the group-commit batcher (``movements.submit``):
+    the legs as one linked group, the code's use as the job's ``Once`` row and the charge's
+    rows, in the batch's one transaction, so the hot merchant's lock and the commit are paid
+    once per batch (issue #13)."""
     principal.require("charge")
     merchant = principal.merchant
 
-    def work(current: Session) -> Outcome:
+    def prepare(current: Session) -> Prepared:
+        now = utcnow()
         amount = registry.money(body.amount, body.asset)
         payer = charges.payer_from(
             session=current,
@@ -434,8 +445,10 @@ def create_charge(
             payment_code=body.payment_code,
             token=body.token,
             emv_payload=body.emv_payload,
+            consume=False,
+            now=now,
         )
-        row = charges.charge(
+        prepared = charges.prepare_charge(
             session=current,
             merchant=merchant,
             payer=payer,
@@ -443,10 +456,36 @@ def create_charge(
             settings=settings,
             assets=registry,
             actor=principal.actor,
+            now=now,
         )
-        return Outcome(id=row.id, status=row.status)
+        return Prepared(
+            spec=prepared.legs[0],
+            linked=prepared.legs[1:],
+            outcome=Outcome(id=prepared.charge_id, status=prepared.status),
+            on_commit=prepared.on_commit,
+            once=None
+            if payer.code is None
+            else Once(
+                table=CODE_USES,
+                values=paycodes.use_row(payer.code, now),
+                refusal=paycodes.used_again(),
+            ),
+        )
 
-    return _once(request, session, settings, merchant.id, idempotency_key, body, work)
+    outcome = movements.submit(
+        session=session,
+        batcher=request.app.state.batcher,
+        settings=settings,
+        actor_id=merchant.id,
+        operation=f"{request.method} {request.url.path}",
+        key=idempotency_key,
+        request=body.model_dump(mode="json"),
+        prepare=prepare,
+    )
+    return JSONResponse(outcome.as_dict(), status_code=201)
+
+
+CODE_USES = cast(Table, CodeUse.__table__)
 
 
 @router.get("/charges", response_model=ChargesOut, responses=ROLE_403)

@@ -32,11 +32,11 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -62,7 +62,7 @@ from strongroom.limits import service as limits_engine
 from strongroom.limits.rules import Operation
 from strongroom.merchants import service as merchants
 from strongroom.merchants import webhooks
-from strongroom.merchants.models import Charge, DynamicQr, Merchant, Refund
+from strongroom.merchants.models import Charge, DynamicQr, Merchant, Refund, WebhookEvent
 from strongroom.money import AssetRegistry, Money, format_amount, parse_amount
 from strongroom.notify import outbox
 from strongroom.paycodes import service as paycodes
@@ -96,9 +96,29 @@ def fee_of(amount_minor: int, bps: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Payer:
+    """Who pays; ``code``: the payment code resolved but not yet used (``payer_from`` with
+    ``consume=False``: the caller writes its use with the money, ``paycodes.use_row``)."""
+
     user: User
     method: str
     token_last4: str | None = None
+    code: paycodes.Resolved | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCharge:
+    """A checked charge, ready to move: its linked legs (the payment first) and ``write``, the
+    writer of its rows (the charge, the receipt email rendered already, the webhook event),
+    which only adds rows: the group commit calls it in the transaction that moves the money."""
+
+    charge_id: str
+    status: str
+    legs: tuple[TransferSpec, ...]
+    write: Callable[[Session], Charge]
+
+    def on_commit(self, session: Session, _transfer_id: str) -> None:
+        """``write`` as the group commit's writer (``movements.batcher.OnCommit``)."""
+        self.write(session)
 
 
 # --------------------------------------------------------------------------- who pays
@@ -112,11 +132,15 @@ def payer_from(
     payment_code: str | None,
     token: str | None,
     emv_payload: str | None,
+    consume: bool = True,
+    now: datetime | None = None,
 ) -> Payer:
     """The payer of a terminal's charge: exactly one of a payment code (consumed in this
-    transaction), a virtual card number (the card's user; a card restricted to another merchant
-    or suspended is refused) or an EMV payload carrying a payment code (a merchant account
-    template whose sub-field 00 is ``merchants.code_account_identifier`` and 01 the code)."""
+    transaction; with ``consume=False`` only resolved, its use left to the caller: see
+    ``Payer.code``), a virtual card number (the card's user; a card restricted to another
+    merchant or suspended is refused) or an EMV payload carrying a payment code (a merchant
+    account template whose sub-field 00 is ``merchants.code_account_identifier`` and 01 the
+    code)."""
     given = [v for v in (payment_code, token, emv_payload) if v is not None]
     if len(given) != 1:
         raise ValidationFailed(
@@ -132,13 +156,15 @@ def payer_from(
         payment_code = _code_in(emv_payload, settings)
         method = EMV
     assert payment_code is not None
-    resolved = paycodes.resolve_and_consume(
+    resolve = paycodes.resolve_and_consume if consume else paycodes.resolve
+    resolved = resolve(
         session=session,
         code=payment_code,
         settings=settings.payment_codes,
         keyring=settings.auth.vault,
+        now=now,
     )
-    return Payer(_payer_user(session, resolved.user_id), method)
+    return Payer(_payer_user(session, resolved.user_id), method, code=None if consume else resolved)
 
 
 def _code_in(payload: str, settings: Settings) -> str:
@@ -178,10 +204,43 @@ def charge(
     actor: str,
     now: datetime | None = None,
 ) -> Charge:
-    """Move a payment to ``merchant`` with its fee leg (and its FX legs when cross-border);
-    a receipt email to the payer and a ``charge.succeeded`` webhook event in the same
-    transaction. Refusals: ``asset_not_accepted``, ``insufficient_funds``, ``rate_unavailable``,
-    the limits engine's (``merchant_payment``: locked money may be used, R-TN-2)."""
+    """Move a payment to ``merchant`` with its fee leg (and its FX legs when cross-border) in
+    the caller's transaction: ``prepare_charge``, its rows, then its legs."""
+    now = now or utcnow()
+    prepared = prepare_charge(
+        session=session,
+        merchant=merchant,
+        payer=payer,
+        amount=amount,
+        settings=settings,
+        assets=assets,
+        actor=actor,
+        now=now,
+    )
+    row = prepared.write(session)
+    session.flush()
+    # the legs last: the merchant's and the fee account's row locks are held from here to the
+    # commit only (R-LEDGER-6: a hot account), everything else of the charge is written already
+    _apply(session, list(prepared.legs), now)
+    return row
+
+
+def prepare_charge(
+    *,
+    session: Session,
+    merchant: Merchant,
+    payer: Payer,
+    amount: Money,
+    settings: Settings,
+    assets: AssetRegistry,
+    actor: str,
+    now: datetime | None = None,
+) -> PreparedCharge:
+    """Check a charge and build what it moves and writes: a receipt email to the payer and a
+    ``charge.succeeded`` webhook event go with it. Refusals: ``asset_not_accepted``,
+    ``insufficient_funds``, ``rate_unavailable``, the limits engine's (``merchant_payment``:
+    locked money may be used, R-TN-2). Writes nothing but accounts opened on first use; the
+    limits are checked again by the ledger (the guard on the payment leg) under its locks."""
     now = now or utcnow()
     user = payer.user
     verification.require_verified(user)
@@ -218,9 +277,6 @@ def charge(
     )
     fee = fee_of(amount.amount_minor, merchant.discount_rate_bps)
     target = merchants.account_id(session=session, merchant=merchant, asset=currency)
-    fee_account = ledger.operator_account(
-        session=session, kind=merchants.FEE_KIND, asset=currency
-    ).id
     charge_id = f"{CHARGE_ID}{uuid.uuid4().hex[:29]}"
     guard = limits_engine.guard(user=user, operation=Operation.MERCHANT_PAYMENT, settings=settings)
     note = f"{merchant.id} {charge_id}"
@@ -259,32 +315,33 @@ def charge(
             _leg(f"{charge_id}.fx", fx_to, target, currency, amount.amount_minor, "fx", note)
         )
     if fee > 0:
+        fee_account = ledger.operator_account(
+            session=session, kind=merchants.FEE_KIND, asset=currency
+        ).id
         legs.append(
             _leg(f"{charge_id}.fee", target, fee_account, currency, fee, "merchant_fee", note)
         )
-    row = Charge(
-        id=charge_id,
-        merchant_id=merchant.id,
-        payer_user_id=user.id,
-        method=payer.method,
-        token_last4=payer.token_last4,
-        asset=currency,
-        amount_minor=amount.amount_minor,
-        fee_minor=fee,
-        payer_asset=payer_currency,
-        payer_amount_minor=payer_minor,
-        fx_rate=None if rate is None else fx_domain.rate_text(rate),
-        refunded_minor=0,
-        fee_refunded_minor=0,
-        payer_refunded_minor=0,
-        status=COMPLETED,
-        transfer_id=f"{charge_id}.pay",
-        actor=actor,
-        created_at=now,
-    )
-    session.add(row)
-    outbox.send_to_user(
-        session=session,
+    fields: dict[str, Any] = {
+        "id": charge_id,
+        "merchant_id": merchant.id,
+        "payer_user_id": user.id,
+        "method": payer.method,
+        "token_last4": payer.token_last4,
+        "asset": currency,
+        "amount_minor": amount.amount_minor,
+        "fee_minor": fee,
+        "payer_asset": payer_currency,
+        "payer_amount_minor": payer_minor,
+        "fx_rate": None if rate is None else fx_domain.rate_text(rate),
+        "refunded_minor": 0,
+        "fee_refunded_minor": 0,
+        "payer_refunded_minor": 0,
+        "status": COMPLETED,
+        "transfer_id": f"{charge_id}.pay",
+        "actor": actor,
+        "created_at": now,
+    }
+    receipt = outbox.prepare_to_user(
         user=user,
         template_id=RECEIPT,
         context={
@@ -294,19 +351,21 @@ def charge(
             "charge_id": charge_id,
             "at": now,
         },
-        now=now,
     )
-    webhooks.enqueue(
-        session=session,
-        merchant=merchant,
-        event_type="charge.succeeded",
-        data=charge_data(row, assets),
+    event = webhooks.event_fields(
+        merchant=merchant, event_type="charge.succeeded", data=charge_data(Charge(**fields), assets)
     )
-    session.flush()
-    # the legs last: the merchant's and the fee account's row locks are held from here to the
-    # commit only (R-LEDGER-6: a hot account), everything else of the charge is written already
-    _apply(session, legs, now)
-    return row
+
+    def write(current: Session) -> Charge:
+        # fresh rows on every call: a batch that failed is retried job by job in new sessions
+        row = Charge(**fields)
+        current.add(row)
+        outbox.add_prepared(session=current, email=receipt, now=now)
+        if event is not None:
+            current.add(WebhookEvent(**event))
+        return row
+
+    return PreparedCharge(charge_id=charge_id, status=COMPLETED, legs=tuple(legs), write=write)
 
 
 def _cross_border(session: Session, amount: Money, payer_asset: object) -> tuple[Fraction, int]:
