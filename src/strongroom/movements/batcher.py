@@ -103,7 +103,7 @@ class Job:
     @property
     def specs(self) -> list[TransferSpec]:
         """The job's transfers for ``ledger.create_transfers``: one group, linked in order."""
-        if not self.linked:
+        if not self.linked and not self.spec.linked:
             return [self.spec]
         group = (self.spec, *self.linked)
         last = len(group) - 1
