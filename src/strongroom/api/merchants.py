@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
+from strongroom import db
 from strongroom.api import (
     ApiKeyHeader,
     AssetsDep,
@@ -31,7 +32,7 @@ from strongroom.api import (
 )
 from strongroom.api.paycodes import WalletUserDep
 from strongroom.db import utcnow
-from strongroom.errors import NotFound
+from strongroom.errors import DomainError, NotFound
 from strongroom.identity import api_keys
 from strongroom.identity import service as identity_service
 from strongroom.identity.models import User
@@ -39,11 +40,13 @@ from strongroom.merchants import charges, webhooks
 from strongroom.merchants import service as merchants
 from strongroom.merchants.models import Merchant
 from strongroom.money import AMOUNT_JSON_SCHEMA, ASSET_JSON_SCHEMA
+from strongroom.movements import idempotency
 from strongroom.movements import service as movements
 from strongroom.movements.batcher import Once, Prepared
 from strongroom.movements.idempotency import Outcome
 from strongroom.paycodes import service as paycodes
 from strongroom.paycodes.models import CodeUse
+from strongroom.settings import Settings
 
 admin_router = APIRouter(prefix="/v1/admin/merchants", tags=["merchants (operators)"])
 router = APIRouter(prefix="/v1/merchant", tags=["merchant terminals"])
@@ -472,17 +475,53 @@ def create_charge(
             ),
         )
 
-    outcome = movements.submit(
-        session=session,
-        batcher=request.app.state.batcher,
-        settings=settings,
-        actor_id=merchant.id,
-        operation=f"{request.method} {request.url.path}",
-        key=idempotency_key,
-        request=body.model_dump(mode="json"),
-        prepare=prepare,
-    )
+    operation = f"{request.method} {request.url.path}"
+    content = body.model_dump(mode="json")
+    try:
+        outcome = movements.submit(
+            session=session,
+            batcher=request.app.state.batcher,
+            settings=settings,
+            actor_id=merchant.id,
+            operation=operation,
+            key=idempotency_key,
+            request=content,
+            prepare=prepare,
+        )
+    except DomainError as error:
+        outcome = _committed_meanwhile(
+            session, settings, merchant.id, operation, idempotency_key, content, error
+        )
     return JSONResponse(outcome.as_dict(), status_code=201)
+
+
+def _committed_meanwhile(
+    session: Session,
+    settings: Settings,
+    actor_id: str,
+    operation: str,
+    key: str | None,
+    content: Any,
+    error: DomainError,
+) -> Outcome:
+    """The outcome a refused charge's key holds by now, else the refusal. A terminal that
+    retries while its first try is in flight is checked before the first commits (the key is
+    claimed in the batch, not before the checks), so its code can look used or its payer's
+    money spent: by its own first try, whose outcome is then the answer (as a replay's)."""
+    if key is None or error.code.startswith(("idempotency_", "invalid_idempotency")):
+        raise error
+    claim = idempotency.claim_for(
+        actor_id=actor_id,
+        operation=operation,
+        key=key,
+        request=content,
+        key_max_chars=settings.idempotency.key_max_chars,
+    )
+    found = idempotency.stored_outcome(session=session, claim=claim)
+    if found is None:
+        raise error
+    db.settle_refusal(session, error)  # keep only the kept writes (the key's use, audited)
+    return found
 
 
 CODE_USES = cast(Table, CodeUse.__table__)
