@@ -4,7 +4,8 @@ operators (``/v1/admin/merchants``: reading ``merchants``; onboarding, keys and 
 merchant key, or a signed-in member of the merchant; each role's rights in
 ``merchants.roles``), and a user paying a merchant's QR code (``/v1/pay/emv``). Thin:
 ``strongroom.merchants`` decides; money-moving calls run once per Idempotency-Key, scoped to
-the merchant (or the paying user), in the request's unit of work."""
+the merchant (or the paying user): a terminal's charge through the group-commit batcher
+(``create_charge``), refunds and QR payments in the request's unit of work."""
 
 from __future__ import annotations
 

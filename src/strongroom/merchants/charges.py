@@ -1,7 +1,12 @@
-"""Charges and refunds (R-MERCH-2, R-MERCH-3 search/export, R-XB-1), in the caller's unit of
-work (the API wraps each in ``movements.service.run_once`` for its Idempotency-Key). Services
-never commit: a refused charge rolls back with its unit of work, which gives a payment code
-back (its use is a row of that transaction, ``paycodes.service.resolve_and_consume``).
+"""Charges and refunds (R-MERCH-2, R-MERCH-3 search/export, R-XB-1). Services never commit.
+``charge`` and ``refund`` move the money in the caller's unit of work (the POS page, a user
+paying a QR, refunds: ``movements.service.run_once`` for the Idempotency-Key): a refused charge
+rolls back with it, which gives a payment code back (its use is a row of that transaction,
+``paycodes.service.resolve_and_consume``). The terminals' API splits a charge instead:
+``payer_from(consume=False)`` and ``prepare_charge`` check it in the request, and the
+group-commit batcher writes the code's use, the legs and ``PreparedCharge.write``'s rows in
+its batch's one transaction (a refused charge deletes its code's use there: the code is given
+back the same way).
 
 Legs (all LINKED: every one or none, R-LEDGER-2), amounts in minor units:
 
