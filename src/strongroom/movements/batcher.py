@@ -274,7 +274,9 @@ def _claim_once(session: Session, jobs: list[Job]) -> tuple[list[Job], list[Job]
     for of_table in tables.values():
         table = present(of_table[0].once, "grouped by its once row").table
         keys = tuple(table.primary_key.columns)
-        rows = [dict(present(job.once, "grouped").values) for job in of_table]
+        # in key order: two batches inserting the same rows wait for each other, never deadlock
+        ordered = sorted(of_table, key=lambda job: present(job.once, "grouped").key)
+        rows = [dict(present(job.once, "grouped").values) for job in ordered]
         won = {
             tuple(row)
             for row in session.execute(
