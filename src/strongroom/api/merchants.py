@@ -4,19 +4,22 @@ operators (``/v1/admin/merchants``: reading ``merchants``; onboarding, keys and 
 merchant key, or a signed-in member of the merchant; each role's rights in
 ``merchants.roles``), and a user paying a merchant's QR code (``/v1/pay/emv``). Thin:
 ``strongroom.merchants`` decides; money-moving calls run once per Idempotency-Key, scoped to
-the merchant (or the paying user), in the request's unit of work."""
+the merchant (or the paying user): a terminal's charge through the group-commit batcher
+(``create_charge``), refunds and QR payments in the request's unit of work."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
+from strongroom import db
 from strongroom.api import (
     ApiKeyHeader,
     AssetsDep,
@@ -29,7 +32,8 @@ from strongroom.api import (
     origin_of,
 )
 from strongroom.api.paycodes import WalletUserDep
-from strongroom.errors import NotFound
+from strongroom.db import utcnow
+from strongroom.errors import DomainError, NotFound
 from strongroom.identity import api_keys
 from strongroom.identity import service as identity_service
 from strongroom.identity.models import User
@@ -37,8 +41,13 @@ from strongroom.merchants import charges, webhooks
 from strongroom.merchants import service as merchants
 from strongroom.merchants.models import Merchant
 from strongroom.money import AMOUNT_JSON_SCHEMA, ASSET_JSON_SCHEMA
+from strongroom.movements import idempotency
 from strongroom.movements import service as movements
+from strongroom.movements.batcher import Once, Prepared
 from strongroom.movements.idempotency import Outcome
+from strongroom.paycodes import service as paycodes
+from strongroom.paycodes.models import CodeUse
+from strongroom.settings import Settings
 
 admin_router = APIRouter(prefix="/v1/admin/merchants", tags=["merchants (operators)"])
 router = APIRouter(prefix="/v1/merchant", tags=["merchant terminals"])
@@ -421,11 +430,17 @@ def create_charge(
 ) -> JSONResponse:
     """Charge a customer: exactly one of ``payment_code`` (accepted once), ``token`` (a
     virtual card number) or ``emv_payload``; the discount-rate fee is a linked leg; a payer of
-    another region pays in their currency at the live rate (R-XB-1)."""
+    another region pays in their currency at the live rate (R-XB-1).
+
+    Checked in the request's thread, moved by the group-commit batcher (``movements.submit``):
+    the legs as one linked group, the code's use as the job's ``Once`` row and the charge's
+    rows, in the batch's one transaction, so the hot merchant's lock and the commit are paid
+    once per batch (issue #13)."""
     principal.require("charge")
     merchant = principal.merchant
 
-    def work(current: Session) -> Outcome:
+    def prepare(current: Session) -> Prepared:
+        now = utcnow()
         amount = registry.money(body.amount, body.asset)
         payer = charges.payer_from(
             session=current,
@@ -434,8 +449,10 @@ def create_charge(
             payment_code=body.payment_code,
             token=body.token,
             emv_payload=body.emv_payload,
+            consume=False,
+            now=now,
         )
-        row = charges.charge(
+        prepared = charges.prepare_charge(
             session=current,
             merchant=merchant,
             payer=payer,
@@ -443,10 +460,72 @@ def create_charge(
             settings=settings,
             assets=registry,
             actor=principal.actor,
+            now=now,
         )
-        return Outcome(id=row.id, status=row.status)
+        return Prepared(
+            spec=prepared.legs[0],
+            linked=prepared.legs[1:],
+            outcome=Outcome(id=prepared.charge_id, status=prepared.status),
+            on_commit=prepared.on_commit,
+            once=None
+            if payer.code is None
+            else Once(
+                table=CODE_USES,
+                values=paycodes.use_row(payer.code, now),
+                refusal=paycodes.used_again(),
+            ),
+        )
 
-    return _once(request, session, settings, merchant.id, idempotency_key, body, work)
+    operation = f"{request.method} {request.url.path}"
+    content = body.model_dump(mode="json")
+    try:
+        outcome = movements.submit(
+            session=session,
+            batcher=request.app.state.batcher,
+            settings=settings,
+            actor_id=merchant.id,
+            operation=operation,
+            key=idempotency_key,
+            request=content,
+            prepare=prepare,
+        )
+    except DomainError as error:
+        outcome = _committed_meanwhile(
+            session, settings, merchant.id, operation, idempotency_key, content, error
+        )
+    return JSONResponse(outcome.as_dict(), status_code=201)
+
+
+def _committed_meanwhile(
+    session: Session,
+    settings: Settings,
+    actor_id: str,
+    operation: str,
+    key: str | None,
+    content: Any,
+    error: DomainError,
+) -> Outcome:
+    """The outcome a refused charge's key holds by now, else the refusal. A terminal that
+    retries while its first try is in flight is checked before the first commits (the key is
+    claimed in the batch, not before the checks), so its code can look used or its payer's
+    money spent: by its own first try, whose outcome is then the answer (as a replay's)."""
+    if key is None or error.code.startswith(("idempotency_", "invalid_idempotency")):
+        raise error
+    claim = idempotency.claim_for(
+        actor_id=actor_id,
+        operation=operation,
+        key=key,
+        request=content,
+        key_max_chars=settings.idempotency.key_max_chars,
+    )
+    found = idempotency.stored_outcome(session=session, claim=claim)
+    if found is None:
+        raise error
+    db.settle_refusal(session, error)  # keep only the kept writes (the key's use, audited)
+    return found
+
+
+CODE_USES = cast(Table, CodeUse.__table__)
 
 
 @router.get("/charges", response_model=ChargesOut, responses=ROLE_403)

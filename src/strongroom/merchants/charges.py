@@ -1,7 +1,12 @@
-"""Charges and refunds (R-MERCH-2, R-MERCH-3 search/export, R-XB-1), in the caller's unit of
-work (the API wraps each in ``movements.service.run_once`` for its Idempotency-Key). Services
-never commit: a refused charge rolls back with its unit of work, which gives a payment code
-back (its use is a row of that transaction, ``paycodes.service.resolve_and_consume``).
+"""Charges and refunds (R-MERCH-2, R-MERCH-3 search/export, R-XB-1). Services never commit.
+``charge`` and ``refund`` move the money in the caller's unit of work (the POS page, a user
+paying a QR, refunds: ``movements.service.run_once`` for the Idempotency-Key): a refused charge
+rolls back with it, which gives a payment code back (its use is a row of that transaction,
+``paycodes.service.resolve_and_consume``). The terminals' API splits a charge instead:
+``payer_from(consume=False)`` and ``prepare_charge`` check it in the request, and the
+group-commit batcher writes the code's use, the legs and ``PreparedCharge.write``'s rows in
+its batch's one transaction (a refused charge deletes its code's use there: the code is given
+back the same way).
 
 Legs (all LINKED: every one or none, R-LEDGER-2), amounts in minor units:
 
@@ -32,14 +37,14 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, String, and_, bindparam, case, select
+from sqlalchemy.orm import Session, aliased
 
 from strongroom import paging
 from strongroom.db import utcnow
@@ -57,12 +62,13 @@ from strongroom.fx import service as fx
 from strongroom.identity import verification
 from strongroom.identity.models import User
 from strongroom.ledger import service as ledger
-from strongroom.ledger.domain import TransferSpec
+from strongroom.ledger.domain import Balance, TransferSpec, balance_of
+from strongroom.ledger.models import Account
 from strongroom.limits import service as limits_engine
 from strongroom.limits.rules import Operation
 from strongroom.merchants import service as merchants
 from strongroom.merchants import webhooks
-from strongroom.merchants.models import Charge, DynamicQr, Merchant, Refund
+from strongroom.merchants.models import Charge, DynamicQr, Merchant, Refund, WebhookEvent
 from strongroom.money import AssetRegistry, Money, format_amount, parse_amount
 from strongroom.notify import outbox
 from strongroom.paycodes import service as paycodes
@@ -96,9 +102,33 @@ def fee_of(amount_minor: int, bps: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Payer:
+    """Who pays; ``code``: the payment code resolved but not yet used (``payer_from`` with
+    ``consume=False``: the caller writes its use with the money, ``paycodes.use_row``)."""
+
     user: User
     method: str
     token_last4: str | None = None
+    code: paycodes.Resolved | None = None
+    wallet: Balance | None = None
+    """The payer's wallet in their currency, read with the user (``payer_from``); None when
+    not read or when they have none (``wallet_read`` tells which)."""
+    wallet_read: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCharge:
+    """A checked charge, ready to move: its linked legs (the payment first) and ``write``, the
+    writer of its rows (the charge, the receipt email rendered already, the webhook event),
+    which only adds rows: the group commit calls it in the transaction that moves the money."""
+
+    charge_id: str
+    status: str
+    legs: tuple[TransferSpec, ...]
+    write: Callable[[Session], Charge]
+
+    def on_commit(self, session: Session, _transfer_id: str) -> None:
+        """``write`` as the group commit's writer (``movements.batcher.OnCommit``)."""
+        self.write(session)
 
 
 # --------------------------------------------------------------------------- who pays
@@ -112,33 +142,43 @@ def payer_from(
     payment_code: str | None,
     token: str | None,
     emv_payload: str | None,
+    consume: bool = True,
+    now: datetime | None = None,
 ) -> Payer:
     """The payer of a terminal's charge: exactly one of a payment code (consumed in this
-    transaction), a virtual card number (the card's user; a card restricted to another merchant
-    or suspended is refused) or an EMV payload carrying a payment code (a merchant account
-    template whose sub-field 00 is ``merchants.code_account_identifier`` and 01 the code)."""
+    transaction; with ``consume=False`` only resolved, its use left to the caller: see
+    ``Payer.code``), a virtual card number (the card's user; a card restricted to another
+    merchant or suspended is refused) or an EMV payload carrying a payment code (a merchant
+    account template whose sub-field 00 is ``merchants.code_account_identifier`` and 01 the
+    code)."""
     given = [v for v in (payment_code, token, emv_payload) if v is not None]
     if len(given) != 1:
         raise ValidationFailed(
             "give exactly one of payment_code, token, emv_payload", code="one_payment_method"
         )
+    currency = merchants.currency_of(merchant)
     if token is not None:
         owner = tokens.resolve(
             session=session, number=token, settings=settings, merchant_id=merchant.id
         )
-        return Payer(_payer_user(session, owner.user_id), TOKEN, owner.last4)
+        user, wallet = _payer_view(session, owner.user_id, currency, now)
+        return Payer(user, TOKEN, owner.last4, wallet=wallet, wallet_read=True)
     method = PAYMENT_CODE
     if emv_payload is not None:
         payment_code = _code_in(emv_payload, settings)
         method = EMV
     assert payment_code is not None
-    resolved = paycodes.resolve_and_consume(
+    resolve = paycodes.resolve_and_consume if consume else paycodes.resolve
+    resolved = resolve(
         session=session,
         code=payment_code,
         settings=settings.payment_codes,
         keyring=settings.auth.vault,
+        now=now,
     )
-    return Payer(_payer_user(session, resolved.user_id), method)
+    user, wallet = _payer_view(session, resolved.user_id, currency, now)
+    code = None if consume else resolved
+    return Payer(user, method, code=code, wallet=wallet, wallet_read=True)
 
 
 def _code_in(payload: str, settings: Settings) -> str:
@@ -157,11 +197,64 @@ def _code_in(payload: str, settings: Settings) -> str:
     raise EmvError("this EMV payload carries no payment code of this wallet", code="emv_no_code")
 
 
-def _payer_user(session: Session, user_id: str) -> User:
-    user = session.get_one(User, user_id)
+def _payer_view(
+    session: Session, user_id: str, merchant_currency: str, now: datetime | None
+) -> tuple[User, Balance | None]:
+    """The payer and their wallet in their region's currency (the merchant's for a region
+    without one) with its balance fields, in ONE statement (issue #13: these were four round
+    trips); ``wallet_users_only`` for an operator."""
+    rows = session.execute(
+        _PAYER_VIEW, {"user_id": user_id, "merchant_currency": merchant_currency}
+    ).all()
+    if not rows:
+        raise NotFound("no such user", code="user_not_found")
+    user, wallet_id, asset, debits_posted, credits_posted, debits_pending = rows[0]
     if user.operator_role is not None:
         raise Forbidden("an operator account holds no wallet", code="wallet_users_only")
-    return user
+    if wallet_id is None:
+        return user, None
+    wallet = balance_of(
+        account_id=wallet_id,
+        asset=asset,
+        debits_posted=debits_posted,
+        credits_posted=credits_posted,
+        debits_pending=debits_pending,
+        lots=(),  # a merchant payment may use locked money (R-TN-2): no lots to read
+        now=now or utcnow(),
+    )
+    return user, wallet
+
+
+def _payer_view_statement() -> Select[User, int, str, int, int, int]:
+    wallet = aliased(Account, name="wallet")
+    currency = case(
+        merchants.REGION_CURRENCY,
+        value=User.region,
+        else_=bindparam("merchant_currency", type_=String),
+    )
+    return (
+        select(
+            User,
+            wallet.id,
+            wallet.asset,
+            wallet.debits_posted,
+            wallet.credits_posted,
+            wallet.debits_pending,
+        )
+        .outerjoin(
+            wallet,
+            and_(
+                wallet.owner_type == ledger.USER,
+                wallet.owner_id == User.id,
+                wallet.kind == "wallet",
+                wallet.asset == currency,
+            ),
+        )
+        .where(User.id == bindparam("user_id", type_=String))
+    )
+
+
+_PAYER_VIEW = _payer_view_statement()  # built once; the values are bound per call
 
 
 # --------------------------------------------------------------------------- charges
@@ -178,10 +271,43 @@ def charge(
     actor: str,
     now: datetime | None = None,
 ) -> Charge:
-    """Move a payment to ``merchant`` with its fee leg (and its FX legs when cross-border);
-    a receipt email to the payer and a ``charge.succeeded`` webhook event in the same
-    transaction. Refusals: ``asset_not_accepted``, ``insufficient_funds``, ``rate_unavailable``,
-    the limits engine's (``merchant_payment``: locked money may be used, R-TN-2)."""
+    """Move a payment to ``merchant`` with its fee leg (and its FX legs when cross-border) in
+    the caller's transaction: ``prepare_charge``, its rows, then its legs."""
+    now = now or utcnow()
+    prepared = prepare_charge(
+        session=session,
+        merchant=merchant,
+        payer=payer,
+        amount=amount,
+        settings=settings,
+        assets=assets,
+        actor=actor,
+        now=now,
+    )
+    row = prepared.write(session)
+    session.flush()
+    # the legs last: the merchant's and the fee account's row locks are held from here to the
+    # commit only (R-LEDGER-6: a hot account), everything else of the charge is written already
+    _apply(session, list(prepared.legs), now)
+    return row
+
+
+def prepare_charge(
+    *,
+    session: Session,
+    merchant: Merchant,
+    payer: Payer,
+    amount: Money,
+    settings: Settings,
+    assets: AssetRegistry,
+    actor: str,
+    now: datetime | None = None,
+) -> PreparedCharge:
+    """Check a charge and build what it moves and writes: a receipt email to the payer and a
+    ``charge.succeeded`` webhook event go with it. Refusals: ``asset_not_accepted``,
+    ``insufficient_funds``, ``rate_unavailable``, the limits engine's (``merchant_payment``:
+    locked money may be used, R-TN-2). Writes nothing but accounts opened on first use; the
+    limits are checked again by the ledger (the guard on the payment leg) under its locks."""
     now = now or utcnow()
     user = payer.user
     verification.require_verified(user)
@@ -192,8 +318,16 @@ def charge(
         )
     rate, payer_amount = _priced(session, user, amount, assets)
     payer_currency, payer_minor = payer_amount.asset.code, payer_amount.amount_minor
-    source = ledger.user_wallet_id_if_any(session=session, user_id=user.id, asset=payer_currency)
-    held = None if source is None else ledger.balance(session=session, account_id=source, now=now)
+    if payer.wallet_read and (payer.wallet is None or payer.wallet.asset == payer_currency):
+        held = payer.wallet
+        source = None if held is None else held.account_id
+    else:
+        source = ledger.user_wallet_id_if_any(
+            session=session, user_id=user.id, asset=payer_currency
+        )
+        held = (
+            None if source is None else ledger.balance(session=session, account_id=source, now=now)
+        )
     if source is None or held is None or payer_minor > held.total_minor - held.pending_minor:
         raise InsufficientFunds(
             "insufficient funds",
@@ -214,9 +348,6 @@ def charge(
     )
     fee = fee_of(amount.amount_minor, merchant.discount_rate_bps)
     target = merchants.account_id(session=session, merchant=merchant, asset=currency)
-    fee_account = ledger.operator_account(
-        session=session, kind=merchants.FEE_KIND, asset=currency
-    ).id
     charge_id = f"{CHARGE_ID}{uuid.uuid4().hex[:29]}"
     guard = limits_engine.guard(user=user, operation=Operation.MERCHANT_PAYMENT, settings=settings)
     note = f"{merchant.id} {charge_id}"
@@ -255,32 +386,33 @@ def charge(
             _leg(f"{charge_id}.fx", fx_to, target, currency, amount.amount_minor, "fx", note)
         )
     if fee > 0:
+        fee_account = ledger.operator_account(
+            session=session, kind=merchants.FEE_KIND, asset=currency
+        ).id
         legs.append(
             _leg(f"{charge_id}.fee", target, fee_account, currency, fee, "merchant_fee", note)
         )
-    row = Charge(
-        id=charge_id,
-        merchant_id=merchant.id,
-        payer_user_id=user.id,
-        method=payer.method,
-        token_last4=payer.token_last4,
-        asset=currency,
-        amount_minor=amount.amount_minor,
-        fee_minor=fee,
-        payer_asset=payer_currency,
-        payer_amount_minor=payer_minor,
-        fx_rate=None if rate is None else fx_domain.rate_text(rate),
-        refunded_minor=0,
-        fee_refunded_minor=0,
-        payer_refunded_minor=0,
-        status=COMPLETED,
-        transfer_id=f"{charge_id}.pay",
-        actor=actor,
-        created_at=now,
-    )
-    session.add(row)
-    outbox.send_to_user(
-        session=session,
+    fields: dict[str, Any] = {
+        "id": charge_id,
+        "merchant_id": merchant.id,
+        "payer_user_id": user.id,
+        "method": payer.method,
+        "token_last4": payer.token_last4,
+        "asset": currency,
+        "amount_minor": amount.amount_minor,
+        "fee_minor": fee,
+        "payer_asset": payer_currency,
+        "payer_amount_minor": payer_minor,
+        "fx_rate": None if rate is None else fx_domain.rate_text(rate),
+        "refunded_minor": 0,
+        "fee_refunded_minor": 0,
+        "payer_refunded_minor": 0,
+        "status": COMPLETED,
+        "transfer_id": f"{charge_id}.pay",
+        "actor": actor,
+        "created_at": now,
+    }
+    receipt = outbox.prepare_to_user(
         user=user,
         template_id=RECEIPT,
         context={
@@ -290,19 +422,21 @@ def charge(
             "charge_id": charge_id,
             "at": now,
         },
-        now=now,
     )
-    webhooks.enqueue(
-        session=session,
-        merchant=merchant,
-        event_type="charge.succeeded",
-        data=charge_data(row, assets),
+    event = webhooks.event_fields(
+        merchant=merchant, event_type="charge.succeeded", data=charge_data(Charge(**fields), assets)
     )
-    session.flush()
-    # the legs last: the merchant's and the fee account's row locks are held from here to the
-    # commit only (R-LEDGER-6: a hot account), everything else of the charge is written already
-    _apply(session, legs, now)
-    return row
+
+    def write(current: Session) -> Charge:
+        # fresh rows on every call: a batch that failed is retried job by job in new sessions
+        row = Charge(**fields)
+        current.add(row)
+        outbox.add_prepared(session=current, email=receipt, now=now)
+        if event is not None:
+            current.add(WebhookEvent(**event))
+        return row
+
+    return PreparedCharge(charge_id=charge_id, status=COMPLETED, legs=tuple(legs), write=write)
 
 
 def payer_cost(*, session: Session, user: User, amount: Money, assets: AssetRegistry) -> Money:

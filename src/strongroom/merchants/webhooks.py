@@ -69,6 +69,19 @@ def enqueue(
     *, session: Session, merchant: Merchant, event_type: str, data: Mapping[str, Any]
 ) -> WebhookEvent | None:
     """Add an event to the outbox in the caller's transaction (none without a webhook URL)."""
+    fields = event_fields(merchant=merchant, event_type=event_type, data=data)
+    if fields is None:
+        return None
+    row = WebhookEvent(**fields)
+    session.add(row)
+    return row
+
+
+def event_fields(
+    *, merchant: Merchant, event_type: str, data: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """An outbox event's columns, built ahead of the transaction that writes it (the merchant
+    charges' group commit); None when the merchant has no webhook URL."""
     if not merchant.webhook_url:
         return None
     now = utcnow()
@@ -84,19 +97,17 @@ def enqueue(
         separators=(",", ":"),
         sort_keys=True,
     )
-    row = WebhookEvent(
-        id=event_id,
-        merchant_id=merchant.id,
-        event_type=event_type,
-        url=merchant.webhook_url,
-        body=body,
-        status=PENDING,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    session.add(row)
-    return row
+    return {
+        "id": event_id,
+        "merchant_id": merchant.id,
+        "event_type": event_type,
+        "url": merchant.webhook_url,
+        "body": body,
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 def backoff_s(attempts: int, settings: MerchantSettings) -> float:

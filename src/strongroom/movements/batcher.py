@@ -9,6 +9,13 @@ touch the others), the keys of refused transfers are deleted in one statement, a
 makes it all durable. Round trips, the commit's flush and a hot account's row lock are paid once
 per batch instead of once per request. Every caller still gets its own outcome or its own error,
 and nothing is acknowledged before the commit.
+
+A job may also carry a LINKED group (a merchant charge: the payment and its fee leg, and the FX
+legs when cross-border: all or none, R-LEDGER-2), the outcome to answer instead of the first
+transfer's (the charge's id) and a ``Once`` row: a row only one job may ever write (a payment
+code's use). The batch's ``Once`` rows of a table are inserted in ONE ``INSERT ... ON CONFLICT DO
+NOTHING RETURNING`` before the money moves, so a second use of a code refuses that job only
+(not the batch), and a job refused afterwards deletes its row again (the code is given back).
 """
 
 from __future__ import annotations
@@ -17,13 +24,15 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from sqlalchemy import Table, delete, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
-from strongroom.db import unit_of_work
+from strongroom.db import insert_for, unit_of_work
 from strongroom.errors import Conflict, DomainError, invariant, present
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferKind, TransferSpec
@@ -42,11 +51,34 @@ batch's one flush writes them; a refused transfer never calls it."""
 
 
 @dataclass(frozen=True, slots=True)
+class Once:
+    """A row at most one job ever writes (a payment code's use: its primary key is the code):
+    ``values`` of ``table``, whose primary key decides. The job whose row is there already (or
+    was taken by an earlier job of the same batch) is refused with ``refusal``."""
+
+    table: Table
+    values: Mapping[str, Any]
+    refusal: DomainError
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return tuple(self.values[column.name] for column in self.table.primary_key.columns)
+
+
+@dataclass(frozen=True, slots=True)
 class Prepared:
-    """What a money-moving request hands the batcher: the transfer and what it writes with it."""
+    """What a money-moving request hands the batcher: the transfer and what it writes with it.
+
+    ``linked``: transfers that succeed or fail together with ``spec`` (their ``linked`` flags
+    are set by the batcher: all but the last of the group); ``outcome``: what the request
+    answers (default: ``spec``'s id and status); ``once``: see ``Once``. ``on_commit`` gets
+    ``spec``'s transfer id."""
 
     spec: TransferSpec
     on_commit: OnCommit | None = None
+    linked: tuple[TransferSpec, ...] = ()
+    outcome: Outcome | None = None
+    once: Once | None = None
 
 
 @dataclass(slots=True)
@@ -56,10 +88,26 @@ class Job:
     future: Future[Outcome] = field(default_factory=Future)
     attempts: int = 0
     on_commit: OnCommit | None = None
+    linked: tuple[TransferSpec, ...] = ()
+    outcome: Outcome | None = None
+    once: Once | None = None
 
     def __post_init__(self) -> None:
         if self.claim is not None and self.spec.id is None:  # its key is stored with its outcome
             self.spec = replace(self.spec, id=str(uuid.uuid4()))
+        invariant(
+            not self.linked or all(s.id is not None for s in (self.spec, *self.linked)),
+            "a linked group names its transfers",
+        )
+
+    @property
+    def specs(self) -> list[TransferSpec]:
+        """The job's transfers for ``ledger.create_transfers``: one group, linked in order."""
+        if not self.linked and not self.spec.linked:
+            return [self.spec]
+        group = (self.spec, *self.linked)
+        last = len(group) - 1
+        return [replace(s, linked=i < last) for i, s in enumerate(group)]
 
 
 class Batcher:
@@ -85,7 +133,19 @@ class Batcher:
         self, spec: TransferSpec, claim: Claim | None, on_commit: OnCommit | None = None
     ) -> Outcome:
         """Queue one transfer and wait for its committed outcome (or its error)."""
-        job = Job(spec=spec, claim=claim, on_commit=on_commit)
+        return self.submit_prepared(Prepared(spec=spec, on_commit=on_commit), claim)
+
+    def submit_prepared(self, prepared: Prepared, claim: Claim | None) -> Outcome:
+        """Queue a prepared job (a linked group, its outcome, its ``Once`` row) and wait for
+        its committed outcome (or its error)."""
+        job = Job(
+            spec=prepared.spec,
+            claim=claim,
+            on_commit=prepared.on_commit,
+            linked=prepared.linked,
+            outcome=prepared.outcome,
+            once=prepared.once,
+        )
         try:
             self._queue.put(job, timeout=self.result_timeout_s)
         except queue.Full as error:
@@ -170,26 +230,82 @@ def _apply(
     session: Session, jobs: list[Job]
 ) -> tuple[list[tuple[Job, Outcome | DomainError]], list[Job]]:
     owners, duplicates = _claim(session, jobs)
-    results = ledger.create_transfers(session=session, specs=[job.spec for job in owners])
     outcomes: list[tuple[Job, Outcome | DomainError]] = []
     refused: list[Claim] = []
-    for job, result in zip(owners, results, strict=True):
-        if result.error is not None:
-            outcomes.append((job, result.error))
+    owners, taken = _claim_once(session, owners)
+    for job in taken:
+        outcomes.append((job, present(job.once, "a taken job has a once row").refusal))
+        if job.claim is not None:
+            refused.append(job.claim)
+    specs = [spec for job in owners for spec in job.specs]
+    results = iter(ledger.create_transfers(session=session, specs=specs))
+    given_back: list[Once] = []
+    for job in owners:
+        own = [next(results) for _ in range(len(job.linked) + 1)]
+        errors = [r.error for r in own if r.error is not None]
+        if errors:
+            first = [e for e in errors if e.code != "linked_transfer_failed"] or errors
+            outcomes.append((job, first[0]))
             if job.claim is not None:
                 refused.append(job.claim)
+            if job.once is not None:
+                given_back.append(job.once)
             continue
-        outcome = Outcome(id=result.id, status=status_of(job.spec))
+        outcome = job.outcome or Outcome(id=own[0].id, status=status_of(job.spec))
         if job.on_commit is not None:
-            job.on_commit(session, result.id)
+            job.on_commit(session, own[0].id)
         if job.claim is not None:
-            invariant(outcome == _outcome_of(job.spec), "the stored outcome is the one made")
+            invariant(outcome == _outcome_of(job), "the stored outcome is the one made")
         outcomes.append((job, outcome))
+    invariant(next(results, None) is None, "one result per transfer")
+    _give_back(session, given_back)
     idempotency.settle(session=session, done=[], refused=refused)
     return outcomes, duplicates
 
 
-def _outcome_of(spec: TransferSpec) -> Outcome:
+def _claim_once(session: Session, jobs: list[Job]) -> tuple[list[Job], list[Job]]:
+    """Insert the jobs' ``Once`` rows, one statement per table; (the jobs that go on, the jobs
+    whose row was taken: by a committed job, or an earlier one of this batch)."""
+    tables: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.once is not None:
+            tables.setdefault(job.once.table.name, []).append(job)
+    taken: list[Job] = []
+    for of_table in tables.values():
+        table = present(of_table[0].once, "grouped by its once row").table
+        keys = tuple(table.primary_key.columns)
+        # in key order: two batches inserting the same rows wait for each other, never deadlock
+        ordered = sorted(of_table, key=lambda job: present(job.once, "grouped").key)
+        rows = [dict(present(job.once, "grouped").values) for job in ordered]
+        won = {
+            tuple(row)
+            for row in session.execute(
+                insert_for(session)(table).values(rows).on_conflict_do_nothing().returning(*keys)
+            )
+        }
+        for job in of_table:
+            key = present(job.once, "grouped").key
+            if key in won:
+                won.discard(key)  # a second job with the same row in this batch is refused
+            else:
+                taken.append(job)
+    lost = {id(job) for job in taken}
+    return [job for job in jobs if id(job) not in lost], taken
+
+
+def _give_back(session: Session, rows: list[Once]) -> None:
+    """Delete the ``Once`` rows of jobs the ledger refused: nothing moved, so a retry may use
+    them (a refused charge gives its payment code back)."""
+    for once in rows:
+        keys = tuple(once.table.primary_key.columns)
+        session.execute(delete(once.table).where(tuple_(*keys) == once.key))
+
+
+def _outcome_of(job: Job) -> Outcome:
+    """The outcome a job answers, chosen before it is applied (stored with its key)."""
+    if job.outcome is not None:
+        return job.outcome
+    spec = job.spec
     return Outcome(
         id=present(spec.id, "a job with a key has its transfer id"), status=status_of(spec)
     )
@@ -204,7 +320,7 @@ def _claim(session: Session, jobs: list[Job]) -> tuple[list[Job], list[Job]]:
     won = idempotency.claim_all(
         session=session,
         claims=list(claims.values()),
-        outcomes=[_outcome_of(job.spec) for job in keyed.values()],
+        outcomes=[_outcome_of(job) for job in keyed.values()],
     )
     owners, duplicates = [], []
     for job in jobs:

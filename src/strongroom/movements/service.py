@@ -52,7 +52,7 @@ def submit(
     if isinstance(prepared, TransferSpec):
         prepared = Prepared(spec=prepared)
     db.hand_off(session)
-    return batcher.submit(prepared.spec, claim, prepared.on_commit)
+    return batcher.submit_prepared(prepared, claim)
 
 
 def run_once(

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from strongroom import db
@@ -267,11 +267,80 @@ def resolve_and_consume(
     ``payment_code_used`` (accepted once already: by a committed charge, or by one still
     running, which this call waits for on PostgreSQL)."""
     now = now or utcnow()
+    device, step, _ = _resolve(session, code, settings, keyring, now)
+    _consume(session, device, step, now)
+    device.last_used_at = now
+    session.flush()
+    return Resolved(user_id=device.user_id, device_id=device.id, step=step)
+
+
+def resolve(
+    *,
+    session: Session,
+    code: str,
+    settings: PaymentCodeSettings,
+    keyring: Keyring,
+    now: datetime | None = None,
+) -> Resolved:
+    """``resolve_and_consume`` less the use, for a caller that writes the use itself in the
+    transaction that moves the money (``use_row``: the merchant charges' group commit, whose
+    ``INSERT ... ON CONFLICT DO NOTHING`` of it decides a race). The same refusals,
+    ``payment_code_used`` for a use already committed. Marks the device used in the caller's
+    transaction (its ``last_used_at``: also when the ledger refuses the charge afterwards)."""
+    now = now or utcnow()
+    device, step, used = _resolve(session, code, settings, keyring, now, uses=True)
+    if step in used:
+        raise used_again()
+    device.last_used_at = now
+    return Resolved(user_id=device.user_id, device_id=device.id, step=step)
+
+
+def use_row(resolved: Resolved, now: datetime) -> dict[str, object]:
+    """The ``paycode_uses`` row of a resolved code (its primary key is the code)."""
+    return {"device_id": resolved.device_id, "step": resolved.step, "used_at": now}
+
+
+def used_again() -> PaymentCodeUsed:
+    """The refusal of a code whose use another charge wrote first."""
+    return PaymentCodeUsed("this payment code was used already: ask for a new one")
+
+
+_DEVICE_AND_USES = (
+    select(Device, CodeUse.step)
+    .outerjoin(
+        CodeUse,
+        and_(
+            CodeUse.device_id == Device.id,
+            CodeUse.step >= bindparam("oldest", type_=CodeUse.step.type),
+        ),
+    )
+    .where(Device.locator == bindparam("locator", type_=Device.locator.type))
+)
+"""A device and its codes used in the accepted window, in ONE statement (built once)."""
+
+
+def _resolve(
+    session: Session,
+    code: str,
+    settings: PaymentCodeSettings,
+    keyring: Keyring,
+    now: datetime,
+    uses: bool = False,
+) -> tuple[Device, int, set[int]]:
+    """The device and step of ``code``, and with ``uses`` the device's steps already used in
+    the accepted window (read with the device: one statement)."""
     parts = domain.split(code)
     if parts is None or not hmac.compare_digest(parts[0], settings.issuer_id):
         raise PaymentCodeInvalid("this is not a payment code of this wallet")
     _, locator, given = parts
-    device = session.scalars(select(Device).where(Device.locator == locator)).first()
+    if uses:
+        oldest = domain.step_of(now, settings.step_s) - settings.past_steps
+        rows = session.execute(_DEVICE_AND_USES, {"locator": locator, "oldest": oldest}).all()
+        device = rows[0][0] if rows else None
+        used = {row[1] for row in rows if row[1] is not None}
+    else:
+        device = session.scalars(select(Device).where(Device.locator == locator)).first()
+        used = set()
     if device is None:
         raise PaymentCodeInvalid("this is not a payment code of this wallet")
     step = _matching_step(device, given, settings, keyring, now)
@@ -286,10 +355,7 @@ def resolve_and_consume(
             "this payment code expired: ask the customer for a new one",
             expired_at=expired_at.isoformat(),  # JSON: the API answers it in the details
         )
-    _consume(session, device, step, now)
-    device.last_used_at = now
-    session.flush()
-    return Resolved(user_id=device.user_id, device_id=device.id, step=step)
+    return device, step, used
 
 
 def _matching_step(
@@ -317,4 +383,4 @@ def _consume(session: Session, device: Device, step: int, now: datetime) -> None
         .returning(CodeUse.step)
     ).first()
     if added is None:
-        raise PaymentCodeUsed("this payment code was used already: ask for a new one")
+        raise used_again()
