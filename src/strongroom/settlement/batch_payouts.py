@@ -368,9 +368,13 @@ def _pass(
 
 def _hold(session: Session, row: PayoutRow) -> bool:
     """Hold a pending row's amount (under the merchant's lock); False (row failed, nothing
-    held) when the wallet's available balance no longer covers it."""
+    held) when the wallet's available balance no longer covers it, or when an operator
+    suspended the merchant since the file was accepted (``merchant_suspended``)."""
     batch = session.get_one(PayoutBatch, row.batch_id)
     merchant = merchants.get(session=session, merchant_id=batch.merchant_id, lock=True)
+    if merchant.status != merchants.ACTIVE:
+        row.status, row.error, row.updated_at = "failed", "merchant_suspended", utcnow()
+        return False
     source = merchants.account_id(session=session, merchant=merchant, asset=row.asset)
     if ledger.balance(session=session, account_id=source).available_minor < row.amount_minor:
         row.status, row.error, row.updated_at = "failed", "insufficient_funds", utcnow()
