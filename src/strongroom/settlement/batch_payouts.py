@@ -401,3 +401,23 @@ def due_batches(*, session: Session, limit: int) -> list[str]:
             .limit(limit)
         )
     )
+
+
+def list_for(*, session: Session, merchant: Merchant, limit: int = 20) -> list[PayoutBatch]:
+    """A merchant's latest payout batches, newest first (the portal's list)."""
+    return list(
+        session.scalars(
+            select(PayoutBatch)
+            .where(PayoutBatch.merchant_id == merchant.id)
+            .order_by(PayoutBatch.created_at.desc(), PayoutBatch.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def available_minor(*, session: Session, merchant: Merchant) -> int:
+    """What the merchant's wallet may pay out now (its available balance)."""
+    source = merchants.account_id(
+        session=session, merchant=merchant, asset=merchants.currency_of(merchant)
+    )
+    return ledger.balance(session=session, account_id=source).available_minor
