@@ -260,7 +260,7 @@ def check(
                     "reference": row.reference,
                     "holder_name": row.holder_name,
                     "bank_code": row.bank_code,
-                    "account": _masked(row.account_number),
+                    "account": row.account_number,  # the member's own file, to check
                     "amount": lang.amount(row.amount_minor, scale),
                 }
                 for row in rows
