@@ -84,6 +84,7 @@ FILE_REFUSALS: Final = {
     "idempotency_key_reused": N_("This form was already sent with another file: upload it again."),
     "idempotency_key_in_progress": N_("This file is being stored: look at the batches below."),
 }
+TOO_MANY_BYTES: Final = N_("The file is too large: at most %(max)s bytes.")
 ROWS_INVALID: Final = N_(
     "Nothing was paid: the file has problems. Fix these rows and upload it again."
 )
@@ -145,8 +146,10 @@ def _problems(lang: Lang, error: DomainError) -> tuple[str, list[dict[str, Any]]
         ]
         return lang.gettext(ROWS_INVALID), rows
     text = FILE_REFUSALS.get(error.code, UNKNOWN_REFUSAL)
-    values = {"max": str(error.details.get("max_rows", error.details.get("max_bytes", "")))}
-    return lang.gettext(text) % values if "%(" in text else lang.gettext(text), []
+    if error.code == "payout_file_too_large" and "max_bytes" in error.details:
+        text = TOO_MANY_BYTES
+    limit = error.details.get("max_rows", error.details.get("max_bytes", ""))
+    return lang.gettext(text) % {"max": str(limit)} if "%(" in text else lang.gettext(text), []
 
 
 def _batch_of(lang: Lang, batch: PayoutBatch, registry: AssetRegistry) -> dict[str, Any]:
