@@ -198,8 +198,8 @@ def test_a_good_file_is_checked_confirmed_once_paid_and_its_result_downloaded(
         assert batch_id in listed and "HKD 56.70" in listed  # 99.20 - 42.50 left
         result = client.get(f"{target}/result.csv")
         assert result.status_code == 200 and result.headers["content-type"].startswith("text/csv")
-        rows = list(csv.DictReader(io.StringIO(result.text)))
-        assert [(r["reference"], r["status"]) for r in rows] == [
+        outcome = list(csv.DictReader(io.StringIO(result.text)))
+        assert [(r["reference"], r["status"]) for r in outcome] == [
             ("sup-1", "paid"),
             ("staff-7", "paid"),
         ]
@@ -211,7 +211,7 @@ def test_a_good_file_is_checked_confirmed_once_paid_and_its_result_downloaded(
             assert stranger.get(f"{target}/result.csv").status_code == 404
 
 
-BAD_FILES = {
+BAD_FILES: dict[str, tuple[str | bytes, str | None, str | None]] = {
     "wrong header": (
         "ref,name,bank,account,currency,amount\nsup-1,A Ltd,004,123456780,HKD,1.00\n",
         "not a payout file",
@@ -280,7 +280,7 @@ def test_a_bad_file_is_refused_as_a_whole_with_each_row_s_problem(
             data={
                 "csrf_token": token,
                 "idempotency_key": "k" * 20,
-                "payout_file": BAD_FILES["duplicate row"][0],
+                "payout_file": str(BAD_FILES["duplicate row"][0]),
             },
         )
         assert forged.status_code == 422 and 'data-problem="duplicate_reference"' in forged.text
