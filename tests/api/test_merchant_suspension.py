@@ -114,6 +114,8 @@ def test_a_suspended_merchant_is_refused_and_reinstated_works_again(client, pg_d
     assert till.charge(
         {"payment_code": code_of(alice), "amount": "10.00", "asset": "HKD"}
     ).is_success
+    static = client.post("/v1/merchant/qr", json={}, headers=till.headers(None))
+    assert static.status_code == 201, static.text
     suspended = admin.post(
         f"/v1/admin/merchants/{merchant_id}/suspend", {"reason": "  suspected   fraud "}, key=None
     )
@@ -131,6 +133,11 @@ def test_a_suspended_merchant_is_refused_and_reinstated_works_again(client, pg_d
         "merchant_suspended",
     )
     _error(till.get("/v1/merchant/charges"), 403, "merchant_suspended")
+    _error(  # its printed QR code cannot be paid either
+        alice.post("/v1/pay/emv", {"payload": static.json()["payload"], "amount": "3.00"}),
+        403,
+        "merchant_suspended",
+    )
     assert money_rows(pg_db) == before and merchant_balance(pg_db, merchant_id) == balance
     assert alice.balance()["total"] == "90.00"
     # suspending again: 409, the first reason stays
