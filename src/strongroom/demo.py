@@ -4,7 +4,7 @@
 in both regions with top-ups and transfers, an anti-phishing code, a wrong password and a
 sign-in (security events), an admin and a support operator with 2FA on (their TOTP secrets are
 printed), a shop (a merchant with a terminal key and its owner's portal sign-in, both printed,
-and one charge from Alice), and a published proof-of-reserves audit built from the ledger, so
+and one charge from Bob), and a published proof-of-reserves audit built from the ledger, so
 the Lite app, the merchant portal, the console and ``/reserves/verify`` open on something to
 look at.
 
@@ -62,7 +62,7 @@ ADMIN_EMAIL: Final = "admin@demo.strongroom.local"
 SHOP_OWNER: Final = ("Mei Ho", "owner@demo.strongroom.local")
 """The demo shop's owner: an ordinary account, a member (owner) of the shop, for /merchant."""
 SHOP_NAME: Final = "Lucky Tea House"
-CHARGES: Final = (("alice", "38.50"),)
+CHARGES: Final = (("bob", "38.50"),)
 """What the demo shop charged (payer, HKD): each a payment and its discount-rate fee."""
 SUPPORT_EMAIL: Final = "support@demo.strongroom.local"
 DEMO_ORIGIN: Final = Origin(ip="127.0.0.1", user_agent="strongroom demo")
@@ -207,7 +207,7 @@ def _move_money(session: Session, settings: Settings, users: dict[str, User]) ->
 
 def _shop(session: Session, settings: Settings, admin: User, users: dict[str, User]) -> list[Login]:
     """A shop (onboarded by the admin) with a terminal key and an owner who signs in to the
-    portal, and a charge from Alice's payment code, as a till would make it."""
+    portal, and a charge from Bob's payment code, as a till would make it."""
     shop = merchants.onboard(
         session=session,
         operator=admin,
