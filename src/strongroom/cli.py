@@ -155,6 +155,7 @@ def demo(
     # plain lines (never wrapped or folded): addresses and secrets are copied from here
     typer.echo(f"Lite app:          {base}/app")
     typer.echo(f"Operator console:  {base}/console")
+    typer.echo(f"Merchant portal:   {base}/merchant")
     typer.echo(f"Proof of reserves: {base}/reserves/verify")
     typer.echo(f"API docs:          {base}/docs")
     typer.echo(f"Database:          {_safe(settings.database_url)}")
@@ -177,9 +178,14 @@ def demo(
 
 
 def _print_logins(logins: list[Login]) -> None:
-    typer.echo("Demo logins (users sign in at /app, operators at /console):")
+    typer.echo(
+        "Demo logins (users sign in at /app, operators at /console, merchants at /merchant):"
+    )
     width = max(len(login.email) for login in logins)
     for login in logins:
+        if login.api_key is not None:  # a merchant terminal: its shop and X-Api-Key
+            typer.echo(f"  {login.who:<18} {login.email:<{width}}  X-Api-Key {login.api_key}")
+            continue
         line = f"  {login.who:<18} {login.email:<{width}}  password {login.password}"
         if login.totp_secret is not None:
             line += f"  TOTP secret {login.totp_secret}"

@@ -3,8 +3,10 @@
 ``populate`` fills a fresh database through the services, as users and operators would: users
 in both regions with top-ups and transfers, an anti-phishing code, a wrong password and a
 sign-in (security events), an admin and a support operator with 2FA on (their TOTP secrets are
-printed), and a published proof-of-reserves audit built from the ledger, so the Lite app, the
-console and ``/reserves/verify`` open on something to look at.
+printed), a shop (a merchant with a terminal key and its owner's portal sign-in, both printed,
+and one charge from Bob), and a published proof-of-reserves audit built from the ledger, so
+the Lite app, the merchant portal, the console and ``/reserves/verify`` open on something to
+look at.
 
 ``MailSink`` is a local SMTP server (aiosmtpd, in this process, on 127.0.0.1 and a free port)
 that keeps every message it receives in a Maildir. The demo points its SMTP settings at it, so
@@ -37,6 +39,10 @@ from strongroom.identity import verification
 from strongroom.identity.audit import Origin
 from strongroom.identity.models import User
 from strongroom.kyc import service as kyc
+from strongroom.merchants import charges
+from strongroom.merchants import roles as merchant_roles
+from strongroom.merchants import service as merchants
+from strongroom.paycodes import service as paycodes
 from strongroom.payments import service as payments
 from strongroom.reserves import audit as audit_files
 from strongroom.reserves import service as reserves
@@ -53,6 +59,11 @@ KYC_DOCUMENTS: Final = "demo-kyc-documents"
 ANTI_PHISHING_CODE: Final = "Ab12Z9"
 """Alice's code: every email to her after it was set shows it at the top."""
 ADMIN_EMAIL: Final = "admin@demo.strongroom.local"
+SHOP_OWNER: Final = ("Mei Ho", "owner@demo.strongroom.local")
+"""The demo shop's owner: an ordinary account, a member (owner) of the shop, for /merchant."""
+SHOP_NAME: Final = "Lucky Tea House"
+CHARGES: Final = (("bob", "38.50"),)
+"""What the demo shop charged (payer, HKD): each a payment and its discount-rate fee."""
 SUPPORT_EMAIL: Final = "support@demo.strongroom.local"
 DEMO_ORIGIN: Final = Origin(ip="127.0.0.1", user_agent="strongroom demo")
 RESERVES_MARGIN_PERCENT: Final = 5
@@ -94,6 +105,8 @@ class Login:
     email: str
     password: str
     totp_secret: str | None = None
+    api_key: str | None = None
+    """A merchant terminal's ``X-Api-Key`` (then ``email`` names the shop, ``password`` is "")."""
 
 
 def populate(
@@ -115,6 +128,7 @@ def populate(
             )
             _verify_email(session, settings, users[email.partition("@")[0]])
             logins.append(Login(f"user ({region})", email, DEMO_PASSWORD))
+        operators: dict[str, User] = {}
         for role, email, name in (
             ("admin", ADMIN_EMAIL, "Demo Administrator"),
             ("support", SUPPORT_EMAIL, "Demo Support"),
@@ -131,9 +145,11 @@ def populate(
             )
             totp = identity.enrol_totp_now(session=session, user=operator, settings=settings.auth)
             logins.append(Login(f"operator ({role})", email, DEMO_PASSWORD, totp.secret))
+            operators[role] = operator
             if role == "admin":
                 _fx_rates(session, settings, operator)
         _move_money(session, settings, users)
+        logins += _shop(session, settings, operators["admin"], users)
         _security_events(session, settings, users)
         _kyc_submission(session, settings, users["erin"])
     if audits_dir is not None:
@@ -187,6 +203,79 @@ def _move_money(session: Session, settings: Settings, users: dict[str, User]) ->
             note=note,
             settings=settings,
         )
+
+
+def _shop(session: Session, settings: Settings, admin: User, users: dict[str, User]) -> list[Login]:
+    """A shop (onboarded by the admin) with a terminal key and an owner who signs in to the
+    portal, and a charge from Bob's payment code, as a till would make it."""
+    shop = merchants.onboard(
+        session=session,
+        operator=admin,
+        name=SHOP_NAME,
+        mcc="5812",
+        region="HK",
+        holder_name="Lucky Tea House Ltd",
+        bank_code="004",
+        account_number="123456789",
+        settings=settings,
+        origin=DEMO_ORIGIN,
+    )
+    key = merchants.issue_key(
+        session=session,
+        operator=admin,
+        merchant=shop,
+        role=merchant_roles.MANAGER,
+        name="counter till",
+        origin=DEMO_ORIGIN,
+    )
+    name, email = SHOP_OWNER
+    owner = identity.register(
+        session=session,
+        email=email,
+        password=DEMO_PASSWORD,
+        name=name,
+        region="HK",
+        settings=settings.auth,
+        origin=DEMO_ORIGIN,
+    )
+    _verify_email(session, settings, owner)
+    merchants.add_member(
+        session=session,
+        operator=admin,
+        merchant=shop,
+        user=owner,
+        role=merchant_roles.OWNER,
+        origin=DEMO_ORIGIN,
+    )
+    registry = settings.asset_registry()
+    for payer, amount in CHARGES:
+        code = paycodes.issue_code(
+            session=session,
+            user=users[payer],
+            settings=settings.payment_codes,
+            keyring=settings.auth.vault,
+        ).code
+        found = charges.payer_from(
+            session=session,
+            merchant=shop,
+            settings=settings,
+            payment_code=code,
+            token=None,
+            emv_payload=None,
+        )
+        charges.charge(
+            session=session,
+            merchant=shop,
+            payer=found,
+            amount=registry.money(amount, merchants.currency_of(shop)),
+            settings=settings,
+            assets=registry,
+            actor=key.id,
+        )
+    return [
+        Login("merchant owner", email, DEMO_PASSWORD),
+        Login("merchant terminal", SHOP_NAME, "", api_key=key.key),
+    ]
 
 
 def _kyc_submission(session: Session, settings: Settings, user: User) -> None:

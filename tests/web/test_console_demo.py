@@ -26,6 +26,7 @@ from strongroom.cli import app as cli
 from strongroom.identity import two_factor
 from strongroom.identity.models import AuditEvent, User
 from strongroom.ledger import reports
+from strongroom.merchants.models import Charge, Merchant, MerchantMember
 from strongroom.notify.models import SENT, OutboxEmail
 from strongroom.reserves import service as reserves
 from strongroom.settings import get_settings
@@ -112,13 +113,17 @@ def test_demo_no_serve_builds_the_data_and_prints_the_addresses_and_logins(
         line.split()[1]: line for line in out.splitlines() if SECRET.search(line) is not None
     }
     assert set(operators) == {"(admin)", "(support)"}
+    assert "http://127.0.0.1:8123/merchant" in out
+    terminal = next(line for line in out.splitlines() if "merchant terminal" in line)
+    assert demo_data.SHOP_NAME in terminal and re.search(r"X-Api-Key srk_\S{20,}", terminal)
+    assert any(demo_data.SHOP_OWNER[1] in line for line in out.splitlines() if "owner" in line)
     secrets = [SECRET.search(line) for line in operators.values()]
     assert all(secrets) and demo_data.ADMIN_EMAIL in operators["(admin)"]
     engine = db.make_engine(f"sqlite:///{tmp_path / demo_data.DATABASE_FILE}")
     try:
         with db.make_session_factory(engine)() as session:
             users = list(session.scalars(select(User)))
-            assert len(users) == len(demo_data.USERS) + 2
+            assert len(users) == len(demo_data.USERS) + 2 + 1  # and the shop's owner
             roles = {user.email: user.operator_role for user in users if user.operator_role}
             assert roles == {demo_data.ADMIN_EMAIL: "admin", demo_data.SUPPORT_EMAIL: "support"}
             assert all(two_factor.is_enabled(user) for user in users if user.operator_role)
@@ -133,7 +138,17 @@ def test_demo_no_serve_builds_the_data_and_prints_the_addresses_and_logins(
             assert owed == {"HKD", "CNY", "BTC", "USDT"}
             assert all(Decimal(view["ratios"][code]) >= 1 for code in owed)  # fully reserved
             check = reports.check(session=session)
-            assert check.ok and check.transfers == len(demo_data.TOPUPS) + len(demo_data.TRANSFERS)
+            moved = len(demo_data.TOPUPS) + len(demo_data.TRANSFERS)
+            assert check.ok and check.transfers == moved + 2 * len(demo_data.CHARGES)  # and fees
+            shop = session.scalars(select(Merchant)).one()
+            assert (shop.name, shop.status) == (demo_data.SHOP_NAME, "active")
+            owner = session.scalars(
+                select(MerchantMember).where(MerchantMember.merchant_id == shop.id)
+            ).one()
+            assert owner.role == "owner"
+            assert session.get_one(User, owner.user_id).email == demo_data.SHOP_OWNER[1]
+            charged = list(session.scalars(select(Charge.amount_minor)))
+            assert charged == [3850]
     finally:
         engine.dispose()
 
@@ -246,7 +261,8 @@ def test_screenshots_of_every_console_screen(
     page.locator("form.form button[type=submit]").click()
     page.wait_for_url(f"{url}/console/")
     heading(words["dashboard"])
-    expect(page.locator('[data-figure="users"] .value')).to_have_text(str(len(demo_data.USERS)))
+    users = len(demo_data.USERS) + 1  # and the demo shop's owner
+    expect(page.locator('[data-figure="users"] .value')).to_have_text(str(users))
     _shoot(page, "dashboard", language)
     page.goto(f"{url}/console/users?q=demo.strongroom")
     heading(words["users"])

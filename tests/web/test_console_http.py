@@ -45,6 +45,7 @@ SCREENS = {  # a console page of each screen
     "webhooks": "/console/webhooks",
     "reconciliation": "/console/reconciliation",
     "payouts": "/console/payouts",
+    "merchants": "/console/merchants",
     "kyc": "/console/kyc",
     "audit": "/console/audit",
     "outbox": "/console/outbox",

@@ -176,6 +176,132 @@ def merchant_out(merchant: Merchant) -> MerchantOut:
     )
 
 
+class MerchantRowOut(MerchantOut):
+    """A merchant in the operators' list: ``MerchantOut`` and why it is suspended, if it is."""
+
+    suspended_at: datetime | None
+    suspended_reason: str | None
+    suspended_by: str | None
+
+
+class MerchantsOut(BaseModel):
+    items: list[MerchantRowOut]
+    next_cursor: str | None
+
+
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=merchants.REASON_MAX_CHARS)
+
+
+OPERATOR_REFUSED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no valid token (`unauthorized`, `invalid_token`, `token_expired`)"},
+    403: {
+        "description": "a role without the capability (`forbidden`, `details.roles`), an "
+        "operator without 2FA (`two_factor_required`), not an operator (`forbidden`)"
+    },
+}
+
+
+def merchant_row_out(merchant: Merchant) -> MerchantRowOut:
+    return MerchantRowOut(
+        **merchant_out(merchant).model_dump(),
+        suspended_at=merchant.suspended_at,
+        suspended_reason=merchant.suspended_reason,
+        suspended_by=merchant.suspended_by,
+    )
+
+
+@admin_router.get(
+    "",
+    response_model=MerchantsOut,
+    responses={
+        **OPERATOR_REFUSED,
+        422: {
+            "description": "`validation_error` (a bad status, region or limit), `invalid_cursor`"
+        },
+    },
+)
+def list_merchants(
+    session: SessionDep,
+    settings: SettingsDep,
+    status: Literal["active", "suspended"] | None = None,
+    region: Literal["HK", "CN"] | None = None,
+    cursor: Annotated[str | None, Query(max_length=merchants.CURSOR_MAX_CHARS)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=merchants.PAGE_MAX)] = None,
+    operator: User = operator_with("merchants"),
+) -> MerchantsOut:
+    """Merchants newest first, of one status and region or all (keyset pages:
+    ``next_cursor``); suspended ones say when, why and by whom."""
+    size = min(limit or settings.ledger.page_size_default, merchants.PAGE_MAX)
+    page = merchants.search(
+        session=session, limit=size, status=status, region=region, cursor=cursor
+    )
+    return MerchantsOut(
+        items=[merchant_row_out(m) for m in page.items], next_cursor=page.next_cursor
+    )
+
+
+@admin_router.post(
+    "/{merchant_id}/suspend",
+    response_model=MerchantRowOut,
+    responses={
+        **OPERATOR_REFUSED,
+        **ADMIN_404,
+        400: {"description": "`malformed_json`"},
+        409: {"description": "`merchant_already_suspended`"},
+        422: {"description": "`invalid_reason`, `validation_error`"},
+    },
+)
+def suspend_merchant(
+    merchant_id: MerchantIdPath,
+    body: ReasonIn,
+    request: Request,
+    session: SessionDep,
+    operator: User = operator_with("merchants.manage"),
+) -> MerchantRowOut:
+    """Suspend a merchant (audited, with a reason): its terminal keys, its people and its QR
+    codes are refused (403 `merchant_suspended`) and its open payout-batch rows fail unpaid;
+    its settlements still pay what it earned. Suspending it again: 409."""
+    merchant = merchants.suspend(
+        session=session,
+        operator=operator,
+        merchant_id=merchant_id,
+        reason=body.reason,
+        origin=origin_of(request),
+    )
+    return merchant_row_out(merchant)
+
+
+@admin_router.post(
+    "/{merchant_id}/reinstate",
+    response_model=MerchantRowOut,
+    responses={
+        **OPERATOR_REFUSED,
+        **ADMIN_404,
+        400: {"description": "`malformed_json`"},
+        409: {"description": "`merchant_not_suspended`"},
+        422: {"description": "`invalid_reason`, `validation_error`"},
+    },
+)
+def reinstate_merchant(
+    merchant_id: MerchantIdPath,
+    body: ReasonIn,
+    request: Request,
+    session: SessionDep,
+    operator: User = operator_with("merchants.manage"),
+) -> MerchantRowOut:
+    """Let a suspended merchant work again (audited, with a reason). An active one: 409."""
+    merchant = merchants.reinstate(
+        session=session,
+        operator=operator,
+        merchant_id=merchant_id,
+        reason=body.reason,
+        origin=origin_of(request),
+    )
+    return merchant_row_out(merchant)
+
+
 @admin_router.get("/{merchant_id}", response_model=MerchantOut, responses=ADMIN_404)
 def read_merchant(
     merchant_id: MerchantIdPath,

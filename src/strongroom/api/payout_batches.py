@@ -129,8 +129,10 @@ class SettlementsOut(BaseModel):
 
 
 BATCH_404: Final[dict[int | str, dict[str, Any]]] = {
+    401: ROLE_403[401],
     403: ROLE_403[403],
     404: {"description": "`payout_batch_not_found` (unknown, or another merchant's)"},
+    422: ROLE_403[422],
 }
 
 
@@ -141,13 +143,14 @@ BATCH_404: Final[dict[int | str, dict[str, Any]]] = {
     openapi_extra={"requestBody": UPLOAD_BODY},
     responses={
         400: {"description": "`malformed_upload`"},
+        401: ROLE_403[401],
         403: ROLE_403[403],
         409: {"description": "`idempotency_key_reused`, `idempotency_key_in_progress`"},
         415: {"description": "`unsupported_media_type`"},
         422: {
             "description": "`payout_file_invalid` (`details.errors`: line, reference, field, "
             "code, message), `payout_file_empty`, `payout_file_too_large`, "
-            "`idempotency_key_required`"
+            "`idempotency_key_required`, `merchant_id_required`"
         },
     },
 )
@@ -232,7 +235,7 @@ def payout_batch_result(
     )
 
 
-@router.get("/settlements", response_model=SettlementsOut, responses={403: ROLE_403[403]})
+@router.get("/settlements", response_model=SettlementsOut, responses=ROLE_403)
 def list_settlements(
     principal: PrincipalDep, session: SessionDep, registry: AssetsDep
 ) -> SettlementsOut:
@@ -265,8 +268,10 @@ def list_settlements(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/csv": {}}},
+        401: ROLE_403[401],
         403: ROLE_403[403],
         404: {"description": "`settlement_not_found` (unknown, or another merchant's)"},
+        422: ROLE_403[422],
     },
 )
 def settlement_report(

@@ -14,7 +14,9 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 
 class Merchant(Base):
     """An onboarded merchant: its region decides its currency (HK: HKD, CN: CNY); the
-    settlement bank account is validated as the banking package validates a user's."""
+    settlement bank account is validated as the banking package validates a user's.
+    ``status`` ``suspended`` (by an operator, ``suspended_*`` say when, why and who): its keys
+    and people are refused (``merchant_suspended``); its settlements still pay what it earned."""
 
     __tablename__ = "merchants"
     __table_args__ = (CheckConstraint("status IN ('active', 'suspended')", name="status"),)
@@ -33,6 +35,9 @@ class Merchant(Base):
     webhook_secret_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    suspended_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    suspended_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class MerchantKey(Base):

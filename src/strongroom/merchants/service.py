@@ -6,17 +6,20 @@ paid the balance out is owed by the merchant and nets into its next settlement).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from strongroom.banking import service as banking
 from strongroom.db import utcnow
-from strongroom.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from strongroom.errors import Conflict, Forbidden, NotFound, ValidationFailed, invariant
 from strongroom.identity import api_keys, audit
 from strongroom.identity.audit import NOWHERE, Origin
 from strongroom.identity.models import User
@@ -36,6 +39,12 @@ MCC: Final = re.compile(r"[0-9]{4}")
 ID: Final = re.compile(r"m_[0-9a-f]{16}")
 NAME_MAX_CHARS: Final = 100
 CITY_MAX_CHARS: Final = 15
+ACTIVE: Final = "active"
+SUSPENDED: Final = "suspended"
+STATUSES: Final = (ACTIVE, SUSPENDED)
+REASON_MAX_CHARS: Final = 200
+PAGE_MAX: Final = 100
+CURSOR_MAX_CHARS: Final = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +237,7 @@ def principal_of_member(*, session: Session, user: User, merchant_id: str | None
 
 
 def _require_active(merchant: Merchant) -> None:
-    if merchant.status != "active":
+    if merchant.status != ACTIVE:
         raise Forbidden("this merchant is suspended", code="merchant_suspended")
 
 
@@ -264,3 +273,150 @@ def add_member(
     )
     session.flush()
     return row
+
+
+# --------------------------------------------------------------------------- operators
+
+
+class MerchantAlreadySuspended(Conflict):
+    code = "merchant_already_suspended"
+
+
+class MerchantNotSuspended(Conflict):
+    code = "merchant_not_suspended"
+
+
+def _reason(reason: str) -> str:
+    cleaned = " ".join(reason.split())
+    if not 0 < len(cleaned) <= REASON_MAX_CHARS:
+        raise ValidationFailed(
+            f"reason: 1-{REASON_MAX_CHARS} characters", code="invalid_reason", field="reason"
+        )
+    return cleaned
+
+
+def suspend(
+    *,
+    session: Session,
+    operator: User,
+    merchant_id: str,
+    reason: str,
+    origin: Origin = NOWHERE,
+) -> Merchant:
+    """Stop a merchant (audited ``merchant.suspended`` with the reason): its terminal keys and
+    its people are refused (``merchant_suspended``) and its QR codes cannot be paid; its open
+    payout-batch rows fail unpaid. Its settlements still pay what it earned (money it is owed).
+    Suspending a suspended merchant is refused (``merchant_already_suspended``, 409): the
+    first reason stays the one on record."""
+    cleaned = _reason(reason)
+    merchant = get(session=session, merchant_id=merchant_id, lock=True)
+    if merchant.status == SUSPENDED:
+        raise MerchantAlreadySuspended(
+            "this merchant is suspended already", since=str(merchant.suspended_at)
+        )
+    merchant.status = SUSPENDED
+    merchant.suspended_at = utcnow()
+    merchant.suspended_reason = cleaned
+    merchant.suspended_by = operator.id
+    audit.record(
+        session=session,
+        action="merchant.suspended",
+        category=audit.OPERATOR,
+        actor=operator,
+        origin=origin,
+        details={"merchant_id": merchant.id, "reason": cleaned},
+    )
+    session.flush()
+    return merchant
+
+
+def reinstate(
+    *,
+    session: Session,
+    operator: User,
+    merchant_id: str,
+    reason: str,
+    origin: Origin = NOWHERE,
+) -> Merchant:
+    """Let a suspended merchant work again (audited ``merchant.reinstated`` with the reason
+    and the suspension's); an active one is refused (``merchant_not_suspended``, 409)."""
+    cleaned = _reason(reason)
+    merchant = get(session=session, merchant_id=merchant_id, lock=True)
+    if merchant.status != SUSPENDED:
+        raise MerchantNotSuspended("this merchant is not suspended")
+    audit.record(
+        session=session,
+        action="merchant.reinstated",
+        category=audit.OPERATOR,
+        actor=operator,
+        origin=origin,
+        details={
+            "merchant_id": merchant.id,
+            "reason": cleaned,
+            "suspended_reason": merchant.suspended_reason,
+        },
+    )
+    merchant.status = ACTIVE
+    merchant.suspended_at = merchant.suspended_reason = merchant.suspended_by = None
+    session.flush()
+    return merchant
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Merchant]
+    next_cursor: str | None
+
+
+def _cursor_of(merchant: Merchant) -> str:
+    raw = f"{merchant.created_at.isoformat()}|{merchant.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _after(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) a cursor carries; ``invalid_cursor`` if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, merchant_id = raw.partition("|")
+        moment = datetime.fromisoformat(when)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+        raise ValidationFailed("cursor is not valid", code="invalid_cursor") from error
+    if not ID.fullmatch(merchant_id) or moment.tzinfo is None:
+        raise ValidationFailed("cursor is not valid", code="invalid_cursor")
+    return moment, merchant_id
+
+
+def search(
+    *,
+    session: Session,
+    limit: int,
+    status: str | None = None,
+    region: str | None = None,
+    cursor: str | None = None,
+) -> Page:
+    """Merchants newest first (keyset pages on ``created_at, id``), of one status and region
+    or all (``invalid_status``, ``invalid_region``, ``invalid_cursor``: 422)."""
+    invariant(1 <= limit <= PAGE_MAX, "page size out of bounds")
+    if status is not None and status not in STATUSES:
+        raise ValidationFailed("status: active or suspended", code="invalid_status")
+    if region is not None and region not in REGION_CURRENCY:
+        raise ValidationFailed("region: HK or CN", code="invalid_region")
+    if cursor is not None and len(cursor) > CURSOR_MAX_CHARS:
+        raise ValidationFailed("cursor is not valid", code="invalid_cursor")
+    query = select(Merchant).order_by(Merchant.created_at.desc(), Merchant.id.desc())
+    if status is not None:
+        query = query.where(Merchant.status == status)
+    if region is not None:
+        query = query.where(Merchant.region == region)
+    if cursor is not None:
+        moment, last_id = _after(cursor)
+        query = query.where(
+            or_(
+                Merchant.created_at < moment,
+                and_(Merchant.created_at == moment, Merchant.id < last_id),
+            )
+        )
+    rows = list(session.scalars(query.limit(limit + 1)))
+    items = rows[:limit]
+    more = len(rows) > limit
+    return Page(items=items, next_cursor=_cursor_of(items[-1]) if more and items else None)

@@ -368,9 +368,13 @@ def _pass(
 
 def _hold(session: Session, row: PayoutRow) -> bool:
     """Hold a pending row's amount (under the merchant's lock); False (row failed, nothing
-    held) when the wallet's available balance no longer covers it."""
+    held) when the wallet's available balance no longer covers it, or when an operator
+    suspended the merchant since the file was accepted (``merchant_suspended``)."""
     batch = session.get_one(PayoutBatch, row.batch_id)
     merchant = merchants.get(session=session, merchant_id=batch.merchant_id, lock=True)
+    if merchant.status != merchants.ACTIVE:
+        row.status, row.error, row.updated_at = "failed", "merchant_suspended", utcnow()
+        return False
     source = merchants.account_id(session=session, merchant=merchant, asset=row.asset)
     if ledger.balance(session=session, account_id=source).available_minor < row.amount_minor:
         row.status, row.error, row.updated_at = "failed", "insufficient_funds", utcnow()
@@ -397,3 +401,23 @@ def due_batches(*, session: Session, limit: int) -> list[str]:
             .limit(limit)
         )
     )
+
+
+def list_for(*, session: Session, merchant: Merchant, limit: int = 20) -> list[PayoutBatch]:
+    """A merchant's latest payout batches, newest first (the portal's list)."""
+    return list(
+        session.scalars(
+            select(PayoutBatch)
+            .where(PayoutBatch.merchant_id == merchant.id)
+            .order_by(PayoutBatch.created_at.desc(), PayoutBatch.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def available_minor(*, session: Session, merchant: Merchant) -> int:
+    """What the merchant's wallet may pay out now (its available balance)."""
+    source = merchants.account_id(
+        session=session, merchant=merchant, asset=merchants.currency_of(merchant)
+    )
+    return ledger.balance(session=session, account_id=source).available_minor

@@ -32,6 +32,7 @@ from strongroom.web.console import (
     kyc,
     layout,
     mail,
+    merchants,
     payouts,
     users,
 )
@@ -46,6 +47,7 @@ SCREENS: Final = (
     fx_rates.router,
     funding.router,
     payouts.router,
+    merchants.router,
     audit_log.router,
     mail.router,
 )

@@ -44,6 +44,7 @@ NAVIGATION: Final = (
     NavItem("/console/webhooks", N_("Webhook deliveries"), "webhooks"),
     NavItem("/console/reconciliation", N_("Reconciliation"), "reconciliation"),
     NavItem("/console/payouts", N_("Pending payouts"), "payouts"),
+    NavItem("/console/merchants", N_("Merchants"), "merchants"),
     NavItem("/console/audit", N_("Audit log"), "audit"),
     NavItem("/console/outbox", N_("Email outbox"), "outbox"),
     NavItem("/console/inbox", N_("Inbox"), "inbox"),

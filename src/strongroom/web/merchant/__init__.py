@@ -1,5 +1,6 @@
 """The merchant portal at ``/merchant`` (issue #13, item 7): charges, refunds, exports, the
-till (web POS) with spoken announcements, terminal keys, the webhook, people and roles.
+till (web POS) with spoken announcements, daily settlements, batch payouts from a CSV,
+terminal keys, the webhook, people and roles.
 
 ``router`` mounts every screen module with CSRF protection on every unsafe request
 (``csrf.protect``), as the Lite app and the console do. Pages depend on
@@ -15,9 +16,16 @@ from fastapi import APIRouter, Depends
 
 from strongroom.web import csrf, errors
 from strongroom.web.i18n import N_
-from strongroom.web.merchant import account, charges, layout, pos, settings
+from strongroom.web.merchant import account, charges, layout, payouts, pos, settings, settlements
 
-SCREENS: Final = (account.router, charges.router, pos.router, settings.router)
+SCREENS: Final = (
+    account.router,
+    charges.router,
+    pos.router,
+    settlements.router,
+    payouts.router,
+    settings.router,
+)
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf.protect)])
 for screen in SCREENS:
@@ -31,6 +39,13 @@ ERROR_TEXTS: Final = {
     "not_a_merchant_member": (
         N_("No merchant"),
         N_("This account does not work for a merchant. Ask the merchant's owner to add you."),
+    ),
+    "merchant_suspended": (
+        N_("This shop is suspended"),
+        N_(
+            "The operator suspended this shop: its portal and terminals are stopped. Money it "
+            "already earned is still paid to its bank account. Contact the operator."
+        ),
     ),
     layout.ChooseMerchant.code: (
         N_("Choose a merchant"),

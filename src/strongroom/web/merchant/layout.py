@@ -44,6 +44,8 @@ NAVIGATION: Final = (
     NavItem(HOME, N_("Charges"), "read"),
     NavItem("/merchant/pos", N_("Till"), "charge"),
     NavItem("/merchant/export", N_("Export"), "export"),
+    NavItem("/merchant/settlements", N_("Settlements"), "read"),
+    NavItem("/merchant/payouts", N_("Batch payouts"), "payout"),
     NavItem("/merchant/keys", N_("Terminal keys"), "settings"),
     NavItem("/merchant/webhook", N_("Webhook"), "settings"),
     NavItem("/merchant/members", N_("People and roles"), portal.OWNERS_ONLY),
