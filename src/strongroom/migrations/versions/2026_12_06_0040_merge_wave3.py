@@ -4,6 +4,7 @@ joins them into one head. It changes no table.
 Revision ID: 2026_12_06_0040
 Revises:
     2026_12_06_0032,
+    2026_12_06_0035,
     2026_12_06_0036,
     2026_12_06_0037
 Create Date: 2026-12-06
@@ -12,7 +13,7 @@ Create Date: 2026-12-06
 from __future__ import annotations
 
 revision = "2026_12_06_0040"
-down_revision = ("2026_12_06_0032", "2026_12_06_0036", "2026_12_06_0037")
+down_revision = ("2026_12_06_0032", "2026_12_06_0035", "2026_12_06_0036", "2026_12_06_0037")
 branch_labels = None
 depends_on = None
 
