@@ -23,12 +23,13 @@ from dataclasses import dataclass, field, replace
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from strongroom.db import unit_of_work
+from strongroom.db import unit_of_work, utcnow
 from strongroom.errors import Conflict, DomainError, invariant, present
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferKind, TransferSpec
-from strongroom.movements import idempotency
+from strongroom.movements import idempotency, lane
 from strongroom.movements.idempotency import Claim, Outcome
+from strongroom.settings import Settings
 
 log = logging.getLogger("strongroom.batcher")
 
@@ -49,17 +50,25 @@ class Prepared:
     on_commit: OnCommit | None = None
 
 
+class HandedBack(Exception):
+    """A fast-lane request that moved nothing and is not the lane's to answer: not plain
+    (``lane.resolve``), refused, or its key already claimed. The lane passes it to the route."""
+
+
 @dataclass(slots=True)
 class Job:
-    spec: TransferSpec
+    spec: TransferSpec | None
     claim: Claim | None
     future: Future[Outcome] = field(default_factory=Future)
     attempts: int = 0
     on_commit: OnCommit | None = None
+    lane: lane.LaneRequest | None = None
+    """A fast-lane request: ``spec``, ``claim`` and ``on_commit`` are made in the batch."""
+    settings: Settings | None = None
 
     def __post_init__(self) -> None:
-        if self.claim is not None and self.spec.id is None:  # its key is stored with its outcome
-            self.spec = replace(self.spec, id=str(uuid.uuid4()))
+        if self.claim is not None and self.spec is not None and self.spec.id is None:
+            self.spec = replace(self.spec, id=str(uuid.uuid4()))  # stored with its key
 
 
 class Batcher:
@@ -91,6 +100,17 @@ class Batcher:
         except queue.Full as error:
             raise DomainError("the ledger is busy; retry shortly", code="busy") from error
         return job.future.result(timeout=self.result_timeout_s)
+
+    def submit_lane(self, request: lane.LaneRequest, settings: Settings) -> Future[Outcome]:
+        """Queue a fast-lane request without waiting (the caller is the event loop): its
+        future holds the committed outcome, or ``HandedBack`` or another error when it moved
+        nothing the lane may answer for. A full queue hands it back at once."""
+        job = Job(spec=None, claim=None, lane=request, settings=settings)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            job.future.set_exception(HandedBack())
+        return job.future
 
     @property
     def closed(self) -> bool:
@@ -131,7 +151,7 @@ class Batcher:
                 self._process([job])
             return
         for job, outcome in outcomes:
-            if isinstance(outcome, DomainError):
+            if isinstance(outcome, Exception):
                 job.future.set_exception(outcome)
             else:
                 job.future.set_result(outcome)
@@ -141,6 +161,9 @@ class Batcher:
     def _replay(self, job: Job) -> None:
         """A job whose key another request claimed: answer with what that one stored."""
         claim = present(job.claim, "only a job with a key can be a duplicate")
+        if job.lane is not None:  # the route answers a replay, or runs it anew
+            job.future.set_exception(HandedBack())
+            return
         try:
             with self.factory() as session:
                 found = idempotency.stored_outcome(session=session, claim=claim)
@@ -168,25 +191,54 @@ def status_of(spec: TransferSpec) -> str:
 
 def _apply(
     session: Session, jobs: list[Job]
-) -> tuple[list[tuple[Job, Outcome | DomainError]], list[Job]]:
+) -> tuple[list[tuple[Job, Outcome | Exception]], list[Job]]:
+    jobs, handed_back = _resolve_lane(session, jobs)
     owners, duplicates = _claim(session, jobs)
-    results = ledger.create_transfers(session=session, specs=[job.spec for job in owners])
-    outcomes: list[tuple[Job, Outcome | DomainError]] = []
+    specs = [present(job.spec, "a job has its transfer once resolved") for job in owners]
+    results = ledger.create_transfers(session=session, specs=specs)
+    outcomes: list[tuple[Job, Outcome | Exception]] = [
+        (job, HandedBack()) for job in handed_back
+    ]
     refused: list[Claim] = []
-    for job, result in zip(owners, results, strict=True):
+    for job, spec, result in zip(owners, specs, results, strict=True):
         if result.error is not None:
-            outcomes.append((job, result.error))
+            outcomes.append((job, result.error if job.lane is None else HandedBack()))
             if job.claim is not None:
                 refused.append(job.claim)
             continue
-        outcome = Outcome(id=result.id, status=status_of(job.spec))
+        outcome = Outcome(id=result.id, status=status_of(spec))
         if job.on_commit is not None:
             job.on_commit(session, result.id)
         if job.claim is not None:
-            invariant(outcome == _outcome_of(job.spec), "the stored outcome is the one made")
+            invariant(outcome == _outcome_of(spec), "the stored outcome is the one made")
         outcomes.append((job, outcome))
     idempotency.settle(session=session, done=[], refused=refused)
     return outcomes, duplicates
+
+
+def _resolve_lane(session: Session, jobs: list[Job]) -> tuple[list[Job], list[Job]]:
+    """Make the fast-lane jobs' transfers, keys and receipts in this transaction (every time
+    the job runs: a batch retried job by job reads anew); (the jobs to apply, those handed
+    back to the route)."""
+    waiting = [job for job in jobs if job.lane is not None]
+    if not waiting:
+        return jobs, []
+    settings = present(waiting[0].settings, "a lane job carries the app's settings")
+    made = lane.resolve(
+        session=session,
+        requests=[present(job.lane, "lane job") for job in waiting],
+        settings=settings,
+        now=utcnow(),
+    )
+    handed_back = []
+    for job, resolved in zip(waiting, made, strict=True):
+        if resolved is None:
+            handed_back.append(job)
+            continue
+        job.spec, job.claim, job.on_commit = resolved.spec, resolved.claim, resolved.on_commit
+    back = {id(job) for job in handed_back}
+    kept = [job for job in jobs if id(job) not in back]
+    return kept, handed_back
 
 
 def _outcome_of(spec: TransferSpec) -> Outcome:
@@ -204,7 +256,7 @@ def _claim(session: Session, jobs: list[Job]) -> tuple[list[Job], list[Job]]:
     won = idempotency.claim_all(
         session=session,
         claims=list(claims.values()),
-        outcomes=[_outcome_of(job.spec) for job in keyed.values()],
+        outcomes=[_outcome_of(present(job.spec, "resolved")) for job in keyed.values()],
     )
     owners, duplicates = [], []
     for job in jobs:

@@ -67,14 +67,16 @@ def claim_for(
     """The claim of one request: its checked key in the actor's and operation's scope, and a
     fingerprint of the request (the same key with another request is refused)."""
     checked = check_key(key, max_chars=key_max_chars)
-    canonical = json.dumps([operation, request], sort_keys=True, separators=(",", ":"))
     scope = f"{actor_id}:{operation}"
     invariant(len(scope) <= SCOPE_MAX_CHARS, "idempotency scope too long")
-    return Claim(
-        scope=scope,
-        key=checked,
-        fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
-    )
+    return Claim(scope=scope, key=checked, fingerprint=fingerprint(operation, request))
+
+
+def fingerprint(operation: str, request: Any) -> str:
+    """The request's fingerprint stored with its key (the same key with another request is
+    refused): a digest of the operation and the request's canonical JSON."""
+    canonical = json.dumps([operation, request], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def stored_outcome(*, session: Session, claim: Claim) -> Outcome | None:
