@@ -25,7 +25,7 @@ from strongroom.api.gifts import router as gifts_router
 from strongroom.api.identity import router as identity_router
 from strongroom.api.kyc import SUBMISSIONS_PATH as KYC_SUBMISSIONS_PATH
 from strongroom.api.kyc import router as kyc_router
-from strongroom.api.lane import FastLane
+from strongroom.api.lane import FastLane, LaneCounts
 from strongroom.api.ledger import router as ledger_router
 from strongroom.api.limits import router as limits_router
 from strongroom.api.merchants import admin_router as merchants_admin_router
@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.batcher = Batcher(factory, max_batch=settings.ledger.group_commit_max)
     app.state.assets = settings.asset_registry()
     app.state.rate_limiter = RateLimiter(factory, settings.rate_limits)
+    app.state.lane_counts = LaneCounts()
     uploads = settings.kyc.upload_request_max_bytes()
     app.add_middleware(
         BodyLimit,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -43,6 +44,15 @@ TO_MAX_CHARS = 254  # the route's TransferIn
 NOTE_MAX_CHARS = 140
 FIELDS = frozenset({"to", "asset", "amount", "note"})
 HEADERS = (b"authorization", b"idempotency-key", b"content-type", b"content-length")
+
+
+@dataclass(slots=True)
+class LaneCounts:
+    """How many transfer requests the lane answered and handed to the route (``app.state``):
+    what an operator (and a test) reads to know the lane is doing its work."""
+
+    answered: int = 0
+    handed_back: int = 0
 
 
 class FastLane:
@@ -73,9 +83,14 @@ class FastLane:
         outcome = None
         if body is not None:
             outcome = await self._commit(scope, headers, body)
+        counts: LaneCounts | None = getattr(scope["app"].state, "lane_counts", None)
         if outcome is None:
+            if counts is not None:
+                counts.handed_back += 1
             await self.app(scope, _replaying(received, receive), send)
             return
+        if counts is not None:
+            counts.answered += 1
         await JSONResponse(outcome.as_dict(), status_code=201)(scope, receive, send)
 
     async def _commit(
