@@ -6,7 +6,7 @@ day limit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -130,12 +130,13 @@ def test_a_key_is_exactly_once_across_the_lane_and_the_route(
 def _raw(caller: Caller, content: bytes, **headers: str) -> Callable[[TestClient], httpx.Response]:
     def send(client: TestClient) -> httpx.Response:
         sent = {**caller.headers("raw-key"), "Content-Type": "application/json", **headers}
-        return client.post("/v1/transfers", content=content, headers=sent)
+        answer: httpx.Response = client.post("/v1/transfers", content=content, headers=sent)
+        return answer
 
     return send
 
 
-def _json(caller: Caller, body: dict[str, object]) -> Callable[[TestClient], httpx.Response]:
+def _json(caller: Caller, body: Mapping[str, object]) -> Callable[[TestClient], httpx.Response]:
     def send(client: TestClient) -> httpx.Response:
         return replace(caller, client=client).post("/v1/transfers", body, key="refused-key")
 

@@ -196,9 +196,7 @@ def _apply(
     owners, duplicates = _claim(session, jobs)
     specs = [present(job.spec, "a job has its transfer once resolved") for job in owners]
     results = ledger.create_transfers(session=session, specs=specs)
-    outcomes: list[tuple[Job, Outcome | Exception]] = [
-        (job, HandedBack()) for job in handed_back
-    ]
+    outcomes: list[tuple[Job, Outcome | Exception]] = [(job, HandedBack()) for job in handed_back]
     refused: list[Claim] = []
     for job, spec, result in zip(owners, specs, results, strict=True):
         if result.error is not None:
