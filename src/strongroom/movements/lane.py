@@ -19,15 +19,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, tuple_
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from strongroom.identity import verification
-from strongroom.identity.models import AuthToken, User
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
-from strongroom.ledger.models import Account
 from strongroom.limits import service as limits_engine
 from strongroom.limits.rules import Operation
 from strongroom.money import Money
@@ -70,57 +68,101 @@ def resolve(
     *, session: Session, requests: Sequence[LaneRequest], settings: Settings, now: datetime
 ) -> list[Resolved | None]:
     """Each request's transfer, its key's claim and its receipts, or None where the request
-    is not plain (the route answers it). Three statements for the whole batch."""
-    users = _users_by_token(session, requests, now)
-    recipients = _recipients(session, requests)
-    wallets = _wallets(session, requests, users, recipients)
-    by_id = {user.id: user for user in recipients}
-    by_email = {user.email: user for user in recipients}
+    is not plain (the route answers it). ONE statement for the whole batch (PostgreSQL: the
+    lane runs only there)."""
+    rows = session.execute(
+        _VIEW,
+        {
+            "hashes": [r.token_hash for r in requests],
+            "ids": [r.recipient_id for r in requests],
+            "emails": [r.recipient_email for r in requests],
+            "assets": [r.amount.asset.code for r in requests],
+            "now": now,
+            "owner_type": ledger.USER,
+        },
+    ).all()
+    found = {int(row[0]) - 1: row for row in rows}
     resolved: list[Resolved | None] = []
-    for request in requests:
-        sender = users.get(request.token_hash)
-        recipient = (
-            by_id.get(request.recipient_id)
-            if request.recipient_id is not None
-            else by_email.get(request.recipient_email or "")
+    for index, request in enumerate(requests):
+        row = found.get(index)
+        if row is None or not _plain(row):
+            resolved.append(None)
+            continue
+        sender = Party(id=row[1], email=row[2], name=row[3], anti_phishing_code=row[4])
+        recipient = Party(id=row[8], email=row[9], name=row[10], anti_phishing_code=row[11])
+        guard = limits_engine.LimitGuard(
+            user_id=sender.id, tier=row[6], operation=Operation.P2P_SEND, settings=settings
         )
-        if sender is None or recipient is None or not _plain(sender, recipient, request):
-            resolved.append(None)
-            continue
-        asset = request.amount.asset.code
-        source = wallets.get((sender.id, asset))
-        target = wallets.get((recipient.id, asset))
-        if source is None or target is None:  # the route says why, or opens the wallet
-            resolved.append(None)
-            continue
-        resolved.append(_resolved(request, sender, recipient, source, target, settings))
+        resolved.append(_resolved(request, sender, recipient, int(row[14]), int(row[15]), guard))
     return resolved
 
 
-def _plain(sender: User, recipient: User, request: LaneRequest) -> bool:
-    """What ``payments.check_send`` refuses before it reads balances, plus what the lane does
+@dataclass(frozen=True, slots=True)
+class Party:
+    """What the receipts read of a user (``notify.outbox.Recipient``)."""
+
+    id: str
+    email: str
+    name: str
+    anti_phishing_code: str | None
+
+
+_VIEW = text(
+    """
+    SELECT i.n,
+           s.id, s.email, s.name, s.anti_phishing_code, s.region, s.kyc_tier,
+           s.email_verified_at IS NOT NULL AND s.operator_role IS NULL AND s.erased_at IS NULL,
+           r.id, r.email, r.name, r.anti_phishing_code, r.region, r.operator_role IS NULL,
+           sw.id, rw.id
+    FROM unnest(CAST(:hashes AS text[]), CAST(:ids AS text[]), CAST(:emails AS text[]),
+                CAST(:assets AS text[]))
+         WITH ORDINALITY AS i(token_hash, ref_id, ref_email, asset, n)
+    JOIN auth_tokens t
+      ON t.token_hash = i.token_hash AND t.revoked_at IS NULL AND t.expires_at > :now
+    JOIN users s ON s.id = t.user_id
+    JOIN users r
+      ON r.id = COALESCE(i.ref_id, (SELECT e.id FROM users e WHERE e.email = i.ref_email))
+     AND r.erased_at IS NULL
+    JOIN ledger_accounts sw
+      ON sw.owner_type = :owner_type AND sw.owner_id = s.id AND sw.kind = 'wallet'
+     AND sw.asset = i.asset
+    JOIN ledger_accounts rw
+      ON rw.owner_type = :owner_type AND rw.owner_id = r.id AND rw.kind = 'wallet'
+     AND rw.asset = i.asset
+    """
+)
+"""Per request (``n``, from 1): the token's live session's user (``identity.authenticate``),
+whether that user may send on the lane (verified: R-SEC-11; not an operator, not erased), the
+recipient named by id or email (not erased: an erased account is named by nothing), whether it
+may receive (not an operator), and both wallets in the asset. A request with no row is not
+plain: an unknown, revoked or expired token, no such recipient, or a wallet missing (the route
+refuses, or opens the recipient's wallet)."""
+
+
+def _plain(row: Sequence[Any]) -> bool:
+    """What ``payments.check_send`` refuses before it reads balances, and what the lane does
     not take at all (an operator's or an erased user's token): the route answers those."""
+    sender_ok, sender_region, recipient_ok, recipient_region = row[7], row[5], row[13], row[12]
     return (
-        verification.is_verified(sender)
-        and sender.operator_role is None
-        and sender.erased_at is None
-        and recipient.operator_role is None
-        and recipient.id != sender.id
-        and recipient.region == sender.region
-        and len(f"{sender.id}:{OPERATION}") <= SCOPE_MAX_CHARS
+        bool(sender_ok)
+        and bool(recipient_ok)
+        and row[8] != row[1]  # not oneself
+        and recipient_region == sender_region
+        and len(f"{row[1]}:{OPERATION}") <= SCOPE_MAX_CHARS
     )
 
 
 def _resolved(
     request: LaneRequest,
-    sender: User,
-    recipient: User,
+    sender: Party,
+    recipient: Party,
     source: int,
     target: int,
-    settings: Settings,
+    guard: limits_engine.LimitGuard,
 ) -> Resolved:
-    """The route's transfer (``payments.service.spec_for``) and receipts for a plain request;
-    its id is chosen now, so its key is stored with its outcome (``Batcher``)."""
+    """The route's transfer (``payments.service.spec_for``, with the limits guard: R-LIMIT-1
+    and the T+N locks are checked when it is applied) and receipts for a plain request; its id
+    is chosen now, so its key is stored with its outcome (``Batcher``)."""
     spec = TransferSpec(
         debit_account_id=source,
         credit_account_id=target,
@@ -128,7 +170,7 @@ def _resolved(
         amount_minor=request.amount.amount_minor,
         code="p2p",
         note=request.note,
-        guard=limits_engine.guard(user=sender, operation=Operation.P2P_SEND, settings=settings),
+        guard=guard,
         id=str(uuid.uuid4()),
     )
     claim = Claim(
@@ -142,58 +184,3 @@ def _resolved(
         note=request.note,
     )
     return Resolved(spec=spec, claim=claim, on_commit=on_commit)
-
-
-def _users_by_token(
-    session: Session, requests: Sequence[LaneRequest], now: datetime
-) -> dict[str, User]:
-    """``identity.authenticate`` for every request at once: live tokens only."""
-    hashes = sorted({request.token_hash for request in requests})
-    rows = session.execute(
-        select(AuthToken.token_hash, User)
-        .join(User, User.id == AuthToken.user_id)
-        .where(
-            AuthToken.token_hash.in_(hashes),
-            AuthToken.revoked_at.is_(None),
-            AuthToken.expires_at > now,
-        )
-    ).all()
-    return {token_hash: user for token_hash, user in rows}
-
-
-def _recipients(session: Session, requests: Sequence[LaneRequest]) -> list[User]:
-    """The users named by id or email (an erased one is named by nothing)."""
-    ids = sorted({r.recipient_id for r in requests if r.recipient_id is not None})
-    emails = sorted({r.recipient_email for r in requests if r.recipient_email is not None})
-    named: list[ColumnElement[bool]] = []
-    if ids:
-        named.append(User.id.in_(ids))
-    if emails:
-        named.append(User.email.in_(emails))
-    if not named:
-        return []
-    return list(session.scalars(select(User).where(or_(*named), User.erased_at.is_(None))))
-
-
-def _wallets(
-    session: Session,
-    requests: Sequence[LaneRequest],
-    users: dict[str, User],
-    recipients: list[User],
-) -> dict[tuple[str, str], int]:
-    """(owner id, asset) -> wallet id, for the senders and recipients in the batch."""
-    assets = {request.amount.asset.code for request in requests}
-    owners = {user.id for user in users.values()} | {user.id for user in recipients}
-    pairs = sorted((owner, asset) for owner in owners for asset in assets)
-    if not pairs:
-        return {}
-    rows = session.execute(
-        select(Account.owner_id, Account.asset, Account.id).where(
-            and_(
-                Account.owner_type == ledger.USER,
-                Account.kind == "wallet",
-                tuple_(Account.owner_id, Account.asset).in_(pairs),
-            )
-        )
-    ).all()
-    return {(owner_id, asset): int(account_id) for owner_id, asset, account_id in rows}
