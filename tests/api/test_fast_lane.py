@@ -21,11 +21,13 @@ from strongroom import db
 from strongroom.api.lane import LaneCounts
 from strongroom.app import create_app
 from strongroom.ledger import reports
+from strongroom.ledger import service as ledger
+from strongroom.ledger.domain import TransferSpec
 from strongroom.ledger.models import Transfer
 from strongroom.notify.models import OutboxEmail
 from strongroom.settings import LimitsSettings
 
-from .conftest import Caller, make_settings, signup
+from .conftest import Caller, make_settings, production_settings, signup
 
 
 def _settings(engine: Engine, *, lane: bool, limits: LimitsSettings | None = None) -> object:
@@ -254,3 +256,33 @@ def test_concurrent_senders_never_pass_the_day_limit(client: TestClient, pg_db: 
     assert refused == ["limit_exceeded"] * 4
     assert alice.balance()["total"] == "1001.00"
     assert _counts(client).answered >= 1
+
+
+def _fund(engine: Engine, user_id: str, amount_minor: int) -> None:
+    """HK$ credited from the bank omnibus (production has no sandbox channel)."""
+    with db.unit_of_work(db.make_session_factory(engine)) as session:
+        bank = ledger.operator_account(session=session, kind="bank_omnibus", asset="HKD").id
+        wallet = ledger.user_wallet_id(session=session, user_id=user_id, asset="HKD")
+        spec = TransferSpec(
+            debit_account_id=bank,
+            credit_account_id=wallet,
+            asset="HKD",
+            amount_minor=amount_minor,
+            code="deposit",
+        )
+        ledger.transfer(session=session, spec=spec)
+
+
+def test_in_production_the_lanes_answer_carries_the_security_headers(pg_db: Engine) -> None:
+    settings = production_settings(pg_db)
+    app = create_app(settings, pg_db)
+    with TestClient(app, base_url="https://testserver") as client:
+        alice = signup(client, "Alice", engine=pg_db)
+        bob = signup(client, "Bob", engine=pg_db)
+        _fund(pg_db, alice.user_id, 500)
+        _fund(pg_db, bob.user_id, 1)
+        sent = alice.post("/v1/transfers", {"to": bob.email, "asset": "HKD", "amount": "2.00"})
+        assert sent.status_code == 201, sent.text
+        assert _counts(client).answered == 1
+        assert sent.headers["strict-transport-security"] == f"max-age={settings.hsts_max_age_s}"
+        assert bob.balance()["total"] == "2.01"
