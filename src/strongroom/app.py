@@ -25,6 +25,7 @@ from strongroom.api.gifts import router as gifts_router
 from strongroom.api.identity import router as identity_router
 from strongroom.api.kyc import SUBMISSIONS_PATH as KYC_SUBMISSIONS_PATH
 from strongroom.api.kyc import router as kyc_router
+from strongroom.api.lane import FastLane, LaneCounts
 from strongroom.api.ledger import router as ledger_router
 from strongroom.api.limits import router as limits_router
 from strongroom.api.merchants import admin_router as merchants_admin_router
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.batcher = Batcher(factory, max_batch=settings.ledger.group_commit_max)
     app.state.assets = settings.asset_registry()
     app.state.rate_limiter = RateLimiter(factory, settings.rate_limits)
+    app.state.lane_counts = LaneCounts()
     uploads = settings.kyc.upload_request_max_bytes()
     app.add_middleware(
         BodyLimit,
@@ -135,6 +137,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             "/app/kyc/institutional": institutional.FILES_MAX * settings.kyc.document_max_bytes
             + settings.kyc.form_overhead_bytes,
         },
+    )
+    app.add_middleware(  # outside the body limit: it hands over any body it does not read
+        FastLane,
+        max_bytes=settings.request_body_max_bytes,
+        enabled=settings.ledger.fast_lane and engine.dialect.name == "postgresql",
     )
     app.add_middleware(SecurityHeaders, headers=transport_headers(settings))
     _install_error_handlers(app)

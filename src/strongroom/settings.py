@@ -40,6 +40,8 @@ class LedgerLimits(BaseModel):
     expire_batch_max: int = Field(default=1000, ge=1)
     export_rows_max: int = Field(default=100_000, ge=1)
     note_max_chars: int = Field(default=140, ge=0)
+    # issue #14: plain POST /v1/transfers requests skip FastAPI on PostgreSQL (api.lane)
+    fast_lane: bool = True
 
 
 class AuthSettings(BaseModel):

@@ -32,12 +32,13 @@ from typing import Any
 from sqlalchemy import Table, delete, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
-from strongroom.db import insert_for, unit_of_work
+from strongroom.db import insert_for, unit_of_work, utcnow
 from strongroom.errors import Conflict, DomainError, invariant, present
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferKind, TransferSpec
-from strongroom.movements import idempotency
+from strongroom.movements import idempotency, lane
 from strongroom.movements.idempotency import Claim, Outcome
+from strongroom.settings import Settings
 
 log = logging.getLogger("strongroom.batcher")
 
@@ -81,9 +82,14 @@ class Prepared:
     once: Once | None = None
 
 
+class HandedBack(Exception):
+    """A fast-lane request that moved nothing and is not the lane's to answer: not plain
+    (``lane.resolve``), refused, or its key already claimed. The lane passes it to the route."""
+
+
 @dataclass(slots=True)
 class Job:
-    spec: TransferSpec
+    spec: TransferSpec | None
     claim: Claim | None
     future: Future[Outcome] = field(default_factory=Future)
     attempts: int = 0
@@ -91,21 +97,26 @@ class Job:
     linked: tuple[TransferSpec, ...] = ()
     outcome: Outcome | None = None
     once: Once | None = None
+    lane: lane.LaneRequest | None = None
+    """A fast-lane request: ``spec``, ``claim`` and ``on_commit`` are made in the batch."""
+    settings: Settings | None = None
 
     def __post_init__(self) -> None:
-        if self.claim is not None and self.spec.id is None:  # its key is stored with its outcome
-            self.spec = replace(self.spec, id=str(uuid.uuid4()))
+        if self.claim is not None and self.spec is not None and self.spec.id is None:
+            self.spec = replace(self.spec, id=str(uuid.uuid4()))  # stored with its key
         invariant(
-            not self.linked or all(s.id is not None for s in (self.spec, *self.linked)),
+            not self.linked
+            or all(s is not None and s.id is not None for s in (self.spec, *self.linked)),
             "a linked group names its transfers",
         )
 
     @property
     def specs(self) -> list[TransferSpec]:
         """The job's transfers for ``ledger.create_transfers``: one group, linked in order."""
-        if not self.linked and not self.spec.linked:
-            return [self.spec]
-        group = (self.spec, *self.linked)
+        spec = present(self.spec, "a job has its transfer once resolved")
+        if not self.linked and not spec.linked:
+            return [spec]
+        group = (spec, *self.linked)
         last = len(group) - 1
         return [replace(s, linked=i < last) for i, s in enumerate(group)]
 
@@ -152,6 +163,17 @@ class Batcher:
             raise DomainError("the ledger is busy; retry shortly", code="busy") from error
         return job.future.result(timeout=self.result_timeout_s)
 
+    def submit_lane(self, request: lane.LaneRequest, settings: Settings) -> Future[Outcome]:
+        """Queue a fast-lane request without waiting (the caller is the event loop): its
+        future holds the committed outcome, or ``HandedBack`` or another error when it moved
+        nothing the lane may answer for. A full queue hands it back at once."""
+        job = Job(spec=None, claim=None, lane=request, settings=settings)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            job.future.set_exception(HandedBack())
+        return job.future
+
     @property
     def closed(self) -> bool:
         """Whether ``close`` ended the batching thread (a new ``Batcher`` is needed then)."""
@@ -191,7 +213,7 @@ class Batcher:
                 self._process([job])
             return
         for job, outcome in outcomes:
-            if isinstance(outcome, DomainError):
+            if isinstance(outcome, Exception):
                 job.future.set_exception(outcome)
             else:
                 job.future.set_result(outcome)
@@ -201,6 +223,9 @@ class Batcher:
     def _replay(self, job: Job) -> None:
         """A job whose key another request claimed: answer with what that one stored."""
         claim = present(job.claim, "only a job with a key can be a duplicate")
+        if job.lane is not None:  # the route answers a replay, or runs it anew
+            job.future.set_exception(HandedBack())
+            return
         try:
             with self.factory() as session:
                 found = idempotency.stored_outcome(session=session, claim=claim)
@@ -228,9 +253,10 @@ def status_of(spec: TransferSpec) -> str:
 
 def _apply(
     session: Session, jobs: list[Job]
-) -> tuple[list[tuple[Job, Outcome | DomainError]], list[Job]]:
+) -> tuple[list[tuple[Job, Outcome | Exception]], list[Job]]:
+    jobs, handed_back = _resolve_lane(session, jobs)
     owners, duplicates = _claim(session, jobs)
-    outcomes: list[tuple[Job, Outcome | DomainError]] = []
+    outcomes: list[tuple[Job, Outcome | Exception]] = [(job, HandedBack()) for job in handed_back]
     refused: list[Claim] = []
     owners, taken = _claim_once(session, owners)
     for job in taken:
@@ -245,13 +271,14 @@ def _apply(
         errors = [r.error for r in own if r.error is not None]
         if errors:
             first = [e for e in errors if e.code != "linked_transfer_failed"] or errors
-            outcomes.append((job, first[0]))
+            outcomes.append((job, first[0] if job.lane is None else HandedBack()))
             if job.claim is not None:
                 refused.append(job.claim)
             if job.once is not None:
                 given_back.append(job.once)
             continue
-        outcome = job.outcome or Outcome(id=own[0].id, status=status_of(job.spec))
+        spec = present(job.spec, "resolved")
+        outcome = job.outcome or Outcome(id=own[0].id, status=status_of(spec))
         if job.on_commit is not None:
             job.on_commit(session, own[0].id)
         if job.claim is not None:
@@ -301,11 +328,36 @@ def _give_back(session: Session, rows: list[Once]) -> None:
         session.execute(delete(once.table).where(tuple_(*keys) == once.key))
 
 
+def _resolve_lane(session: Session, jobs: list[Job]) -> tuple[list[Job], list[Job]]:
+    """Make the fast-lane jobs' transfers, keys and receipts in this transaction (every time
+    the job runs: a batch retried job by job reads anew); (the jobs to apply, those handed
+    back to the route)."""
+    waiting = [job for job in jobs if job.lane is not None]
+    if not waiting:
+        return jobs, []
+    settings = present(waiting[0].settings, "a lane job carries the app's settings")
+    made = lane.resolve(
+        session=session,
+        requests=[present(job.lane, "lane job") for job in waiting],
+        settings=settings,
+        now=utcnow(),
+    )
+    handed_back = []
+    for job, resolved in zip(waiting, made, strict=True):
+        if resolved is None:
+            handed_back.append(job)
+            continue
+        job.spec, job.claim, job.on_commit = resolved.spec, resolved.claim, resolved.on_commit
+    back = {id(job) for job in handed_back}
+    kept = [job for job in jobs if id(job) not in back]
+    return kept, handed_back
+
+
 def _outcome_of(job: Job) -> Outcome:
     """The outcome a job answers, chosen before it is applied (stored with its key)."""
     if job.outcome is not None:
         return job.outcome
-    spec = job.spec
+    spec = present(job.spec, "a job has its transfer once resolved")
     return Outcome(
         id=present(spec.id, "a job with a key has its transfer id"), status=status_of(spec)
     )

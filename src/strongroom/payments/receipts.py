@@ -27,9 +27,15 @@ RECEIVED = "payments.p2p_received"
 
 
 def receipts(
-    *, sender: User, recipient: User, to: str, amount: Money, note: str | None
+    *,
+    sender: outbox.Recipient,
+    recipient: outbox.Recipient,
+    to: str,
+    amount: Money,
+    note: str | None,
 ) -> OnCommit:
-    """The writer of both receipts once the transfer has its id."""
+    """The writer of both receipts once the transfer has its id (a ``User`` or what the
+    transfers' fast lane read of one, ``movements.lane.Party``)."""
     placeholder = "TRANSFERID" + secrets.token_hex(16)  # nobody can type it into a note
     shown = f"{amount.asset.code} {format_amount(amount.amount_minor, amount.asset.scale)}"
     common: dict[str, object] = {
