@@ -141,6 +141,7 @@ def test_every_console_route_answers_each_role_exactly_as_the_role_table_says(
         # lookup (403), one with it gets 404 (tests/web/test_kyc_web.py covers real ones)
         "submission_id": "999999",
         "document_id": "999999",
+        "merchant_id": "m_" + "0" * 16,  # no such merchant: as for the KYC ids above
     }
     routes = console_routes(app)
     assert {(m, p) for m, p, screen in routes if screen is None} == SIGN_IN_ROUTES

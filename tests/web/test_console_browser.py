@@ -110,11 +110,11 @@ def test_a_support_operator_does_not_see_the_audit_log(
     page = open_page("en")
     browser_sign_in(page, live_url, make_operator(pg_db, "support"))
     menu = page.locator("nav.side a")
-    expect(menu).to_have_text(["Dashboard", "Users", "Email outbox"])
+    expect(menu).to_have_text(["Dashboard", "Users", "Merchants", "Email outbox"])
     response = page.goto(f"{live_url}/console/audit")
     assert response is not None and response.status == 403
     expect(page.get_by_role("heading", level=1)).to_have_text("Not for your role")
-    expect(menu).to_have_text(["Dashboard", "Users", "Email outbox"])
+    expect(menu).to_have_text(["Dashboard", "Users", "Merchants", "Email outbox"])
     assert _unexpected(console) == []
 
 
