@@ -57,9 +57,9 @@ def downgrade() -> None:
         return
     too_long = []
     for table, column in COLUMNS:
+        longer = sa.func.length(sa.column(column)) > OLD_WIDTH
         count = bind.execute(
-            sa.text(f"SELECT COUNT(*) FROM {table} WHERE LENGTH({column}) > :width"),
-            {"width": OLD_WIDTH},
+            sa.select(sa.func.count()).select_from(sa.table(table)).where(longer)
         ).scalar_one()
         if count:
             too_long.append(f"{table}.{column}: {count} row(s)")
