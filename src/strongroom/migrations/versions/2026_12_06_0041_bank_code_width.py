@@ -36,13 +36,13 @@ COLUMNS = (("merchants", "settlement_bank_code"), ("merchant_payout_rows", "bank
 
 def _alter(width_from: int, width_to: int) -> None:
     for table, column in COLUMNS:
-        with op.batch_alter_table(table) as batch:  # PostgreSQL: a plain ALTER COLUMN
-            batch.alter_column(
-                column,
-                existing_type=sa.String(width_from),
-                type_=sa.String(width_to),
-                existing_nullable=False,
-            )
+        op.alter_column(  # PostgreSQL only (see above): ALTER COLUMN ... TYPE VARCHAR(n)
+            table,
+            column,
+            existing_type=sa.String(width_from),
+            type_=sa.String(width_to),
+            existing_nullable=False,
+        )
 
 
 def upgrade() -> None:
