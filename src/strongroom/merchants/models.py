@@ -28,7 +28,7 @@ class Merchant(Base):
     city: Mapped[str] = mapped_column(String(15))
     status: Mapped[str] = mapped_column(String(16), default="active")
     discount_rate_bps: Mapped[int] = mapped_column(Integer, default=80)
-    settlement_holder_name: Mapped[str] = mapped_column(String(140))
+    settlement_holder_name: Mapped[str] = mapped_column(String(200))
     settlement_bank_code: Mapped[str] = mapped_column(String(12))
     settlement_account_number: Mapped[str] = mapped_column(String(32))
     webhook_url: Mapped[str | None] = mapped_column(String(500), nullable=True)

@@ -3,7 +3,10 @@ were VARCHAR(8), but ``banking.check_details`` accepts bank codes of up to
 ``BankingSettings.bank_code_max_digits`` digits (at most 12: a mainland China CNAPS code), so on
 PostgreSQL onboarding such a merchant or paying such a CSV row failed with a database error.
 Both become VARCHAR(12), the width ``bank_accounts.bank_code`` already has (withdrawals and
-payouts store no bank code of their own: they point at a bank account or a payout row).
+payouts store no bank code of their own: they point at a bank account or a payout row). The same
+way ``merchants.settlement_holder_name`` was VARCHAR(140) while the onboarding API and
+``banking.check_details`` accept holder names of up to 200 characters (``bank_accounts`` holds
+200): it becomes VARCHAR(200).
 
 SQLite does not enforce VARCHAR lengths, so nothing failed there and this migration leaves
 SQLite alone (both directions): changing a declared type there means rebuilding the table,
@@ -11,8 +14,8 @@ and rebuilding ``merchants`` drops a table that other rows reference, which fail
 ``FOREIGN KEY constraint failed`` (foreign keys are on, and cannot be switched off inside the
 migration's transaction). The declared VARCHAR(8) left on SQLite stores 12 digits as they are.
 
-Downgrade (PostgreSQL) narrows back to VARCHAR(8) only when no stored code is longer;
-otherwise it refuses, naming the columns and how many rows, since narrowing would cut a code.
+Downgrade (PostgreSQL) narrows back only when no stored value is longer; otherwise it refuses,
+naming the columns and how many rows, since narrowing would cut a code or a name.
 
 Revision ID: 2026_12_06_0041
 Revises: 2026_12_06_0040
@@ -29,18 +32,20 @@ down_revision = "2026_12_06_0040"
 branch_labels = None
 depends_on = None
 
-OLD_WIDTH = 8
-NEW_WIDTH = 12
-COLUMNS = (("merchants", "settlement_bank_code"), ("merchant_payout_rows", "bank_code"))
+COLUMNS = (  # (table, column, width before, width after)
+    ("merchants", "settlement_bank_code", 8, 12),
+    ("merchant_payout_rows", "bank_code", 8, 12),
+    ("merchants", "settlement_holder_name", 140, 200),
+)
 
 
-def _alter(width_from: int, width_to: int) -> None:
-    for table, column in COLUMNS:
+def _alter(*, widen: bool) -> None:
+    for table, column, old, new in COLUMNS:
         op.alter_column(  # PostgreSQL only (see above): ALTER COLUMN ... TYPE VARCHAR(n)
             table,
             column,
-            existing_type=sa.String(width_from),
-            type_=sa.String(width_to),
+            existing_type=sa.String(old if widen else new),
+            type_=sa.String(new if widen else old),
             existing_nullable=False,
         )
 
@@ -48,7 +53,7 @@ def _alter(width_from: int, width_to: int) -> None:
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         return
-    _alter(OLD_WIDTH, NEW_WIDTH)
+    _alter(widen=True)
 
 
 def downgrade() -> None:
@@ -56,8 +61,8 @@ def downgrade() -> None:
     if bind.dialect.name == "sqlite":
         return
     too_long = []
-    for table, column in COLUMNS:
-        longer = sa.func.length(sa.column(column)) > OLD_WIDTH
+    for table, column, old, _new in COLUMNS:
+        longer = sa.func.length(sa.column(column)) > old
         count = bind.execute(
             sa.select(sa.func.count()).select_from(sa.table(table)).where(longer)
         ).scalar_one()
@@ -65,8 +70,8 @@ def downgrade() -> None:
             too_long.append(f"{table}.{column}: {count} row(s)")
     if too_long:
         raise RuntimeError(
-            f"cannot narrow bank codes back to {OLD_WIDTH} characters, longer codes are stored ("
+            "cannot narrow the columns back, longer values are stored ("
             + "; ".join(too_long)
             + "); change or remove those rows first"
         )
-    _alter(NEW_WIDTH, OLD_WIDTH)
+    _alter(widen=False)
