@@ -125,6 +125,15 @@ def test_link_list_and_remove(client, pg_db):
     assert link(alice, "0123456789").status_code == 201
 
 
+def test_a_12_digit_mainland_bank_code_is_linked_whole(client, pg_db):
+    """CNAPS codes (mainland China) have 12 digits, the most the rules accept."""
+    alice = verified(pg_db, signup(client, "Alice"))
+    created = link(alice, "6222021234567890", bank_code="1021 0009 9996")
+    assert created.status_code == 201, created.text
+    (item,) = alice.get("/v1/bank-accounts").json()["items"]
+    assert item["bank_code"] == "102100099996"
+
+
 @pytest.mark.parametrize(
     ("name", "status", "code"),
     [
@@ -163,6 +172,7 @@ def test_no_verified_name_is_kyc_required(client, pg_db):
         ("bank_code", "12", "invalid_bank_code"),
         ("bank_code", "0x4", "invalid_bank_code"),
         ("bank_code", "１２３", "invalid_bank_code"),  # full-width digits are not ASCII digits
+        ("bank_code", "1021000999961", "invalid_bank_code"),  # 13 digits: one past CNAPS
         ("account_number", "12345", "invalid_account_number"),
         ("account_number", "12345678901234567890", "invalid_account_number"),
         ("account_number", "12345abc9", "invalid_account_number"),

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
 from strongroom import db
@@ -499,3 +499,49 @@ def test_the_worked_example_on_sqlite(sqlite_db):
         assert fee_balance(sqlite_db) == 48
     with db.make_session_factory(sqlite_db)() as session:
         assert reports.check(session=session).ok
+
+
+def test_a_cn_merchant_with_a_12_digit_cnaps_bank_code_is_onboarded_whole(client, pg_db):
+    """Mainland bank codes (CNAPS) have 12 digits; the banking rules accept them, so onboarding
+    stores the code whole instead of failing in the database."""
+    admin = operator(client, pg_db)
+    bank = {
+        "holder_name": "Shenzhen Tea Co",
+        "bank_code": "1021-0009-9996",
+        "account_number": "6222021234567890",
+    }
+    merchant_id = onboard(admin, region="CN", name="Shenzhen Tea", settlement_bank_account=bank)
+    read = admin.get(f"/v1/admin/merchants/{merchant_id}")
+    assert read.status_code == 200, read.text
+    assert (read.json()["currency"], read.json()["settlement_bank_code"]) == ("CNY", "102100099996")
+    too_long = {**bank, "bank_code": "1021000999961"}
+    _error(
+        admin.post(
+            "/v1/admin/merchants",
+            {"name": "X", "mcc": "5812", "region": "CN", "settlement_bank_account": too_long},
+            key=None,
+        ),
+        422,
+        "invalid_bank_code",
+    )
+
+
+def test_a_settlement_holder_name_of_200_characters_is_onboarded_whole(client, pg_db):
+    """The onboarding API and the banking rules take holder names of up to 200 characters;
+    the merchant's column holds them (it held 140: a database error on PostgreSQL)."""
+    admin = operator(client, pg_db)
+    name = ("Lucky Tea House Trading Company Limited " * 6)[:200]
+    bank = {"holder_name": name, "bank_code": "024", "account_number": "123456789012"}
+    merchant_id = onboard(admin, name="Long Name Tea", settlement_bank_account=bank)
+    with pg_db.connect() as conn:
+        stored = conn.execute(
+            text("SELECT settlement_holder_name FROM merchants WHERE id = :id"), {"id": merchant_id}
+        ).scalar_one()
+    assert stored == name.strip()
+    too_long = {**bank, "holder_name": name + "x"}
+    response = admin.post(
+        "/v1/admin/merchants",
+        {"name": "X", "mcc": "5812", "region": "HK", "settlement_bank_account": too_long},
+        key=None,
+    )
+    assert response.status_code == 422, response.text

@@ -20,6 +20,7 @@ from strongroom import db, worker
 from strongroom.ledger import reports
 from strongroom.ledger.models import Transfer
 from strongroom.settlement import batch_payouts
+from strongroom.settlement.models import PayoutRow
 from tests.api.conftest import make_settings, operator, signup
 from tests.api.merchant_support import (
     Terminal,
@@ -120,6 +121,26 @@ def test_a_good_file_is_paid_row_by_row_once(client, pg_db):
     assert rows[0]["payout_id"] == f"payout.{batch_id}.SUP-001"
     done = finance.get(f"/v1/merchant/payout-batches/{batch_id}").json()
     assert (done["status"], done["paid"], done["failed"]) == ("completed", 3, 1)
+
+
+def test_a_row_with_a_12_digit_cnaps_bank_code_is_accepted_and_paid(client, pg_db):
+    """A 12-digit mainland bank code passes the banking rules, so its row is stored whole
+    and paid (it used to fail in the database)."""
+    finance, merchant_id = _shop(client, pg_db)
+    text = HEADER + "CN-001,Shenzhen Tea Co,1021 0009 9996,6222021234567890,HKD,10.00\r\n"
+    uploaded = _upload(finance, text)
+    assert uploaded.status_code == 201, uploaded.text
+    batch_id = uploaded.json()["id"]
+
+    ran = _run(pg_db, batch_id)
+
+    assert (ran.status, ran.paid, ran.failed) == ("completed", 1, 0)
+    assert merchant_balance(pg_db, merchant_id) == 9920 - 1000
+    with pg_db.connect() as connection:
+        stored = connection.execute(
+            select(PayoutRow.bank_code).where(PayoutRow.batch_id == batch_id)
+        ).scalar_one()
+    assert stored == "102100099996"
 
 
 def test_one_bad_row_refuses_the_whole_file_and_nothing_moves(client, pg_db):

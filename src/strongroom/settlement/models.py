@@ -85,7 +85,7 @@ class PayoutRow(Base):
     reference: Mapped[str] = mapped_column(String(35), primary_key=True)
     line: Mapped[int] = mapped_column(Integer)
     holder_name: Mapped[str] = mapped_column(String(140))
-    bank_code: Mapped[str] = mapped_column(String(8))
+    bank_code: Mapped[str] = mapped_column(String(12))
     account_number: Mapped[str] = mapped_column(String(32))
     asset: Mapped[str] = mapped_column(String(10))
     amount_minor: Mapped[int] = mapped_column(Amount)
