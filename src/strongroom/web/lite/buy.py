@@ -19,22 +19,19 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
 from strongroom import db
-from strongroom.api import AssetsDep, SessionDep, SettingsDep, throttle
+from strongroom.api import AssetsDep, SessionDep, SettingsDep
 from strongroom.api import purchases as purchases_api
 from strongroom.errors import DomainError, InvalidAmount
 from strongroom.funding import purchases
 from strongroom.funding.models import Purchase, Topup
-from strongroom.fx import service as fx
-from strongroom.fx.models import FxQuote
 from strongroom.limits import service as limits
 from strongroom.money import AssetRegistry
 from strongroom.settings import Settings
 from strongroom.web import core
 from strongroom.web.i18n import N_, lang_of
-from strongroom.web.lite import forms
+from strongroom.web.lite import convert, forms
 from strongroom.web.lite.convert import REFUSALS as QUOTE_REFUSALS
 from strongroom.web.lite.layout import PREFIX, page
 from strongroom.web.lite.topup import CHANNEL_LABELS
@@ -127,42 +124,6 @@ def _form(
     )
 
 
-def _quote_context(
-    request: Request, quote: FxQuote, registry: AssetRegistry, values: BuyForm
-) -> dict[str, object]:
-    lang = lang_of(request)
-    seconds = max(0, int((quote.expires_at - db.utcnow()).total_seconds()))
-    return {
-        "form": values,
-        "quote": quote,
-        "from_amount": lang.amount(quote.from_minor, registry.get(quote.from_asset).scale),
-        "to_amount": lang.amount(quote.to_minor, registry.get(quote.to_asset).scale),
-        "seconds": seconds,
-        "key": forms.new_key(),
-        "notice": None,
-        "error": None,
-    }
-
-
-def _new_quote(
-    request: Request,
-    session: Session,
-    user: SignedIn,
-    registry: AssetRegistry,
-    settings: Settings,
-    values: BuyForm,
-) -> FxQuote:
-    throttle.fx_quote(request, session, user.user.id)  # as POST /v1/fx/quotes counts them
-    money = forms.read_money(registry, values.amount, values.pay_asset)
-    return fx.quote(
-        session=session,
-        user=user.user,
-        amount=money,
-        to_asset=registry.get(values.asset),
-        settings=settings.fx,
-    )
-
-
 @router.get("/buy", response_class=HTMLResponse)
 def buy_page(
     user: SignedInDep, request: Request, settings: SettingsDep, registry: AssetsDep
@@ -184,14 +145,23 @@ def ask_quote(
     """Step 1 → 2: a quote for the typed values, shown with its countdown."""
     values = body.model_copy(update={"amount": body.amount.strip()})
     try:
-        quote = _new_quote(request, session, user, registry, settings, values)
+        quote = convert.new_quote(
+            request,
+            session,
+            user,
+            registry,
+            settings,
+            amount=values.amount,
+            from_asset=values.pay_asset,
+            to_asset=values.asset,
+        )
     except DomainError as error:
         error = db.settle_refusal(session, error)
         message = _refusal(request, error, registry, settings, values)
         return _form(
             request, user, registry, settings, values, error=message, status_code=error.status
         )
-    context = _quote_context(request, quote, registry, values)
+    context = convert.quote_context(request, quote, registry, values)
     return page(request, "lite/buy_quote.html", context, user=user, current="/app/topup")
 
 
@@ -206,7 +176,16 @@ def requote(
 ) -> HTMLResponse:
     """A new quote card for the same values (htmx, when the countdown ends)."""
     try:
-        quote = _new_quote(request, session, user, registry, settings, body)
+        quote = convert.new_quote(
+            request,
+            session,
+            user,
+            registry,
+            settings,
+            amount=body.amount,
+            from_asset=body.pay_asset,
+            to_asset=body.asset,
+        )
     except DomainError as error:
         error = db.settle_refusal(session, error)
         message = _refusal(request, error, registry, settings, body)
@@ -214,7 +193,7 @@ def requote(
             request, "lite/_buy_quote.html", {"error": message}, status_code=error.status
         )
     return core.render(
-        request, "lite/_buy_quote.html", _quote_context(request, quote, registry, body)
+        request, "lite/_buy_quote.html", convert.quote_context(request, quote, registry, body)
     )
 
 
@@ -246,10 +225,19 @@ def confirm(
         values = BuyForm.model_validate(body.model_dump(include=set(BuyForm.model_fields)))
         if error.code == "quote_expired":
             try:
-                quote = _new_quote(request, session, user, registry, settings, values)
+                quote = convert.new_quote(
+                    request,
+                    session,
+                    user,
+                    registry,
+                    settings,
+                    amount=values.amount,
+                    from_asset=values.pay_asset,
+                    to_asset=values.asset,
+                )
             except DomainError:
                 return _form(request, user, registry, settings, values, error=message)
-            context = _quote_context(request, quote, registry, values) | {"notice": message}
+            context = convert.quote_context(request, quote, registry, values) | {"notice": message}
             return page(
                 request,
                 "lite/buy_quote.html",

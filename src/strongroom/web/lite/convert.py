@@ -112,9 +112,11 @@ def _form(
     )
 
 
-def _quote_context(
-    request: Request, quote: FxQuote, registry: AssetRegistry, values: ConvertForm
+def quote_context(
+    request: Request, quote: FxQuote, registry: AssetRegistry, values: BaseModel
 ) -> dict[str, object]:
+    """The quote's part of a page (this screen's and the buy screen's): its amounts in the
+    user's language, the seconds it has left, a fresh idempotency key for the form."""
     lang = lang_of(request)
     seconds = max(0, int((quote.expires_at - db.utcnow()).total_seconds()))
     return {
@@ -129,21 +131,26 @@ def _quote_context(
     }
 
 
-def _new_quote(
+def new_quote(
     request: Request,
     session: Session,
     user: SignedIn,
     registry: AssetRegistry,
     settings: Settings,
-    values: ConvertForm,
+    *,
+    amount: str,
+    from_asset: str,
+    to_asset: str,
 ) -> FxQuote:
+    """A quote for ``amount`` of ``from_asset`` in ``to_asset``, counted by the same throttle as
+    ``POST /v1/fx/quotes`` (this screen's and the buy screen's)."""
     throttle.fx_quote(request, session, user.user.id)  # as POST /v1/fx/quotes counts them
-    money = forms.read_money(registry, values.amount, values.from_asset)
+    money = forms.read_money(registry, amount, from_asset)
     return fx.quote(
         session=session,
         user=user.user,
         amount=money,
-        to_asset=registry.get(values.to_asset),
+        to_asset=registry.get(to_asset),
         settings=settings.fx,
     )
 
@@ -169,14 +176,23 @@ def ask_quote(
     """Step 1 → 2: a quote for the typed values, shown with its countdown."""
     values = body.model_copy(update={"amount": body.amount.strip()})
     try:
-        quote = _new_quote(request, session, user, registry, settings, values)
+        quote = new_quote(
+            request,
+            session,
+            user,
+            registry,
+            settings,
+            amount=values.amount,
+            from_asset=values.from_asset,
+            to_asset=values.to_asset,
+        )
     except DomainError as error:
         error = db.settle_refusal(session, error)
         message = _refusal(request, error, registry, settings, values)
         return _form(
             request, user, session, registry, values, error=message, status_code=error.status
         )
-    context = _quote_context(request, quote, registry, values)
+    context = quote_context(request, quote, registry, values)
     return page(request, "lite/convert_quote.html", context, user=user, current=PATH)
 
 
@@ -191,14 +207,23 @@ def requote(
 ) -> HTMLResponse:
     """A new quote card for the same values (htmx, when the countdown ends)."""
     try:
-        quote = _new_quote(request, session, user, registry, settings, body)
+        quote = new_quote(
+            request,
+            session,
+            user,
+            registry,
+            settings,
+            amount=body.amount,
+            from_asset=body.from_asset,
+            to_asset=body.to_asset,
+        )
     except DomainError as error:
         error = db.settle_refusal(session, error)
         message = _refusal(request, error, registry, settings, body)
         return core.render(
             request, "lite/_convert_quote.html", {"error": message}, status_code=error.status
         )
-    context = _quote_context(request, quote, registry, body)
+    context = quote_context(request, quote, registry, body)
     return core.render(request, "lite/_convert_quote.html", context)
 
 
@@ -229,11 +254,20 @@ def confirm(
         values = ConvertForm(from_asset=body.from_asset, to_asset=body.to_asset, amount=body.amount)
         if error.code == "quote_expired":
             try:
-                quote = _new_quote(request, session, user, registry, settings, values)
+                quote = new_quote(
+                    request,
+                    session,
+                    user,
+                    registry,
+                    settings,
+                    amount=values.amount,
+                    from_asset=values.from_asset,
+                    to_asset=values.to_asset,
+                )
             except DomainError:
                 quote = None
             if quote is not None:
-                context = _quote_context(request, quote, registry, values) | {"notice": message}
+                context = quote_context(request, quote, registry, values) | {"notice": message}
                 return page(
                     request,
                     "lite/convert_quote.html",
