@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from strongroom import db
 from strongroom.api import AssetsDep, SessionDep, SettingsDep
 from strongroom.api import purchases as purchases_api
-from strongroom.errors import DomainError, InvalidAmount
+from strongroom.errors import DomainError
 from strongroom.funding import purchases
 from strongroom.funding.models import Purchase, Topup
 from strongroom.limits import service as limits
@@ -84,16 +84,15 @@ def _refusal(
     settings: Settings,
     values: BuyForm,
 ) -> str:
-    lang = lang_of(request)
-    if isinstance(error, InvalidAmount) and error.code == "invalid_amount":
-        try:
-            asset = registry.get(values.pay_asset)
-        except DomainError:
-            return lang.gettext(forms.REFUSALS["unknown_asset"])
-        return forms.amount_refusal(lang, error, values.amount, asset)
-    if error.code in REFUSALS:
-        return lang.gettext(REFUSALS[error.code])
-    return forms.refusal(lang, error, registry, settings)
+    return convert.quote_refusal(
+        request,
+        error,
+        registry,
+        settings,
+        amount=values.amount,
+        asset_code=values.pay_asset,
+        refusals=REFUSALS,
+    )
 
 
 def _form(

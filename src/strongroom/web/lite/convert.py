@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Form, Path, Request
@@ -69,15 +70,32 @@ def _refusal(
     settings: Settings,
     values: ConvertForm,
 ) -> str:
+    return quote_refusal(
+        request, error, registry, settings, amount=values.amount, asset_code=values.from_asset
+    )
+
+
+def quote_refusal(
+    request: Request,
+    error: DomainError,
+    registry: AssetRegistry,
+    settings: Settings,
+    *,
+    amount: str,
+    asset_code: str,
+    refusals: Mapping[str, str] = REFUSALS,
+) -> str:
+    """A refusal of a quote's form in the user's language (this screen's and the buy screen's,
+    which passes its own ``refusals``): a bad amount says what was typed in ``asset_code``."""
     lang = lang_of(request)
     if isinstance(error, InvalidAmount) and error.code == "invalid_amount":
         try:
-            asset = registry.get(values.from_asset)
+            asset = registry.get(asset_code)
         except DomainError:
             return lang.gettext(forms.REFUSALS["unknown_asset"])
-        return forms.amount_refusal(lang, error, values.amount, asset)
-    if error.code in REFUSALS:
-        return lang.gettext(REFUSALS[error.code])
+        return forms.amount_refusal(lang, error, amount, asset)
+    if error.code in refusals:
+        return lang.gettext(refusals[error.code])
     return forms.refusal(lang, error, registry, settings)
 
 
