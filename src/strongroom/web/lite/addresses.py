@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Form, Path, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,7 @@ from strongroom.identity import service as identity
 from strongroom.identity import two_factor
 from strongroom.limits import service as limits
 from strongroom.settings import Settings
-from strongroom.web import cookies, core
+from strongroom.web import cookies
 from strongroom.web.i18n import N_, Lang, lang_of
 from strongroom.web.lite import forms
 from strongroom.web.lite.layout import PREFIX, page
@@ -139,9 +139,7 @@ def _page(
 
 
 def _done(request: Request, done: str) -> Response:
-    response = core.secure_headers(RedirectResponse(PATH, status_code=303))
-    cookies.put(response, request, DONE_COOKIE, done, max_age_s=60, path=PATH)
-    return response
+    return forms.done_redirect(request, PATH, DONE_COOKIE, done)
 
 
 @router.get("/addresses", response_class=HTMLResponse)

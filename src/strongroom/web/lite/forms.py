@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from strongroom.api import origin_of
@@ -36,6 +37,7 @@ from strongroom.money import Asset, AssetRegistry, Money, parse_amount
 from strongroom.movements import service as movements
 from strongroom.movements.batcher import Prepared
 from strongroom.settings import Settings
+from strongroom.web import cookies, core
 from strongroom.web.i18n import N_, Lang
 
 KEY_FIELD: Final = "idempotency_key"
@@ -228,3 +230,11 @@ def wallet_user(user: User) -> User:
     if user.operator_role is not None:
         raise Forbidden("operator accounts hold no wallet", code="wallet_users_only")
     return user
+
+
+def done_redirect(request: Request, path: str, cookie: str, done: str) -> Response:
+    """Back to ``path`` (303) with what was done in a one-minute cookie the page reads once
+    (the address book, bank accounts, the phone number)."""
+    response = core.secure_headers(RedirectResponse(path, status_code=303))
+    cookies.put(response, request, cookie, done, max_age_s=60, path=path)
+    return response

@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from strongroom import db
 from strongroom.api import SessionDep
 from strongroom.errors import DomainError
 from strongroom.identity import service as identity
-from strongroom.web import cookies, core
+from strongroom.web import cookies
 from strongroom.web.i18n import N_, lang_of
 from strongroom.web.lite import forms
 from strongroom.web.lite.layout import PREFIX, page
@@ -65,9 +65,7 @@ def _page(
 
 
 def _done(request: Request, done: str) -> Response:
-    response = core.secure_headers(RedirectResponse(PATH, status_code=303))
-    cookies.put(response, request, DONE_COOKIE, done, max_age_s=60, path=PATH)
-    return response
+    return forms.done_redirect(request, PATH, DONE_COOKIE, done)
 
 
 @router.get("/phone", response_class=HTMLResponse)
