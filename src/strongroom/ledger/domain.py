@@ -7,7 +7,7 @@ No database here. The service loads and locks the accounts, hands their balances
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -43,7 +43,10 @@ class TransferSpec:
 
     ``guard``: a rule checked in the applying transaction (see "guards" below; the limits).
     ``lock_s``: the credited amount is locked for that many seconds from the transfer (a T+N
-    lot in ``ledger_locks``, R-TN-1), written in the same transaction as the credit."""
+    lot in ``ledger_locks``, R-TN-1), written in the same transaction as the credit.
+    ``new_id``: ``id`` is a fresh UUID this server chose for a new transfer (the group commit's),
+    so no transfer can already have it: the batch does not look it up (a client's id is looked
+    up, and a replay answers ``exists``)."""
 
     kind: TransferKind = TransferKind.POSTED
     debit_account_id: int | None = None
@@ -58,6 +61,7 @@ class TransferSpec:
     linked: bool = False
     guard: TransferGuard | None = field(default=None, compare=False, repr=False)
     lock_s: int | None = None
+    new_id: bool = False
 
 
 @dataclass(slots=True)
@@ -342,8 +346,16 @@ class TransferGuard(Protocol):
 
 class GuardChecker(Protocol):
     def begin(
-        self, session: Session, guarded: Sequence[TransferSpec], now: datetime
-    ) -> GuardRun: ...
+        self,
+        session: Session,
+        guarded: Sequence[TransferSpec],
+        now: datetime,
+        locks_until: Mapping[int, datetime],
+    ) -> GuardRun:
+        """Start checking one batch; ``locks_until``: the latest unlock time of each locked
+        account that has ever had a T+N lot (read with the account lock); an account not in
+        it, or whose time has passed, has no live lot to read."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

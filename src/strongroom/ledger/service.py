@@ -445,7 +445,11 @@ class _Batch:
             seen.add(self.ids[index])
 
     def _load_existing(self) -> None:
-        client_ids = {self.ids[i]: i for i, spec in enumerate(self.specs) if spec.id is not None}
+        client_ids = {
+            self.ids[i]: i
+            for i, spec in enumerate(self.specs)
+            if spec.id is not None and not spec.new_id
+        }
         if not client_ids:
             return
         rows = self.session.execute(
@@ -565,7 +569,8 @@ class _Batch:
             checker = spec.guard.checker
             by_checker.setdefault(id(checker), (checker, []))[1].append(spec)
         for checker, specs in by_checker.values():
-            self.guards.append((checker, checker.begin(self.session, specs, self.now)))
+            run = checker.begin(self.session, specs, self.now, self.locks_until)
+            self.guards.append((checker, run))
 
     def _admit(self, group: list[int], staged: dict[int, AccountState]) -> int | None:
         """Ask the guards about a group the ledger accepted; the index of a refused one."""

@@ -207,8 +207,14 @@ def guard(*, user: User, operation: Operation, settings: Settings) -> LimitGuard
 
 
 class _Checker:
-    def begin(self, session: Session, guarded: Sequence[TransferSpec], now: datetime) -> GuardRun:
-        return _Run(session, guarded, now)
+    def begin(
+        self,
+        session: Session,
+        guarded: Sequence[TransferSpec],
+        now: datetime,
+        locks_until: Mapping[int, datetime],
+    ) -> GuardRun:
+        return _Run(session, guarded, now, locks_until)
 
 
 CHECKER: GuardChecker = _Checker()
@@ -218,7 +224,13 @@ class _Run:
     """One batch's limits: locks, windows, locked lots and fiat balances read once, then the
     batch's accepted transfers counted in memory."""
 
-    def __init__(self, session: Session, specs: Sequence[TransferSpec], now: datetime) -> None:
+    def __init__(
+        self,
+        session: Session,
+        specs: Sequence[TransferSpec],
+        now: datetime,
+        locks_until: Mapping[int, datetime],
+    ) -> None:
         guards = [_limit_guard(spec) for spec in specs]
         self.session = session
         self.now = now
@@ -236,7 +248,10 @@ class _Run:
         debited = {
             spec.debit_account_id
             for spec, g in zip(specs, guards, strict=True)
-            if g.operation in RESTRICTED and spec.debit_account_id is not None
+            if g.operation in RESTRICTED
+            and spec.debit_account_id is not None
+            and (until := locks_until.get(spec.debit_account_id)) is not None
+            and until > now  # an account whose last lot unlocked has none live: no read
         }
         self.lots = live_lots(session=session, account_ids=debited, now=now)
 

@@ -38,6 +38,8 @@ from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferKind, TransferSpec
 from strongroom.movements import idempotency, lane
 from strongroom.movements.idempotency import Claim, Outcome
+from strongroom.notify import outbox
+from strongroom.payments import receipts
 from strongroom.settings import Settings
 
 log = logging.getLogger("strongroom.batcher")
@@ -103,7 +105,8 @@ class Job:
 
     def __post_init__(self) -> None:
         if self.claim is not None and self.spec is not None and self.spec.id is None:
-            self.spec = replace(self.spec, id=str(uuid.uuid4()))  # stored with its key
+            # stored with its key; a fresh UUID, so the ledger does not look it up
+            self.spec = replace(self.spec, id=str(uuid.uuid4()), new_id=True)
         invariant(
             not self.linked
             or all(s is not None and s.id is not None for s in (self.spec, *self.linked)),
@@ -264,8 +267,10 @@ def _apply(
         if job.claim is not None:
             refused.append(job.claim)
     specs = [spec for job in owners for spec in job.specs]
-    results = iter(ledger.create_transfers(session=session, specs=specs))
+    now = utcnow()
+    results = iter(ledger.create_transfers(session=session, specs=specs, now=now))
     given_back: list[Once] = []
+    emails: list[dict[str, object]] = []
     for job in owners:
         own = [next(results) for _ in range(len(job.linked) + 1)]
         errors = [r.error for r in own if r.error is not None]
@@ -279,12 +284,15 @@ def _apply(
             continue
         spec = present(job.spec, "resolved")
         outcome = job.outcome or Outcome(id=own[0].id, status=status_of(spec))
-        if job.on_commit is not None:
+        if isinstance(job.on_commit, receipts.Receipts):
+            emails.extend(job.on_commit.rows(own[0].id, now))
+        elif job.on_commit is not None:
             job.on_commit(session, own[0].id)
         if job.claim is not None:
             invariant(outcome == _outcome_of(job), "the stored outcome is the one made")
         outcomes.append((job, outcome))
     invariant(next(results, None) is None, "one result per transfer")
+    outbox.insert_rows(session, emails)  # every receipt of the batch in one statement
     _give_back(session, given_back)
     idempotency.settle(session=session, done=[], refused=refused)
     return outcomes, duplicates

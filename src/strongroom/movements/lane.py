@@ -172,6 +172,7 @@ def _resolved(
         note=request.note,
         guard=guard,
         id=str(uuid.uuid4()),
+        new_id=True,
     )
     claim = Claim(
         scope=f"{sender.id}:{OPERATION}", key=request.key, fingerprint=request.fingerprint

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -33,7 +35,7 @@ def receipts(
     to: str,
     amount: Money,
     note: str | None,
-) -> OnCommit:
+) -> Receipts:
     """The writer of both receipts once the transfer has its id (a ``User`` or what the
     transfers' fast lane read of one, ``movements.lane.Party``)."""
     placeholder = "TRANSFERID" + secrets.token_hex(16)  # nobody can type it into a note
@@ -44,24 +46,40 @@ def receipts(
         "note": note,
         "at": utcnow(),
     }
-    emails = [
-        outbox.prepare_to_user(
-            user=sender,
-            template_id=SENT,
-            context={**common, "counterparty": names.masked(recipient.name), "reference": to},
+    return Receipts(
+        placeholder=placeholder,
+        emails=(
+            outbox.prepare_to_user(
+                user=sender,
+                template_id=SENT,
+                context={**common, "counterparty": names.masked(recipient.name), "reference": to},
+            ),
+            outbox.prepare_to_user(
+                user=recipient,
+                template_id=RECEIVED,
+                context={**common, "counterparty": names.masked(sender.name)},
+            ),
         ),
-        outbox.prepare_to_user(
-            user=recipient,
-            template_id=RECEIVED,
-            context={**common, "counterparty": names.masked(sender.name)},
-        ),
-    ]
+    )
 
-    def write(session: Session, transfer_id: str) -> None:
-        for email in emails:
-            outbox.add_prepared(session=session, email=email, replace={placeholder: transfer_id})
 
-    return write
+@dataclass(frozen=True, slots=True)
+class Receipts:
+    """Both receipts of one transfer, rendered, waiting for its id: an ``OnCommit`` (writes
+    them in the session's transaction), and ``rows`` for a writer that gathers the receipts of
+    many transfers into one statement (the group commit: ``outbox.insert_rows``)."""
+
+    placeholder: str
+    emails: tuple[outbox.PreparedEmail, ...]
+
+    def rows(self, transfer_id: str, now: datetime) -> list[dict[str, object]]:
+        return [
+            outbox.prepared_row(email, replace={self.placeholder: transfer_id}, now=now)
+            for email in self.emails
+        ]
+
+    def __call__(self, session: Session, transfer_id: str) -> None:
+        outbox.insert_rows(session, self.rows(transfer_id, utcnow()))
 
 
 def prepare_send(
