@@ -96,6 +96,11 @@ class MailSettings(BaseModel):
     backoff_max_s: float = Field(default=3600.0, gt=0)
     lease_s: int = Field(default=300, ge=10)
     poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    sent_commit_max: int = Field(default=50, ge=1, le=1000)
+    """Results written back in one transaction once this many wait: also how many accepted
+    emails a crash before the write-back can repeat (each with its fixed Message-ID)."""
+    sent_commit_ms: int = Field(default=500, ge=0, le=10_000)
+    """...or once the oldest waiting result is this old (0: after every email)."""
     page_size_default: int = Field(default=50, ge=1)
     page_size_max: int = Field(default=200, ge=1, le=1000)
 

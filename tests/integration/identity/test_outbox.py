@@ -5,13 +5,17 @@ backs off, gives up after its bound, and never sends one row twice with two work
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import ssl
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -20,7 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import strongroom.app  # noqa: F401  (every domain registers its templates on import)
@@ -359,3 +364,169 @@ def test_settings_refuse_a_lease_shorter_than_three_timeouts():
     with pytest.raises(ValidationError):
         MailSettings(smtp_timeout_s=20, lease_s=30)
     assert Settings(mail=MailSettings(smtp_timeout_s=10, lease_s=30)).mail.lease_s == 30
+
+
+# --------------------------------------------------------------------------- write-back in groups
+
+
+@dataclass
+class Statements:
+    """What one engine ran: its COMMITs and its UPDATE statements that settle outbox rows."""
+
+    commits: int = 0
+    settled_failed: int = 0
+    settled_sent: int = 0
+
+    def reset(self) -> None:
+        self.commits = self.settled_failed = self.settled_sent = 0
+
+
+@pytest.fixture
+def statements(any_db: Engine) -> Iterator[Statements]:
+    seen = Statements()
+
+    def on_commit(connection: Any) -> None:
+        seen.commits += 1
+
+    def on_execute(
+        connection: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        if statement.startswith("UPDATE mail_outbox"):
+            calls = len(parameters) if many else 1
+            if "last_error=" in statement.replace(" ", "") and "sent_at" not in statement:
+                seen.settled_failed += calls
+            if "sent_at" in statement:
+                seen.settled_sent += calls
+
+    event.listen(any_db, "commit", on_commit)
+    event.listen(any_db, "before_cursor_execute", on_execute)
+    yield seen
+    event.remove(any_db, "before_cursor_execute", on_execute)
+    event.remove(any_db, "commit", on_commit)
+
+
+def _send_many(factory: sessionmaker[Session], user_id: str, count: int) -> list[int]:
+    return [send(factory, user_id, "account.welcome") for _ in range(count)]
+
+
+def test_an_outage_settles_the_whole_sweep_in_one_statement_and_one_commit(
+    factory, any_db, statements, caplog
+):
+    server = SmtpServer(free_port())  # not started: connections are refused
+    settings = make_settings(any_db, server.port, max_attempts=3, backoff_base_s=10)
+    user = make_user(factory, settings)
+    older = _send_many(factory, user.id, 3)
+    t = utcnow()
+    delivery.deliver_once(factory, settings, now=t)
+    newer = _send_many(factory, user.id, 2)
+
+    statements.reset()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="strongroom.mail"):
+        report = delivery.deliver_once(factory, settings, now=t + timedelta(seconds=10))
+    assert (report.claimed, report.retrying, report.failed) == (5, 5, 0)
+    assert statements.commits == 2, "one to claim, one to settle all five"
+    assert statements.settled_failed == 1, "one set-based UPDATE"
+    assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
+    rows = {row.id: row for row in _rows(factory)}
+    for email_id in older:  # second attempt: 20 s
+        row = rows[email_id]
+        assert (row.status, row.attempts, row.claim_token) == ("pending", 2, None)
+        assert row.available_at == t + timedelta(seconds=30)
+        assert row.last_error and row.last_error.startswith("ConnectionRefusedError")
+    for email_id in newer:  # first attempt: 10 s
+        assert (rows[email_id].status, rows[email_id].attempts) == ("pending", 1)
+        assert rows[email_id].available_at == t + timedelta(seconds=20)
+
+    statements.reset()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="strongroom.mail"):
+        report = delivery.deliver_once(factory, settings, now=t + timedelta(seconds=30))
+    assert (report.claimed, report.retrying, report.failed) == (5, 2, 3)
+    assert (statements.commits, statements.settled_failed) == (2, 1)
+    rows = {row.id: row for row in _rows(factory)}
+    assert {rows[i].status for i in older} == {"failed"}  # the third of three attempts
+    assert all(rows[i].attempts == 3 for i in older)
+    for email_id in newer:
+        assert (rows[email_id].status, rows[email_id].attempts) == ("pending", 2)
+        assert rows[email_id].available_at == t + timedelta(seconds=50)
+    given_up = [r.getMessage() for r in caplog.records if "failed for good" in r.getMessage()]
+    assert len(given_up) == 1 and all(str(i) in given_up[0] for i in older)
+
+
+@pytest.mark.parametrize(
+    ("commit_max", "commit_ms", "write_backs"),
+    [(3, 10_000, 3), (50, 10_000, 1), (50, 0, 7)],
+    ids=["by-count", "one-group", "by-time"],
+)
+def test_sent_emails_are_recorded_in_groups(
+    factory, any_db, smtp, statements, commit_max, commit_ms, write_backs
+):
+    settings = make_settings(
+        any_db, smtp.port, sent_commit_max=commit_max, sent_commit_ms=commit_ms
+    )
+    user = make_user(factory, settings)
+    plain = _send_many(factory, user.id, 5)
+    secret = [send(factory, user.id, "security.password_reset") for _ in range(2)]
+    statements.reset()
+    report = delivery.deliver_once(factory, settings)
+    assert (report.claimed, report.sent) == (7, 7)
+    assert statements.commits == 1 + write_backs, "the claim, then one per group"
+    assert statements.settled_sent == write_backs
+    assert len(smtp.inbox.to(user.email)) == 7
+    for row in _rows(factory):
+        assert row.status == "sent" and row.claim_token is None and row.sent_at is not None
+    for email_id in secret:  # scrubbed in the same statement
+        row = status_of(factory, email_id)
+        assert "sample-token" not in row.body_text + row.body_html
+    assert all("sample-token" not in status_of(factory, i).body_text for i in plain)
+    assert delivery.deliver_once(factory, settings).claimed == 0
+
+
+class RefusingInbox(Inbox):
+    """Accepts every recipient but ``bob@``, whom it refuses for good (550)."""
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address.startswith("bob@"):
+            return "550 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_refused_and_sent_emails_share_a_write_back(factory, any_db, statements, caplog):
+    inbox, port = RefusingInbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        settings = make_settings(any_db, port, max_attempts=1)
+        alice = make_user(factory, settings)
+        bob = make_user(factory, settings, "Bob Lee")
+        sent = _send_many(factory, alice.id, 2)
+        refused = _send_many(factory, bob.id, 2)
+        statements.reset()
+        with caplog.at_level(logging.WARNING, logger="strongroom.mail"):
+            report = delivery.deliver_once(factory, settings)
+    finally:
+        controller.stop()
+    assert (report.claimed, report.sent, report.failed) == (4, 2, 2)
+    assert statements.commits == 2, "the claim, then one write-back for all four"
+    assert {status_of(factory, i).status for i in sent} == {"sent"}
+    for email_id in refused:
+        row = status_of(factory, email_id)
+        assert row.status == "failed" and row.last_error
+        assert row.last_error.startswith("SMTPRecipientsRefused")
+    given_up = [r.getMessage() for r in caplog.records if "failed for good" in r.getMessage()]
+    assert len(given_up) == 1 and "bob@" not in given_up[0]
+
+
+def test_write_back_settings_are_bounded():
+    from pydantic import ValidationError
+
+    from strongroom.settings import MailSettings
+
+    for bad in ({"sent_commit_max": 0}, {"sent_commit_max": 1001}, {"sent_commit_ms": -1}):
+        with pytest.raises(ValidationError):
+            MailSettings(**bad)
+    assert (MailSettings().sent_commit_max, MailSettings().sent_commit_ms) == (50, 500)
