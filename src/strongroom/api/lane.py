@@ -28,7 +28,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strongroom.errors import DomainError
@@ -56,12 +55,30 @@ class LaneCounts:
 
 
 class FastLane:
-    """Answers plain ``POST /v1/transfers`` requests itself; hands everything else to ``app``."""
+    """Answers plain ``POST /v1/transfers`` requests itself; hands everything else to ``app``
+    (the whole application: its middlewares, routing and error handlers).
 
-    def __init__(self, app: ASGIApp, max_bytes: int, enabled: bool) -> None:
+    It is the outermost layer (``StrongroomAPI.__call__``), so a plain transfer costs no
+    middleware; its 201 carries the ``headers`` the ``SecurityHeaders`` middleware adds to
+    every other answer. ``state``: the application's (settings, assets, batcher, counts)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        state: Any,
+        max_bytes: int,
+        enabled: bool,
+        headers: dict[str, str],
+    ) -> None:
         self.app = app
+        self.state = state
         self.max_bytes = max_bytes
         self.enabled = enabled
+        self.headers = [
+            (b"content-type", b"application/json"),
+            *((name.lower().encode(), value.encode()) for name, value in headers.items()),
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -82,35 +99,32 @@ class FastLane:
         received, body = await _read(receive, self.max_bytes)
         outcome = None
         if body is not None:
-            outcome = await self._commit(scope, headers, body)
-        counts: LaneCounts | None = getattr(scope["app"].state, "lane_counts", None)
+            outcome = await self._commit(headers, body)
+        counts: LaneCounts = self.state.lane_counts
         if outcome is None:
-            if counts is not None:
-                counts.handed_back += 1
+            counts.handed_back += 1
             await self.app(scope, _replaying(received, receive), send)
             return
-        if counts is not None:
-            counts.answered += 1
-        await JSONResponse(outcome.as_dict(), status_code=201)(scope, receive, send)
+        counts.answered += 1
+        content = json.dumps(outcome.as_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+        answer = [*self.headers, (b"content-length", str(len(content)).encode())]
+        await send({"type": "http.response.start", "status": 201, "headers": answer})
+        await send({"type": "http.response.body", "body": content})
 
-    async def _commit(
-        self, scope: Scope, headers: dict[bytes, bytes], body: bytes
-    ) -> idempotency.Outcome | None:
+    async def _commit(self, headers: dict[bytes, bytes], body: bytes) -> idempotency.Outcome | None:
         """The committed outcome of a plain request; None when the route is to answer it."""
-        state = scope["app"].state
-        settings: Settings = state.settings
+        settings: Settings = self.state.settings
         try:
-            request = read_request(headers, body, state.assets, settings)
+            request = read_request(headers, body, self.state.assets, settings)
         except Exception:  # whatever the lane cannot read, the route answers
             request = None
         if request is None:
             return None
-        batcher: Batcher = state.batcher
-        future = batcher.submit_lane(request, settings)
-        try:  # shielded: the batcher sets the result whatever happens to this request
-            return await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(future)), timeout=batcher.result_timeout_s
-            )
+        batcher: Batcher = self.state.batcher
+        future = batcher.submit_lane(request, settings, asyncio.get_running_loop())
+        try:  # a timeout cancels the wait only: the route then answers the key as it stands
+            async with asyncio.timeout(batcher.result_timeout_s):
+                return await future
         except Exception:  # handed back, refused, or a database error: nothing moved here
             return None
 

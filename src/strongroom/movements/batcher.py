@@ -20,6 +20,7 @@ NOTHING RETURNING`` before the money moves, so a second use of a code refuses th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -102,6 +103,8 @@ class Job:
     lane: lane.LaneRequest | None = None
     """A fast-lane request: ``spec``, ``claim`` and ``on_commit`` are made in the batch."""
     settings: Settings | None = None
+    waiting: asyncio.Future[Outcome] | None = None
+    """A fast-lane request's future on its event loop: ``future``'s result, passed on."""
 
     def __post_init__(self) -> None:
         if self.claim is not None and self.spec is not None and self.spec.id is None:
@@ -166,16 +169,20 @@ class Batcher:
             raise DomainError("the ledger is busy; retry shortly", code="busy") from error
         return job.future.result(timeout=self.result_timeout_s)
 
-    def submit_lane(self, request: lane.LaneRequest, settings: Settings) -> Future[Outcome]:
-        """Queue a fast-lane request without waiting (the caller is the event loop): its
-        future holds the committed outcome, or ``HandedBack`` or another error when it moved
-        nothing the lane may answer for. A full queue hands it back at once."""
-        job = Job(spec=None, claim=None, lane=request, settings=settings)
+    def submit_lane(
+        self, request: lane.LaneRequest, settings: Settings, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future[Outcome]:
+        """Queue a fast-lane request without waiting (the caller is ``loop``, the event loop):
+        its future holds the committed outcome, or ``HandedBack`` or another error when it
+        moved nothing the lane may answer for. A full queue hands it back at once. The lane
+        futures of a batch are completed together, with one wake-up of their loop."""
+        waiting: asyncio.Future[Outcome] = loop.create_future()
+        job = Job(spec=None, claim=None, lane=request, settings=settings, waiting=waiting)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
-            job.future.set_exception(HandedBack())
-        return job.future
+            waiting.set_exception(HandedBack())
+        return waiting
 
     @property
     def closed(self) -> bool:
@@ -199,9 +206,11 @@ class Batcher:
                     break
                 if job is None:
                     self._process(jobs)
+                    _wake(jobs)
                     return
                 jobs.append(job)
             self._process(jobs)
+            _wake(jobs)
 
     def _process(self, jobs: list[Job]) -> None:
         try:
@@ -247,6 +256,35 @@ class Batcher:
                     code="idempotency_key_in_progress",
                 )
             )
+
+
+def _wake(jobs: list[Job]) -> None:
+    """Pass the batch's fast-lane results to their event loops: one ``call_soon_threadsafe``
+    per loop (one wake-up), not one per request."""
+    loops: dict[asyncio.AbstractEventLoop, list[Job]] = {}
+    for job in jobs:
+        if job.waiting is not None:
+            loops.setdefault(job.waiting.get_loop(), []).append(job)
+    for loop, waiting in loops.items():
+        try:
+            loop.call_soon_threadsafe(_deliver, waiting)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            continue
+
+
+def _deliver(jobs: list[Job]) -> None:
+    """On the event loop: each job's result into its ``waiting`` future (a request that
+    stopped waiting, e.g. timed out, is skipped)."""
+    for job in jobs:
+        waiting = present(job.waiting, "only lane jobs are delivered")
+        if waiting.done():
+            continue
+        if not job.future.done():  # not decided here: the route answers it
+            waiting.set_exception(HandedBack())
+        elif (error := job.future.exception()) is not None:
+            waiting.set_exception(error)
+        else:
+            waiting.set_result(job.future.result())
 
 
 def status_of(spec: TransferSpec) -> str:
