@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -80,6 +81,16 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def _batcher(factory: sessionmaker[Session], settings: Settings) -> Batcher:
+    """The process's group commit: one batching thread on SQLite (one writer at a time)."""
+    postgres = factory.kw["bind"].dialect.name == "postgresql"
+    return Batcher(
+        factory,
+        max_batch=settings.ledger.group_commit_max,
+        threads=settings.ledger.group_commit_threads if postgres else 1,
+    )
+
+
 class StrongroomAPI(FastAPI):
     """The application: FastAPI, with the transfers' fast lane (``api.lane``) in front of all
     of it (a plain ``POST /v1/transfers`` on PostgreSQL costs no middleware or routing)."""
@@ -102,7 +113,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @asynccontextmanager
     async def lifespan(started: FastAPI) -> AsyncIterator[None]:
         if started.state.batcher.closed:  # a second lifespan of the same app (tests)
-            started.state.batcher = Batcher(factory, max_batch=settings.ledger.group_commit_max)
+            started.state.batcher = _batcher(factory, settings)
         stops = (
             [
                 worker.start_thread(
@@ -137,7 +148,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = factory
-    app.state.batcher = Batcher(factory, max_batch=settings.ledger.group_commit_max)
+    app.state.batcher = _batcher(factory, settings)
     app.state.assets = settings.asset_registry()
     app.state.rate_limiter = RateLimiter(factory, settings.rate_limits)
     app.state.lane_counts = LaneCounts()

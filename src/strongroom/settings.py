@@ -34,6 +34,10 @@ class LedgerLimits(BaseModel):
     batch_max_transfers: int = Field(default=8000, ge=1, le=100_000)
     # single transfers from concurrent requests are committed together, up to this many
     group_commit_max: int = Field(default=256, ge=1, le=8000)
+    # batches applied at once per server process (each its own thread and connection): while
+    # one waits on PostgreSQL, the next is read and prepared (PostgreSQL only; SQLite has one
+    # writer at a time)
+    group_commit_threads: int = Field(default=2, ge=1, le=16)
     page_size_default: int = Field(default=50, ge=1)
     page_size_max: int = Field(default=500, ge=1, le=10_000)
     pending_timeout_max_s: int = Field(default=7 * 24 * 3600, ge=1)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from strongroom.db import insert_for, utcnow
@@ -989,7 +989,32 @@ def _lock(
     """Lock the accounts (ascending ids); their states, and ``locks_until`` of those that have
     ever had a lot. ``FOR NO KEY UPDATE``: the balance update changes no key, so inserts whose
     foreign keys name these accounts (lock lots, adjustments) in other transactions go on."""
-    rows = session.execute(
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(_PG_LOCK, {"ids": account_ids}).all()
+    else:
+        rows = _lock_rows(session, account_ids)
+    states = {
+        row[0]: AccountState(row[0], row[1], row[2], *(int(amount) for amount in row[3:8]))
+        for row in rows
+    }  # amounts as int: PostgreSQL's numeric arrives as Decimal through a text statement
+    until = {row[0]: _aware_at(row[-1]) for row in rows if row[-1] is not None}
+    return states, until
+
+
+_PG_LOCK = text(
+    """
+    SELECT id, asset, allow_negative, negative_limit_minor, debits_posted, credits_posted,
+           debits_pending, credits_pending, locks_until
+      FROM ledger_accounts WHERE id = ANY(CAST(:ids AS bigint[]))
+     ORDER BY id FOR NO KEY UPDATE
+    """
+)
+"""``_lock`` on PostgreSQL: one statement text whatever the number of accounts (an expanding
+``IN`` is rendered again for each call and each length, issue #14)."""
+
+
+def _lock_rows(session: Session, account_ids: list[int]) -> Sequence[Any]:
+    return session.execute(
         select(
             Account.id,
             Account.asset,
@@ -1005,9 +1030,6 @@ def _lock(
         .order_by(Account.id)
         .with_for_update(key_share=True)  # FOR NO KEY UPDATE: foreign-key checks need not wait
     ).all()
-    states = {row.id: AccountState(*row[:-1]) for row in rows}
-    until = {row.id: _aware_at(row.locks_until) for row in rows if row.locks_until is not None}
-    return states, until
 
 
 def _state(states: dict[int, AccountState], account_id: int) -> AccountState:

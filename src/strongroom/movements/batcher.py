@@ -137,14 +137,20 @@ class Batcher:
         max_batch: int = 256,
         queue_max: int = 10_000,
         result_timeout_s: float = 30.0,
+        threads: int = 1,
     ) -> None:
         invariant(1 <= max_batch <= 8000, "max_batch out of range")
+        invariant(threads >= 1, "at least one batching thread")
         self.factory = factory
         self.max_batch = max_batch
         self.result_timeout_s = result_timeout_s
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_max)
-        self._thread = threading.Thread(target=self._run, name="sr-batcher", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"sr-batcher-{n}", daemon=True)
+            for n in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(
         self, spec: TransferSpec, claim: Claim | None, on_commit: OnCommit | None = None
@@ -186,12 +192,14 @@ class Batcher:
 
     @property
     def closed(self) -> bool:
-        """Whether ``close`` ended the batching thread (a new ``Batcher`` is needed then)."""
-        return not self._thread.is_alive()
+        """Whether ``close`` ended the batching threads (a new ``Batcher`` is needed then)."""
+        return not any(thread.is_alive() for thread in self._threads)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def _run(self) -> None:
         while True:
@@ -409,11 +417,21 @@ def _outcome_of(job: Job) -> Outcome:
     )
 
 
+def _keyed(jobs: list[Job]) -> list[Job]:
+    return [job for job in jobs if job.claim is not None]
+
+
+def _claim_order(job: Job) -> tuple[str, str]:
+    claim = present(job.claim, "only jobs with a key are claimed")
+    return claim.scope, claim.key
+
+
 def _claim(session: Session, jobs: list[Job]) -> tuple[list[Job], list[Job]]:
     """Claim every job's key in one statement, stored with the outcome its transfer will have
     (a refused one's key is deleted again before the commit); a key already there (or twice in
     this batch) makes its job a duplicate."""
-    keyed = {(job.claim.scope, job.claim.key): job for job in jobs if job.claim}
+    # claimed in key order: two batches in flight claiming the same keys wait, never deadlock
+    keyed = {_claim_order(job): job for job in sorted(_keyed(jobs), key=_claim_order)}
     claims = {pair: present(job.claim, "keyed") for pair, job in keyed.items()}
     won = idempotency.claim_all(
         session=session,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from strongroom import paging
@@ -199,32 +199,28 @@ _ROW_COLUMNS = (
     "available_at",
     "created_at",
 )
-_INSERT_ROWS_POSTGRESQL = text(
-    """
-    INSERT INTO mail_outbox (template_id, user_id, to_address, subject, body_text, body_html,
-                             sensitive, status, attempts, available_at, created_at)
-    SELECT * FROM unnest(CAST(:template_id AS text[]), CAST(:user_id AS text[]),
-                         CAST(:to_address AS text[]), CAST(:subject AS text[]),
-                         CAST(:body_text AS text[]), CAST(:body_html AS text[]),
-                         CAST(:sensitive AS boolean[]), CAST(:status AS text[]),
-                         CAST(:attempts AS integer[]), CAST(:available_at AS timestamptz[]),
-                         CAST(:created_at AS timestamptz[]))
-    """
+_INSERT_ROW_POSTGRESQL = (
+    "INSERT INTO mail_outbox (template_id, user_id, to_address, subject, body_text, body_html,"
+    " sensitive, status, attempts, available_at, created_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
 def insert_rows(session: Session, rows: Sequence[Mapping[str, object]]) -> None:
-    """Write ``prepared_row`` rows in the session's transaction, now: on PostgreSQL ONE
-    statement of one array per column whatever their number (so its plan is prepared once),
-    elsewhere one executemany."""
+    """Write ``prepared_row`` rows in the session's transaction, now: on PostgreSQL one
+    ``executemany`` of a prepared INSERT through psycopg (pipelined: one round trip; the bodies
+    are sent as they are, where an array parameter would escape every character in Python),
+    elsewhere one Core executemany."""
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            _INSERT_ROWS_POSTGRESQL, {c: [row[c] for row in rows] for c in _ROW_COLUMNS}
-        )
-    else:
+    if session.get_bind().dialect.name != "postgresql":
         session.execute(insert(OutboxEmail), [dict(row) for row in rows])
+        return
+    driver = session.connection().connection.driver_connection
+    with driver.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.executemany(
+            _INSERT_ROW_POSTGRESQL, [tuple(row[c] for c in _ROW_COLUMNS) for row in rows]
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,7 @@ def _environment(html: bool) -> Environment:
         undefined=StrictUndefined,
         autoescape=html,  # noqa: S701  (the text parts are not HTML)
         keep_trailing_newline=False,
+        auto_reload=False,  # package files: no stat() of each template per render (issue #14)
     )
     environment.filters["when"] = _when
     return environment
