@@ -110,33 +110,48 @@ class Party:
 _VIEW = text(
     """
     SELECT i.n,
-           s.id, s.email, s.name, s.anti_phishing_code, s.region, s.kyc_tier,
-           s.email_verified_at IS NOT NULL AND s.operator_role IS NULL AND s.erased_at IS NULL,
-           r.id, r.email, r.name, r.anti_phishing_code, r.region, r.operator_role IS NULL,
+           s.id, s.email, s.name, s.anti_phishing_code, s.region, s.kyc_tier, s.ok,
+           r.id, r.email, r.name, r.anti_phishing_code, r.region, r.ok,
            sw.id, rw.id
     FROM unnest(CAST(:hashes AS text[]), CAST(:ids AS text[]), CAST(:emails AS text[]),
                 CAST(:assets AS text[]))
          WITH ORDINALITY AS i(token_hash, ref_id, ref_email, asset, n)
-    JOIN auth_tokens t
-      ON t.token_hash = i.token_hash AND t.revoked_at IS NULL AND t.expires_at > :now
-    JOIN users s ON s.id = t.user_id
-    JOIN users r
-      ON r.id = COALESCE(i.ref_id, (SELECT e.id FROM users e WHERE e.email = i.ref_email))
-     AND r.erased_at IS NULL
-    JOIN ledger_accounts sw
-      ON sw.owner_type = :owner_type AND sw.owner_id = s.id AND sw.kind = 'wallet'
-     AND sw.asset = i.asset
-    JOIN ledger_accounts rw
-      ON rw.owner_type = :owner_type AND rw.owner_id = r.id AND rw.kind = 'wallet'
-     AND rw.asset = i.asset
+    JOIN LATERAL (
+        SELECT u.id, u.email, u.name, u.anti_phishing_code, u.region, u.kyc_tier,
+               u.email_verified_at IS NOT NULL AND u.operator_role IS NULL
+               AND u.erased_at IS NULL AS ok
+          FROM auth_tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.token_hash = i.token_hash AND t.revoked_at IS NULL AND t.expires_at > :now
+         LIMIT 1
+    ) s ON true
+    JOIN LATERAL (
+        SELECT u.id, u.email, u.name, u.anti_phishing_code, u.region, u.operator_role IS NULL AS ok
+          FROM users u
+         WHERE u.id = COALESCE(i.ref_id, (SELECT e.id FROM users e WHERE e.email = i.ref_email))
+           AND u.erased_at IS NULL
+         LIMIT 1
+    ) r ON true
+    JOIN LATERAL (
+        SELECT a.id FROM ledger_accounts a
+         WHERE a.owner_type = :owner_type AND a.owner_id = s.id AND a.kind = 'wallet'
+           AND a.asset = i.asset
+         LIMIT 1
+    ) sw ON true
+    JOIN LATERAL (
+        SELECT a.id FROM ledger_accounts a
+         WHERE a.owner_type = :owner_type AND a.owner_id = r.id AND a.kind = 'wallet'
+           AND a.asset = i.asset
+         LIMIT 1
+    ) rw ON true
     """
 )
 """Per request (``n``, from 1): the token's live session's user (``identity.authenticate``),
 whether that user may send on the lane (verified: R-SEC-11; not an operator, not erased), the
 recipient named by id or email (not erased: an erased account is named by nothing), whether it
-may receive (not an operator), and both wallets in the asset. A request with no row is not
-plain: an unknown, revoked or expired token, no such recipient, or a wallet missing (the route
-refuses, or opens the recipient's wallet)."""
+may receive (not an operator), and both wallets in the asset. Each is a lookup by a unique key
+per request (``LATERAL ... LIMIT 1``: planned alone, cheap to plan, an index probe whatever the
+table statistics say). A request with no row is not plain: an unknown, revoked or expired token,
+no such recipient, or a wallet missing (the route refuses, or opens the recipient's wallet)."""
 
 
 def _plain(row: Sequence[Any]) -> bool:
