@@ -10,6 +10,7 @@ transaction.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -389,7 +390,8 @@ class _Batch:
         self.now = now
         self.limits = limits
         self.batch_id = str(uuid.uuid4())
-        self.ids = [spec.id or str(uuid.uuid4()) for spec in specs]
+        fresh = iter(_new_ids(sum(1 for spec in specs if spec.id is None)))
+        self.ids = [spec.id or next(fresh) for spec in specs]
         self.errors: dict[int, DomainError] = {}
         self.exists: set[int] = set()
         self.pendings: dict[str, PendingInfo] = {}
@@ -593,6 +595,8 @@ class _Batch:
     # -- stage 2: apply each linked group in memory
 
     def _apply_group(self, group: list[int]) -> None:
+        if len(group) == 1 and self._try_alone(group[0]):
+            return
         failed = next((i for i in group if i in self.errors), None)
         if failed is None and self.specs[group[-1]].linked:
             failed = group[-1]
@@ -610,6 +614,39 @@ class _Batch:
                         failed_index=failed,
                     )
                 self.exists.discard(index)
+
+    def _try_alone(self, index: int) -> bool:
+        """A transfer linked to nothing, new, posted or pending, unguarded: the common case of a
+        large batch, applied to copies of its two accounts only (no copy of every state the
+        group could touch, no pendings map copied): this runs under the account locks, once
+        per transfer. True when done (applied, or refused with its error); False sends it
+        through ``_try_group``."""
+        spec = self.specs[index]
+        if (
+            spec.linked
+            or spec.guard is not None
+            or index in self.errors
+            or index in self.exists
+            or spec.kind not in (TransferKind.POSTED, TransferKind.PENDING)
+        ):
+            return False
+        try:
+            move = self.made.get(index) or self._movement(index, self.pendings)
+            debit = _state(self.states, move.debit_account_id).copy()
+            credit = _state(self.states, move.credit_account_id).copy()
+            if debit.asset != move.asset or credit.asset != move.asset:
+                raise LedgerError(
+                    "accounts and transfer must be in one asset", code="asset_mismatch"
+                )
+            apply_movement(debit, credit, move)
+        except DomainError as error:
+            self.errors[index] = error
+            return True
+        self._track_pending(move, self.pendings)
+        self.states[debit.id] = debit
+        self.states[credit.id] = credit
+        self.applied.append((move, debit.total, credit.total))  # running balances
+        return True
 
     def _try_group(self, group: list[int]) -> int | None:
         involved = self._group_accounts(group)
@@ -935,6 +972,22 @@ class _Batch:
                 status = "exists" if index in self.exists else "created"
                 results.append(TransferResult(index, transfer_id, status))
         return results
+
+
+def _new_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs as text, from one read of the system's random source:
+    the same ids as ``str(uuid.uuid4())``, at a third of the cost (a batch names up to 8,000)."""
+    digits = os.urandom(16 * count).hex()
+    ids = []
+    for start in range(0, 32 * count, 32):
+        h = digits[start : start + 32]
+        variant = _VARIANT[h[16]]
+        ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}")
+    return ids
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+"""The RFC 4122 variant: the top two bits of the 17th digit are 10."""
 
 
 @dataclass(slots=True)
