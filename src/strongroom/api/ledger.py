@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from strongroom import db
 from strongroom.api import (
     AssetsDep,
     LedgerKeyDep,
@@ -231,6 +232,11 @@ def batch(
     amounts: dict[tuple[str, str], int] = {}  # a batch repeats few (asset, amount) pairs
     specs = [_spec(item, registry, amounts) for item in body.transfers]
     results = service.create_transfers(session=session, specs=specs, limits=settings.ledger)
+    # Committed here, in this thread, before the answer is built: the batch holds the locks of
+    # nearly every account it names until its commit, and concurrent batches wait for them.
+    # Left to the session dependency, the commit would come after the 8,000 results are
+    # turned into JSON and a hop through the event loop back to the thread pool (issue #14).
+    db.finish(session, None)
     # Up to 8,000 results: written as plain JSON, not as a BatchOut of TransferResultOut models
     # that FastAPI would check and convert again (the schema stays BatchOut, response_model).
     out = [
