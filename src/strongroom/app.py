@@ -21,6 +21,7 @@ from strongroom import worker
 from strongroom.api import openapi, request_checks
 from strongroom.api.adjustments import router as adjustments_router
 from strongroom.api.banking import router as banking_router
+from strongroom.api.batch_body import BatchBody
 from strongroom.api.funding import router as funding_router
 from strongroom.api.fx import router as fx_router
 from strongroom.api.gifts import router as gifts_router
@@ -153,6 +154,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.rate_limiter = RateLimiter(factory, settings.rate_limits)
     app.state.lane_counts = LaneCounts()
     uploads = settings.kyc.upload_request_max_bytes()
+    app.add_middleware(BatchBody)  # inside the body limit: the batch route's plain items
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.request_body_max_bytes,

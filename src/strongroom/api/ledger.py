@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from strongroom import db
 from strongroom.api import (
     AssetsDep,
     LedgerKeyDep,
@@ -16,6 +18,7 @@ from strongroom.api import (
     UserDep,
     operator_with,
 )
+from strongroom.api.batch_body import ITEMS, BatchItem
 from strongroom.errors import DomainError, InvalidAmount
 from strongroom.identity.models import User
 from strongroom.ledger import reports, service
@@ -215,6 +218,7 @@ READER_REFUSALS: dict[int | str, dict[str, Any]] = {
 )
 def batch(
     body: BatchIn,
+    request: Request,
     service_key: LedgerKeyDep,
     session: SessionDep,
     settings: SettingsDep,
@@ -222,15 +226,22 @@ def batch(
 ) -> JSONResponse:
     """Post many transfers in one request (bounded); ``linked`` groups are all or nothing.
     Idempotent through transfer ids: a replayed id with the same fields reports ``exists``."""
-    if len(body.transfers) > settings.ledger.batch_max_transfers:
+    # Read by batch_body.BatchBody when every item is plain (the body is then an empty batch)
+    items: Sequence[TransferIn | BatchItem] = request.scope.get(ITEMS) or body.transfers
+    if len(items) > settings.ledger.batch_max_transfers:
         raise DomainError(
             f"a batch holds at most {settings.ledger.batch_max_transfers} transfers",
             code="batch_too_large",
             max=settings.ledger.batch_max_transfers,
         )
     amounts: dict[tuple[str, str], int] = {}  # a batch repeats few (asset, amount) pairs
-    specs = [_spec(item, registry, amounts) for item in body.transfers]
+    specs = [_spec(item, registry, amounts) for item in items]
     results = service.create_transfers(session=session, specs=specs, limits=settings.ledger)
+    # Committed here, in this thread, before the answer is built: the batch holds the locks of
+    # nearly every account it names until its commit, and concurrent batches wait for them.
+    # Left to the session dependency, the commit would come after the 8,000 results are
+    # turned into JSON and a hop through the event loop back to the thread pool (issue #14).
+    db.finish(session, None)
     # Up to 8,000 results: written as plain JSON, not as a BatchOut of TransferResultOut models
     # that FastAPI would check and convert again (the schema stays BatchOut, response_model).
     out = [
@@ -249,17 +260,21 @@ def batch(
     return JSONResponse({"results": out, "created": created, "failed": failed})
 
 
+_KINDS = {kind.value: kind for kind in TransferKind}  # a dict look-up, not an Enum call per item
+
+
 def _spec(
-    item: TransferIn, registry: AssetRegistry, amounts: dict[tuple[str, str], int] | None = None
+    item: TransferIn | BatchItem,
+    registry: AssetRegistry,
+    amounts: dict[tuple[str, str], int] | None = None,
 ) -> TransferSpec:
     """The ledger's spec of one item. ``amounts`` remembers the minor units of each (asset,
     amount) pair already parsed in this request (only ones that parsed: a bad one raises)."""
-    try:
-        kind = TransferKind(item.kind)
-    except ValueError as error:
+    kind = _KINDS.get(item.kind)
+    if kind is None:
         raise DomainError(
             f"kind must be one of {[k.value for k in TransferKind]}", code="validation_error"
-        ) from error
+        )
     amount_minor = None
     if item.amount is not None:
         if item.asset is None:
