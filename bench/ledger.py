@@ -448,6 +448,11 @@ class Server:
             # a load test from one address: R-SEC-9's limits are off for local benchmarks
             # (production refuses this setting)
             "STRONGROOM_RATE_LIMITS_ENABLED": "false",
+            # no SMTP server here: every transfer still writes both receipts to the outbox in
+            # its own transaction (checked after the run), but the server does not try to
+            # deliver them (a failing SMTP retry loop is not a state to measure; a deployment
+            # delivers with the same thread or with `strongroom worker`)
+            "STRONGROOM_MAIL__DELIVER": "false",
             # its unverified users top up 50,000 HKD each and send millions of 0.01: a tier
             # table for the bench without the spending windows and the max balance (the
             # guard then reads no window; the limits' own cost is tests/integration/test_limits*)
@@ -992,6 +997,8 @@ class Verification:
     check_output: str
     journal_ok: bool
     journal: dict[str, dict[str, int]]
+    receipts: int = 0
+    receipts_ok: bool = True
 
 
 def verify(server: Server, engine: Engine, acknowledged: dict[str, int]) -> Verification:
@@ -1001,6 +1008,14 @@ def verify(server: Server, engine: Engine, acknowledged: dict[str, int]) -> Veri
         rows = connection.execute(
             text("SELECT code, count(*) FROM ledger_transfers GROUP BY code")
         ).all()
+        receipts = int(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM mail_outbox"
+                    " WHERE template_id IN ('payments.p2p_sent', 'payments.p2p_received')"
+                )
+            ).scalar_one()
+        )
     in_journal = {str(code): int(count) for code, count in rows}
     journal = {
         code: {"acknowledged": count, "in_journal": in_journal.get(code, 0)}
@@ -1008,7 +1023,12 @@ def verify(server: Server, engine: Engine, acknowledged: dict[str, int]) -> Veri
     }
     journal_ok = all(v["in_journal"] >= v["acknowledged"] for v in journal.values())
     return Verification(
-        check_ok=done.returncode == 0, check_output=output, journal_ok=journal_ok, journal=journal
+        check_ok=done.returncode == 0,
+        check_output=output,
+        journal_ok=journal_ok,
+        journal=journal,
+        receipts=receipts,
+        receipts_ok=receipts == 2 * in_journal.get("p2p", 0),  # both receipts of each, once
     )
 
 
@@ -1220,12 +1240,23 @@ def run(opts: Options) -> int:
                 f"{counts['in_journal']:,} in the journal"
             )
 
+        print(
+            f"  receipts: {verification.receipts:,} in the outbox "
+            f"({'two per P2P transfer' if verification.receipts_ok else 'NOT two per transfer'})"
+        )
+
         rows = print_report(anchor, phases, opts)
         errors = sum(p.errors for p in phases.values())
-        correct = verification.check_ok and verification.journal_ok and errors == 0
+        correct = (
+            verification.check_ok
+            and verification.journal_ok
+            and verification.receipts_ok
+            and errors == 0
+        )
         print(
             f"correctness: ledger check {'OK' if verification.check_ok else 'FAILED'}, "
             f"journal {'OK' if verification.journal_ok else 'MISSING TRANSFERS'}, "
+            f"receipts {'OK' if verification.receipts_ok else 'MISSING'}, "
             f"{errors} failed requests"
         )
         path = write_results(opts, started_at, version, anchor, phases, rows, verification)
