@@ -640,11 +640,7 @@ class _Batch:
             move = self.made.get(index) or self._movement(index, self.pendings)
             debit = _state(self.states, move.debit_account_id).copy()
             credit = _state(self.states, move.credit_account_id).copy()
-            if debit.asset != move.asset or credit.asset != move.asset:
-                raise LedgerError(
-                    "accounts and transfer must be in one asset", code="asset_mismatch"
-                )
-            apply_movement(debit, credit, move)
+            _apply_in_one_asset(debit, credit, move)
         except DomainError as error:
             self.errors[index] = error
             return True
@@ -666,11 +662,7 @@ class _Batch:
                 move = self.made.get(index) or self._movement(index, pendings)
                 debit = _state(staged, move.debit_account_id)
                 credit = _state(staged, move.credit_account_id)
-                if debit.asset != move.asset or credit.asset != move.asset:
-                    raise LedgerError(
-                        "accounts and transfer must be in one asset", code="asset_mismatch"
-                    )
-                apply_movement(debit, credit, move)
+                _apply_in_one_asset(debit, credit, move)
             except DomainError as error:
                 self.errors[index] = error
                 return index
@@ -1088,6 +1080,13 @@ def _lock_rows(session: Session, account_ids: list[int]) -> Sequence[Any]:
         .order_by(Account.id)
         .with_for_update(key_share=True)  # FOR NO KEY UPDATE: foreign-key checks need not wait
     ).all()
+
+
+def _apply_in_one_asset(debit: AccountState, credit: AccountState, move: Movement) -> None:
+    """``apply_movement``, refused when an account is of another asset than the transfer."""
+    if debit.asset != move.asset or credit.asset != move.asset:
+        raise LedgerError("accounts and transfer must be in one asset", code="asset_mismatch")
+    apply_movement(debit, credit, move)
 
 
 def _state(states: dict[int, AccountState], account_id: int) -> AccountState:
