@@ -15,7 +15,11 @@ from strongroom.ledger.domain import TransferSpec
 from strongroom.ledger.models import Account, Transfer
 from strongroom.movements.batcher import Batcher, Job
 from strongroom.movements.idempotency import Claim, Outcome
+from strongroom.movements.lane import Party
 from strongroom.movements.models import IdempotencyKey
+from strongroom.notify.models import OutboxEmail
+from strongroom.payments import receipts
+from strongroom.settings import get_settings
 
 
 @pytest.fixture
@@ -71,6 +75,39 @@ def test_one_batch_mixed_outcomes_and_duplicate_keys(factory, wallets):
     }
     assert keys == {"k1", "k3"}  # the refused request's key is free for a retry
     assert transfers == 4
+
+
+def test_a_refused_transfer_of_a_batch_leaves_no_receipt(factory, wallets):
+    """Receipts of the batch are written with it (on PostgreSQL before the accounts are
+    locked): the refused transfer's are taken back in the same transaction, the others stay,
+    two per transfer, each naming its transfer."""
+    _, a, b, c = wallets
+    hkd = get_settings().asset_registry()
+    alice = Party(id="u1", email="alice@example.com", name="Alice Chan", anti_phishing_code=None)
+    bob = Party(id="u2", email="bob@example.com", name="Bob Lee", anti_phishing_code="B0B")
+
+    def job(credit: int, amount: str, key: str) -> Job:
+        money = hkd.money(amount, "HKD")
+        writer = receipts.receipts(
+            sender=alice, recipient=bob, to="bob@example.com", amount=money, note=None
+        )
+        return Job(spec(a, credit, money.amount_minor), Claim("u1", key, key), on_commit=writer)
+
+    jobs = [job(b, "3.00", "k1"), job(c, "50.00", "k2"), job(c, "2.00", "k3")]
+    batcher = Batcher(factory)
+    try:
+        batcher._process(jobs)
+        outcomes = [job.future.exception() or job.future.result() for job in jobs]
+    finally:
+        batcher.close()
+    assert isinstance(outcomes[1], DomainError) and outcomes[1].code == "insufficient_funds"
+    made = {o.id for i, o in enumerate(outcomes) if i != 1 and isinstance(o, Outcome)}
+    with factory() as session:
+        emails = session.execute(select(OutboxEmail.user_id, OutboxEmail.body_text)).all()
+    assert sorted(user for user, _ in emails) == ["u1", "u1", "u2", "u2"]
+    assert {t for t in made for _, text in emails if t in text} == made
+    assert all(sum(t in text for t in made) == 1 for _, text in emails)
+    assert not any("50.00" in text for _, text in emails)  # nothing of the refused one
 
 
 def test_replay_with_another_body_is_refused(factory, wallets):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from strongroom import paging
@@ -223,6 +223,36 @@ def insert_rows(session: Session, rows: Sequence[Mapping[str, object]]) -> None:
         )
 
 
+def insert_rows_returning_ids(session: Session, rows: Sequence[Mapping[str, object]]) -> list[int]:
+    """``insert_rows`` on PostgreSQL, with each row's id, in order (one result per row of the
+    pipelined ``executemany``): for a writer that may have to take some of them back in the
+    same transaction (``delete_rows``)."""
+    if not rows:
+        return []
+    invariant(session.get_bind().dialect.name == "postgresql", "PostgreSQL only")
+    driver = session.connection().connection.driver_connection
+    ids: list[int] = []
+    with driver.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.executemany(
+            _INSERT_ROW_POSTGRESQL + " RETURNING id",
+            [tuple(row[c] for c in _ROW_COLUMNS) for row in rows],
+            returning=True,
+        )
+        while True:
+            ids.append(int(cursor.fetchone()[0]))
+            if not cursor.nextset():
+                break
+    invariant(len(ids) == len(rows), "one id per row")
+    return ids
+
+
+def delete_rows(session: Session, ids: Sequence[int]) -> None:
+    """Delete outbox rows written earlier in this transaction (never sent: nothing is sent
+    before its transaction commits)."""
+    if ids:
+        session.execute(delete(OutboxEmail).where(OutboxEmail.id.in_(list(ids))))
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxPage:
     items: list[OutboxEmail]
@@ -288,8 +318,10 @@ __all__ = [
     "OutboxPage",
     "PreparedEmail",
     "add_prepared",
+    "delete_rows",
     "enqueue",
     "insert_rows",
+    "insert_rows_returning_ids",
     "prepare_to_user",
     "prepared_row",
     "requeue",
