@@ -137,25 +137,7 @@ def add_prepared(
 ) -> OutboxEmail:
     """Add a prepared email to the outbox, each ``replace`` key (a placeholder) swapped for
     its value; not flushed (the caller's next flush or commit writes it)."""
-    subject, text, html = email.subject, email.body_text, email.body_html
-    for placeholder, value in (replace or {}).items():
-        subject = subject.replace(placeholder, value)
-        text = text.replace(placeholder, value)
-        html = html.replace(placeholder, value)
-    now = now or utcnow()
-    row = OutboxEmail(
-        template_id=email.template_id,
-        user_id=email.user_id,
-        to_address=email.to_address,
-        subject=subject,
-        body_text=text,
-        body_html=html,
-        sensitive=email.sensitive,
-        status=PENDING,
-        attempts=0,
-        available_at=now,
-        created_at=now,
-    )
+    row = OutboxEmail(**prepared_row(email, replace=replace, now=now or utcnow()))
     session.add(row)
     return row
 
@@ -218,9 +200,7 @@ def insert_rows(session: Session, rows: Sequence[Mapping[str, object]]) -> None:
         return
     driver = session.connection().connection.driver_connection
     with driver.cursor() as cursor:  # type: ignore[union-attr]
-        cursor.executemany(
-            _INSERT_ROW_POSTGRESQL, [tuple(row[c] for c in _ROW_COLUMNS) for row in rows]
-        )
+        cursor.executemany(_INSERT_ROW_POSTGRESQL, _values(rows))
 
 
 def insert_rows_returning_ids(session: Session, rows: Sequence[Mapping[str, object]]) -> list[int]:
@@ -233,17 +213,18 @@ def insert_rows_returning_ids(session: Session, rows: Sequence[Mapping[str, obje
     driver = session.connection().connection.driver_connection
     ids: list[int] = []
     with driver.cursor() as cursor:  # type: ignore[union-attr]
-        cursor.executemany(
-            _INSERT_ROW_POSTGRESQL + " RETURNING id",
-            [tuple(row[c] for c in _ROW_COLUMNS) for row in rows],
-            returning=True,
-        )
+        cursor.executemany(_INSERT_ROW_POSTGRESQL + " RETURNING id", _values(rows), returning=True)
         while True:
             ids.append(int(cursor.fetchone()[0]))
             if not cursor.nextset():
                 break
     invariant(len(ids) == len(rows), "one id per row")
     return ids
+
+
+def _values(rows: Sequence[Mapping[str, object]]) -> list[tuple[object, ...]]:
+    """``prepared_row`` rows as the INSERT's parameters, in its column order."""
+    return [tuple(row[c] for c in _ROW_COLUMNS) for row in rows]
 
 
 def delete_rows(session: Session, ids: Sequence[int]) -> None:
