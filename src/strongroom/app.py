@@ -43,7 +43,7 @@ from strongroom.api.purchases import router as purchases_router
 from strongroom.api.reserves import router as reserves_router
 from strongroom.api.tokens import router as tokens_router
 from strongroom.api.withdrawals import router as withdrawals_router
-from strongroom.db import make_engine, make_session_factory
+from strongroom.db import make_engine, make_group_commit_engine, make_session_factory
 from strongroom.errors import DomainError
 from strongroom.kyc import institutional
 from strongroom.movements.batcher import Batcher
@@ -83,12 +83,18 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def _batcher(factory: sessionmaker[Session], settings: Settings) -> Batcher:
-    """The process's group commit: one batching thread on SQLite (one writer at a time)."""
-    postgres = factory.kw["bind"].dialect.name == "postgresql"
+    """The process's group commit: one batching thread on SQLite (one writer at a time); on
+    PostgreSQL its threads have connections of their own (``db.make_group_commit_engine``)."""
+    engine: Engine = factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        return Batcher(factory, max_batch=settings.ledger.group_commit_max, threads=1)
+    threads = settings.ledger.group_commit_threads
+    own = make_group_commit_engine(engine, connections=threads + 1)
     return Batcher(
-        factory,
+        make_session_factory(own),
         max_batch=settings.ledger.group_commit_max,
-        threads=settings.ledger.group_commit_threads if postgres else 1,
+        threads=threads,
+        on_close=own.dispose,
     )
 
 

@@ -75,7 +75,7 @@ def _receipts(engine: Engine, transfer_id: str) -> list[tuple[str, str]]:
     with db.make_session_factory(engine)() as session:
         rows = session.execute(
             select(OutboxEmail.template_id, OutboxEmail.to_address).where(
-                OutboxEmail.body_text.contains(transfer_id)
+                OutboxEmail.context.contains(transfer_id)
             )
         ).all()
     return sorted((row[0], row[1]) for row in rows)

@@ -63,7 +63,7 @@ PERSONAL_COLUMNS = {
     "kyc_documents": ["(every row: deleted, with its sealed file)"],
     "bank_accounts": ["holder_name", "account_number"],
     "paycode_devices": ["name"],
-    "mail_outbox": ["to_address", "subject", "body_text", "body_html"],
+    "mail_outbox": ["to_address", "subject", "body_text", "body_html", "context"],
     "identity_email_verifications": ["email (rows deleted)"],
     "identity_password_resets": ["email (rows deleted)"],
     "identity_login_throttle": ["email (rows deleted)"],

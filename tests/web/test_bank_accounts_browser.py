@@ -161,7 +161,7 @@ def test_send_by_phone_number(
         receipts = session.scalars(
             select(OutboxEmail.to_address).where(
                 OutboxEmail.template_id.like("payments.p2p_%"),
-                OutboxEmail.body_text.contains(transfer_id),
+                OutboxEmail.context.contains(transfer_id),
             )
         ).all()
     assert sorted(receipts) == sorted([user.email, friend.email])

@@ -412,7 +412,7 @@ def prepare_charge(
         "actor": actor,
         "created_at": now,
     }
-    receipt = outbox.prepare_to_user(
+    receipt = outbox.defer_to_user(
         user=user,
         template_id=RECEIPT,
         context={

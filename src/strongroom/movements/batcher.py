@@ -139,12 +139,16 @@ class Batcher:
         queue_max: int = 10_000,
         result_timeout_s: float = 30.0,
         threads: int = 1,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
+        """``on_close``: called once the threads ended (``close``): e.g. to close the batcher's
+        own connections."""
         invariant(1 <= max_batch <= 8000, "max_batch out of range")
         invariant(threads >= 1, "at least one batching thread")
         self.factory = factory
         self.max_batch = max_batch
         self.result_timeout_s = result_timeout_s
+        self._on_close = on_close
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_max)
         self._threads = [
             threading.Thread(target=self._run, name=f"sr-batcher-{n}", daemon=True)
@@ -201,6 +205,8 @@ class Batcher:
             self._queue.put(None)
         for thread in self._threads:
             thread.join(timeout=10)
+        if self._on_close is not None:
+            self._on_close()
 
     def _run(self) -> None:
         while True:

@@ -41,6 +41,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from strongroom.db import UTCDateTime, is_postgres, unit_of_work, utcnow
 from strongroom.errors import invariant
+from strongroom.notify import outbox
 from strongroom.notify.models import FAILED, PENDING, SENT, OutboxEmail
 from strongroom.notify.outbox import SCRUBBED
 from strongroom.settings import MailSettings, Settings
@@ -136,15 +137,22 @@ def claim_due(*, session: Session, now: datetime, mail: MailSettings) -> list[Cl
         row.claim_token = secrets.token_hex(16)
         row.attempts += 1
         row.available_at = now + timedelta(seconds=mail.lease_s)
+        try:
+            email = outbox.content(row)  # a deferred email is rendered here, once per attempt
+        except Exception as error:  # a context this code cannot render
+            log.exception("outbox email %d cannot be rendered; it is not sent", row.id)
+            row.status, row.claim_token = FAILED, None
+            row.last_error = f"cannot be rendered: {type(error).__name__}"
+            continue
         claims.append(
             Claim(
                 id=row.id,
                 token=row.claim_token,
                 template_id=row.template_id,
                 to_address=row.to_address,
-                subject=row.subject,
-                body_text=row.body_text,
-                body_html=row.body_html,
+                subject=email.subject,
+                body_text=email.text,
+                body_html=email.html,
                 sensitive=row.sensitive,
                 attempts=row.attempts,
             )

@@ -34,6 +34,9 @@ class OutboxEmail(Base):
     subject: Mapped[str] = mapped_column(String(200))
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
+    context: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Set: the bodies are rendered from this JSON when the email is sent (``outbox.content``),
+    and ``body_text`` / ``body_html`` stay empty until then; None: the bodies are stored."""
     sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(8), default=PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

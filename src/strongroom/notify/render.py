@@ -8,6 +8,7 @@ is returned.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -83,6 +84,45 @@ def render(
     )
     _check_banner(email, anti_phishing_code)
     return email
+
+
+def subject(template_id: str, context: Mapping[str, object]) -> str:
+    """The subject of ``render``'s email alone (a deferred email's, stored when it is written)."""
+    return _subject(templates.get(template_id).subject, context)
+
+
+DATETIME_KEY = "$datetime"
+
+
+def stored_context(context: Mapping[str, object], *, anti_phishing_code: str | None) -> str:
+    """``render``'s arguments as JSON, for rendering the bodies later (``render_stored``): the
+    values a template reads are strings, numbers, None and timezone-aware datetimes."""
+    return json.dumps(
+        {"context": context, "anti_phishing_code": anti_phishing_code},
+        default=_encode,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def render_stored(template_id: str, stored: str) -> RenderedEmail:
+    """``render`` with the arguments ``stored_context`` kept: the same email as rendering it
+    when it was written."""
+    found = json.loads(stored, object_hook=_decode)
+    return render(template_id, found["context"], anti_phishing_code=found["anti_phishing_code"])
+
+
+def _encode(value: object) -> object:
+    if isinstance(value, datetime):
+        invariant(value.tzinfo is not None, "a stored datetime is timezone-aware")
+        return {DATETIME_KEY: value.isoformat()}
+    raise TypeError(f"an email context cannot store {type(value).__name__}")
+
+
+def _decode(value: dict[str, object]) -> object:
+    if value.keys() == {DATETIME_KEY}:
+        return datetime.fromisoformat(str(value[DATETIME_KEY]))
+    return value
 
 
 @lru_cache(maxsize=256)

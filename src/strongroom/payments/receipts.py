@@ -49,12 +49,12 @@ def receipts(
     return Receipts(
         placeholder=placeholder,
         emails=(
-            outbox.prepare_to_user(
+            outbox.defer_to_user(
                 user=sender,
                 template_id=SENT,
                 context={**common, "counterparty": names.masked(recipient.name), "reference": to},
             ),
-            outbox.prepare_to_user(
+            outbox.defer_to_user(
                 user=recipient,
                 template_id=RECEIVED,
                 context={**common, "counterparty": names.masked(sender.name)},

@@ -616,7 +616,13 @@ def erase(
     session.execute(
         update(OutboxEmail)
         .where(OutboxEmail.user_id == user.id)
-        .values(to_address=user.email, subject=ERASED_TEXT, body_text=ERASED_TEXT, body_html="")
+        .values(
+            to_address=user.email,
+            subject=ERASED_TEXT,
+            body_text=ERASED_TEXT,
+            body_html="",
+            context=None,
+        )
     )
     retained_until = now + timedelta(days=settings.retention_days)
     audit.record(

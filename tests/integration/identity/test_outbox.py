@@ -31,8 +31,9 @@ from sqlalchemy.orm import Session, sessionmaker
 import strongroom.app  # noqa: F401  (every domain registers its templates on import)
 from strongroom import db
 from strongroom.db import unit_of_work, utcnow
+from strongroom.errors import InvariantViolation
 from strongroom.identity.models import User
-from strongroom.notify import delivery, outbox, templates
+from strongroom.notify import delivery, outbox, render, templates
 from strongroom.notify.models import OutboxEmail
 from strongroom.settings import Settings
 from tests.integration.identity.conftest import (
@@ -243,6 +244,79 @@ def test_secret_bodies_are_scrubbed_once_sent(factory, settings, smtp):
     row = status_of(factory, email_id)
     assert row.status == "sent" and "sample-token" not in row.body_text + row.body_html
     assert any("sample-token" in parts(m)[0] for m in smtp.inbox.to(user.email))
+
+
+# --------------------------------------------------------------------------- deferred bodies
+
+DEFERRABLE = [t.id for t in templates.all_templates() if not t.sensitive]
+
+
+def defer(factory: sessionmaker[Session], user_id: str, template_id: str) -> int:
+    """A deferred email (``outbox.defer_to_user``) with a placeholder swapped when written, as
+    the group commit writes a receipt once its transfer has an id."""
+    with unit_of_work(factory) as session:
+        user = session.get_one(User, user_id)
+        context = {**templates.get(template_id).sample, "transfer_id": "PLACEHOLDER1"}
+        email = outbox.defer_to_user(user=user, template_id=template_id, context=context)
+        row = outbox.add_prepared(session=session, email=email, replace={"PLACEHOLDER1": "t-42"})
+        session.flush()
+        return row.id
+
+
+@pytest.mark.parametrize("template_id", DEFERRABLE)
+def test_a_deferred_email_is_sent_exactly_as_if_rendered_when_written(
+    factory, settings, smtp, template_id
+):
+    """Stored as its subject and context, rendered by the delivery worker: the email that
+    arrives is the one rendering it at once would have made (SMTP's line ends aside)."""
+    user = make_user(factory, settings)
+    with unit_of_work(factory) as session:
+        session.get_one(User, user.id).anti_phishing_code = CODE
+    email_id = defer(factory, user.id, template_id)
+    stored = status_of(factory, email_id)
+    assert stored.context is not None and (stored.body_text, stored.body_html) == ("", "")
+    context = {"name": user.name, **templates.get(template_id).sample, "transfer_id": "t-42"}
+    expected = render.render(template_id, context, anti_phishing_code=CODE)
+    assert stored.subject == expected.subject
+    assert outbox.content(stored) == expected
+    delivery.deliver_once(factory, settings)
+    (message,) = [
+        m for m in smtp.inbox.to(user.email) if m["X-Strongroom-Outbox-Id"] == str(email_id)
+    ]
+    assert " ".join(str(message["Subject"]).split()) == expected.subject  # unfolded
+    plain, html = parts(message)
+    assert plain.splitlines()[0] == BANNER and visible_html_text(html).startswith(BANNER)
+    arrived = (plain.replace("\r\n", "\n").strip(), html.replace("\r\n", "\n").strip())
+    assert arrived == (expected.text.strip(), expected.html.strip())
+    assert status_of(factory, email_id).status == "sent"
+
+
+def test_a_secret_is_never_deferred(factory, settings):
+    user = make_user(factory, settings)
+    with pytest.raises(InvariantViolation, match="sensitive"):
+        outbox.defer_to_user(
+            user=user,
+            template_id="security.password_reset",
+            context=dict(templates.get("security.password_reset").sample),
+        )
+
+
+def test_an_email_that_cannot_be_rendered_fails_alone(factory, settings, smtp):
+    """A stored context this code cannot render (a template variable it lacks) is marked
+    failed with the reason; the sweep sends the others."""
+    user = make_user(factory, settings)
+    delivery.deliver_once(factory, settings)  # the welcome email
+    broken = defer(factory, user.id, "payments.p2p_received")
+    fine = defer(factory, user.id, "payments.p2p_received")
+    with unit_of_work(factory) as session:
+        row = session.get_one(OutboxEmail, broken)
+        row.context = render.stored_context({"name": "A"}, anti_phishing_code=None)
+    report = delivery.deliver_once(factory, settings)
+    assert (report.claimed, report.sent) == (1, 1)
+    failed, sent = status_of(factory, broken), status_of(factory, fine)
+    assert failed.status == "failed" and failed.last_error == "cannot be rendered: UndefinedError"
+    assert sent.status == "sent"
+    assert [m["X-Strongroom-Outbox-Id"] for m in smtp.inbox.to(user.email)][-1] == str(fine)
 
 
 @pytest.mark.parametrize("any_db", ["postgresql"], indirect=True)
