@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -99,6 +100,31 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
 
 
 GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan"
+
+
+def pg_array(values: Iterable[object]) -> str:
+    """``values`` as ONE PostgreSQL array literal (``{...}``), the parameter of a
+    ``CAST(:name AS type[])``: None is NULL, a bool t or f, an int or Decimal its digits, a
+    datetime (timezone-aware) ISO 8601, a string quoted with its backslashes and double quotes
+    escaped. psycopg adapts a Python list element by element in Python: for the group commit's
+    write of a small batch that cost 0.52 ms of CPU per statement against 0.16 ms with literals
+    (issue #14); this is one join, and PostgreSQL parses the literal in C."""
+    parts: list[str] = []
+    for value in values:
+        if value is None:
+            parts.append("NULL")
+        elif isinstance(value, bool):
+            parts.append("t" if value else "f")
+        elif isinstance(value, int | Decimal):
+            parts.append(str(value))
+        elif isinstance(value, str):
+            parts.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        elif isinstance(value, datetime):
+            invariant(value.tzinfo is not None, "a timestamp parameter is timezone-aware")
+            parts.append('"' + value.isoformat() + '"')
+        else:
+            raise TypeError(f"no array literal for {type(value).__name__}")
+    return "{" + ",".join(parts) + "}"
 
 
 def make_group_commit_engine(engine: Engine, *, connections: int) -> Engine:

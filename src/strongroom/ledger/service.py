@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session, SessionTransaction
 
-from strongroom.db import insert_for, utcnow
+from strongroom.db import insert_for, pg_array, utcnow
 from strongroom.errors import DomainError, NotFound, invariant, present
 from strongroom.ledger import writer
 from strongroom.ledger.domain import (
@@ -1040,7 +1040,7 @@ def _lock(
     ever had a lot. ``FOR NO KEY UPDATE``: the balance update changes no key, so inserts whose
     foreign keys name these accounts (lock lots, adjustments) in other transactions go on."""
     if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(_PG_LOCK, {"ids": account_ids}).all()
+        rows = session.execute(_PG_LOCK, {"ids": pg_array(account_ids)}).all()
     else:
         rows = _lock_rows(session, account_ids)
     states = {

@@ -13,6 +13,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, text, update
 from sqlalchemy.orm import Session
 
+from strongroom.db import pg_array
 from strongroom.ledger.models import Account, Entry, Lock, LockUse, Transfer
 
 COPY_MIN_ROWS = 32
@@ -180,11 +181,11 @@ def _write_small(session: Session, transfers: Rows, entries: Rows, balances: Row
     session.execute(_PG_WRITE_ALL if transfers else _PG_WRITE_ENTRIES, params)
 
 
-def _columns(rows: Rows, width: int) -> list[list[Any]]:
-    """Rows as one list per column (``width`` columns; empty lists for no rows)."""
+def _columns(rows: Rows, width: int) -> list[str]:
+    """Rows as one array literal per column (``width`` columns; empty arrays for no rows)."""
     if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows, strict=True)]
+        return ["{}"] * width
+    return [pg_array(column) for column in zip(*rows, strict=True)]
 
 
 def write_transfers(session: Session, transfers: Rows) -> None:

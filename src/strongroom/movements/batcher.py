@@ -149,6 +149,7 @@ class Batcher:
         self.max_batch = max_batch
         self.result_timeout_s = result_timeout_s
         self._on_close = on_close
+        self._gathering = threading.Lock()
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_max)
         self._threads = [
             threading.Thread(target=self._run, name=f"sr-batcher-{n}", daemon=True)
@@ -210,34 +211,47 @@ class Batcher:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            jobs = [first]
-            while len(jobs) < self.max_batch:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    self._process(jobs)
-                    _wake(jobs)
-                    return
-                jobs.append(job)
-            self._process(jobs)
+            baton = _Baton(self._gathering)
+            try:
+                jobs, last = self._take()
+                if jobs:
+                    self._process(jobs, baton.release)
+            finally:
+                baton.release()
             _wake(jobs)
+            if last:
+                return
 
-    def _process(self, jobs: list[Job]) -> None:
+    def _take(self) -> tuple[list[Job], bool]:
+        """What has queued up (waiting for the first job), at most ``max_batch``; and whether
+        ``close`` asked this thread to stop."""
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        jobs = [first]
+        while len(jobs) < self.max_batch:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+        return jobs, False
+
+    def _process(self, jobs: list[Job], locking: Callable[[], None] = lambda: None) -> None:
+        """Apply ``jobs`` in one transaction; ``locking`` is called before the ledger locks
+        their accounts (it passes the batching threads' baton on: see ``Batcher``)."""
         try:
             with unit_of_work(self.factory) as session:
-                outcomes, duplicates = _apply(session, jobs)
+                outcomes, duplicates = _apply(session, jobs, locking)
         except Exception as error:  # a database error: isolate it job by job
             if len(jobs) == 1:
                 log.exception("ledger batch of one failed")
                 jobs[0].future.set_exception(error)
                 return
             for job in jobs:
-                self._process([job])
+                self._process([job], locking)
             return
         for job, outcome in outcomes:
             if isinstance(outcome, Exception):
@@ -307,8 +321,22 @@ def status_of(spec: TransferSpec) -> str:
     return "pending" if spec.kind == TransferKind.PENDING else "completed"
 
 
+class _Baton:
+    """The batching threads' turn to gather a batch: taken when made, given back once (at the
+    latest when the batch is done)."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        lock.acquire()
+        self._lock: threading.Lock | None = lock
+
+    def release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
+
 def _apply(
-    session: Session, jobs: list[Job]
+    session: Session, jobs: list[Job], locking: Callable[[], None]
 ) -> tuple[list[tuple[Job, Outcome | Exception]], list[Job]]:
     jobs, handed_back = _resolve_lane(session, jobs)
     owners, duplicates = _claim(session, jobs)
@@ -322,6 +350,7 @@ def _apply(
     specs = [spec for job in owners for spec in job.specs]
     now = utcnow()
     early = _receipts_early(session, owners, now)
+    locking()
     results = iter(ledger.create_transfers(session=session, specs=specs, now=now))
     given_back: list[Once] = []
     emails: list[dict[str, object]] = []

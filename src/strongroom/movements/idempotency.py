@@ -20,7 +20,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, delete, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
-from strongroom.db import insert_for, utcnow
+from strongroom.db import insert_for, pg_array, utcnow
 from strongroom.errors import Conflict, ValidationFailed, invariant
 from strongroom.movements.models import IdempotencyKey
 
@@ -153,12 +153,14 @@ def _claim_all_postgresql(
     returned = session.execute(
         _CLAIM_ALL_POSTGRESQL,
         {
-            "scopes": [c.scope for c in claims],
-            "keys": [c.key for c in claims],
-            "hashes": [c.fingerprint for c in claims],
-            "outcomes": [None] * len(claims)
-            if outcomes is None
-            else [json.dumps(outcome.as_dict()) for outcome in outcomes],
+            "scopes": pg_array(c.scope for c in claims),
+            "keys": pg_array(c.key for c in claims),
+            "hashes": pg_array(c.fingerprint for c in claims),
+            "outcomes": pg_array(
+                [None] * len(claims)
+                if outcomes is None
+                else [json.dumps(outcome.as_dict()) for outcome in outcomes]
+            ),
             "now": utcnow(),
         },
     ).all()

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from strongroom.db import pg_array
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
 from strongroom.limits import service as limits_engine
@@ -73,10 +74,10 @@ def resolve(
     rows = session.execute(
         _VIEW,
         {
-            "hashes": [r.token_hash for r in requests],
-            "ids": [r.recipient_id for r in requests],
-            "emails": [r.recipient_email for r in requests],
-            "assets": [r.amount.asset.code for r in requests],
+            "hashes": pg_array(r.token_hash for r in requests),
+            "ids": pg_array(r.recipient_id for r in requests),
+            "emails": pg_array(r.recipient_email for r in requests),
+            "assets": pg_array(r.amount.asset.code for r in requests),
             "now": now,
             "owner_type": ledger.USER,
         },

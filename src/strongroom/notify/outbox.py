@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from strongroom import paging
-from strongroom.db import utcnow
+from strongroom.db import pg_array, utcnow
 from strongroom.errors import Conflict, NotFound, ValidationFailed, invariant
 from strongroom.notify import render, templates
 from strongroom.notify.models import FAILED, PENDING, SENT, STATUSES, OutboxEmail
@@ -244,21 +244,30 @@ def insert_rows(session: Session, rows: Sequence[Mapping[str, object]]) -> None:
         cursor.executemany(_INSERT_ROW_POSTGRESQL, _values(rows))
 
 
+_INSERT_ARRAYS_POSTGRESQL = text(
+    "INSERT INTO mail_outbox (template_id, user_id, to_address, subject, body_text, body_html,"
+    " context, sensitive, status, attempts, available_at, created_at)"
+    " SELECT * FROM unnest(CAST(:template_id AS text[]), CAST(:user_id AS text[]),"
+    " CAST(:to_address AS text[]), CAST(:subject AS text[]), CAST(:body_text AS text[]),"
+    " CAST(:body_html AS text[]), CAST(:context AS text[]), CAST(:sensitive AS boolean[]),"
+    " CAST(:status AS text[]), CAST(:attempts AS integer[]),"
+    " CAST(:available_at AS timestamptz[]), CAST(:created_at AS timestamptz[]))"
+    " RETURNING id"
+)
+
+
 def insert_rows_returning_ids(session: Session, rows: Sequence[Mapping[str, object]]) -> list[int]:
-    """``insert_rows`` on PostgreSQL, with each row's id, in order (one result per row of the
-    pipelined ``executemany``): for a writer that may have to take some of them back in the
-    same transaction (``delete_rows``)."""
+    """``insert_rows`` on PostgreSQL as ONE statement of arrays (``db.pg_array``), with each
+    row's id in the order of ``rows``: for a writer that may have to take some of them back in
+    the same transaction (``delete_rows``). The ids are drawn from the table's sequence as the
+    rows are inserted, in the arrays' order, so the returned ids sorted are the rows' in order
+    (a pipelined ``executemany`` of one INSERT per row cost the group commit about 0.1 ms of
+    CPU per email, issue #14)."""
     if not rows:
         return []
     invariant(session.get_bind().dialect.name == "postgresql", "PostgreSQL only")
-    driver = session.connection().connection.driver_connection
-    ids: list[int] = []
-    with driver.cursor() as cursor:  # type: ignore[union-attr]
-        cursor.executemany(_INSERT_ROW_POSTGRESQL + " RETURNING id", _values(rows), returning=True)
-        while True:
-            ids.append(int(cursor.fetchone()[0]))
-            if not cursor.nextset():
-                break
+    params = {column: pg_array(row[column] for row in rows) for column in _ROW_COLUMNS}
+    ids = sorted(int(row_id) for row_id in session.scalars(_INSERT_ARRAYS_POSTGRESQL, params))
     invariant(len(ids) == len(rows), "one id per row")
     return ids
 

@@ -604,3 +604,29 @@ def test_write_back_settings_are_bounded():
         with pytest.raises(ValidationError):
             MailSettings(**bad)
     assert (MailSettings().sent_commit_max, MailSettings().sent_commit_ms) == (50, 500)
+
+
+@pytest.mark.parametrize("any_db", ["postgresql"], indirect=True)
+def test_rows_written_as_one_statement_come_back_with_their_own_ids(factory, any_db):
+    """``outbox.insert_rows_returning_ids`` (the group commit's receipts): one id per row, in
+    the rows' order, while other sessions draw from the same sequence."""
+    user = make_user(factory, make_settings(any_db, free_port()))
+    now = utcnow()
+    rows = []
+    for n in range(40):
+        email = outbox.defer_to_user(
+            user=user,
+            template_id="payments.p2p_received",
+            context={**templates.get("payments.p2p_received").sample, "transfer_id": "T"},
+        )
+        rows.append(outbox.prepared_row(email, replace={"T": f"t-{n}"}, now=now))
+    with unit_of_work(factory) as other:  # an interleaved writer takes ids of its own
+        interleaved = send(factory, user.id, "account.welcome")
+        with unit_of_work(factory) as session:
+            ids = outbox.insert_rows_returning_ids(session, rows)
+        other.flush()
+    assert len(set(ids)) == 40 and interleaved not in ids
+    with factory() as session:
+        for n, row_id in enumerate(ids):
+            context = session.get_one(OutboxEmail, row_id).context
+            assert context is not None and f'"transfer_id":"t-{n}"' in context
