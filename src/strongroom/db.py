@@ -102,6 +102,10 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
 GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan"
 
 
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def pg_array(values: Iterable[object]) -> str:
     """``values`` as ONE PostgreSQL array literal (``{...}``), the parameter of a
     ``CAST(:name AS type[])``: None is NULL, a bool t or f, an int or Decimal its digits, a
@@ -110,18 +114,27 @@ def pg_array(values: Iterable[object]) -> str:
     write of a small batch that cost 0.52 ms of CPU per statement against 0.16 ms with literals
     (issue #14); this is one join, and PostgreSQL parses the literal in C."""
     parts: list[str] = []
+    append = parts.append
+    stamp: tuple[object, str] = (None, "")  # a batch repeats one timestamp: formatted once
     for value in values:
-        if value is None:
-            parts.append("NULL")
+        kind = type(value)  # the common kinds first, by identity: this runs per element
+        if kind is str:
+            append(_quoted(value))  # type: ignore[arg-type]
+        elif value is None:
+            append("NULL")
+        elif kind is int or kind is Decimal:
+            append(str(value))
         elif isinstance(value, bool):
-            parts.append("t" if value else "f")
-        elif isinstance(value, int | Decimal):
-            parts.append(str(value))
-        elif isinstance(value, str):
-            parts.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
+            append("t" if value else "f")
+        elif isinstance(value, str):  # a subclass (a StrEnum): its text, not its str()
+            append(_quoted(str.__str__(value)))
+        elif isinstance(value, int):
+            append(int.__repr__(value))
         elif isinstance(value, datetime):
-            invariant(value.tzinfo is not None, "a timestamp parameter is timezone-aware")
-            parts.append('"' + value.isoformat() + '"')
+            if stamp[0] is not value:
+                invariant(value.tzinfo is not None, "a timestamp parameter is timezone-aware")
+                stamp = (value, '"' + value.isoformat() + '"')
+            append(stamp[1])
         else:
             raise TypeError(f"no array literal for {type(value).__name__}")
     return "{" + ",".join(parts) + "}"
