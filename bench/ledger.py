@@ -15,7 +15,7 @@ databases are dropped at the end, also on Ctrl-C or failure. Exit status: 0 when
 correct (targets missed are reported, not fatal); 1 when the ledger check fails, an acknowledged
 transfer is missing, or any request failed; 130 when interrupted.
 
-    .venv/bin/python bench/ledger.py [--clients 16] [--seconds 20] [--workers 2]
+    .venv/bin/python bench/ledger.py [--clients 16] [--seconds 20] [--workers 1]
 """
 
 from __future__ import annotations
@@ -85,7 +85,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--seconds", type=float, default=20, help="length of each measured phase")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="a database on the server to use")
-    parser.add_argument("--workers", type=int, default=2, help="strongroom serve --workers")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="strongroom serve --workers (default 1, as serve's: on two cores the server and "
+        "PostgreSQL each get one; two workers measured slower, see bench/README.md)",
+    )
     parser.add_argument(
         "--users",
         type=int,
