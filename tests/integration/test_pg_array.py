@@ -15,10 +15,10 @@ from sqlalchemy.engine import Engine
 from strongroom.db import pg_array
 
 TEXTS = st.lists(
-    st.one_of(st.none(), st.text(alphabet=st.characters(exclude_characters="\x00"))),
+    st.one_of(st.none(), st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"))),
     max_size=12,
 )
-"""Any text PostgreSQL can hold (no NUL), quotes, backslashes, braces, commas, blanks and the
+"""Any text PostgreSQL can hold (UTF-8, no NUL), quotes, backslashes, braces, commas, blanks and the
 word NULL included, and NULLs."""
 
 
