@@ -208,52 +208,37 @@ def prepared_row(
     }
 
 
-_ROW_COLUMNS = (
-    "template_id",
-    "user_id",
-    "to_address",
-    "subject",
-    "body_text",
-    "body_html",
-    "context",
-    "sensitive",
-    "status",
-    "attempts",
-    "available_at",
-    "created_at",
-)
-_INSERT_ROW_POSTGRESQL = (
-    "INSERT INTO mail_outbox (template_id, user_id, to_address, subject, body_text, body_html,"
-    " context, sensitive, status, attempts, available_at, created_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_ROW_TYPES = {
+    "template_id": "text",
+    "user_id": "text",
+    "to_address": "text",
+    "subject": "text",
+    "body_text": "text",
+    "body_html": "text",
+    "context": "text",
+    "sensitive": "boolean",
+    "status": "text",
+    "attempts": "integer",
+    "available_at": "timestamptz",
+    "created_at": "timestamptz",
+}
+"""``prepared_row``'s columns, with the type of their array in ``_INSERT_POSTGRESQL``."""
+_ARRAYS = ", ".join(f"CAST(:{column} AS {kind}[])" for column, kind in _ROW_TYPES.items())
+_INSERT_POSTGRESQL = text(
+    f"INSERT INTO mail_outbox ({', '.join(_ROW_TYPES)}) SELECT * FROM unnest({_ARRAYS})"  # noqa: S608 (built from the constants above, no input)
+    " RETURNING id"
 )
 
 
 def insert_rows(session: Session, rows: Sequence[Mapping[str, object]]) -> None:
     """Write ``prepared_row`` rows in the session's transaction, now: on PostgreSQL one
-    ``executemany`` of a prepared INSERT through psycopg (pipelined: one round trip; the bodies
-    are sent as they are, where an array parameter would escape every character in Python),
-    elsewhere one Core executemany."""
+    statement of arrays (``insert_rows_returning_ids``), elsewhere one Core executemany."""
     if not rows:
         return
     if session.get_bind().dialect.name != "postgresql":
         session.execute(insert(OutboxEmail), [dict(row) for row in rows])
         return
-    driver = session.connection().connection.driver_connection
-    with driver.cursor() as cursor:  # type: ignore[union-attr]
-        cursor.executemany(_INSERT_ROW_POSTGRESQL, _values(rows))
-
-
-_INSERT_ARRAYS_POSTGRESQL = text(
-    "INSERT INTO mail_outbox (template_id, user_id, to_address, subject, body_text, body_html,"
-    " context, sensitive, status, attempts, available_at, created_at)"
-    " SELECT * FROM unnest(CAST(:template_id AS text[]), CAST(:user_id AS text[]),"
-    " CAST(:to_address AS text[]), CAST(:subject AS text[]), CAST(:body_text AS text[]),"
-    " CAST(:body_html AS text[]), CAST(:context AS text[]), CAST(:sensitive AS boolean[]),"
-    " CAST(:status AS text[]), CAST(:attempts AS integer[]),"
-    " CAST(:available_at AS timestamptz[]), CAST(:created_at AS timestamptz[]))"
-    " RETURNING id"
-)
+    insert_rows_returning_ids(session, rows)
 
 
 def insert_rows_returning_ids(session: Session, rows: Sequence[Mapping[str, object]]) -> list[int]:
@@ -266,15 +251,10 @@ def insert_rows_returning_ids(session: Session, rows: Sequence[Mapping[str, obje
     if not rows:
         return []
     invariant(session.get_bind().dialect.name == "postgresql", "PostgreSQL only")
-    params = {column: pg_array(row[column] for row in rows) for column in _ROW_COLUMNS}
-    ids = sorted(int(row_id) for row_id in session.scalars(_INSERT_ARRAYS_POSTGRESQL, params))
+    params = {column: pg_array(row[column] for row in rows) for column in _ROW_TYPES}
+    ids = sorted(int(row_id) for row_id in session.scalars(_INSERT_POSTGRESQL, params))
     invariant(len(ids) == len(rows), "one id per row")
     return ids
-
-
-def _values(rows: Sequence[Mapping[str, object]]) -> list[tuple[object, ...]]:
-    """``prepared_row`` rows as the INSERT's parameters, in its column order."""
-    return [tuple(row[c] for c in _ROW_COLUMNS) for row in rows]
 
 
 def delete_rows(session: Session, ids: Sequence[int]) -> None:
