@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from strongroom import db
@@ -152,6 +153,46 @@ def test_concurrent_submitters_all_get_their_own_results(factory, wallets):
         bank_account = session.get(Account, bank)
         assert bank_account is not None
         assert bank_account.debits_posted == 10_00 + 60
+
+
+@pytest.mark.parametrize("any_db", ["postgresql"], indirect=True)
+def test_two_batching_threads_pass_the_baton_on_even_when_a_batch_fails(factory, wallets, any_db):
+    """Two threads, one gathering at a time (the baton): concurrent submitters each get their
+    own result, and a batch that fails before it locks anything (a key too long for its
+    column: a database error in the claim) is retried job by job without holding the other
+    thread back; nothing of the failed jobs is written."""
+    bank, a, b, c = wallets
+    batcher = Batcher(factory, max_batch=16, threads=2)
+    results: dict[int, object] = {}
+    lock = threading.Lock()
+
+    def send(i: int) -> None:
+        key = "x" * 200 if i % 10 == 0 else f"k{i}"  # the column holds 128
+        try:
+            outcome: object = batcher.submit(spec(bank, (a, b, c)[i % 3], 1), Claim("u", key, key))
+        except Exception as error:
+            outcome = error
+        with lock:
+            results[i] = outcome
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(80)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads), "a submitter never got an answer"
+    finally:
+        batcher.close()
+    assert batcher.closed
+    failed = {i for i, r in results.items() if not isinstance(r, Outcome)}
+    assert failed == set(range(0, 80, 10))
+    assert all(isinstance(results[i], DBAPIError) for i in failed)
+    with factory() as session:
+        bank_account = session.get_one(Account, bank)
+        keys = set(session.scalars(select(IdempotencyKey.key)))
+    assert bank_account.debits_posted == 10_00 + 72
+    assert keys == {f"k{i}" for i in range(80) if i % 10}
 
 
 def test_an_app_started_twice_moves_money_both_times(pg_db):
