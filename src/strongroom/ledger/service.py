@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from strongroom.db import insert_for, pg_array, utcnow
@@ -498,7 +499,14 @@ class _Batch:
         if not rows:
             return False
         savepoint = self.session.begin_nested()
-        writer.write_transfers(self.session, rows)
+        try:
+            writer.write_transfers(self.session, rows)
+        except IntegrityError:
+            # An account that does not exist in the transfer's asset (the database checks the
+            # accounts of the statement's transfers as it writes them, migration 0043): the
+            # lock reads every account and refuses such a transfer with its own error.
+            savepoint.rollback()
+            return False
         self.early = (savepoint, ids)
         return True
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
+import psycopg
 from sqlalchemy import Table, bindparam, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from strongroom.db import pg_array
@@ -204,12 +206,15 @@ def _insert(session: Session, table: Table, columns: Sequence[str], rows: Rows) 
 def _copy(
     session: Session, table: str, columns: Sequence[str], types: Sequence[str], rows: Rows
 ) -> None:
-    """Binary ``COPY``: PostgreSQL parses no text (numbers, timestamps) and psycopg formats less."""
+    """Binary ``COPY``: PostgreSQL parses no text (numbers, timestamps) and psycopg formats less.
+    A refusal by the database's rules raises SQLAlchemy's ``IntegrityError``, as a statement
+    through the session would (the copy goes through the driver's own cursor)."""
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with (
-        cursor,
-        cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy,
-    ):
-        copy.set_types(types)
-        for row in rows:
-            copy.write_row(row)
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    try:
+        with cursor, cursor.copy(statement) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.errors.IntegrityError as error:
+        raise IntegrityError(statement, None, error) from error

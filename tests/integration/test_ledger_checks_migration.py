@@ -1,0 +1,118 @@
+"""Migration 0043 (PostgreSQL): the accounts a statement's transfers name are checked when the
+statement writes them, once per distinct account, instead of at commit; the downgrade restores
+0032's check at commit. Either way a transfer naming an account that does not exist in its asset
+never commits, with the same message."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from strongroom import db
+
+BEFORE = "2026_12_06_0042"
+AFTER = "2026_12_07_0043"
+REFUSAL = "names an account that does not exist in its asset"
+
+
+@pytest.fixture
+def bare_pg(pg_admin_url: str) -> Iterator[Engine]:
+    name = f"strongroom_mig_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = db.make_engine(make_url(pg_admin_url).set(database=name).render_as_string(False))
+    yield engine
+    engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _migrate(engine: Engine, verb: str, revision: str) -> None:
+    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(command, verb)(config, revision)
+
+
+def _account(engine: Engine, owner: str, asset: str) -> int:
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "INSERT INTO ledger_accounts (owner_type, owner_id, kind, asset,"
+                    " allow_negative, negative_limit_minor, debits_posted, credits_posted,"
+                    " debits_pending, credits_pending, created_at)"
+                    " VALUES ('system', :owner, 'test', :asset, true, 0, 0, 0, 0, 0, now())"
+                    " RETURNING id"
+                ),
+                {"owner": owner, "asset": asset},
+            ).scalar_one()
+        )
+
+
+def _write(conn, good: tuple[int, int], debit: int, credit: int) -> None:  # type: ignore[no-untyped-def]
+    """Two good transfers and ``bad`` (``debit`` -> ``credit``) in one statement, then the
+    entries of all three: each transfer well formed but for the accounts ``bad`` names."""
+    rows = [("ok-1", *good), ("bad", debit, credit), ("ok-2", good[1], good[0])]
+    values = ", ".join(f"('{t}', {d}, {c})" for t, d, c in rows)
+    conn.execute(
+        text(
+            "INSERT INTO ledger_transfers (id, kind, debit_account_id, credit_account_id, asset,"
+            " amount_minor, batch_id, code, created_at)"
+            f" SELECT id, 'posted', d, c, 'HKD', 100, 'raw', 'raw', now() FROM (VALUES {values})"
+            " AS v(id, d, c)"
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO ledger_entries (transfer_id, account_id, asset, side, posted_minor,"
+            " pending_minor, balance_after, created_at)"
+            " SELECT id, CASE s WHEN 'D' THEN d ELSE c END, 'HKD', s, 100, 0, 0, now()"
+            f" FROM (VALUES {values}) AS v(id, d, c), (VALUES ('D'), ('C')) AS side(s)"
+        )
+    )
+
+
+def _refused_when_written(engine: Engine, good: tuple[int, int], debit: int, credit: int) -> None:
+    with (
+        engine.connect() as conn,
+        conn.begin(),
+        pytest.raises(IntegrityError, match=f"ledger transfer bad {REFUSAL}"),
+    ):
+        _write(conn, good, debit, credit)
+
+
+def _refused_at_commit(engine: Engine, good: tuple[int, int], debit: int, credit: int) -> None:
+    with engine.connect() as conn:
+        trans = conn.begin()
+        _write(conn, good, debit, credit)  # nothing refused yet
+        with pytest.raises(IntegrityError, match=f"ledger transfer bad {REFUSAL}"):
+            trans.commit()
+
+
+def test_0043_checks_the_accounts_when_written_and_its_downgrade_at_commit(
+    bare_pg: Engine,
+) -> None:
+    _migrate(bare_pg, "upgrade", AFTER)
+    good = (_account(bare_pg, "bank", "HKD"), _account(bare_pg, "alice", "HKD"))
+    usd = _account(bare_pg, "carol", "USD")
+    missing = 10**12
+    for debit, credit in ((good[0], missing), (missing, good[1]), (good[0], usd)):
+        _refused_when_written(bare_pg, good, debit, credit)
+    _migrate(bare_pg, "downgrade", BEFORE)
+    for debit, credit in ((good[0], missing), (good[0], usd)):
+        _refused_at_commit(bare_pg, good, debit, credit)
+    _migrate(bare_pg, "upgrade", AFTER)
+    _refused_when_written(bare_pg, good, usd, good[1])
+    with bare_pg.begin() as conn:  # the control: the same statement with good accounts commits
+        _write(conn, good, good[1], good[0])
+    with bare_pg.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM ledger_transfers")).scalar_one() == 3
