@@ -139,6 +139,127 @@ def test_postgres_refuses_a_broken_transfer_at_commit(factory, book, entries, re
     assert count(factory, ENTRIES) == 0
 
 
+def entry_row(transfer_id: str, account_id: int, side: str, **change: Any) -> dict[str, Any]:
+    return {
+        "transfer_id": transfer_id,
+        "account_id": account_id,
+        "asset": HKD,
+        "side": side,
+        "posted_minor": 100,
+        "pending_minor": 0,
+        "balance_after": 0,
+        "created_at": utcnow(),
+    } | change
+
+
+def queued(session: Session) -> int:
+    """The transfer statements of this transaction still waiting for the commit check."""
+    return int(session.scalar(text("SELECT count(*) FROM ledger_transfer_checks")) or 0)
+
+
+@on_postgres
+@pytest.mark.parametrize(
+    ("debit", "credit"),
+    [
+        pytest.param({}, {"posted_minor": 90}, id="unequal-amounts"),
+        pytest.param({"posted_minor": 90}, {"posted_minor": 90}, id="not-its-amount"),
+        pytest.param({}, {"account_id": "bob"}, id="another-account"),
+        pytest.param({}, {"pending_minor": 100}, id="a-reservation-too"),
+        pytest.param({"account_id": "alice"}, {"account_id": "bank"}, id="sides-swapped"),
+    ],
+)
+def test_postgres_refuses_a_broken_pair_written_in_one_statement(factory, book, debit, credit):
+    """Migration 0043 checks a transfer's two entries in the statement that writes both; one
+    that does not match is left to the commit check, which refuses it (a well-formed transfer of
+    the same statements does not hide it)."""
+    with factory() as session:
+        write_transfer(session, book)
+        write_transfer(session, book, id="good")
+        for side in (debit, credit):
+            if "account_id" in side:
+                side["account_id"] = book[side["account_id"]]
+        session.execute(
+            ENTRIES.insert().values(
+                [
+                    entry_row("good", book["bank"], "D"),
+                    entry_row("good", book["alice"], "C"),
+                    entry_row("t1", book["bank"], "D") | debit,
+                    entry_row("t1", book["alice"], "C") | credit,
+                ]
+            )
+        )
+        assert queued(session) == 1  # t1's statement: left for the commit check
+        with pytest.raises(IntegrityError, match=f"t1 {DEFERRED_REFUSAL}: .*differ from its"):
+            session.commit()
+    assert count(factory, TRANSFERS) == 0
+    assert count(factory, ENTRIES) == 0
+
+
+def write_transfers(session: Session, book: dict[str, int], ids: list[str]) -> None:
+    """Posted HK$1 transfers from the bank to Alice, all in one statement; no entries."""
+    rows = [
+        {
+            "id": transfer_id,
+            "kind": "posted",
+            "debit_account_id": book["bank"],
+            "credit_account_id": book["alice"],
+            "asset": HKD,
+            "amount_minor": 100,
+            "batch_id": "raw",
+            "code": "raw",
+            "created_at": utcnow(),
+        }
+        for transfer_id in ids
+    ]
+    session.execute(TRANSFERS.insert().values(rows))
+
+
+@on_postgres
+def test_postgres_commit_check_stays_for_a_statement_only_partly_paired(factory, book):
+    """Pairs for two of a statement's three transfers: the third has no entry, so its
+    statement stays queued and the commit refuses it."""
+    with factory() as session:
+        write_transfers(session, book, ["p0", "p1", "p2"])
+        pairs = [
+            entry_row(transfer_id, book[account], side)
+            for transfer_id in ("p0", "p1")
+            for account, side in (("bank", "D"), ("alice", "C"))
+        ]
+        session.execute(ENTRIES.insert().values(pairs))
+        assert queued(session) == 1
+        with pytest.raises(IntegrityError, match=f"p2 {DEFERRED_REFUSAL}: 0 debit and 0 credit"):
+            session.commit()
+    assert count(factory, TRANSFERS) == 0
+
+
+@on_postgres
+def test_postgres_checks_pairs_written_in_one_statement_when_written(factory, book):
+    """Both entries of every transfer in one statement: checked there, nothing left queued for
+    the commit (also for transfers written by two statements). A savepoint rolled back takes
+    the check back with it: the transfers are queued again and checked at commit."""
+    with factory() as session:
+        for batch in ("a", "b"):
+            write_transfers(session, book, [f"{batch}{n}" for n in range(3)])
+        assert queued(session) == 2
+        savepoint = session.begin_nested()
+        pairs = [
+            entry_row(f"{batch}{n}", book[account], side)
+            for batch in ("a", "b")
+            for n in range(3)
+            for account, side in (("bank", "D"), ("alice", "C"))
+        ]
+        session.execute(ENTRIES.insert().values(pairs))
+        assert queued(session) == 0
+        savepoint.rollback()
+        assert queued(session) == 2
+        for row in pairs:  # one entry per statement: nothing checked until the commit
+            session.execute(ENTRIES.insert().values(row))
+        assert queued(session) == 2
+        session.commit()
+    assert count(factory, TRANSFERS) == 6
+    assert count(factory, ENTRIES) == 12
+
+
 @on_postgres
 def test_postgres_refuses_a_pending_post_that_keeps_part_of_the_reservation(factory, book):
     with factory() as session:
