@@ -1,7 +1,7 @@
-"""Migration 0043 (PostgreSQL): the accounts a statement's transfers name are checked when the
-statement writes them, once per distinct account, instead of at commit; the downgrade restores
-0032's check at commit. Either way a transfer naming an account that does not exist in its asset
-never commits, with the same message."""
+"""Migration 0043 (PostgreSQL): the accounts a wide statement's transfers name (a batch's) are
+checked when the statement writes them, once per distinct account, instead of at commit; a narrow
+statement's, and every statement's after the downgrade (0032), at commit. Either way a transfer
+naming an account that does not exist in its asset never commits, with the same message."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from strongroom import db
 BEFORE = "2026_12_06_0042"
 AFTER = "2026_12_07_0043"
 REFUSAL = "names an account that does not exist in its asset"
+WIDE = 128  # transfers in one statement from which 0043 checks the accounts as they are written
 
 
 @pytest.fixture
@@ -58,10 +59,11 @@ def _account(engine: Engine, owner: str, asset: str) -> int:
         )
 
 
-def _write(conn, good: tuple[int, int], debit: int, credit: int) -> None:  # type: ignore[no-untyped-def]
-    """Two good transfers and ``bad`` (``debit`` -> ``credit``) in one statement, then the
-    entries of all three: each transfer well formed but for the accounts ``bad`` names."""
-    rows = [("ok-1", *good), ("bad", debit, credit), ("ok-2", good[1], good[0])]
+def _write(conn, good: tuple[int, int], debit: int, credit: int, width: int) -> None:  # type: ignore[no-untyped-def]
+    """``width`` transfers in one statement, ``bad`` (``debit`` -> ``credit``) among good ones,
+    then their entries in one more: each well formed but for the accounts ``bad`` names."""
+    rows = [(f"ok-{n}", *(good if n % 2 else good[::-1])) for n in range(width - 1)]
+    rows.insert(width // 2, ("bad", debit, credit))
     values = ", ".join(f"('{t}', {d}, {c})" for t, d, c in rows)
     conn.execute(
         text(
@@ -87,18 +89,20 @@ def _refused_when_written(engine: Engine, good: tuple[int, int], debit: int, cre
         conn.begin(),
         pytest.raises(IntegrityError, match=f"ledger transfer bad {REFUSAL}"),
     ):
-        _write(conn, good, debit, credit)
+        _write(conn, good, debit, credit, WIDE)
 
 
-def _refused_at_commit(engine: Engine, good: tuple[int, int], debit: int, credit: int) -> None:
+def _refused_at_commit(
+    engine: Engine, good: tuple[int, int], debit: int, credit: int, width: int
+) -> None:
     with engine.connect() as conn:
         trans = conn.begin()
-        _write(conn, good, debit, credit)  # nothing refused yet
+        _write(conn, good, debit, credit, width)  # nothing refused yet
         with pytest.raises(IntegrityError, match=f"ledger transfer bad {REFUSAL}"):
             trans.commit()
 
 
-def test_0043_checks_the_accounts_when_written_and_its_downgrade_at_commit(
+def test_0043_checks_a_wide_statements_accounts_when_written_and_the_rest_at_commit(
     bare_pg: Engine,
 ) -> None:
     _migrate(bare_pg, "upgrade", AFTER)
@@ -107,12 +111,14 @@ def test_0043_checks_the_accounts_when_written_and_its_downgrade_at_commit(
     missing = 10**12
     for debit, credit in ((good[0], missing), (missing, good[1]), (good[0], usd)):
         _refused_when_written(bare_pg, good, debit, credit)
+        _refused_at_commit(bare_pg, good, debit, credit, 3)  # a narrow statement
     _migrate(bare_pg, "downgrade", BEFORE)
     for debit, credit in ((good[0], missing), (good[0], usd)):
-        _refused_at_commit(bare_pg, good, debit, credit)
+        _refused_at_commit(bare_pg, good, debit, credit, WIDE)
+        _refused_at_commit(bare_pg, good, debit, credit, 3)
     _migrate(bare_pg, "upgrade", AFTER)
     _refused_when_written(bare_pg, good, usd, good[1])
-    with bare_pg.begin() as conn:  # the control: the same statement with good accounts commits
-        _write(conn, good, good[1], good[0])
+    with bare_pg.begin() as conn:  # the control: the same statements with good accounts commit
+        _write(conn, good, good[1], good[0], WIDE)
     with bare_pg.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM ledger_transfers")).scalar_one() == 3
+        assert conn.execute(text("SELECT count(*) FROM ledger_transfers")).scalar_one() == WIDE

@@ -5,6 +5,7 @@ journal is append-only and the CHECKs hold (SQLite gets them as triggers)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -152,6 +153,18 @@ def entry_row(transfer_id: str, account_id: int, side: str, **change: Any) -> di
     } | change
 
 
+WIDE = 128  # transfers of one statement from which migration 0043 checks pairs as written
+
+
+def pairs(book: dict[str, int], ids: list[str]) -> list[dict[str, Any]]:
+    """The debit and credit entries of bank-to-Alice HK$1 transfers ``ids``."""
+    return [
+        entry_row(transfer_id, book[account], side)
+        for transfer_id in ids
+        for account, side in (("bank", "D"), ("alice", "C"))
+    ]
+
+
 def queued(session: Session) -> int:
     """The transfer statements of this transaction still waiting for the commit check."""
     return int(session.scalar(text("SELECT count(*) FROM ledger_transfer_checks")) or 0)
@@ -172,19 +185,19 @@ def test_postgres_refuses_a_broken_pair_written_in_one_statement(factory, book, 
     """Migration 0043 checks a transfer's two entries in the statement that writes both; one
     that does not match is left to the commit check, which refuses it (a well-formed transfer of
     the same statements does not hide it)."""
+    good = [f"good-{n}" for n in range(WIDE)]
     with factory() as session:
         write_transfer(session, book)
-        write_transfer(session, book, id="good")
+        write_transfers(session, book, good)
         for side in (debit, credit):
             if "account_id" in side:
                 side["account_id"] = book[side["account_id"]]
         session.execute(
             ENTRIES.insert().values(
                 [
-                    entry_row("good", book["bank"], "D"),
-                    entry_row("good", book["alice"], "C"),
                     entry_row("t1", book["bank"], "D") | debit,
                     entry_row("t1", book["alice"], "C") | credit,
+                    *pairs(book, good),
                 ]
             )
         )
@@ -195,39 +208,40 @@ def test_postgres_refuses_a_broken_pair_written_in_one_statement(factory, book, 
     assert count(factory, ENTRIES) == 0
 
 
-def write_transfers(session: Session, book: dict[str, int], ids: list[str]) -> None:
-    """Posted HK$1 transfers from the bank to Alice, all in one statement; no entries."""
-    rows = [
-        {
-            "id": transfer_id,
-            "kind": "posted",
-            "debit_account_id": book["bank"],
-            "credit_account_id": book["alice"],
-            "asset": HKD,
-            "amount_minor": 100,
-            "batch_id": "raw",
-            "code": "raw",
-            "created_at": utcnow(),
-        }
-        for transfer_id in ids
-    ]
-    session.execute(TRANSFERS.insert().values(rows))
+def write_transfers(
+    session: Session,
+    book: dict[str, int],
+    ids: list[str],
+    kind: str = "posted",
+    rows: Sequence[dict[str, Any]] = (),
+) -> None:
+    """HK$1 transfers ``ids`` of ``kind`` from the bank to Alice, and ``rows`` (changes to such
+    a transfer), all in one statement; no entries."""
+    base = {
+        "kind": kind,
+        "debit_account_id": book["bank"],
+        "credit_account_id": book["alice"],
+        "asset": HKD,
+        "amount_minor": 100,
+        "pending_id": None,
+        "batch_id": "raw",
+        "code": "raw",
+        "created_at": utcnow(),
+    }
+    values = [base | {"id": transfer_id} for transfer_id in ids] + [base | row for row in rows]
+    session.execute(TRANSFERS.insert().values(values))
 
 
 @on_postgres
 def test_postgres_commit_check_stays_for_a_statement_only_partly_paired(factory, book):
     """Pairs for two of a statement's three transfers: the third has no entry, so its
     statement stays queued and the commit refuses it."""
+    ids = [f"p{n}" for n in range(WIDE + 1)]
     with factory() as session:
-        write_transfers(session, book, ["p0", "p1", "p2"])
-        pairs = [
-            entry_row(transfer_id, book[account], side)
-            for transfer_id in ("p0", "p1")
-            for account, side in (("bank", "D"), ("alice", "C"))
-        ]
-        session.execute(ENTRIES.insert().values(pairs))
+        write_transfers(session, book, ids)
+        session.execute(ENTRIES.insert().values(pairs(book, ids[:-1])))
         assert queued(session) == 1
-        with pytest.raises(IntegrityError, match=f"p2 {DEFERRED_REFUSAL}: 0 debit and 0 credit"):
+        with pytest.raises(IntegrityError, match=f"{ids[-1]} {DEFERRED_REFUSAL}: 0 debit and 0"):
             session.commit()
     assert count(factory, TRANSFERS) == 0
 
@@ -237,27 +251,74 @@ def test_postgres_checks_pairs_written_in_one_statement_when_written(factory, bo
     """Both entries of every transfer in one statement: checked there, nothing left queued for
     the commit (also for transfers written by two statements). A savepoint rolled back takes
     the check back with it: the transfers are queued again and checked at commit."""
+    ids = {batch: [f"{batch}{n}" for n in range(WIDE)] for batch in ("a", "b")}
     with factory() as session:
-        for batch in ("a", "b"):
-            write_transfers(session, book, [f"{batch}{n}" for n in range(3)])
+        for batch in ids.values():
+            write_transfers(session, book, batch)
         assert queued(session) == 2
         savepoint = session.begin_nested()
-        pairs = [
-            entry_row(f"{batch}{n}", book[account], side)
-            for batch in ("a", "b")
-            for n in range(3)
-            for account, side in (("bank", "D"), ("alice", "C"))
-        ]
-        session.execute(ENTRIES.insert().values(pairs))
+        both = pairs(book, ids["a"] + ids["b"])
+        session.execute(ENTRIES.insert().values(both))
         assert queued(session) == 0
         savepoint.rollback()
         assert queued(session) == 2
-        for row in pairs:  # one entry per statement: nothing checked until the commit
-            session.execute(ENTRIES.insert().values(row))
+        for n in range(0, len(both), 2):  # a debit, then a credit statement: left for the commit
+            session.execute(ENTRIES.insert().values(both[n : n + 1]))
+            session.execute(ENTRIES.insert().values(both[n + 1 : n + 2]))
         assert queued(session) == 2
         session.commit()
-    assert count(factory, TRANSFERS) == 6
-    assert count(factory, ENTRIES) == 12
+    assert count(factory, TRANSFERS) == 2 * WIDE
+    assert count(factory, ENTRIES) == 4 * WIDE
+
+
+@on_postgres
+def test_postgres_checks_wide_pending_posts_and_voids_as_written(factory, book):
+    """Pending transfers, then partial posts of half of them and voids of the rest, each kind
+    in wide statements: what 0043's statement check expects of each kind matches what the
+    service writes (it looks the pending transfer up for a post's release)."""
+    holds = [f"h{n}" for n in range(WIDE)]
+    with factory() as session:
+        write_transfers(session, book, holds, kind="pending")
+        session.execute(
+            ENTRIES.insert().values(
+                [row | {"posted_minor": 0, "pending_minor": 100} for row in pairs(book, holds)]
+            )
+        )
+        assert queued(session) == 0
+        resolutions = [  # odd: post HK$0.60 of the hold; even: void it
+            {"id": f"r{n}", "pending_id": hold, "kind": "post_pending", "amount_minor": 60}
+            if n % 2
+            else {"id": f"r{n}", "pending_id": hold, "kind": "void_pending"}
+            for n, hold in enumerate(holds)
+        ]
+        write_transfers(session, book, [], rows=resolutions)
+        session.execute(
+            ENTRIES.insert().values(
+                [
+                    entry_row(r["id"], book[account], side)
+                    | {
+                        "posted_minor": r.get("amount_minor", 0),
+                        "pending_minor": -100,
+                    }
+                    for r in resolutions
+                    for account, side in (("bank", "D"), ("alice", "C"))
+                ]
+            )
+        )
+        assert queued(session) == 0
+        session.commit()
+    assert count(factory, TRANSFERS) == 2 * WIDE
+
+
+@on_postgres
+def test_postgres_leaves_a_narrow_statement_to_the_commit_check(factory, book):
+    """Fewer than 0043's wide statement: the pair is checked at commit, as in 0032."""
+    with factory() as session:
+        write_transfers(session, book, ["n0", "n1"])
+        session.execute(ENTRIES.insert().values(pairs(book, ["n0", "n1"])))
+        assert queued(session) == 1
+        session.commit()
+    assert count(factory, ENTRIES) == 4
 
 
 @on_postgres

@@ -51,13 +51,33 @@ MATCHES = (
     f" AND e.posted_minor = {EXPECTED_POSTED} AND e.pending_minor = {EXPECTED_PENDING}"
 )
 
-QUEUE_CHECK = """
+# Statements of at least this many transfers (a batch's) take the per-statement checks below,
+# and so do the entries written in a transaction that wrote one; narrower ones (a single
+# transfer's group commit writes a few rows) keep 0032's, whose plans are cheaper than the
+# look ups they would save (PL/pgSQL plans a query on a transition table at every call).
+WIDE_TRANSFERS = 128
+
+ADD_COLUMN = """
+ALTER TABLE ledger_transfer_checks ADD COLUMN accounts_checked boolean NOT NULL DEFAULT false;
+"""
+DROP_COLUMN = """
+ALTER TABLE ledger_transfer_checks DROP COLUMN accounts_checked;
+"""
+
+QUEUE_CHECK = f"""
 CREATE OR REPLACE FUNCTION ledger_transfers_queue_check() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     missing record;
     bad text;
     queued bigint;
+    wide boolean;
 BEGIN
+    INSERT INTO ledger_transfer_checks (transfer_ids, accounts_checked)
+    SELECT array_agg(id), count(*) >= {WIDE_TRANSFERS} FROM written HAVING count(*) > 0
+    RETURNING id, accounts_checked INTO queued, wide;
+    IF NOT coalesce(wide, false) THEN
+        RETURN NULL;  -- the commit check looks the accounts up too
+    END IF;
     -- Each distinct (account, asset) the statement's transfers name, looked up once, by key
     -- (LATERAL: whatever plan the session caches, never an anti-join over the whole table).
     SELECT named.account_id, named.asset INTO missing
@@ -76,65 +96,84 @@ BEGIN
         RAISE EXCEPTION 'ledger transfer % names an account that does not exist in its asset',
             bad USING ERRCODE = 'foreign_key_violation';
     END IF;
-    INSERT INTO ledger_transfer_checks (transfer_ids)
-    SELECT array_agg(id) FROM written HAVING count(*) > 0
-    RETURNING id INTO queued;
-    -- This transaction's queued rows, for ledger_entries_check_transfer (a setting local to
-    -- the transaction: gone at its end, and with a savepoint rolled back, as the rows are).
-    IF queued IS NOT NULL THEN
-        PERFORM set_config('strongroom.ledger_checks',
-                           concat_ws(',', nullif(current_setting('strongroom.ledger_checks', true),
-                                                 ''), queued),
-                           true);
-    END IF;
+    -- This transaction's wide queued rows, for ledger_entries_check_transfer (a setting local
+    -- to the transaction: gone at its end, and with a savepoint rolled back, as the rows are).
+    PERFORM set_config('strongroom.ledger_checks',
+                       concat_ws(',', nullif(current_setting('strongroom.ledger_checks', true),
+                                             ''), queued),
+                       true);
     RETURN NULL;
 END $$;
-"""
+"""  # noqa: S608 (built from the constants above, no input)
+
+
+def _bad_transfer(*, with_accounts: bool) -> str:
+    """The first queued transfer that breaks the double entry (``bad``); ``with_accounts``:
+    also one whose accounts do not exist in its asset (0032's query, for narrow statements)."""
+    accounts = "bool_and(d.id IS NOT NULL AND k.id IS NOT NULL)" if with_accounts else "true"
+    joins = (
+        """
+              LEFT JOIN ledger_accounts d ON d.id = t.debit_account_id AND d.asset = t.asset
+              LEFT JOIN ledger_accounts k ON k.id = t.credit_account_id AND k.asset = t.asset"""
+        if with_accounts
+        else ""
+    )
+    return f"""
+        SELECT u.id, c.*
+          INTO bad
+          FROM unnest(NEW.transfer_ids) AS u(id)
+         CROSS JOIN LATERAL (
+            SELECT count(e.id) FILTER (WHERE e.side = 'D') AS debits,
+                   count(e.id) FILTER (WHERE e.side = 'C') AS credits,
+                   count(e.id) FILTER (WHERE {MATCHES}) AS matching,
+                   {accounts} AS accounts
+              FROM ledger_transfers t
+              LEFT JOIN ledger_transfers p ON p.id = t.pending_id{joins}
+              LEFT JOIN ledger_entries e ON e.transfer_id = t.id
+             WHERE t.id = u.id
+         ) AS c
+         WHERE c.debits <> 1 OR c.credits <> 1 OR c.matching <> 2 OR NOT c.accounts
+         LIMIT 1;"""  # noqa: S608 (built from the constants above, no input)
+
 
 CHECKS_RUN = f"""
 CREATE OR REPLACE FUNCTION ledger_transfer_checks_run() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     bad record;
 BEGIN
-    -- Gone: the statement that wrote these transfers' entries checked every one of them
-    -- (ledger_entries_check_transfer) and removed the row, in this transaction.
-    PERFORM 1 FROM ledger_transfer_checks WHERE id = NEW.id;
-    IF NOT FOUND THEN
-        RETURN NULL;
+    IF NEW.accounts_checked THEN
+        PERFORM 1 FROM ledger_transfer_checks WHERE id = NEW.id;
+        IF NOT FOUND THEN
+            -- The statement that wrote these transfers' entries checked every one of them
+            -- (ledger_entries_check_transfer) and removed the row, in this transaction.
+            RETURN NULL;
+        END IF;
     END IF;
-    -- LATERAL: each queued id is looked up by key (pk, the entries' unique key), whatever the
-    -- size of the tables; a join over whole tables would grow with them. The accounts were
-    -- checked when the transfers were written (ledger_transfers_queue_check).
-    SELECT u.id, c.*
-      INTO bad
-      FROM unnest(NEW.transfer_ids) AS u(id)
-     CROSS JOIN LATERAL (
-        SELECT count(e.id) FILTER (WHERE e.side = 'D') AS debits,
-               count(e.id) FILTER (WHERE e.side = 'C') AS credits,
-               count(e.id) FILTER (WHERE {MATCHES}) AS matching
-          FROM ledger_transfers t
-          LEFT JOIN ledger_transfers p ON p.id = t.pending_id
-          LEFT JOIN ledger_entries e ON e.transfer_id = t.id
-         WHERE t.id = u.id
-     ) AS c
-     WHERE c.debits <> 1 OR c.credits <> 1 OR c.matching <> 2
-     LIMIT 1;
+    -- LATERAL: each queued id is looked up by key (pk, the entries' unique key, the accounts'
+    -- pk), whatever the size of the tables; a join over whole tables would grow with them.
+    -- The accounts of a wide statement were checked when it wrote its transfers.
+    IF NEW.accounts_checked THEN{_bad_transfer(with_accounts=False)}
+    ELSE{_bad_transfer(with_accounts=True)}
+    END IF;
     IF bad.id IS NOT NULL THEN
         IF bad.debits <> 1 OR bad.credits <> 1 THEN
             RAISE EXCEPTION 'ledger transfer % does not balance: % debit and % credit entries, '
                 'not one of each', bad.id, bad.debits, bad.credits
                 USING ERRCODE = 'check_violation';
+        ELSIF bad.matching <> 2 THEN
+            RAISE EXCEPTION 'ledger transfer % does not balance: its entries differ from its '
+                'asset, accounts or amount', bad.id USING ERRCODE = 'check_violation';
         END IF;
-        RAISE EXCEPTION 'ledger transfer % does not balance: its entries differ from its '
-            'asset, accounts or amount', bad.id USING ERRCODE = 'check_violation';
+        RAISE EXCEPTION 'ledger transfer % names an account that does not exist in its asset',
+            bad.id USING ERRCODE = 'foreign_key_violation';
     END IF;
     DELETE FROM ledger_transfer_checks WHERE id = NEW.id;
     RETURN NULL;
 END $$;
 """  # noqa: S608 (built from the constants above, no input)
 
-# The statement's entries, one row per transfer: how many debit and credit entries it wrote and
-# what the one of each carries (max: with one entry per side, its value).
+# A wide statement's entries, one row per transfer: how many debit and credit entries it wrote
+# and what the one of each carries (max: with one entry per side, its value).
 PER_TRANSFER = """
     SELECT transfer_id,
            count(*) FILTER (WHERE side = 'D') AS debits,
@@ -162,28 +201,39 @@ CREATE OR REPLACE FUNCTION ledger_entries_check_transfer() RETURNS trigger LANGU
 DECLARE
     orphan text;
 BEGIN
-    -- Each distinct transfer of the statement's entries, looked up once by key (LATERAL, as
-    -- above): refused if it does not exist; checked in full if the statement wrote both of its
-    -- entries (the unique (transfer_id, side) key keeps any other entry out). The rows this
-    -- transaction queued (ledger_transfers_queue_check) whose every transfer is so checked are
-    -- removed: the commit check has nothing left to do for them. Any other is checked at
-    -- commit, as before.
-    WITH checked AS MATERIALIZED (
-        SELECT w.transfer_id, t.id IS NOT NULL AS known, coalesce({BOTH_MATCH}, false) AS ok
-          FROM ({PER_TRANSFER}) AS w
-          LEFT JOIN LATERAL (SELECT * FROM ledger_transfers AS t
-                              WHERE t.id = w.transfer_id) AS t ON true
-          LEFT JOIN LATERAL (SELECT * FROM ledger_transfers AS p
-                              WHERE p.id = t.pending_id) AS p ON true
-    ), done AS (
-        DELETE FROM ledger_transfer_checks AS q
-         WHERE q.id = ANY(string_to_array(nullif(current_setting('strongroom.ledger_checks',
-                                                                   true), ''), ',')::bigint[])
-           AND NOT EXISTS (SELECT u.id FROM unnest(q.transfer_ids) AS u(id)
-                           EXCEPT
-                           SELECT transfer_id FROM checked WHERE ok)
-    )
-    SELECT transfer_id INTO orphan FROM checked WHERE NOT known LIMIT 1;
+    IF coalesce(current_setting('strongroom.ledger_checks', true), '') = '' THEN
+        -- No wide statement of transfers in this transaction (ledger_transfers_queue_check):
+        -- as 0032, each entry's transfer looked up by key.
+        SELECT w.transfer_id INTO orphan
+          FROM written AS w
+         CROSS JOIN LATERAL (SELECT count(*) AS n FROM ledger_transfers AS t
+                              WHERE t.id = w.transfer_id) AS c
+         WHERE c.n = 0
+         LIMIT 1;
+    ELSE
+        -- Each distinct transfer of the statement's entries, looked up once by key (LATERAL):
+        -- refused if it does not exist; checked in full if the statement wrote both of its
+        -- entries (the unique (transfer_id, side) key keeps any other entry out). The wide
+        -- rows this transaction queued (ledger_transfers_queue_check) whose every transfer is
+        -- so checked are removed: the commit check has nothing left to do for them. Any other
+        -- is checked at commit, as before.
+        WITH checked AS MATERIALIZED (
+            SELECT w.transfer_id, t.id IS NOT NULL AS known, coalesce({BOTH_MATCH}, false) AS ok
+              FROM ({PER_TRANSFER}) AS w
+              LEFT JOIN LATERAL (SELECT * FROM ledger_transfers AS t
+                                  WHERE t.id = w.transfer_id) AS t ON true
+              LEFT JOIN LATERAL (SELECT * FROM ledger_transfers AS p
+                                  WHERE p.id = t.pending_id) AS p ON true
+        ), done AS (
+            DELETE FROM ledger_transfer_checks AS q
+             WHERE q.id = ANY(string_to_array(nullif(current_setting('strongroom.ledger_checks',
+                                                                       true), ''), ',')::bigint[])
+               AND NOT EXISTS (SELECT u.id FROM unnest(q.transfer_ids) AS u(id)
+                               EXCEPT
+                               SELECT transfer_id FROM checked WHERE ok)
+        )
+        SELECT transfer_id INTO orphan FROM checked WHERE NOT known LIMIT 1;
+    END IF;
     IF orphan IS NOT NULL THEN
         RAISE EXCEPTION 'ledger entry names transfer %, which does not exist', orphan
             USING ERRCODE = 'foreign_key_violation';
@@ -264,9 +314,9 @@ END $$;
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(QUEUE_CHECK + CHECKS_RUN + ENTRIES_CHECK)
+        op.execute(ADD_COLUMN + QUEUE_CHECK + CHECKS_RUN + ENTRIES_CHECK)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(QUEUE_CHECK_0032 + CHECKS_RUN_0032 + ENTRIES_CHECK_0032)
+        op.execute(QUEUE_CHECK_0032 + CHECKS_RUN_0032 + ENTRIES_CHECK_0032 + DROP_COLUMN)
