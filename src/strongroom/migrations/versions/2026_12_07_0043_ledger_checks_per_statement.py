@@ -1,27 +1,29 @@
-"""ledger checks: each account and each transfer looked up once per statement, not per row
+"""ledger checks: a batch's accounts and transfers looked up once per statement, not per row
 
 PostgreSQL only (issue #14). An 8,000-transfer batch over 1,000 accounts spent about a third of
 the time it holds its account locks in the database's own checks of what it wrote, because they
-looked things up once per row:
+looked things up once per row. For a wide statement (128 transfers or more: a batch's; narrower
+ones, such as a single transfer's group commit, keep 0032's checks, whose plans cost less than
+the look ups they would save):
 
 * The deferred double-entry check (0032) looked up both accounts of every transfer (16,000 look
   ups in a batch, into the most updated rows of the database) at commit, under the batch's
-  account locks. The accounts are now checked by the statement trigger that queues the transfers
-  (``ledger_transfers_queue_check``), once per distinct (account, asset) of the statement: at most
-  1,000 look ups in such a batch, when the transfers are written, which for a large batch is
-  before it locks its accounts. The refusal is the same (``ledger transfer <id> names an account
-  that does not exist in its asset``, ``foreign_key_violation``), raised by the statement that
-  writes the transfer instead of at commit. The deferred check keeps the rest: exactly one debit
-  and one credit entry carrying the transfer's asset, accounts and amounts.
+  account locks. The statement trigger that queues the transfers
+  (``ledger_transfers_queue_check``) now checks them, once per distinct (account, asset) of the
+  statement: at most 1,000 look ups in such a batch, when the transfers are written, which for a
+  large batch is before it locks its accounts. The refusal is the same (``ledger transfer <id>
+  names an account that does not exist in its asset``, ``foreign_key_violation``), raised by the
+  statement that writes the transfer instead of at commit; the queued row says so
+  (``accounts_checked``) and the commit check skips that part.
 * The check that every entry names an existing transfer (0032) looked the transfer up once per
-  entry. It now does so once per distinct transfer of the statement, and, where the statement
-  wrote both entries of a transfer, checks them against it right there (the entries are in the
-  statement's transition table; the unique ``(transfer_id, side)`` key keeps any other entry
-  out). The queued rows of the transaction whose every transfer is so checked are removed (the
-  queue trigger keeps their ids in a setting local to the transaction), and the deferred check
-  returns at once for a removed row: a batch's commit no longer looks up its 8,000 transfers and
-  16,000 entries again under its locks. Entries written apart from their pair are checked at
-  commit, in full, as before.
+  entry. In a transaction that wrote a wide statement of transfers it now does so once per
+  distinct transfer of the statement, and, where the statement wrote both entries of a transfer,
+  checks them against it right there (the entries are in the statement's transition table; the
+  unique ``(transfer_id, side)`` key keeps any other entry out). The wide queued rows of the
+  transaction whose every transfer is so checked are removed (the queue trigger keeps their ids
+  in a setting local to the transaction), and the commit check returns at once for a removed
+  row: a batch's commit no longer looks up its 8,000 transfers and 16,000 entries again under its
+  locks. Entries written apart from their pair are checked at commit, in full, as before.
 
 What the database refuses is unchanged; only when and how often it looks.
 
