@@ -5,17 +5,15 @@ refuses while a longer code is stored."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from alembic import command
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 
 from strongroom import db
+from tests.conftest import migrate
 
 BEFORE = "2026_12_06_0040"
 AFTER = "2026_12_06_0041"
@@ -25,29 +23,12 @@ CNAPS = "102100099996"
 @pytest.fixture(params=["postgresql", "sqlite"])
 def bare_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An empty database of either kind, not migrated yet."""
-    if request.param == "sqlite":
-        engine = db.make_engine(f"sqlite:///{tmp_path / 'migrate.sqlite3'}")
-        yield engine
-        engine.dispose()
+    if request.param == "postgresql":
+        yield request.getfixturevalue("bare_pg")
         return
-    admin_url: str = request.getfixturevalue("pg_admin_url")
-    name = f"strongroom_mig_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = db.make_engine(make_url(admin_url).set(database=name).render_as_string(False))
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'migrate.sqlite3'}")
     yield engine
     engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def _migrate(engine: Engine, verb: str, revision: str) -> None:
-    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        getattr(command, verb)(config, revision)
 
 
 def _seed(engine: Engine) -> None:
@@ -88,10 +69,10 @@ def _count(engine: Engine, sql: str) -> int:
 
 
 def test_upgrade_keeps_rows_and_stores_twelve_digit_codes(bare_engine: Engine) -> None:
-    _migrate(bare_engine, "upgrade", BEFORE)
+    migrate(bare_engine, "upgrade", BEFORE)
     _seed(bare_engine)
 
-    _migrate(bare_engine, "upgrade", AFTER)
+    migrate(bare_engine, "upgrade", AFTER)
 
     assert _count(bare_engine, "SELECT COUNT(*) FROM merchants WHERE id = 'm_old'") == 1
     assert _count(bare_engine, "SELECT COUNT(*) FROM merchant_payout_batches") == 1
@@ -108,31 +89,31 @@ def test_upgrade_keeps_rows_and_stores_twelve_digit_codes(bare_engine: Engine) -
 
 @pytest.mark.parametrize("bare_engine", ["postgresql"], indirect=True)
 def test_downgrade_refuses_while_a_longer_code_is_stored(bare_engine: Engine) -> None:
-    _migrate(bare_engine, "upgrade", BEFORE)
+    migrate(bare_engine, "upgrade", BEFORE)
     _seed(bare_engine)
-    _migrate(bare_engine, "upgrade", AFTER)
+    migrate(bare_engine, "upgrade", AFTER)
     with bare_engine.begin() as conn:
         conn.execute(text("UPDATE merchant_payout_rows SET bank_code = :c"), {"c": CNAPS})
 
     with pytest.raises(RuntimeError, match=r"merchant_payout_rows\.bank_code: 1 row"):
-        _migrate(bare_engine, "downgrade", BEFORE)
+        migrate(bare_engine, "downgrade", BEFORE)
 
     with bare_engine.begin() as conn:
         conn.execute(text("UPDATE merchant_payout_rows SET bank_code = '024'"))
-    _migrate(bare_engine, "downgrade", BEFORE)
+    migrate(bare_engine, "downgrade", BEFORE)
     assert _count(bare_engine, "SELECT COUNT(*) FROM merchant_payout_rows") == 1
     assert _count(bare_engine, "SELECT COUNT(*) FROM merchants") == 1
 
 
 @pytest.mark.parametrize("bare_engine", ["sqlite"], indirect=True)
 def test_downgrade_on_sqlite_keeps_the_rows(bare_engine: Engine) -> None:
-    _migrate(bare_engine, "upgrade", BEFORE)
+    migrate(bare_engine, "upgrade", BEFORE)
     _seed(bare_engine)
-    _migrate(bare_engine, "upgrade", AFTER)
+    migrate(bare_engine, "upgrade", AFTER)
     with bare_engine.begin() as conn:
         conn.execute(text("UPDATE merchant_payout_rows SET bank_code = :c"), {"c": CNAPS})
 
-    _migrate(bare_engine, "downgrade", BEFORE)
+    migrate(bare_engine, "downgrade", BEFORE)
 
     with bare_engine.connect() as conn:
         stored = conn.execute(text("SELECT bank_code FROM merchant_payout_rows")).scalar_one()

@@ -5,42 +5,16 @@ naming an account that does not exist in its asset never commits, with the same 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
-from alembic import command
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from strongroom import db
+from tests.conftest import migrate
 
 BEFORE = "2026_12_06_0042"
 AFTER = "2026_12_07_0043"
 REFUSAL = "names an account that does not exist in its asset"
 WIDE = 128  # transfers in one statement from which 0043 checks the accounts as they are written
-
-
-@pytest.fixture
-def bare_pg(pg_admin_url: str) -> Iterator[Engine]:
-    name = f"strongroom_mig_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = db.make_engine(make_url(pg_admin_url).set(database=name).render_as_string(False))
-    yield engine
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def _migrate(engine: Engine, verb: str, revision: str) -> None:
-    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        getattr(command, verb)(config, revision)
 
 
 def _account(engine: Engine, owner: str, asset: str) -> int:
@@ -105,18 +79,18 @@ def _refused_at_commit(
 def test_0043_checks_a_wide_statements_accounts_when_written_and_the_rest_at_commit(
     bare_pg: Engine,
 ) -> None:
-    _migrate(bare_pg, "upgrade", AFTER)
+    migrate(bare_pg, "upgrade", AFTER)
     good = (_account(bare_pg, "bank", "HKD"), _account(bare_pg, "alice", "HKD"))
     usd = _account(bare_pg, "carol", "USD")
     missing = 10**12
     for debit, credit in ((good[0], missing), (missing, good[1]), (good[0], usd)):
         _refused_when_written(bare_pg, good, debit, credit)
         _refused_at_commit(bare_pg, good, debit, credit, 3)  # a narrow statement
-    _migrate(bare_pg, "downgrade", BEFORE)
+    migrate(bare_pg, "downgrade", BEFORE)
     for debit, credit in ((good[0], missing), (good[0], usd)):
         _refused_at_commit(bare_pg, good, debit, credit, WIDE)
         _refused_at_commit(bare_pg, good, debit, credit, 3)
-    _migrate(bare_pg, "upgrade", AFTER)
+    migrate(bare_pg, "upgrade", AFTER)
     _refused_when_written(bare_pg, good, usd, good[1])
     with bare_pg.begin() as conn:  # the control: the same statements with good accounts commit
         _write(conn, good, good[1], good[0], WIDE)

@@ -58,10 +58,8 @@ def write_transfer(session: Session, book: dict[str, int], **change: Any) -> str
     return str(row["id"])
 
 
-def write_entry(
-    session: Session, transfer_id: str, account_id: int, side: str, **change: Any
-) -> None:
-    row = {
+def entry_row(transfer_id: str, account_id: int, side: str, **change: Any) -> dict[str, Any]:
+    return {
         "transfer_id": transfer_id,
         "account_id": account_id,
         "asset": HKD,
@@ -71,7 +69,12 @@ def write_entry(
         "balance_after": 0,
         "created_at": utcnow(),
     } | change
-    session.execute(ENTRIES.insert().values(row))
+
+
+def write_entry(
+    session: Session, transfer_id: str, account_id: int, side: str, **change: Any
+) -> None:
+    session.execute(ENTRIES.insert().values(entry_row(transfer_id, account_id, side, **change)))
 
 
 def count(factory: sessionmaker[Session], table: Table) -> int:
@@ -138,19 +141,6 @@ def test_postgres_refuses_a_broken_transfer_at_commit(factory, book, entries, re
             session.commit()
     assert count(factory, TRANSFERS) == 0
     assert count(factory, ENTRIES) == 0
-
-
-def entry_row(transfer_id: str, account_id: int, side: str, **change: Any) -> dict[str, Any]:
-    return {
-        "transfer_id": transfer_id,
-        "account_id": account_id,
-        "asset": HKD,
-        "side": side,
-        "posted_minor": 100,
-        "pending_minor": 0,
-        "balance_after": 0,
-        "created_at": utcnow(),
-    } | change
 
 
 WIDE = 128  # transfers of one statement from which migration 0043 checks pairs as written
