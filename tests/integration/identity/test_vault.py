@@ -7,15 +7,14 @@ again on the way down), and sign-in with 2FA works after it."""
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pyotp
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from strongroom import db, vault
@@ -162,17 +161,7 @@ def old_database(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:
         yield engine
         engine.dispose()
         return
-    admin_url = request.getfixturevalue("pg_admin_url")
-    name = f"strongroom_migration_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = db.make_engine(make_url(admin_url).set(database=name).render_as_string(False))
-    yield engine
-    engine.dispose()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    yield request.getfixturevalue("bare_pg")
 
 
 def migrate(engine: Engine, revision: str, keyring: vault.Keyring, *, down: bool = False) -> None:

@@ -138,26 +138,13 @@ def _bad_transfer(*, with_accounts: bool) -> str:
          LIMIT 1;"""  # noqa: S608 (built from the constants above, no input)
 
 
-CHECKS_RUN = f"""
+_CHECKS_RUN_HEAD = """
 CREATE OR REPLACE FUNCTION ledger_transfer_checks_run() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     bad record;
 BEGIN
-    IF NEW.accounts_checked THEN
-        PERFORM 1 FROM ledger_transfer_checks WHERE id = NEW.id;
-        IF NOT FOUND THEN
-            -- The statement that wrote these transfers' entries checked every one of them
-            -- (ledger_entries_check_transfer) and removed the row, in this transaction.
-            RETURN NULL;
-        END IF;
-    END IF;
-    -- LATERAL: each queued id is looked up by key (pk, the entries' unique key, the accounts'
-    -- pk), whatever the size of the tables; a join over whole tables would grow with them.
-    -- The accounts of a wide statement were checked when it wrote its transfers.
-    IF NEW.accounts_checked THEN{_bad_transfer(with_accounts=False)}
-    ELSE{_bad_transfer(with_accounts=True)}
-    END IF;
-    IF bad.id IS NOT NULL THEN
+"""
+_REFUSE_BAD = """    IF bad.id IS NOT NULL THEN
         IF bad.debits <> 1 OR bad.credits <> 1 THEN
             RAISE EXCEPTION 'ledger transfer % does not balance: % debit and % credit entries, '
                 'not one of each', bad.id, bad.debits, bad.credits
@@ -172,7 +159,24 @@ BEGIN
     DELETE FROM ledger_transfer_checks WHERE id = NEW.id;
     RETURN NULL;
 END $$;
-"""  # noqa: S608 (built from the constants above, no input)
+"""
+"""The commit check's refusal of ``bad`` (as 0032 words it), and the queued row's removal."""
+
+CHECKS_RUN = f"""{_CHECKS_RUN_HEAD}    IF NEW.accounts_checked THEN
+        PERFORM 1 FROM ledger_transfer_checks WHERE id = NEW.id;
+        IF NOT FOUND THEN
+            -- The statement that wrote these transfers' entries checked every one of them
+            -- (ledger_entries_check_transfer) and removed the row, in this transaction.
+            RETURN NULL;
+        END IF;
+    END IF;
+    -- LATERAL: each queued id is looked up by key (pk, the entries' unique key, the accounts'
+    -- pk), whatever the size of the tables; a join over whole tables would grow with them.
+    -- The accounts of a wide statement were checked when it wrote its transfers.
+    IF NEW.accounts_checked THEN{_bad_transfer(with_accounts=False)}
+    ELSE{_bad_transfer(with_accounts=True)}
+    END IF;
+{_REFUSE_BAD}"""
 
 # A wide statement's entries, one row per transfer: how many debit and credit entries it wrote
 # and what the one of each carries (max: with one entry per side, its value).
@@ -198,6 +202,15 @@ BOTH_MATCH = (
     f" AND w.d_pending = {EXPECTED_PENDING} AND w.c_pending = {EXPECTED_PENDING}"
 )
 
+_ORPHAN_PER_ENTRY = """
+    SELECT w.transfer_id INTO orphan
+      FROM written AS w
+     CROSS JOIN LATERAL (SELECT count(*) AS n FROM ledger_transfers AS t
+                          WHERE t.id = w.transfer_id) AS c
+     WHERE c.n = 0
+     LIMIT 1;"""
+"""0032's check that the entries name transfers: each entry's transfer looked up by key."""
+
 ENTRIES_CHECK = f"""
 CREATE OR REPLACE FUNCTION ledger_entries_check_transfer() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -206,12 +219,7 @@ BEGIN
     IF coalesce(current_setting('strongroom.ledger_checks', true), '') = '' THEN
         -- No wide statement of transfers in this transaction (ledger_transfers_queue_check):
         -- as 0032, each entry's transfer looked up by key.
-        SELECT w.transfer_id INTO orphan
-          FROM written AS w
-         CROSS JOIN LATERAL (SELECT count(*) AS n FROM ledger_transfers AS t
-                              WHERE t.id = w.transfer_id) AS c
-         WHERE c.n = 0
-         LIMIT 1;
+{_ORPHAN_PER_ENTRY}
     ELSE
         -- Each distinct transfer of the statement's entries, looked up once by key (LATERAL):
         -- refused if it does not exist; checked in full if the statement wrote both of its
@@ -255,56 +263,14 @@ BEGIN
 END $$;
 """
 
-CHECKS_RUN_0032 = f"""
-CREATE OR REPLACE FUNCTION ledger_transfer_checks_run() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    bad record;
-BEGIN
-    SELECT u.id, c.*
-      INTO bad
-      FROM unnest(NEW.transfer_ids) AS u(id)
-     CROSS JOIN LATERAL (
-        SELECT count(e.id) FILTER (WHERE e.side = 'D') AS debits,
-               count(e.id) FILTER (WHERE e.side = 'C') AS credits,
-               count(e.id) FILTER (WHERE {MATCHES}) AS matching,
-               bool_and(d.id IS NOT NULL AND k.id IS NOT NULL) AS accounts
-          FROM ledger_transfers t
-          LEFT JOIN ledger_transfers p ON p.id = t.pending_id
-          LEFT JOIN ledger_accounts d ON d.id = t.debit_account_id AND d.asset = t.asset
-          LEFT JOIN ledger_accounts k ON k.id = t.credit_account_id AND k.asset = t.asset
-          LEFT JOIN ledger_entries e ON e.transfer_id = t.id
-         WHERE t.id = u.id
-     ) AS c
-     WHERE c.debits <> 1 OR c.credits <> 1 OR c.matching <> 2 OR NOT c.accounts
-     LIMIT 1;
-    IF bad.id IS NOT NULL THEN
-        IF bad.debits <> 1 OR bad.credits <> 1 THEN
-            RAISE EXCEPTION 'ledger transfer % does not balance: % debit and % credit entries, '
-                'not one of each', bad.id, bad.debits, bad.credits
-                USING ERRCODE = 'check_violation';
-        ELSIF bad.matching <> 2 THEN
-            RAISE EXCEPTION 'ledger transfer % does not balance: its entries differ from its '
-                'asset, accounts or amount', bad.id USING ERRCODE = 'check_violation';
-        END IF;
-        RAISE EXCEPTION 'ledger transfer % names an account that does not exist in its asset',
-            bad.id USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    DELETE FROM ledger_transfer_checks WHERE id = NEW.id;
-    RETURN NULL;
-END $$;
-"""  # noqa: S608 (built from the constants above, no input)
+CHECKS_RUN_0032 = f"{_CHECKS_RUN_HEAD}{_bad_transfer(with_accounts=True)}\n{_REFUSE_BAD}"
 
-ENTRIES_CHECK_0032 = """
+ENTRIES_CHECK_0032 = f"""
 CREATE OR REPLACE FUNCTION ledger_entries_check_transfer() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     orphan text;
 BEGIN
-    SELECT w.transfer_id INTO orphan
-      FROM written AS w
-     CROSS JOIN LATERAL (SELECT count(*) AS n FROM ledger_transfers AS t
-                          WHERE t.id = w.transfer_id) AS c
-     WHERE c.n = 0
-     LIMIT 1;
+{_ORPHAN_PER_ENTRY}
     IF orphan IS NOT NULL THEN
         RAISE EXCEPTION 'ledger entry names transfer %, which does not exist', orphan
             USING ERRCODE = 'foreign_key_violation';
