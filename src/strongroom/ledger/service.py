@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
-from strongroom.db import insert_for, pg_array, utcnow
+from strongroom.db import DriverStatement, driver_rows, insert_for, pg_array, utcnow
 from strongroom.errors import DomainError, NotFound, invariant, present
 from strongroom.ledger import writer
 from strongroom.ledger.domain import (
@@ -1048,7 +1048,7 @@ def _lock(
     ever had a lot. ``FOR NO KEY UPDATE``: the balance update changes no key, so inserts whose
     foreign keys name these accounts (lock lots, adjustments) in other transactions go on."""
     if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(_PG_LOCK, {"ids": pg_array(account_ids)}).all()
+        rows: Sequence[Any] = driver_rows(session, _PG_LOCK, {"ids": pg_array(account_ids)})
     else:
         rows = _lock_rows(session, account_ids)
     states = {
@@ -1059,7 +1059,7 @@ def _lock(
     return states, until
 
 
-_PG_LOCK = text(
+_PG_LOCK = DriverStatement(
     """
     SELECT id, asset, allow_negative, negative_limit_minor, debits_posted, credits_posted,
            debits_pending, credits_pending, locks_until

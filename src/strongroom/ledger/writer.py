@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import Table, bindparam, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm import Session
 
-from strongroom.db import pg_array
+from strongroom.db import DriverStatement, as_sqlalchemy_error, driver_rows, pg_array
 from strongroom.ledger.models import Account, Entry, Lock, LockUse, Transfer
 
 COPY_MIN_ROWS = 32
@@ -75,7 +74,7 @@ ENTRY_TYPES = (
 )
 BALANCE_COLUMNS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 
-_PG_UPDATE = text(
+_PG_UPDATE = DriverStatement(
     "UPDATE ledger_accounts AS a SET debits_posted = v.dp, credits_posted = v.cp,"
     " debits_pending = v.dpn, credits_pending = v.cpn"
     " FROM unnest(CAST(:ids AS bigint[]), CAST(:dp AS numeric[]), CAST(:cp AS numeric[]),"
@@ -111,10 +110,8 @@ def write(session: Session, transfers: Rows, entries: Rows, balances: Rows) -> N
         _copy(session, "ledger_entries", ENTRY_COLUMNS, ENTRY_TYPES, entries)
     else:
         _insert(session, ENTRIES, ENTRY_COLUMNS, entries)
-    ids, dp, cp, dpn, cpn = (
-        [str(value) for value in column] for column in zip(*balances, strict=True)
-    )
-    session.execute(_PG_UPDATE, {"ids": ids, "dp": dp, "cp": cp, "dpn": dpn, "cpn": cpn})
+    ids, dp, cp, dpn, cpn = (pg_array(column) for column in zip(*balances, strict=True))
+    driver_rows(session, _PG_UPDATE, {"ids": ids, "dp": dp, "cp": cp, "dpn": dpn, "cpn": cpn})
 
 
 _PG_TRANSFERS_CTE = """
@@ -144,8 +141,8 @@ _PG_ENTRIES_AND_BALANCES = """
                   CAST(:dpn AS numeric[]), CAST(:cpn AS numeric[])) AS v(id, dp, cp, dpn, cpn)
      WHERE a.id = v.id
 """
-_PG_WRITE_ALL = text("WITH" + _PG_TRANSFERS_CTE + _PG_ENTRIES_AND_BALANCES)
-_PG_WRITE_ENTRIES = text("WITH" + _PG_ENTRIES_AND_BALANCES)
+_PG_WRITE_ALL = DriverStatement("WITH" + _PG_TRANSFERS_CTE + _PG_ENTRIES_AND_BALANCES)
+_PG_WRITE_ENTRIES = DriverStatement("WITH" + _PG_ENTRIES_AND_BALANCES)
 _T_PARAMS = (
     "t_id",
     "t_kind",
@@ -180,7 +177,7 @@ def _write_small(session: Session, transfers: Rows, entries: Rows, balances: Row
     params.update(zip(("ids", "dp", "cp", "dpn", "cpn"), _columns(balances, 5), strict=True))
     if transfers:
         params.update(zip(_T_PARAMS, _columns(transfers, len(_T_PARAMS)), strict=True))
-    session.execute(_PG_WRITE_ALL if transfers else _PG_WRITE_ENTRIES, params)
+    driver_rows(session, _PG_WRITE_ALL if transfers else _PG_WRITE_ENTRIES, params)
 
 
 def _columns(rows: Rows, width: int) -> list[str]:
@@ -216,5 +213,5 @@ def _copy(
             copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
-    except psycopg.errors.IntegrityError as error:
-        raise IntegrityError(statement, None, error) from error
+    except psycopg.Error as error:
+        raise as_sqlalchemy_error(statement, error) from error

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from strongroom.db import pg_array
+from strongroom.db import DriverStatement, driver_rows, pg_array
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
 from strongroom.limits import service as limits_engine
@@ -71,7 +70,8 @@ def resolve(
     """Each request's transfer, its key's claim and its receipts, or None where the request
     is not plain (the route answers it). ONE statement for the whole batch (PostgreSQL: the
     lane runs only there)."""
-    rows = session.execute(
+    rows = driver_rows(
+        session,
         _VIEW,
         {
             "hashes": pg_array(r.token_hash for r in requests),
@@ -81,7 +81,7 @@ def resolve(
             "now": now,
             "owner_type": ledger.USER,
         },
-    ).all()
+    )
     found = {int(row[0]) - 1: row for row in rows}
     resolved: list[Resolved | None] = []
     for index, request in enumerate(requests):
@@ -108,7 +108,7 @@ class Party:
     anti_phishing_code: str | None
 
 
-_VIEW = text(
+_VIEW = DriverStatement(
     """
     SELECT i.n,
            s.id, s.email, s.name, s.anti_phishing_code, s.region, s.kyc_tier, s.ok,

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from strongroom import paging
-from strongroom.db import pg_array, utcnow
+from strongroom.db import DriverStatement, driver_rows, pg_array, utcnow
 from strongroom.errors import Conflict, NotFound, ValidationFailed, invariant
 from strongroom.notify import render, templates
 from strongroom.notify.models import FAILED, PENDING, SENT, STATUSES, OutboxEmail
@@ -224,7 +224,7 @@ _ROW_TYPES = {
 }
 """``prepared_row``'s columns, with the type of their array in ``_INSERT_POSTGRESQL``."""
 _ARRAYS = ", ".join(f"CAST(:{column} AS {kind}[])" for column, kind in _ROW_TYPES.items())
-_INSERT_POSTGRESQL = text(
+_INSERT_POSTGRESQL = DriverStatement(
     f"INSERT INTO mail_outbox ({', '.join(_ROW_TYPES)}) SELECT * FROM unnest({_ARRAYS})"  # noqa: S608 (built from the constants above, no input)
     " RETURNING id"
 )
@@ -252,7 +252,7 @@ def insert_rows_returning_ids(session: Session, rows: Sequence[Mapping[str, obje
         return []
     invariant(session.get_bind().dialect.name == "postgresql", "PostgreSQL only")
     params = {column: pg_array(row[column] for row in rows) for column in _ROW_TYPES}
-    ids = sorted(int(row_id) for row_id in session.scalars(_INSERT_POSTGRESQL, params))
+    ids = sorted(int(row[0]) for row in driver_rows(session, _INSERT_POSTGRESQL, params))
     invariant(len(ids) == len(rows), "one id per row")
     return ids
 
