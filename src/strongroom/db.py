@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import psycopg
 from sqlalchemy import DateTime, MetaData, Numeric, String, create_engine, event
@@ -168,13 +168,16 @@ def driver_rows(
     raised as SQLAlchemy's exception of the same kind (``IntegrityError``, ...), as through
     ``session.execute``; a broken connection is invalidated, so the pool does not reuse it."""
     connection = session.connection()
-    driver = connection.connection.driver_connection
+    driver = cast(psycopg.Connection[tuple[Any, ...]], connection.connection.driver_connection)
     try:
-        with driver.cursor() as cursor:  # type: ignore[union-attr]
+        with driver.cursor() as cursor:
             cursor.execute(statement.sql, params, prepare=True)
-            return cursor.fetchall() if cursor.description is not None else []
+            result = cursor.pgresult  # its status, not ``description``: that builds columns
+            if result is None or result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+                return []
+            return cursor.fetchall()
     except Exception as error:
-        if driver is not None and driver.broken:
+        if driver.broken:
             connection.invalidate(error)
         raise as_sqlalchemy_error(statement.sql, error) from error
 

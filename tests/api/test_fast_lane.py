@@ -6,9 +6,12 @@ day limit."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -18,12 +21,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from strongroom import db
-from strongroom.api.lane import LaneCounts
+from strongroom.api.lane import FastLane, LaneCounts
 from strongroom.app import create_app
 from strongroom.ledger import reports
 from strongroom.ledger import service as ledger
 from strongroom.ledger.domain import TransferSpec
 from strongroom.ledger.models import Transfer
+from strongroom.movements.batcher import Batcher
 from strongroom.notify.models import OutboxEmail
 from strongroom.settings import LimitsSettings
 
@@ -286,3 +290,55 @@ def test_in_production_the_lanes_answer_carries_the_security_headers(pg_db: Engi
         assert _counts(client).answered == 1
         assert sent.headers["strict-transport-security"] == f"max-age={settings.hsts_max_age_s}"
         assert bob.balance()["total"] == "2.01"
+
+
+def test_a_batch_that_does_not_answer_in_time_hands_the_request_to_the_route(pg_db: Engine):
+    """The lane waits ``result_timeout_s`` for its batch, then lets the route answer (here a
+    stand-in route; the real one answers the key as it stands): a stuck group commit never
+    holds a request forever. The batch's own session never opens: nothing moves."""
+    release, finished = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        release.wait(30)
+        finished.set()
+        raise RuntimeError("the test's batch never reaches a database")
+
+    batcher = Batcher(stuck, result_timeout_s=0.3)  # type: ignore[arg-type]
+    settings = _settings(pg_db, lane=True)
+    state = SimpleNamespace(
+        settings=settings,
+        assets=settings.asset_registry(),  # type: ignore[attr-defined]
+        batcher=batcher,
+        lane_counts=LaneCounts(),
+    )
+    routed: list[bytes] = []
+
+    async def route(scope, receive, send) -> None:
+        routed.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 409, "headers": []})
+        await send({"type": "http.response.body", "body": b"route"})
+
+    lane = FastLane(route, state=state, max_bytes=4096, enabled=True, headers={})
+    body = b'{"to":"u_someone","asset":"HKD","amount":"1.00"}'
+    try:
+        client = TestClient(lane)  # type: ignore[arg-type]  (no lifespan: the lane alone)
+        started = time.monotonic()
+        answer = client.post(
+            "/v1/transfers",
+            content=body,
+            headers={
+                "Authorization": "Bearer some-token",
+                "Idempotency-Key": "k-timeout",
+                "Content-Type": "application/json",
+            },
+        )
+        waited = time.monotonic() - started
+        assert not finished.is_set(), "answered before the batch ended: it did not wait for it"
+    finally:
+        release.set()
+        batcher.close()
+    assert (answer.status_code, answer.content) == (409, b"route")
+    assert routed == [body]  # the route got the body the lane had read
+    assert (state.lane_counts.answered, state.lane_counts.handed_back) == (0, 1)
+    assert waited >= 0.3
+    assert _transfers(pg_db) == 0

@@ -72,10 +72,13 @@ def claim_for(
     return Claim(scope=scope, key=checked, fingerprint=fingerprint(operation, request))
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # made once, not per call
+
+
 def fingerprint(operation: str, request: Any) -> str:
     """The request's fingerprint stored with its key (the same key with another request is
     refused): a digest of the operation and the request's canonical JSON."""
-    canonical = json.dumps([operation, request], sort_keys=True, separators=(",", ":"))
+    canonical = _CANONICAL.encode([operation, request])
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

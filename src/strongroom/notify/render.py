@@ -131,8 +131,30 @@ def _subject_template(source: str) -> Template:
     return _environment(False).from_string(source)
 
 
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
+_PLAIN_SUBJECT = re.compile(r"(?:[^{}]|\{\{\s*[A-Za-z_]\w*\s*\}\})*")
+
+
+@lru_cache(maxsize=256)
+def _subject_parts(source: str) -> tuple[str, ...] | None:
+    """A subject made only of text and ``{{ name }}`` placeholders, split: the text at even
+    indexes, the names at odd ones; None for any other template (Jinja renders it). Such a
+    subject is the text with each value's ``str()``, as Jinja writes it; joined here, it costs
+    a tenth of a Jinja render, and the group commit renders two per transfer (issue #14)."""
+    if _PLAIN_SUBJECT.fullmatch(source) is None:
+        return None
+    return tuple(_PLACEHOLDER.split(source))
+
+
+def _render_subject(source: str, context: Mapping[str, object]) -> str:
+    parts = _subject_parts(source)
+    if parts is None or not all(name in context for name in parts[1::2]):
+        return _subject_template(source).render(context)  # Jinja: StrictUndefined refuses
+    return "".join(part if i % 2 == 0 else str(context[part]) for i, part in enumerate(parts))
+
+
 def _subject(source: str, context: Mapping[str, object]) -> str:
-    subject = _subject_template(source).render(context)
+    subject = _render_subject(source, context)
     subject = " ".join(subject.split())  # one line: no header injection through a name
     invariant(0 < len(subject) <= SUBJECT_MAX_CHARS, "a subject is 1-200 characters")
     return subject
