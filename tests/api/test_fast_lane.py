@@ -6,6 +6,7 @@ day limit."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -29,7 +30,7 @@ from strongroom.ledger.domain import TransferSpec
 from strongroom.ledger.models import Transfer
 from strongroom.movements.batcher import Batcher
 from strongroom.notify.models import OutboxEmail
-from strongroom.settings import LimitsSettings
+from strongroom.settings import LedgerLimits, LimitsSettings
 
 from .conftest import Caller, make_settings, production_settings, signup
 
@@ -342,3 +343,18 @@ def test_a_batch_that_does_not_answer_in_time_hands_the_request_to_the_route(pg_
     assert (state.lane_counts.answered, state.lane_counts.handed_back) == (0, 1)
     assert waited >= 0.3
     assert _transfers(pg_db) == 0
+
+
+def test_the_server_runs_with_its_collector_thresholds_and_gives_them_back(pg_db: Engine):
+    """``ledger.gc_thresholds`` hold while the app runs (issue #14: fewer collections while
+    batches are in flight); the process's own come back when it stops. Bad ones are refused."""
+    before = gc.get_threshold()
+    settings = _settings(pg_db, lane=True)
+    settings.ledger = settings.ledger.model_copy(update={"gc_thresholds": (12_345, 7, 9)})  # type: ignore[attr-defined]
+    with TestClient(create_app(settings, pg_db)):  # type: ignore[arg-type]
+        assert gc.get_threshold() == (12_345, 7, 9)
+    assert gc.get_threshold() == before
+    for bad in ((0, 10, 10), (700, 0, 10), (700, 10, 1001)):
+        with pytest.raises(ValueError, match="gc thresholds"):
+            LedgerLimits(gc_thresholds=bad)
+    assert LedgerLimits().gc_thresholds == (20_000, 20, 20)
