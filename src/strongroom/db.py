@@ -176,7 +176,7 @@ def driver_rows(
             if result is None or result.status != psycopg.pq.ExecStatus.TUPLES_OK:
                 return []
             return cursor.fetchall()
-    except Exception as error:
+    except psycopg.Error as error:
         if driver.broken:
             connection.invalidate(error)
         raise as_sqlalchemy_error(statement.sql, error) from error
